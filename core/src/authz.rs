@@ -1,0 +1,276 @@
+//! Authorization as pure functions. The rules ask their questions through
+//! the small [`Directory`] trait, which the membership projection implements
+//! over its read model and tests implement over a map.
+//!
+//! Visibility rule (it keeps private channels and other tenants invisible):
+//! a channel of another workspace, or a private channel the caller is not in,
+//! answers `NotFound` — exactly as an id that does not exist. A public
+//! channel is visible to everyone in its workspace, but its content
+//! (messages, events) is for members only (`NotAMember`).
+
+use crate::DomainError;
+
+/// What the rules need to know about a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelFacts {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    pub private: bool,
+    pub direct: bool,
+    pub archived: bool,
+    pub creator_id: String,
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub workspace_id: String,
+    pub user_id: String,
+    pub admin: bool,
+}
+
+/// The questions authorization asks of the read model.
+pub trait Directory {
+    type Error;
+    fn channel(&self, channel_id: &str) -> Result<Option<ChannelFacts>, Self::Error>;
+    fn is_member(&self, channel_id: &str, user_id: &str) -> Result<bool, Self::Error>;
+    /// The user exists in this workspace.
+    fn user_in_workspace(&self, workspace_id: &str, user_id: &str) -> Result<bool, Self::Error>;
+}
+
+/// What the caller wants to do with a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// See the channel's metadata and member list.
+    See,
+    /// Read messages and events.
+    Read,
+    Post,
+    Join,
+    Leave,
+    Invite { user_id: &'a str },
+    Remove { user_id: &'a str },
+    Archive,
+}
+
+/// Decides whether `caller` may do `action` on `channel_id`, returning the
+/// channel's facts when allowed. `Err(Ok(e))` is a domain refusal,
+/// `Err(Err(e))` a directory failure.
+pub fn authorize<D: Directory>(
+    dir: &D,
+    caller: &Caller,
+    channel_id: &str,
+    action: Action<'_>,
+) -> Result<ChannelFacts, Result<DomainError, D::Error>> {
+    let ch = match dir.channel(channel_id).map_err(Err)? {
+        Some(ch) if ch.workspace_id == caller.workspace_id => ch,
+        _ => return Err(Ok(DomainError::NotFound("channel"))),
+    };
+    let member = dir.is_member(&ch.id, &caller.user_id).map_err(Err)?;
+    decide(&ch, caller, member, action, |u| {
+        dir.user_in_workspace(&caller.workspace_id, u)
+    })
+    .map(|()| ch)
+}
+
+fn decide<E>(
+    ch: &ChannelFacts,
+    caller: &Caller,
+    member: bool,
+    action: Action<'_>,
+    user_exists: impl Fn(&str) -> Result<bool, E>,
+) -> Result<(), Result<DomainError, E>> {
+    let refuse = |e: DomainError| Err(Ok(e));
+    if ch.private && !member {
+        return refuse(DomainError::NotFound("channel"));
+    }
+    let fixed = || {
+        Err(Ok(DomainError::invalid(
+            "direct-message channels have a fixed membership",
+        )))
+    };
+    let archived = || Err(Ok(DomainError::Conflict("channel is archived".into())));
+    match action {
+        Action::See => Ok(()),
+        Action::Read if member => Ok(()),
+        Action::Read => refuse(DomainError::NotAMember),
+        Action::Post if !member => refuse(DomainError::NotAMember),
+        Action::Post if ch.archived => archived(),
+        Action::Post => Ok(()),
+        Action::Join if ch.direct => fixed(),
+        Action::Join if ch.archived => archived(),
+        Action::Join if member => refuse(DomainError::Conflict("already a member".into())),
+        Action::Join => Ok(()),
+        Action::Leave if ch.direct => fixed(),
+        Action::Leave if !member => refuse(DomainError::NotAMember),
+        Action::Leave if ch.archived => archived(),
+        Action::Leave => Ok(()),
+        Action::Invite { .. } if ch.direct => fixed(),
+        Action::Invite { .. } if ch.archived => archived(),
+        Action::Invite { .. } if ch.private && !member => refuse(DomainError::NotAMember),
+        Action::Invite { user_id } => {
+            if !user_exists(user_id).map_err(Err)? {
+                return refuse(DomainError::NotFound("user"));
+            }
+            Ok(())
+        }
+        Action::Remove { .. } if ch.direct => fixed(),
+        Action::Remove { .. } if ch.archived => archived(),
+        Action::Remove { user_id } if user_id == caller.user_id => {
+            if member {
+                Ok(())
+            } else {
+                refuse(DomainError::NotAMember)
+            }
+        }
+        Action::Remove { .. } if caller.admin || (member && ch.creator_id == caller.user_id) => {
+            Ok(())
+        }
+        Action::Remove { .. } => refuse(DomainError::Forbidden(
+            "only a workspace admin or the channel's creator may remove members".into(),
+        )),
+        Action::Archive if ch.direct => refuse(DomainError::invalid(
+            "direct-message channels cannot be archived",
+        )),
+        Action::Archive if ch.archived => archived(),
+        Action::Archive if caller.admin || ch.creator_id == caller.user_id => Ok(()),
+        Action::Archive => refuse(DomainError::Forbidden(
+            "only a workspace admin or the channel's creator may archive it".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+    use std::convert::Infallible;
+
+    struct Map {
+        channels: HashMap<String, ChannelFacts>,
+        members: HashSet<(String, String)>,
+        users: HashSet<(String, String)>,
+    }
+
+    impl Directory for Map {
+        type Error = Infallible;
+        fn channel(&self, id: &str) -> Result<Option<ChannelFacts>, Infallible> {
+            Ok(self.channels.get(id).cloned())
+        }
+        fn is_member(&self, ch: &str, u: &str) -> Result<bool, Infallible> {
+            Ok(self.members.contains(&(ch.into(), u.into())))
+        }
+        fn user_in_workspace(&self, ws: &str, u: &str) -> Result<bool, Infallible> {
+            Ok(self.users.contains(&(ws.into(), u.into())))
+        }
+    }
+
+    fn channel(id: &str, private: bool) -> ChannelFacts {
+        ChannelFacts {
+            id: id.into(),
+            workspace_id: "W1".into(),
+            name: id.into(),
+            private,
+            direct: false,
+            archived: false,
+            creator_id: "alice".into(),
+        }
+    }
+
+    fn dir() -> Map {
+        let mut channels = HashMap::new();
+        channels.insert("pub".into(), channel("pub", false));
+        channels.insert("priv".into(), channel("priv", true));
+        let mut archived = channel("old", false);
+        archived.archived = true;
+        channels.insert("old".into(), archived);
+        let members = [("pub", "alice"), ("priv", "alice"), ("old", "alice")]
+            .iter()
+            .map(|(c, u)| (c.to_string(), u.to_string()))
+            .collect();
+        let users = ["alice", "bob"]
+            .iter()
+            .map(|u| ("W1".to_string(), u.to_string()))
+            .collect();
+        Map {
+            channels,
+            members,
+            users,
+        }
+    }
+
+    fn caller(ws: &str, user: &str) -> Caller {
+        Caller {
+            workspace_id: ws.into(),
+            user_id: user.into(),
+            admin: false,
+        }
+    }
+
+    fn refusal(r: Result<ChannelFacts, Result<DomainError, Infallible>>) -> Option<DomainError> {
+        match r {
+            Ok(_) => None,
+            Err(Ok(e)) => Some(e),
+            Err(Err(never)) => match never {},
+        }
+    }
+
+    #[test]
+    fn other_workspace_sees_nothing() {
+        let d = dir();
+        let outsider = caller("W2", "alice");
+        for ch in ["pub", "priv"] {
+            for action in [Action::See, Action::Read, Action::Post, Action::Join] {
+                assert_eq!(
+                    refusal(authorize(&d, &outsider, ch, action)),
+                    Some(DomainError::NotFound("channel"))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn private_channels_are_invisible_to_non_members() {
+        let d = dir();
+        let bob = caller("W1", "bob");
+        for action in [Action::See, Action::Read, Action::Post, Action::Join] {
+            assert_eq!(
+                refusal(authorize(&d, &bob, "priv", action)),
+                Some(DomainError::NotFound("channel"))
+            );
+        }
+        assert_eq!(refusal(authorize(&d, &caller("W1", "alice"), "priv", Action::Read)), None);
+    }
+
+    #[test]
+    fn public_content_is_for_members() {
+        let d = dir();
+        let bob = caller("W1", "bob");
+        assert_eq!(refusal(authorize(&d, &bob, "pub", Action::See)), None);
+        assert_eq!(
+            refusal(authorize(&d, &bob, "pub", Action::Read)),
+            Some(DomainError::NotAMember)
+        );
+        assert_eq!(refusal(authorize(&d, &bob, "pub", Action::Join)), None);
+    }
+
+    #[test]
+    fn archived_is_read_only_and_invites_need_real_users() {
+        let d = dir();
+        let alice = caller("W1", "alice");
+        assert!(matches!(
+            refusal(authorize(&d, &alice, "old", Action::Post)),
+            Some(DomainError::Conflict(_))
+        ));
+        assert_eq!(refusal(authorize(&d, &alice, "old", Action::Read)), None);
+        assert_eq!(
+            refusal(authorize(&d, &alice, "pub", Action::Invite { user_id: "ghost" })),
+            Some(DomainError::NotFound("user"))
+        );
+        assert!(matches!(
+            refusal(authorize(&d, &caller("W1", "bob"), "pub", Action::Remove { user_id: "alice" })),
+            Some(DomainError::Forbidden(_))
+        ));
+    }
+}

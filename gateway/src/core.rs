@@ -1,0 +1,687 @@
+//! The command side: authentication, authorization against the ACL read
+//! model, decisions, and appends to the log. HTTP handlers and the `admin`
+//! CLI both go through here, so there is one way to change state.
+//!
+//! Consistency rules kept here:
+//! - read-your-writes: after a user's append is acknowledged, that user's
+//!   reads wait (bounded) until the projections have applied it;
+//! - a refusal is never based on a stale read model: before answering
+//!   401/403/404 on a write, the ACL model is caught up to the log head;
+//! - uniqueness (channel names, handles, DM sets) is decided against the
+//!   ACL model caught up to the workspace subject's head, and the append is
+//!   conditional on that head, so two racing creators cannot both win.
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Auth, UserCtx};
+use crate::views::{message_from_envelope, MessageView};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchboard_core::authz::{self, Action, Caller, ChannelFacts};
+use switchboard_core::events::{self, Body, ChannelKind, Envelope, Role};
+use switchboard_core::ids::{ChannelId, EventId, MessageId, UserId, WorkspaceId};
+use switchboard_core::secret::{constant_time_eq, hex, token_hash};
+use switchboard_core::validate::{
+    parse_topic, ChannelName, ClientMsgId, DisplayName, Handle, MessageText,
+};
+use switchboard_core::DomainError;
+use switchboard_projections::acl::{self, AclDirectory, ChannelView, UserView, WorkspaceView};
+use switchboard_projections::history::{self, MessageRow};
+use switchboard_projections::{Progress, Readers};
+use switchboard_streams::{subjects, AppendError, Appended, Head, Log};
+
+/// How long a read waits for projections to apply the caller's own writes.
+const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
+/// Attempts at a conditional workspace-subject append before giving up.
+const DECIDE_ATTEMPTS: usize = 32;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // The OS RNG failing is not recoverable; ids and tokens must be random.
+    getrandom::fill(&mut b).expect("operating system random number generator failed");
+    b
+}
+
+fn ms() -> u64 {
+    now_ms().max(0) as u64
+}
+
+pub fn new_token() -> String {
+    format!("sbt_{}", hex(&random::<24>()))
+}
+
+/// What a channel-scoped request wants to do (owned, so it can cross into
+/// the blocking pool).
+#[derive(Debug, Clone)]
+pub enum Want {
+    See,
+    Read,
+    Post,
+    Join,
+    Leave,
+    Invite(String),
+    Remove(String),
+    Archive,
+}
+
+impl Want {
+    fn action(&self) -> Action<'_> {
+        match self {
+            Want::See => Action::See,
+            Want::Read => Action::Read,
+            Want::Post => Action::Post,
+            Want::Join => Action::Join,
+            Want::Leave => Action::Leave,
+            Want::Invite(u) => Action::Invite { user_id: u },
+            Want::Remove(u) => Action::Remove { user_id: u },
+            Want::Archive => Action::Archive,
+        }
+    }
+}
+
+/// A validated message post.
+#[derive(Debug, Clone)]
+pub struct PostMessage {
+    pub channel_id: ChannelId,
+    pub text: MessageText,
+    pub client_msg_id: Option<ClientMsgId>,
+    pub thread_root_id: Option<MessageId>,
+}
+
+/// The platform's command side and read models.
+pub struct Core {
+    pub log: Log,
+    pub acl: Readers,
+    pub history: Readers,
+    pub acl_progress: Progress,
+    pub history_progress: Progress,
+    operator_token_hash: Option<String>,
+    /// Highest stream sequence each user (or "" for the operator) has had
+    /// acknowledged through this process: their reads wait for it.
+    watermarks: Mutex<HashMap<String, u64>>,
+}
+
+impl Core {
+    pub fn new(
+        log: Log,
+        acl: Readers,
+        history: Readers,
+        acl_progress: Progress,
+        history_progress: Progress,
+        operator_token_hash: Option<String>,
+    ) -> Core {
+        Core {
+            log,
+            acl,
+            history,
+            acl_progress,
+            history_progress,
+            operator_token_hash,
+            watermarks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn note_write(&self, who: &str, stream_seq: u64) {
+        let mut w = self
+            .watermarks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = w.entry(who.to_string()).or_insert(0);
+        *e = (*e).max(stream_seq);
+    }
+
+    fn watermark(&self, who: &str) -> u64 {
+        self.watermarks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(who)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Waits until both read models reflect `who`'s own acknowledged writes.
+    pub async fn fresh_for(&self, who: &str) {
+        let seq = self.watermark(who);
+        if seq > 0 {
+            self.acl_progress.wait_for(seq, FRESHNESS_WAIT).await;
+            self.history_progress.wait_for(seq, FRESHNESS_WAIT).await;
+        }
+    }
+
+    /// Catches the ACL model up to the log's current head (bounded). Used
+    /// before any refusal so that a refusal is never a stale answer.
+    async fn acl_catch_up(&self) -> ApiResult<()> {
+        let head = self.log.last_seq().await?;
+        if !self.acl_progress.wait_for(head, FRESHNESS_WAIT).await {
+            return Err(ApiError::unavailable("the membership read model is behind the log"));
+        }
+        Ok(())
+    }
+
+    // ----- authentication -----
+
+    pub async fn authenticate(&self, token: &str) -> ApiResult<Auth> {
+        let hash = token_hash(token);
+        if let Some(op) = &self.operator_token_hash {
+            if constant_time_eq(op, &hash) {
+                return Ok(Auth::Operator);
+            }
+        }
+        let lookup = |hash: String| async move {
+            self.acl
+                .read(move |c| acl::user_by_token_hash(c, &hash))
+                .await
+        };
+        let user = match lookup(hash.clone()).await? {
+            Some(u) => u,
+            None => {
+                // A token minted a moment ago may not be projected yet.
+                if self.acl_catch_up().await.is_err() {
+                    return Err(ApiError::unauthorized());
+                }
+                lookup(hash).await?.ok_or_else(ApiError::unauthorized)?
+            }
+        };
+        let caller = Caller {
+            workspace_id: user.workspace_id.clone(),
+            user_id: user.id.clone(),
+            admin: user.is_admin(),
+        };
+        Ok(Auth::User(UserCtx { user, caller }))
+    }
+
+    // ----- authorization -----
+
+    async fn check(&self, caller: &Caller, channel: &str, want: &Want) -> ApiResult<Result<ChannelFacts, DomainError>> {
+        let (caller, channel, want) = (caller.clone(), channel.to_string(), want.clone());
+        self.acl
+            .read(move |c| {
+                match authz::authorize(&AclDirectory(c), &caller, &channel, want.action()) {
+                    Ok(facts) => Ok(Ok(facts)),
+                    Err(Ok(refusal)) => Ok(Err(refusal)),
+                    Err(Err(e)) => Err(e),
+                }
+            })
+            .await
+            .map_err(ApiError::from)
+    }
+
+    /// Authorizes `want` on `channel` for `user`; a refusal is re-checked
+    /// against an up-to-date model before it is returned.
+    pub async fn authorize(&self, user: &UserCtx, channel: &str, want: Want) -> ApiResult<ChannelFacts> {
+        self.fresh_for(&user.caller.user_id).await;
+        match self.check(&user.caller, channel, &want).await? {
+            Ok(facts) => Ok(facts),
+            Err(_) => {
+                self.acl_catch_up().await?;
+                Ok(self.check(&user.caller, channel, &want).await??)
+            }
+        }
+    }
+
+    // ----- appends -----
+
+    fn envelope(ws: &str, channel: &str, actor: &str, seq: u64, body: Body) -> Envelope {
+        Envelope {
+            event_id: EventId::generate(ms(), random()).into_string(),
+            workspace_id: ws.to_string(),
+            channel_id: channel.to_string(),
+            actor_id: actor.to_string(),
+            ts_ms: now_ms(),
+            channel_seq: seq,
+            body: Some(body),
+        }
+    }
+
+    /// Appends a channel event by `user`.
+    async fn append_channel(&self, user: &UserCtx, channel: &str, msg_id: Option<&str>, body: Body) -> ApiResult<Appended> {
+        let ws = &user.caller.workspace_id;
+        let subject = subjects::channel(ws, channel);
+        let appended = self
+            .log
+            .append(&subject, msg_id, |seq| {
+                Self::envelope(ws, channel, &user.caller.user_id, seq, body.clone())
+            })
+            .await?;
+        self.note_write(&user.caller.user_id, appended.stream_seq);
+        Ok(appended)
+    }
+
+    /// Appends to the workspace subject if `check` passes against the ACL
+    /// model caught up to that subject's head; conditional on the head, so
+    /// a concurrent writer forces a fresh decision. `check` may return an
+    /// existing result (`Ok(Some)`) instead of appending.
+    async fn decide_on_workspace<T, C>(
+        &self,
+        ws: &str,
+        who: &str,
+        check: C,
+        make: impl Fn(u64) -> Envelope,
+    ) -> ApiResult<Result<Appended, T>>
+    where
+        T: Send + 'static,
+        C: Fn(&rusqlite_conn::Connection) -> rusqlite_conn::Result<Result<Option<T>, DomainError>>
+            + Clone
+            + Send
+            + 'static,
+    {
+        let subject = subjects::workspace(ws);
+        for _ in 0..DECIDE_ATTEMPTS {
+            let head: Head = self.log.fetch_head(&subject).await?;
+            if !self.acl_progress.wait_for(head.stream_seq, FRESHNESS_WAIT).await {
+                return Err(ApiError::unavailable("the membership read model is behind the log"));
+            }
+            let check = check.clone();
+            match self.acl.read(move |c| check(c)).await?? {
+                Some(existing) => return Ok(Err(existing)),
+                None => {}
+            }
+            let env = make(head.subject_seq + 1);
+            let id = env.event_id.clone();
+            match self.log.append_at(&subject, head, env, &id).await {
+                Ok(a) => {
+                    self.note_write(who, a.stream_seq);
+                    return Ok(Ok(a));
+                }
+                Err(AppendError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppendError::Conflict.into())
+    }
+
+    // ----- tenants, users -----
+
+    pub async fn create_workspace(&self, name: &str) -> ApiResult<WorkspaceView> {
+        let name = DisplayName::parse("name", name)?.into_string();
+        let id = WorkspaceId::generate(ms(), random()).into_string();
+        let subject = subjects::workspace(&id);
+        let body = Body::WorkspaceCreated(events::WorkspaceCreated { name: name.clone() });
+        let a = self
+            .log
+            .append(&subject, None, |seq| Self::envelope(&id, "", "", seq, body.clone()))
+            .await?;
+        self.note_write("", a.stream_seq);
+        Ok(WorkspaceView { id, name })
+    }
+
+    /// Adds a user; returns the user and its bearer token (shown once).
+    /// `by` is the operator (`None`) or a workspace admin.
+    pub async fn create_user(
+        &self,
+        by: Option<&UserCtx>,
+        ws: &str,
+        handle: &str,
+        display_name: &str,
+        role: Option<&str>,
+    ) -> ApiResult<(UserView, String)> {
+        let ws = WorkspaceId::parse(ws).map_err(|_| ApiError::not_found("workspace"))?;
+        if let Some(u) = by {
+            if u.caller.workspace_id != ws.as_str() {
+                return Err(ApiError::not_found("workspace"));
+            }
+            if !u.caller.admin {
+                return Err(ApiError::forbidden("only workspace admins may add users"));
+            }
+        }
+        let handle = Handle::parse(handle)?.into_string();
+        let display_name = DisplayName::parse("display_name", display_name)?.into_string();
+        let role = match role.unwrap_or("member") {
+            "member" => Role::Member,
+            "admin" => Role::Admin,
+            _ => return Err(ApiError::invalid("role must be \"member\" or \"admin\"")),
+        };
+        let token = new_token();
+        let user_id = UserId::generate(ms(), random()).into_string();
+        let who = by.map_or("", |u| u.caller.user_id.as_str());
+        let (ws_c, handle_c) = (ws.as_str().to_string(), handle.clone());
+        let body = Body::UserAdded(events::UserAdded {
+            user_id: user_id.clone(),
+            handle: handle.clone(),
+            display_name: display_name.clone(),
+            role: role as i32,
+            token_hash: token_hash(&token),
+        });
+        let outcome = self
+            .decide_on_workspace::<(), _>(
+                ws.as_str(),
+                who,
+                move |c| {
+                    if acl::workspace(c, &ws_c)?.is_none() {
+                        return Ok(Err(DomainError::NotFound("workspace")));
+                    }
+                    if acl::user_by_handle(c, &ws_c, &handle_c)?.is_some() {
+                        return Ok(Err(DomainError::Conflict(format!(
+                            "handle {handle_c:?} is taken in this workspace"
+                        ))));
+                    }
+                    Ok(Ok(None))
+                },
+                |seq| Self::envelope(ws.as_str(), "", who, seq, body.clone()),
+            )
+            .await?;
+        if outcome.is_err() {
+            return Err(ApiError::internal("create_user", &"unexpected existing result"));
+        }
+        Ok((
+            UserView {
+                id: user_id,
+                workspace_id: ws.into_string(),
+                handle,
+                display_name,
+                role: role.as_str().to_string(),
+            },
+            token,
+        ))
+    }
+
+    pub async fn me(&self, user: &UserCtx) -> ApiResult<(UserView, Option<WorkspaceView>)> {
+        let ws = user.caller.workspace_id.clone();
+        let w = self.acl.read(move |c| acl::workspace(c, &ws)).await?;
+        Ok((user.user.clone(), w))
+    }
+
+    pub async fn users(&self, user: &UserCtx) -> ApiResult<Vec<UserView>> {
+        self.fresh_for(&user.caller.user_id).await;
+        let ws = user.caller.workspace_id.clone();
+        Ok(self.acl.read(move |c| acl::users(c, &ws)).await?)
+    }
+
+    // ----- channels -----
+
+    pub async fn create_channel(
+        &self,
+        user: &UserCtx,
+        name: &str,
+        private: bool,
+        topic: Option<&str>,
+    ) -> ApiResult<ChannelView> {
+        let name = ChannelName::parse(name)?.into_string();
+        let topic = parse_topic(topic)?;
+        let id = ChannelId::generate(ms(), random()).into_string();
+        let ws = user.caller.workspace_id.clone();
+        let me = user.caller.user_id.clone();
+        let (ws_c, name_c) = (ws.clone(), name.clone());
+        let body = Body::ChannelCreated(events::ChannelCreated {
+            name: name.clone(),
+            private,
+            topic: topic.clone(),
+            kind: ChannelKind::Channel as i32,
+            member_ids: vec![me.clone()],
+        });
+        self.decide_on_workspace::<(), _>(
+            &ws,
+            &me,
+            move |c| {
+                if acl::channel_id_by_name(c, &ws_c, &name_c)?.is_some() {
+                    return Ok(Err(DomainError::Conflict(format!(
+                        "a channel named {name_c:?} already exists"
+                    ))));
+                }
+                Ok(Ok(None))
+            },
+            |seq| Self::envelope(&ws, &id, &me, seq, body.clone()),
+        )
+        .await?
+        .map_err(|()| ApiError::internal("create_channel", &"unexpected existing result"))?;
+        Ok(ChannelView {
+            id,
+            name,
+            private,
+            direct: false,
+            topic,
+            archived: false,
+            creator_id: me,
+            member_count: 1,
+            head_seq: 0,
+            is_member: true,
+        })
+    }
+
+    /// The DM channel for exactly `others` + the caller; created on first
+    /// use. Returns the channel and whether it was created now.
+    pub async fn open_dm(&self, user: &UserCtx, others: &[String]) -> ApiResult<(ChannelView, bool)> {
+        let me = user.caller.user_id.clone();
+        let ws = user.caller.workspace_id.clone();
+        let mut set: Vec<String> = Vec::with_capacity(others.len() + 1);
+        for u in others {
+            set.push(UserId::parse(u)?.into_string());
+        }
+        set.push(me.clone());
+        set.sort();
+        set.dedup();
+        if set.len() > 9 {
+            return Err(ApiError::invalid("a direct message has at most 9 members"));
+        }
+        // Same set, same channel: the id is derived from the workspace and
+        // the sorted member set.
+        let digest = token_hash(&format!("{ws}\n{}", set.join("\n")));
+        let id = format!("D{}", &digest[..26]);
+        let name = format!("dm-{}", &digest[..26]);
+        self.fresh_for(&me).await;
+        let (ws_c, set_c, id_c, me_c) = (ws.clone(), set.clone(), id.clone(), me.clone());
+        let body = Body::ChannelCreated(events::ChannelCreated {
+            name: name.clone(),
+            private: true,
+            topic: String::new(),
+            kind: ChannelKind::Direct as i32,
+            member_ids: set.clone(),
+        });
+        let outcome = self
+            .decide_on_workspace(
+                &ws,
+                &me,
+                move |c| {
+                    if let Some(existing) = acl::channel_view(c, &me_c, &id_c)? {
+                        return Ok(Ok(Some(existing)));
+                    }
+                    for u in &set_c {
+                        if acl::user(c, &ws_c, u)?.is_none() {
+                            return Ok(Err(DomainError::NotFound("user")));
+                        }
+                    }
+                    Ok(Ok(None))
+                },
+                |seq| Self::envelope(&ws, &id, &me, seq, body.clone()),
+            )
+            .await?;
+        match outcome {
+            Err(existing) => Ok((existing, false)),
+            Ok(_) => Ok((
+                ChannelView {
+                    id,
+                    name,
+                    private: true,
+                    direct: true,
+                    topic: String::new(),
+                    archived: false,
+                    creator_id: me,
+                    member_count: set.len() as i64,
+                    head_seq: 0,
+                    is_member: true,
+                },
+                true,
+            )),
+        }
+    }
+
+    pub async fn channels(&self, user: &UserCtx) -> ApiResult<Vec<ChannelView>> {
+        self.fresh_for(&user.caller.user_id).await;
+        let (ws, me) = (user.caller.workspace_id.clone(), user.caller.user_id.clone());
+        Ok(self.acl.read(move |c| acl::visible_channels(c, &ws, &me)).await?)
+    }
+
+    pub async fn channel(&self, user: &UserCtx, channel: &str) -> ApiResult<ChannelView> {
+        let facts = self.authorize(user, channel, Want::See).await?;
+        let me = user.caller.user_id.clone();
+        self.acl
+            .read(move |c| acl::channel_view(c, &me, &facts.id))
+            .await?
+            .ok_or_else(|| ApiError::not_found("channel"))
+    }
+
+    pub async fn members(&self, user: &UserCtx, channel: &str) -> ApiResult<Vec<UserView>> {
+        let facts = self.authorize(user, channel, Want::See).await?;
+        Ok(self.acl.read(move |c| acl::members(c, &facts.id)).await?)
+    }
+
+    /// Membership changes and archiving: authorize, then append.
+    pub async fn channel_action(&self, user: &UserCtx, channel: &str, want: Want) -> ApiResult<u64> {
+        let facts = self.authorize(user, channel, want.clone()).await?;
+        let me = user.caller.user_id.clone();
+        let body = match want {
+            Want::Join => Body::MemberJoined(events::MemberJoined { user_id: me }),
+            Want::Leave => Body::MemberLeft(events::MemberLeft { user_id: me }),
+            Want::Remove(u) if u == me => Body::MemberLeft(events::MemberLeft { user_id: me }),
+            Want::Remove(u) => {
+                if !self.is_member(&facts.id, &u).await? {
+                    return Err(ApiError::not_found("member"));
+                }
+                Body::MemberRemoved(events::MemberRemoved { user_id: u })
+            }
+            Want::Invite(u) => {
+                if self.is_member(&facts.id, &u).await? {
+                    return Err(DomainError::Conflict("already a member".into()).into());
+                }
+                Body::MemberInvited(events::MemberInvited { user_id: u })
+            }
+            Want::Archive => Body::ChannelArchived(events::ChannelArchived {}),
+            Want::See | Want::Read | Want::Post => {
+                return Err(ApiError::internal("channel_action", &"not a channel action"))
+            }
+        };
+        let a = self.append_channel(user, &facts.id, None, body).await?;
+        Ok(a.envelope.channel_seq)
+    }
+
+    async fn is_member(&self, channel: &str, user: &str) -> ApiResult<bool> {
+        let (ch, u) = (channel.to_string(), user.to_string());
+        Ok(self
+            .acl
+            .read(move |c| {
+                use switchboard_core::authz::Directory;
+                AclDirectory(c).is_member(&ch, &u)
+            })
+            .await?)
+    }
+
+    // ----- messages -----
+
+    /// Posts a message. Returns the message and whether it was created now
+    /// (`false`: an earlier post with the same `client_msg_id`).
+    pub async fn post_message(&self, user: &UserCtx, post: PostMessage) -> ApiResult<(MessageView, bool)> {
+        let facts = self.authorize(user, post.channel_id.as_str(), Want::Post).await?;
+        let me = user.caller.user_id.clone();
+        if let Some(cid) = &post.client_msg_id {
+            // Beyond JetStream's de-dup window, the history model remembers.
+            let (ch, me, cid) = (facts.id.clone(), me.clone(), cid.as_str().to_string());
+            if let Some(row) = self
+                .history
+                .read(move |c| history::message_by_client_id(c, &ch, &me, &cid))
+                .await?
+            {
+                return Ok((MessageView::from_row(row), false));
+            }
+        }
+        if let Some(root) = &post.thread_root_id {
+            let root_id = root.as_str().to_string();
+            let root_row = self
+                .history
+                .read(move |c| history::message(c, &root_id))
+                .await?;
+            match root_row {
+                Some(r) if r.channel_id == facts.id && r.thread_root_id.is_none() && !r.deleted => {}
+                Some(r) if r.channel_id == facts.id => {
+                    return Err(ApiError::invalid(
+                        "thread_root_id must be a live top-level message",
+                    ))
+                }
+                _ => return Err(ApiError::not_found("thread root message")),
+            }
+        }
+        let message_id = MessageId::generate(ms(), random()).into_string();
+        let body = Body::MessagePosted(events::MessagePosted {
+            message_id,
+            text: post.text.into_string(),
+            client_msg_id: post
+                .client_msg_id
+                .as_ref()
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_default(),
+            thread_root_id: post
+                .thread_root_id
+                .map(MessageId::into_string)
+                .unwrap_or_default(),
+            attachment_ids: Vec::new(),
+        });
+        let msg_id = post
+            .client_msg_id
+            .as_ref()
+            .map(|c| format!("m:{}:{}:{}", facts.id, me, c.as_str()));
+        let a = self
+            .append_channel(user, &facts.id, msg_id.as_deref(), body)
+            .await?;
+        if a.duplicate {
+            // The stream de-duplicated a retry: answer with the original, as
+            // the history model has it now (it may have been edited).
+            self.history_progress.wait_for(a.stream_seq, FRESHNESS_WAIT).await;
+            let original = message_from_envelope(&a.envelope);
+            if let Some(id) = original.as_ref().map(|m| m.id.clone()) {
+                if let Some(row) = self.history.read(move |c| history::message(c, &id)).await? {
+                    return Ok((MessageView::from_row(row), false));
+                }
+            }
+            return original
+                .map(|m| (m, false))
+                .ok_or_else(|| ApiError::internal("post_message", &"duplicate is not a message"));
+        }
+        let view = message_from_envelope(&a.envelope)
+            .ok_or_else(|| ApiError::internal("post_message", &"appended event is not a message"))?;
+        Ok((view, true))
+    }
+
+    pub async fn messages(
+        &self,
+        user: &UserCtx,
+        channel: &str,
+        page: history::Page,
+        limit: u32,
+    ) -> ApiResult<(Vec<MessageRow>, bool)> {
+        let facts = self.authorize(user, channel, Want::Read).await?;
+        Ok(self
+            .history
+            .read(move |c| history::messages(c, &facts.id, page, limit))
+            .await?)
+    }
+
+    pub async fn events(
+        &self,
+        user: &UserCtx,
+        channel: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> ApiResult<(Vec<history::EventRow>, u64)> {
+        let facts = self.authorize(user, channel, Want::Read).await?;
+        Ok(self
+            .history
+            .read(move |c| {
+                let events = history::events(c, &facts.id, after_seq, limit)?;
+                let head = history::head_seq(c, &facts.id)?;
+                Ok((events, head))
+            })
+            .await?)
+    }
+}
+
+/// rusqlite, re-exported through projections' dependency for the `check`
+/// closures (the gateway does not depend on rusqlite directly).
+mod rusqlite_conn {
+    pub use switchboard_projections::sql::{Connection, Result};
+}

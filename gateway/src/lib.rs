@@ -1,0 +1,16 @@
+//! `switchboard-gateway`: the HTTP API (axum). Stateless apart from the
+//! read-your-writes watermarks; all state is in the log and read models.
+//!
+//! `app(state)` is the one way to build the router, used by `serve` and by
+//! tests.
+
+pub mod core;
+pub mod error;
+pub mod extract;
+mod openapi;
+mod routes;
+pub mod state;
+pub mod views;
+
+pub use routes::app;
+pub use state::{AppState, Platform};

@@ -1,0 +1,450 @@
+//! The v1 routes. The route table below builds both the router and the
+//! OpenAPI document, so the published reference cannot drift from what is
+//! served.
+
+use crate::core::{PostMessage, Want};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, Auth, User};
+use crate::openapi::{self, Op};
+use crate::state::AppState;
+use crate::views::{channel_json, event_json, user_json, workspace_json, MessageView};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use switchboard_core::ids::{ChannelId, MessageId, UserId};
+use switchboard_core::validate::{parse_limit, ClientMsgId, MessageText};
+use switchboard_projections::history::Page;
+
+/// Largest request body (a 40,000-character message in 4-byte UTF-8 fits).
+const BODY_LIMIT: usize = 256 * 1024;
+
+pub struct Route {
+    pub path: &'static str,
+    pub ops: &'static [Op],
+    pub handler: fn() -> MethodRouter<AppState>,
+}
+
+const USER: &str = "user";
+const OPERATOR: &str = "operator";
+
+pub static ROUTES: &[Route] = &[
+    Route {
+        path: "/healthz",
+        ops: &[Op::new("get", "Liveness: 200 while the process is up", "none")],
+        handler: || get(healthz),
+    },
+    Route {
+        path: "/readyz",
+        ops: &[Op::new("get", "Readiness: JetStream reachable and projectors caught up to the head seen at start-up", "none")],
+        handler: || get(readyz),
+    },
+    Route {
+        path: "/v1/openapi.json",
+        ops: &[Op::new("get", "This document", "none")],
+        handler: || get(openapi_doc),
+    },
+    Route {
+        path: "/v1/workspaces",
+        ops: &[Op::new("post", "Create a workspace", OPERATOR).body(r#"{"name":"string"}"#).created()],
+        handler: || post(create_workspace),
+    },
+    Route {
+        path: "/v1/workspaces/{ws}/users",
+        ops: &[Op::new("post", "Add a user; the response carries its token, shown once", "operator, or an admin of the workspace")
+            .body(r#"{"handle":"string","display_name":"string","role":"member|admin"}"#).created()],
+        handler: || post(create_user),
+    },
+    Route {
+        path: "/v1/me",
+        ops: &[Op::new("get", "The caller's user and workspace", USER)],
+        handler: || get(me),
+    },
+    Route {
+        path: "/v1/users",
+        ops: &[Op::new("get", "The workspace's users", USER)],
+        handler: || get(users),
+    },
+    Route {
+        path: "/v1/channels",
+        ops: &[
+            Op::new("get", "Channels the caller may see: public ones and those it belongs to", USER),
+            Op::new("post", "Create a channel; the creator becomes a member", USER)
+                .body(r#"{"name":"string","private":"bool","topic":"string?"}"#).created(),
+        ],
+        handler: || get(list_channels).post(create_channel),
+    },
+    Route {
+        path: "/v1/channels/{id}",
+        ops: &[Op::new("get", "A channel (public, or private and the caller is a member)", USER)],
+        handler: || get(get_channel),
+    },
+    Route {
+        path: "/v1/channels/{id}/members",
+        ops: &[
+            Op::new("get", "A channel's members", USER),
+            Op::new("post", "Invite a user (private channels: members only)", USER).body(r#"{"user_id":"string"}"#),
+        ],
+        handler: || get(list_members).post(invite_member),
+    },
+    Route {
+        path: "/v1/channels/{id}/members/{user}",
+        ops: &[Op::new("delete", "Remove a member (workspace admin or channel creator; anyone for themself)", USER)],
+        handler: || axum::routing::delete(remove_member),
+    },
+    Route {
+        path: "/v1/channels/{id}/join",
+        ops: &[Op::new("post", "Join a public channel", USER)],
+        handler: || post(join),
+    },
+    Route {
+        path: "/v1/channels/{id}/leave",
+        ops: &[Op::new("post", "Leave a channel", USER)],
+        handler: || post(leave),
+    },
+    Route {
+        path: "/v1/channels/{id}/archive",
+        ops: &[Op::new("post", "Archive a channel (admin or creator); it becomes read-only", USER)],
+        handler: || post(archive),
+    },
+    Route {
+        path: "/v1/dms",
+        ops: &[Op::new("post", "The direct-message channel for exactly this set of users (caller included)", USER)
+            .body(r#"{"user_ids":["string"]}"#)],
+        handler: || post(open_dm),
+    },
+    Route {
+        path: "/v1/messages",
+        ops: &[Op::new("post", "Post a message; answered after the log acknowledged it. Same client_msg_id → same message", USER)
+            .body(r#"{"channel_id":"string","text":"string","client_msg_id":"string?","thread_root_id":"string?"}"#).created()],
+        handler: || post(post_message),
+    },
+    Route {
+        path: "/v1/channels/{id}/messages",
+        ops: &[Op::new("get", "History: ?before=<seq> newest first, or ?after_seq=<seq> oldest first; limit 1-200 (default 50)", USER)
+            .params(&["before", "after_seq", "limit"])],
+        handler: || get(list_messages),
+    },
+    Route {
+        path: "/v1/channels/{id}/events",
+        ops: &[Op::new("get", "Every event of the channel after after_seq, in order (resume / gap fill); limit 1-1000 (default 200)", USER)
+            .params(&["after_seq", "limit"])],
+        handler: || get(list_events),
+    },
+];
+
+/// Builds the router from [`ROUTES`].
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new();
+    for r in ROUTES {
+        router = router.route(r.path, (r.handler)());
+    }
+    router
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+// ----- helpers -----
+
+fn channel_id(raw: &str) -> ApiResult<ChannelId> {
+    Ok(ChannelId::parse(raw)?)
+}
+
+type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+fn params(q: Params) -> ApiResult<HashMap<String, String>> {
+    q.map(|Query(m)| m)
+        .map_err(|e| ApiError::invalid(e.body_text()))
+}
+
+fn seq_param(p: &HashMap<String, String>, name: &str) -> ApiResult<Option<u64>> {
+    p.get(name)
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| ApiError::invalid(format!("{name} must be a non-negative integer")))
+        })
+        .transpose()
+}
+
+fn limit_param(p: &HashMap<String, String>) -> ApiResult<Option<i64>> {
+    p.get("limit")
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| ApiError::invalid("limit must be an integer"))
+        })
+        .transpose()
+}
+
+fn ok_seq(seq: u64) -> Json<Value> {
+    Json(json!({"ok": true, "seq": seq}))
+}
+
+// ----- handlers -----
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    let core = &s.core;
+    let acl = core.acl_progress.current();
+    let history = core.history_progress.current();
+    let connected = core.log.is_connected();
+    let body = json!({
+        "jetstream": connected,
+        "startup_head": s.startup_head,
+        "projectors": {"acl": acl, "history": history},
+    });
+    if connected && acl >= s.startup_head && history >= s.startup_head {
+        (StatusCode::OK, Json(body)).into_response()
+    } else {
+        let mut err = ApiError::unavailable("not ready: JetStream unreachable or projectors catching up")
+            .into_response();
+        *err.body_mut() = axum::body::Body::from(
+            json!({"error": {"code": "unavailable", "message": "not ready"}, "status": body})
+                .to_string(),
+        );
+        err
+    }
+}
+
+async fn openapi_doc() -> Json<Value> {
+    Json(openapi::document(ROUTES))
+}
+
+#[derive(Deserialize)]
+struct CreateWorkspace {
+    name: String,
+}
+
+async fn create_workspace(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiJson(req): ApiJson<CreateWorkspace>,
+) -> ApiResult<impl IntoResponse> {
+    if !matches!(auth, Auth::Operator) {
+        return Err(ApiError::forbidden("only the operator token may create workspaces"));
+    }
+    let w = s.core.create_workspace(&req.name).await?;
+    Ok((StatusCode::CREATED, Json(workspace_json(&w))))
+}
+
+#[derive(Deserialize)]
+struct CreateUser {
+    handle: String,
+    display_name: String,
+    role: Option<String>,
+}
+
+async fn create_user(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(ws): Path<String>,
+    ApiJson(req): ApiJson<CreateUser>,
+) -> ApiResult<impl IntoResponse> {
+    let by = match auth {
+        Auth::Operator => None,
+        Auth::User(u) => Some(u),
+    };
+    let (user, token) = s
+        .core
+        .create_user(by.as_ref(), &ws, &req.handle, &req.display_name, req.role.as_deref())
+        .await?;
+    let mut body = user_json(&user);
+    body["token"] = Value::String(token);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+async fn me(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
+    let (user, ws) = s.core.me(&u).await?;
+    Ok(Json(json!({
+        "user": user_json(&user),
+        "workspace": ws.as_ref().map(workspace_json),
+    })))
+}
+
+async fn users(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
+    let users = s.core.users(&u).await?;
+    Ok(Json(json!({"users": users.iter().map(user_json).collect::<Vec<_>>()})))
+}
+
+#[derive(Deserialize)]
+struct CreateChannel {
+    name: String,
+    #[serde(default)]
+    private: bool,
+    topic: Option<String>,
+}
+
+async fn create_channel(
+    State(s): State<AppState>,
+    User(u): User,
+    ApiJson(req): ApiJson<CreateChannel>,
+) -> ApiResult<impl IntoResponse> {
+    let ch = s
+        .core
+        .create_channel(&u, &req.name, req.private, req.topic.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(channel_json(&ch))))
+}
+
+async fn list_channels(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
+    let chans = s.core.channels(&u).await?;
+    Ok(Json(json!({"channels": chans.iter().map(channel_json).collect::<Vec<_>>()})))
+}
+
+async fn get_channel(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = channel_id(&id)?;
+    Ok(Json(channel_json(&s.core.channel(&u, id.as_str()).await?)))
+}
+
+async fn list_members(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = channel_id(&id)?;
+    let members = s.core.members(&u, id.as_str()).await?;
+    let members: Vec<Value> = members
+        .iter()
+        .map(|m| {
+            json!({"user_id": m.id, "handle": m.handle, "display_name": m.display_name, "role": m.role})
+        })
+        .collect();
+    Ok(Json(json!({"members": members})))
+}
+
+#[derive(Deserialize)]
+struct Invite {
+    user_id: String,
+}
+
+async fn invite_member(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<Invite>,
+) -> ApiResult<Json<Value>> {
+    let id = channel_id(&id)?;
+    let target = UserId::parse(&req.user_id)?.into_string();
+    Ok(ok_seq(s.core.channel_action(&u, id.as_str(), Want::Invite(target)).await?))
+}
+
+async fn remove_member(
+    State(s): State<AppState>,
+    User(u): User,
+    Path((id, user)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let id = channel_id(&id)?;
+    let target = UserId::parse(&user)?.into_string();
+    Ok(ok_seq(s.core.channel_action(&u, id.as_str(), Want::Remove(target)).await?))
+}
+
+async fn join(State(s): State<AppState>, User(u): User, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = channel_id(&id)?;
+    Ok(ok_seq(s.core.channel_action(&u, id.as_str(), Want::Join).await?))
+}
+
+async fn leave(State(s): State<AppState>, User(u): User, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = channel_id(&id)?;
+    Ok(ok_seq(s.core.channel_action(&u, id.as_str(), Want::Leave).await?))
+}
+
+async fn archive(State(s): State<AppState>, User(u): User, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = channel_id(&id)?;
+    Ok(ok_seq(s.core.channel_action(&u, id.as_str(), Want::Archive).await?))
+}
+
+#[derive(Deserialize)]
+struct Dms {
+    user_ids: Vec<String>,
+}
+
+async fn open_dm(
+    State(s): State<AppState>,
+    User(u): User,
+    ApiJson(req): ApiJson<Dms>,
+) -> ApiResult<impl IntoResponse> {
+    let (ch, created) = s.core.open_dm(&u, &req.user_ids).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(channel_json(&ch))))
+}
+
+#[derive(Deserialize)]
+struct PostMessageReq {
+    channel_id: String,
+    text: String,
+    client_msg_id: Option<String>,
+    thread_root_id: Option<String>,
+    #[serde(default)]
+    attachment_ids: Vec<String>,
+}
+
+async fn post_message(
+    State(s): State<AppState>,
+    User(u): User,
+    ApiJson(req): ApiJson<PostMessageReq>,
+) -> ApiResult<(StatusCode, Json<MessageView>)> {
+    if !req.attachment_ids.is_empty() {
+        return Err(ApiError::invalid("attachment_ids: file uploads are not available yet"));
+    }
+    let post = PostMessage {
+        channel_id: ChannelId::parse(&req.channel_id)?,
+        text: MessageText::parse(&req.text)?,
+        client_msg_id: req.client_msg_id.as_deref().map(ClientMsgId::parse).transpose()?,
+        thread_root_id: req.thread_root_id.as_deref().map(MessageId::parse).transpose()?,
+    };
+    let (msg, created) = s.core.post_message(&u, post).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(msg)))
+}
+
+async fn list_messages(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult<Json<Value>> {
+    let id = channel_id(&id)?;
+    let p = params(q)?;
+    let limit = parse_limit(limit_param(&p)?)?;
+    let page = match (seq_param(&p, "before")?, seq_param(&p, "after_seq")?) {
+        (Some(_), Some(_)) => return Err(ApiError::invalid("use either before or after_seq, not both")),
+        (before, None) => Page::Before(before),
+        (None, Some(after)) => Page::After(after),
+    };
+    let (rows, has_more) = s.core.messages(&u, id.as_str(), page, limit).await?;
+    let messages: Vec<MessageView> = rows.into_iter().map(MessageView::from_row).collect();
+    Ok(Json(json!({"messages": messages, "has_more": has_more})))
+}
+
+async fn list_events(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult<Json<Value>> {
+    let id = channel_id(&id)?;
+    let p = params(q)?;
+    let after = seq_param(&p, "after_seq")?.unwrap_or(0);
+    let limit = match limit_param(&p)? {
+        None => 200,
+        Some(n) if (1..=1000).contains(&n) => n as u32,
+        Some(_) => return Err(ApiError::invalid("limit must be between 1 and 1000")),
+    };
+    let (events, head) = s.core.events(&u, id.as_str(), after, limit).await?;
+    Ok(Json(json!({
+        "events": events.into_iter().map(event_json).collect::<Vec<_>>(),
+        "head_seq": head,
+    })))
+}

@@ -1,0 +1,110 @@
+//! The running platform: the log handle, the projectors (each a supervised
+//! task with a cancellation path), and the shared state handlers see.
+
+use crate::core::Core;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_projections::acl::Acl;
+use switchboard_projections::history::History;
+use switchboard_projections::{Progress, Projector, Readers, Runner};
+use switchboard_streams::Log;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Arc<Core>,
+    /// The log head seen at start-up: `/readyz` is green once every
+    /// projector has applied it.
+    pub startup_head: u64,
+}
+
+/// Projectors plus the command side, running until `shutdown`.
+pub struct Platform {
+    pub core: Arc<Core>,
+    pub startup_head: u64,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn model_path(data: &Path, name: &str) -> std::path::PathBuf {
+    data.join(format!("{name}.db"))
+}
+
+fn spawn_projector<P: Projector>(
+    data: &Path,
+    log: &Log,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> Result<(Readers, Progress), BoxError> {
+    let path = model_path(data, P::NAME);
+    let (runner, progress) = Runner::<P>::open(&path)
+        .map_err(|e| format!("opening read model {}: {e}", path.display()))?;
+    let (log, cancel) = (log.clone(), cancel.clone());
+    tracker.spawn(async move {
+        runner.run(log, cancel).await;
+    });
+    Ok((Readers::new(&path), progress))
+}
+
+impl Platform {
+    /// Opens the read models under `data` and starts their projectors.
+    pub async fn start(
+        log: Log,
+        data: &Path,
+        operator_token_hash: Option<String>,
+    ) -> Result<Platform, BoxError> {
+        std::fs::create_dir_all(data)
+            .map_err(|e| format!("creating data dir {}: {e}", data.display()))?;
+        let startup_head = log.last_seq().await?;
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let (acl, acl_progress) = spawn_projector::<Acl>(data, &log, &tracker, &cancel)?;
+        let (history, history_progress) =
+            spawn_projector::<History>(data, &log, &tracker, &cancel)?;
+        tracker.close();
+        let core = Arc::new(Core::new(
+            log,
+            acl,
+            history,
+            acl_progress,
+            history_progress,
+            operator_token_hash,
+        ));
+        Ok(Platform {
+            core,
+            startup_head,
+            cancel,
+            tracker,
+        })
+    }
+
+    pub fn state(&self) -> AppState {
+        AppState {
+            core: self.core.clone(),
+            startup_head: self.startup_head,
+        }
+    }
+
+    /// Waits until every projector has applied the log's current head.
+    pub async fn catch_up(&self, timeout: Duration) -> Result<u64, BoxError> {
+        let head = self.core.log.last_seq().await?;
+        let ok = self.core.acl_progress.wait_for(head, timeout).await
+            && self.core.history_progress.wait_for(head, timeout).await;
+        if ok {
+            Ok(head)
+        } else {
+            Err(format!("projectors did not reach stream sequence {head} in {timeout:?}").into())
+        }
+    }
+
+    /// Stops the projectors after their current batch.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tracker.wait().await;
+    }
+}

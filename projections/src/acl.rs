@@ -1,0 +1,372 @@
+//! The membership/ACL read model: workspaces, users (with token hashes),
+//! channels (with their head `channel_seq`) and channel members. It answers
+//! authentication and every authorization question.
+
+use crate::runner::Projector;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+use switchboard_core::authz::{ChannelFacts, Directory};
+use switchboard_core::events::{Body, ChannelKind, Envelope, Role};
+use switchboard_streams::subjects;
+
+pub struct Acl;
+
+impl Projector for Acl {
+    const NAME: &'static str = "acl";
+    const TABLES: &'static [(&'static str, &'static str)] = &[
+        ("workspaces", "id"),
+        ("users", "id"),
+        ("channels", "id"),
+        ("members", "channel_id, user_id"),
+    ];
+
+    fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS workspaces (
+                 id TEXT PRIMARY KEY,
+                 name TEXT NOT NULL,
+                 created_ms INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS users (
+                 id TEXT PRIMARY KEY,
+                 workspace_id TEXT NOT NULL,
+                 handle TEXT NOT NULL,
+                 display_name TEXT NOT NULL,
+                 role TEXT NOT NULL,
+                 token_hash TEXT NOT NULL UNIQUE,
+                 created_ms INTEGER NOT NULL,
+                 UNIQUE (workspace_id, handle)
+             );
+             CREATE TABLE IF NOT EXISTS channels (
+                 id TEXT PRIMARY KEY,
+                 workspace_id TEXT NOT NULL,
+                 name TEXT NOT NULL,
+                 private INTEGER NOT NULL,
+                 direct INTEGER NOT NULL,
+                 topic TEXT NOT NULL,
+                 creator_id TEXT NOT NULL,
+                 archived INTEGER NOT NULL DEFAULT 0,
+                 head_seq INTEGER NOT NULL DEFAULT 0,
+                 created_ms INTEGER NOT NULL,
+                 UNIQUE (workspace_id, name)
+             );
+             CREATE TABLE IF NOT EXISTS members (
+                 channel_id TEXT NOT NULL,
+                 user_id TEXT NOT NULL,
+                 since_seq INTEGER NOT NULL,
+                 PRIMARY KEY (channel_id, user_id)
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS members_by_user ON members (user_id, channel_id);",
+        )
+    }
+
+    fn apply(
+        tx: &Transaction<'_>,
+        _stream_seq: u64,
+        subject: &str,
+        env: &Envelope,
+    ) -> rusqlite::Result<()> {
+        let Some(body) = &env.body else { return Ok(()) };
+        let ch = env.channel_id.as_str();
+        let seq = env.channel_seq as i64;
+        if subjects::is_channel(subject) {
+            tx.execute(
+                "UPDATE channels SET head_seq = MAX(head_seq, ?2) WHERE id = ?1",
+                params![ch, seq],
+            )?;
+        }
+        match body {
+            Body::WorkspaceCreated(b) => {
+                tx.execute(
+                    "INSERT OR IGNORE INTO workspaces (id, name, created_ms) VALUES (?1, ?2, ?3)",
+                    params![env.workspace_id, b.name, env.ts_ms],
+                )?;
+            }
+            Body::UserAdded(b) => {
+                // A handle or token already taken is ignored: the write path
+                // decides against this model, so only a foreign writer could
+                // produce one, and the first event wins on every replay.
+                tx.execute(
+                    "INSERT OR IGNORE INTO users
+                         (id, workspace_id, handle, display_name, role, token_hash, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        b.user_id,
+                        env.workspace_id,
+                        b.handle,
+                        b.display_name,
+                        b.role().as_str(),
+                        b.token_hash,
+                        env.ts_ms
+                    ],
+                )?;
+            }
+            Body::ChannelCreated(b) => {
+                let created = tx.execute(
+                    "INSERT OR IGNORE INTO channels
+                         (id, workspace_id, name, private, direct, topic, creator_id, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        ch,
+                        env.workspace_id,
+                        b.name,
+                        b.private,
+                        b.kind() == ChannelKind::Direct,
+                        b.topic,
+                        env.actor_id,
+                        env.ts_ms
+                    ],
+                )?;
+                if created == 1 {
+                    for user in &b.member_ids {
+                        tx.execute(
+                            "INSERT OR IGNORE INTO members (channel_id, user_id, since_seq)
+                             VALUES (?1, ?2, 0)",
+                            params![ch, user],
+                        )?;
+                    }
+                }
+            }
+            Body::ChannelRenamed(b) => {
+                tx.execute(
+                    "UPDATE OR IGNORE channels SET name = ?2 WHERE id = ?1",
+                    params![ch, b.name],
+                )?;
+            }
+            Body::ChannelArchived(_) => {
+                tx.execute("UPDATE channels SET archived = 1 WHERE id = ?1", [ch])?;
+            }
+            Body::MemberJoined(b) => add_member(tx, ch, &b.user_id, seq)?,
+            Body::MemberInvited(b) => add_member(tx, ch, &b.user_id, seq)?,
+            Body::MemberLeft(b) => remove_member(tx, ch, &b.user_id)?,
+            Body::MemberRemoved(b) => remove_member(tx, ch, &b.user_id)?,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn add_member(tx: &Transaction<'_>, ch: &str, user: &str, seq: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO members (channel_id, user_id, since_seq) VALUES (?1, ?2, ?3)",
+        params![ch, user, seq],
+    )?;
+    Ok(())
+}
+
+fn remove_member(tx: &Transaction<'_>, ch: &str, user: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM members WHERE channel_id = ?1 AND user_id = ?2",
+        params![ch, user],
+    )?;
+    Ok(())
+}
+
+// ----- queries -----
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub workspace_id: String,
+    pub handle: String,
+    pub display_name: String,
+    pub role: String,
+}
+
+impl UserView {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin.as_str()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkspaceView {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelView {
+    pub id: String,
+    pub name: String,
+    pub private: bool,
+    pub direct: bool,
+    pub topic: String,
+    pub archived: bool,
+    pub creator_id: String,
+    pub member_count: i64,
+    pub head_seq: i64,
+    pub is_member: bool,
+}
+
+const USER_COLS: &str = "id, workspace_id, handle, display_name, role";
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserView> {
+    Ok(UserView {
+        id: r.get(0)?,
+        workspace_id: r.get(1)?,
+        handle: r.get(2)?,
+        display_name: r.get(3)?,
+        role: r.get(4)?,
+    })
+}
+
+pub fn user_by_token_hash(conn: &Connection, hash: &str) -> rusqlite::Result<Option<UserView>> {
+    conn.query_row(
+        &format!("SELECT {USER_COLS} FROM users WHERE token_hash = ?1"),
+        [hash],
+        user_row,
+    )
+    .optional()
+}
+
+pub fn user(conn: &Connection, ws: &str, id: &str) -> rusqlite::Result<Option<UserView>> {
+    conn.query_row(
+        &format!("SELECT {USER_COLS} FROM users WHERE id = ?1 AND workspace_id = ?2"),
+        [id, ws],
+        user_row,
+    )
+    .optional()
+}
+
+pub fn user_by_handle(conn: &Connection, ws: &str, handle: &str) -> rusqlite::Result<Option<UserView>> {
+    conn.query_row(
+        &format!("SELECT {USER_COLS} FROM users WHERE workspace_id = ?1 AND handle = ?2"),
+        [ws, handle],
+        user_row,
+    )
+    .optional()
+}
+
+pub fn users(conn: &Connection, ws: &str) -> rusqlite::Result<Vec<UserView>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {USER_COLS} FROM users WHERE workspace_id = ?1 ORDER BY handle"
+    ))?;
+    let rows = stmt.query_map([ws], user_row)?;
+    rows.collect()
+}
+
+pub fn workspace(conn: &Connection, id: &str) -> rusqlite::Result<Option<WorkspaceView>> {
+    conn.query_row(
+        "SELECT id, name FROM workspaces WHERE id = ?1",
+        [id],
+        |r| {
+            Ok(WorkspaceView {
+                id: r.get(0)?,
+                name: r.get(1)?,
+            })
+        },
+    )
+    .optional()
+}
+
+const CHANNEL_COLS: &str = "c.id, c.name, c.private, c.direct, c.topic, c.archived, c.creator_id,
+     (SELECT COUNT(*) FROM members m WHERE m.channel_id = c.id),
+     c.head_seq,
+     EXISTS (SELECT 1 FROM members m WHERE m.channel_id = c.id AND m.user_id = ?1)";
+
+fn channel_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelView> {
+    Ok(ChannelView {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        private: r.get(2)?,
+        direct: r.get(3)?,
+        topic: r.get(4)?,
+        archived: r.get(5)?,
+        creator_id: r.get(6)?,
+        member_count: r.get(7)?,
+        head_seq: r.get(8)?,
+        is_member: r.get(9)?,
+    })
+}
+
+/// A channel as `viewer` sees it (`is_member` is the viewer's). No
+/// visibility check: callers authorize first.
+pub fn channel_view(conn: &Connection, viewer: &str, id: &str) -> rusqlite::Result<Option<ChannelView>> {
+    conn.query_row(
+        &format!("SELECT {CHANNEL_COLS} FROM channels c WHERE c.id = ?2"),
+        [viewer, id],
+        channel_row,
+    )
+    .optional()
+}
+
+/// The channels `viewer` may see in `ws`: public ones and those it is in.
+pub fn visible_channels(conn: &Connection, ws: &str, viewer: &str) -> rusqlite::Result<Vec<ChannelView>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {CHANNEL_COLS} FROM channels c
+         WHERE c.workspace_id = ?2
+           AND (c.private = 0
+                OR EXISTS (SELECT 1 FROM members m WHERE m.channel_id = c.id AND m.user_id = ?1))
+         ORDER BY c.name"
+    ))?;
+    let rows = stmt.query_map([viewer, ws], channel_row)?;
+    rows.collect()
+}
+
+pub fn channel_id_by_name(conn: &Connection, ws: &str, name: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT id FROM channels WHERE workspace_id = ?1 AND name = ?2",
+        [ws, name],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+pub fn channel_exists(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT EXISTS (SELECT 1 FROM channels WHERE id = ?1)", [id], |r| r.get(0))
+}
+
+pub fn members(conn: &Connection, channel: &str) -> rusqlite::Result<Vec<UserView>> {
+    let mut stmt = conn.prepare(
+        "SELECT u.id, u.workspace_id, u.handle, u.display_name, u.role
+         FROM members m JOIN users u ON u.id = m.user_id
+         WHERE m.channel_id = ?1 ORDER BY u.handle",
+    )?;
+    let rows = stmt.query_map([channel], user_row)?;
+    rows.collect()
+}
+
+/// The authorization questions, answered from this read model.
+pub struct AclDirectory<'a>(pub &'a Connection);
+
+impl Directory for AclDirectory<'_> {
+    type Error = rusqlite::Error;
+
+    fn channel(&self, id: &str) -> rusqlite::Result<Option<ChannelFacts>> {
+        self.0
+            .query_row(
+                "SELECT id, workspace_id, name, private, direct, archived, creator_id
+                 FROM channels WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(ChannelFacts {
+                        id: r.get(0)?,
+                        workspace_id: r.get(1)?,
+                        name: r.get(2)?,
+                        private: r.get(3)?,
+                        direct: r.get(4)?,
+                        archived: r.get(5)?,
+                        creator_id: r.get(6)?,
+                    })
+                },
+            )
+            .optional()
+    }
+
+    fn is_member(&self, ch: &str, user: &str) -> rusqlite::Result<bool> {
+        self.0.query_row(
+            "SELECT EXISTS (SELECT 1 FROM members WHERE channel_id = ?1 AND user_id = ?2)",
+            [ch, user],
+            |r| r.get(0),
+        )
+    }
+
+    fn user_in_workspace(&self, ws: &str, user: &str) -> rusqlite::Result<bool> {
+        self.0.query_row(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND workspace_id = ?2)",
+            [user, ws],
+            |r| r.get(0),
+        )
+    }
+}

@@ -1,0 +1,397 @@
+//! The history read model: every channel event (the resume/gap-fill path),
+//! messages with thread reply counts, edits, tombstones and reactions, and
+//! each channel's head `channel_seq`.
+//!
+//! A tombstone (`MessageDeleted`) makes the model forget the text: the
+//! message row and every stored event that carried the text are scrubbed.
+
+use crate::runner::Projector;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+use serde_json::json;
+use switchboard_core::events::{Body, Envelope};
+use switchboard_streams::subjects;
+
+pub struct History;
+
+impl Projector for History {
+    const NAME: &'static str = "history";
+    const TABLES: &'static [(&'static str, &'static str)] = &[
+        ("events", "channel_id, seq"),
+        ("messages", "id"),
+        ("reactions", "message_id, emoji, user_id"),
+    ];
+
+    fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS events (
+                 channel_id TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
+                 stream_seq INTEGER NOT NULL,
+                 type TEXT NOT NULL,
+                 ts_ms INTEGER NOT NULL,
+                 actor_id TEXT NOT NULL,
+                 message_id TEXT,
+                 body TEXT NOT NULL,
+                 PRIMARY KEY (channel_id, seq)
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS events_by_message ON events (message_id)
+                 WHERE message_id IS NOT NULL;
+             CREATE TABLE IF NOT EXISTS messages (
+                 id TEXT PRIMARY KEY,
+                 channel_id TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
+                 ts_ms INTEGER NOT NULL,
+                 sender_id TEXT NOT NULL,
+                 text TEXT NOT NULL,
+                 thread_root_id TEXT,
+                 reply_count INTEGER NOT NULL DEFAULT 0,
+                 edited_ms INTEGER,
+                 deleted INTEGER NOT NULL DEFAULT 0,
+                 client_msg_id TEXT,
+                 attachment_ids TEXT NOT NULL DEFAULT '[]'
+             );
+             CREATE UNIQUE INDEX IF NOT EXISTS messages_by_seq ON messages (channel_id, seq);
+             CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client
+                 ON messages (channel_id, sender_id, client_msg_id)
+                 WHERE client_msg_id IS NOT NULL;
+             CREATE INDEX IF NOT EXISTS messages_by_thread ON messages (thread_root_id, seq)
+                 WHERE thread_root_id IS NOT NULL;
+             CREATE TABLE IF NOT EXISTS reactions (
+                 message_id TEXT NOT NULL,
+                 emoji TEXT NOT NULL,
+                 user_id TEXT NOT NULL,
+                 PRIMARY KEY (message_id, emoji, user_id)
+             ) WITHOUT ROWID;",
+        )
+    }
+
+    fn apply(
+        tx: &Transaction<'_>,
+        stream_seq: u64,
+        subject: &str,
+        env: &Envelope,
+    ) -> rusqlite::Result<()> {
+        if !subjects::is_channel(subject) {
+            return Ok(());
+        }
+        let Some(body) = &env.body else { return Ok(()) };
+        let ch = env.channel_id.as_str();
+        let (message_id, payload) = event_body(body);
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO events
+                 (channel_id, seq, stream_seq, type, ts_ms, actor_id, message_id, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            ch,
+            env.channel_seq as i64,
+            stream_seq as i64,
+            body.kind(),
+            env.ts_ms,
+            env.actor_id,
+            message_id,
+            payload.to_string()
+        ])?;
+        match body {
+            Body::MessagePosted(b) => {
+                let root = (!b.thread_root_id.is_empty()).then_some(b.thread_root_id.as_str());
+                let client = (!b.client_msg_id.is_empty()).then_some(b.client_msg_id.as_str());
+                // OR IGNORE: a second post with the same client_msg_id (only
+                // possible if a retry raced past the de-dup window) keeps the
+                // first as the message; its event stays in `events`.
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO messages
+                             (id, channel_id, seq, ts_ms, sender_id, text, thread_root_id,
+                              client_msg_id, attachment_ids)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )?
+                    .execute(params![
+                        b.message_id,
+                        ch,
+                        env.channel_seq as i64,
+                        env.ts_ms,
+                        env.actor_id,
+                        b.text,
+                        root,
+                        client,
+                        json!(b.attachment_ids).to_string()
+                    ])?;
+                if inserted == 1 {
+                    if let Some(root) = root {
+                        tx.prepare_cached(
+                            "UPDATE messages SET reply_count = reply_count + 1 WHERE id = ?1",
+                        )?
+                        .execute([root])?;
+                    }
+                }
+            }
+            Body::MessageEdited(b) => {
+                tx.execute(
+                    "UPDATE messages SET text = ?2, edited_ms = ?3 WHERE id = ?1 AND deleted = 0",
+                    params![b.message_id, b.text, env.ts_ms],
+                )?;
+            }
+            Body::MessageDeleted(b) => {
+                tx.execute(
+                    "UPDATE messages SET text = '', deleted = 1, attachment_ids = '[]' WHERE id = ?1",
+                    [&b.message_id],
+                )?;
+                tx.execute(
+                    "UPDATE events SET body = json_set(body, '$.text', '', '$.deleted', json('true'))
+                     WHERE message_id = ?1 AND type IN ('message_posted', 'message_edited')",
+                    [&b.message_id],
+                )?;
+                tx.execute("DELETE FROM reactions WHERE message_id = ?1", [&b.message_id])?;
+            }
+            Body::ReactionAdded(b) => {
+                tx.execute(
+                    "INSERT OR IGNORE INTO reactions (message_id, emoji, user_id)
+                     SELECT ?1, ?2, ?3 WHERE EXISTS
+                         (SELECT 1 FROM messages WHERE id = ?1 AND deleted = 0)",
+                    params![b.message_id, b.emoji, env.actor_id],
+                )?;
+            }
+            Body::ReactionRemoved(b) => {
+                tx.execute(
+                    "DELETE FROM reactions WHERE message_id = ?1 AND emoji = ?2 AND user_id = ?3",
+                    params![b.message_id, b.emoji, env.actor_id],
+                )?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The event-specific part of an `/events` entry, and the message it
+/// concerns (if any).
+fn event_body(body: &Body) -> (Option<&str>, serde_json::Value) {
+    match body {
+        Body::MessagePosted(b) => (
+            Some(&b.message_id),
+            json!({
+                "message_id": b.message_id,
+                "text": b.text,
+                "client_msg_id": none_if_empty(&b.client_msg_id),
+                "thread_root_id": none_if_empty(&b.thread_root_id),
+                "attachment_ids": b.attachment_ids,
+            }),
+        ),
+        Body::MessageEdited(b) => (
+            Some(&b.message_id),
+            json!({"message_id": b.message_id, "text": b.text}),
+        ),
+        Body::MessageDeleted(b) => (Some(&b.message_id), json!({"message_id": b.message_id})),
+        Body::ReactionAdded(b) => (
+            Some(&b.message_id),
+            json!({"message_id": b.message_id, "emoji": b.emoji}),
+        ),
+        Body::ReactionRemoved(b) => (
+            Some(&b.message_id),
+            json!({"message_id": b.message_id, "emoji": b.emoji}),
+        ),
+        Body::MemberJoined(b) => (None, json!({"user_id": b.user_id})),
+        Body::MemberLeft(b) => (None, json!({"user_id": b.user_id})),
+        Body::MemberInvited(b) => (None, json!({"user_id": b.user_id})),
+        Body::MemberRemoved(b) => (None, json!({"user_id": b.user_id})),
+        Body::ChannelRenamed(b) => (None, json!({"name": b.name})),
+        _ => (None, json!({})),
+    }
+}
+
+fn none_if_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+// ----- queries -----
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: usize,
+    pub user_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageRow {
+    pub id: String,
+    pub channel_id: String,
+    pub seq: i64,
+    pub ts_ms: i64,
+    pub sender_id: String,
+    pub text: String,
+    pub thread_root_id: Option<String>,
+    pub reply_count: i64,
+    pub edited_ms: Option<i64>,
+    pub deleted: bool,
+    pub client_msg_id: Option<String>,
+    pub attachment_ids: Vec<String>,
+    pub reactions: Vec<Reaction>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub seq: i64,
+    pub kind: String,
+    pub ts_ms: i64,
+    pub actor_id: String,
+    pub body: serde_json::Value,
+}
+
+const MSG_COLS: &str = "id, channel_id, seq, ts_ms, sender_id, text, thread_root_id, reply_count,
+     edited_ms, deleted, client_msg_id, attachment_ids";
+
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    let attachments: String = r.get(11)?;
+    Ok(MessageRow {
+        id: r.get(0)?,
+        channel_id: r.get(1)?,
+        seq: r.get(2)?,
+        ts_ms: r.get(3)?,
+        sender_id: r.get(4)?,
+        text: r.get(5)?,
+        thread_root_id: r.get(6)?,
+        reply_count: r.get(7)?,
+        edited_ms: r.get(8)?,
+        deleted: r.get(9)?,
+        client_msg_id: r.get(10)?,
+        attachment_ids: serde_json::from_str(&attachments).unwrap_or_default(),
+        reactions: Vec::new(),
+    })
+}
+
+fn with_reactions(conn: &Connection, mut rows: Vec<MessageRow>) -> rusqlite::Result<Vec<MessageRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT emoji, user_id FROM reactions WHERE message_id = ?1 ORDER BY emoji, user_id",
+    )?;
+    for m in &mut rows {
+        let mut q = stmt.query([&m.id])?;
+        while let Some(r) = q.next()? {
+            let emoji: String = r.get(0)?;
+            let user: String = r.get(1)?;
+            match m.reactions.last_mut() {
+                Some(last) if last.emoji == emoji => {
+                    last.user_ids.push(user);
+                    last.count += 1;
+                }
+                _ => m.reactions.push(Reaction {
+                    emoji,
+                    count: 1,
+                    user_ids: vec![user],
+                }),
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Which page of a channel's top-level messages.
+#[derive(Debug, Clone, Copy)]
+pub enum Page {
+    /// Newest first, strictly before `seq` (the latest page when `None`).
+    Before(Option<u64>),
+    /// Oldest first, strictly after `seq`.
+    After(u64),
+}
+
+/// A page of a channel's messages (thread replies excluded), and whether
+/// there are more in the same direction.
+pub fn messages(
+    conn: &Connection,
+    channel: &str,
+    page: Page,
+    limit: u32,
+) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
+    let (sql, bound) = match page {
+        Page::Before(before) => (
+            format!(
+                "SELECT {MSG_COLS} FROM messages
+                 WHERE channel_id = ?1 AND seq < ?2 AND thread_root_id IS NULL
+                 ORDER BY seq DESC LIMIT ?3"
+            ),
+            before.map_or(i64::MAX, |s| s as i64),
+        ),
+        Page::After(after) => (
+            format!(
+                "SELECT {MSG_COLS} FROM messages
+                 WHERE channel_id = ?1 AND seq > ?2 AND thread_root_id IS NULL
+                 ORDER BY seq ASC LIMIT ?3"
+            ),
+            after as i64,
+        ),
+    };
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<MessageRow> = stmt
+        .query_map(params![channel, bound, i64::from(limit) + 1], message_row)?
+        .collect::<Result<_, _>>()?;
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok((with_reactions(conn, rows)?, has_more))
+}
+
+pub fn message(conn: &Connection, id: &str) -> rusqlite::Result<Option<MessageRow>> {
+    let row = conn
+        .query_row(
+            &format!("SELECT {MSG_COLS} FROM messages WHERE id = ?1"),
+            [id],
+            message_row,
+        )
+        .optional()?;
+    Ok(with_reactions(conn, row.into_iter().collect())?.pop())
+}
+
+/// The message a sender posted into a channel with a client idempotency key.
+pub fn message_by_client_id(
+    conn: &Connection,
+    channel: &str,
+    sender: &str,
+    client_msg_id: &str,
+) -> rusqlite::Result<Option<MessageRow>> {
+    let row = conn
+        .query_row(
+            &format!(
+                "SELECT {MSG_COLS} FROM messages
+                 WHERE channel_id = ?1 AND sender_id = ?2 AND client_msg_id = ?3"
+            ),
+            [channel, sender, client_msg_id],
+            message_row,
+        )
+        .optional()?;
+    Ok(with_reactions(conn, row.into_iter().collect())?.pop())
+}
+
+/// Every event of a channel after `after_seq`, in order, at most `limit`.
+pub fn events(
+    conn: &Connection,
+    channel: &str,
+    after_seq: u64,
+    limit: u32,
+) -> rusqlite::Result<Vec<EventRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, type, ts_ms, actor_id, body FROM events
+         WHERE channel_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![channel, after_seq as i64, i64::from(limit)], |r| {
+        let body: String = r.get(4)?;
+        Ok(EventRow {
+            seq: r.get(0)?,
+            kind: r.get(1)?,
+            ts_ms: r.get(2)?,
+            actor_id: r.get(3)?,
+            body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        })
+    })?;
+    rows.collect()
+}
+
+/// The channel's head `channel_seq` as this model has applied it.
+pub fn head_seq(conn: &Connection, channel: &str) -> rusqlite::Result<u64> {
+    let seq: Option<i64> = conn.query_row(
+        "SELECT MAX(seq) FROM events WHERE channel_id = ?1",
+        [channel],
+        |r| r.get(0),
+    )?;
+    Ok(seq.unwrap_or(0) as u64)
+}

@@ -1,0 +1,31 @@
+//! `switchboard-projections`: read models folded from the log.
+//!
+//! Each projector owns one SQLite file. Its runner reads the log from the
+//! checkpoint on, folds a batch of events and writes the new checkpoint
+//! **in the same transaction**, so a crash never applies an event twice or
+//! skips one, and two processes folding into one file cannot double-apply
+//! (the checkpoint is re-read inside `BEGIN IMMEDIATE`). The fold is a pure
+//! function of (rows, event): replaying the log into an empty file yields
+//! the same rows, which `checksum` makes checkable.
+
+pub mod acl;
+mod db;
+pub mod history;
+mod runner;
+
+pub use db::{checksum_of, open_writer, Readers};
+pub use runner::{live_checksum, rebuild, Progress, Projector, Rebuilt, Runner};
+
+/// Errors of the read side.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("read model: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("read model task failed: {0}")]
+    Join(String),
+}
+
+/// The SQLite types read-model closures receive.
+pub mod sql {
+    pub use rusqlite::{Connection, Error, Result};
+}

@@ -1,0 +1,271 @@
+//! `switchboard`: one binary, thin. Subcommands: `serve` (gateway +
+//! projectors, optionally a local nats-server), `admin` (offline workspace
+//! and user creation), `rebuild` (replay the log into fresh read models and
+//! compare checksums), `bench` (throughput and latency measurements).
+
+mod bench;
+mod nats;
+mod rebuild;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use switchboard_core::secret::token_hash;
+use switchboard_gateway::{app, Platform};
+use switchboard_streams::{connect, Log, LogConfig};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "Event-sourced team messaging on NATS JetStream")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API and all projectors.
+    Serve(ServeArgs),
+    /// Create workspaces and users without the HTTP API; prints JSON.
+    Admin {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+    /// Replay the log into fresh read models and print a checksum per read
+    /// model, compared with the live read models at the same log position.
+    Rebuild(rebuild::RebuildArgs),
+    /// Measure throughput and latency (see README "Benchmarks").
+    Bench {
+        #[command(subcommand)]
+        which: bench::Bench,
+    },
+}
+
+/// Where the log and read models are.
+#[derive(Args, Clone)]
+pub struct Common {
+    /// Directory of the read models (and of the local nats-server's store).
+    #[arg(long, env = "SWITCHBOARD_DATA", default_value = "./data")]
+    pub data: PathBuf,
+    /// NATS URL. Without it a local nats-server is used: the one a running
+    /// `serve` started on --data, or one started for this command.
+    #[arg(long, env = "NATS_URL")]
+    pub nats: Option<String>,
+    /// JetStream stream that holds the log.
+    #[arg(long, env = "SWITCHBOARD_STREAM", default_value = "SB")]
+    pub stream: String,
+    /// JetStream de-duplication window for client_msg_id, in milliseconds.
+    #[arg(long, env = "SWITCHBOARD_DUPLICATE_WINDOW_MS", default_value_t = 120_000)]
+    pub duplicate_window_ms: u64,
+}
+
+impl Common {
+    pub fn log_config(&self) -> LogConfig {
+        LogConfig {
+            stream: self.stream.clone(),
+            duplicate_window: Duration::from_millis(self.duplicate_window_ms.max(100)),
+            ..LogConfig::default()
+        }
+    }
+
+    /// Connects to the log, starting a local nats-server if needed.
+    pub async fn open_log(&self, reuse_running: bool) -> Result<(Log, Option<nats::LocalNats>)> {
+        let (url, local) = match &self.nats {
+            Some(url) => (url.clone(), None),
+            None => match nats::running(&self.data).filter(|_| reuse_running) {
+                Some(url) => (url, None),
+                None => {
+                    let local = nats::LocalNats::start(&self.data).await?;
+                    (local.url.clone(), Some(local))
+                }
+            },
+        };
+        let client = tokio::time::timeout(Duration::from_secs(30), connect(&url))
+            .await
+            .with_context(|| format!("connecting to NATS at {url} timed out"))?
+            .with_context(|| format!("connecting to NATS at {url}"))?;
+        let log = Log::open(client, self.log_config())
+            .await
+            .context("opening the JetStream log stream")?;
+        Ok((log, local))
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Address of the HTTP listener.
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Create a workspace; prints {"id","name"}.
+    CreateWorkspace {
+        #[arg(long)]
+        name: String,
+    },
+    /// Create a user; prints the user with its token (shown once).
+    CreateUser {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        handle: String,
+        #[arg(long)]
+        display_name: String,
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,async_nats=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Admin { common, action } => admin(common, action).await,
+            Command::Rebuild(args) => rebuild::run(args).await,
+            Command::Bench { which } => bench::run(which).await,
+        }
+    })
+}
+
+/// The operator token's hash: from SWITCHBOARD_ADMIN_TOKEN, or the one
+/// generated on first start (its hash kept in the data dir, the token
+/// printed once).
+fn operator_token_hash(data: &Path) -> Result<String> {
+    if let Ok(t) = std::env::var("SWITCHBOARD_ADMIN_TOKEN") {
+        if !t.trim().is_empty() {
+            return Ok(token_hash(t.trim()));
+        }
+    }
+    let file = data.join("operator_token.sha256");
+    if let Ok(h) = std::fs::read_to_string(&file) {
+        eprintln!(
+            "operator token: the one printed at first start (hash in {}); set SWITCHBOARD_ADMIN_TOKEN to choose another",
+            file.display()
+        );
+        return Ok(h.trim().to_string());
+    }
+    let token = switchboard_gateway::core::new_token();
+    std::fs::write(&file, token_hash(&token))
+        .with_context(|| format!("writing {}", file.display()))?;
+    println!("operator token (shown once): {token}");
+    Ok(token_hash(&token))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let data = &args.common.data;
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let op_hash = operator_token_hash(data)?;
+    let (log, local_nats) = args.common.open_log(false).await?;
+    let platform = Platform::start(log, data, Some(op_hash))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("starting projectors")?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("switchboard listening on http://{addr}");
+    tracing::info!(%addr, data = %data.display(), "serving");
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    let server = axum::serve(listener, app(platform.state()))
+        .with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let result = server.await.context("HTTP server failed");
+    platform.shutdown().await;
+    if let Some(n) = local_nats {
+        n.stop().await;
+    }
+    result
+}
+
+async fn admin(common: Common, action: AdminAction) -> Result<()> {
+    std::fs::create_dir_all(&common.data)?;
+    let (log, local_nats) = common.open_log(true).await?;
+    let platform = Platform::start(log, &common.data, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    platform
+        .catch_up(Duration::from_secs(60))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let result = match action {
+        AdminAction::CreateWorkspace { name } => platform
+            .core
+            .create_workspace(&name)
+            .await
+            .map(|w| serde_json::json!({"id": w.id, "name": w.name})),
+        AdminAction::CreateUser {
+            workspace,
+            handle,
+            display_name,
+            role,
+        } => platform
+            .core
+            .create_user(None, &workspace, &handle, &display_name, Some(&role))
+            .await
+            .map(|(u, token)| {
+                serde_json::json!({
+                    "id": u.id, "workspace_id": u.workspace_id, "handle": u.handle,
+                    "display_name": u.display_name, "role": u.role, "token": token
+                })
+            }),
+    };
+    let _ = platform.catch_up(Duration::from_secs(10)).await;
+    platform.shutdown().await;
+    if let Some(n) = local_nats {
+        n.stop().await;
+    }
+    match result {
+        Ok(v) => {
+            println!("{v}");
+            Ok(())
+        }
+        Err(e) => anyhow::bail!("{}: {}", e.code, e.message),
+    }
+}

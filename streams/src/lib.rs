@@ -1,0 +1,14 @@
+//! `switchboard-streams`: the only crate that talks to JetStream for the log.
+//!
+//! It owns the stream setup, the subject scheme, the sequenced append path
+//! (a dense per-subject `channel_seq` kept with optimistic concurrency on
+//! `Nats-Expected-Last-Subject-Sequence`, idempotency with `Nats-Msg-Id`),
+//! and replay from any stream sequence for projectors and exports.
+
+mod log;
+pub mod subjects;
+
+pub use log::{
+    connect, AppendError, Appended, Head, Log, LogConfig, LogError, LogEvent, ReplayStream,
+};
+pub use async_nats::Client;

@@ -1,0 +1,454 @@
+//! The log: stream setup, the sequenced append path and replay.
+//!
+//! Invariant kept here: every subject's events carry a dense sequence
+//! (`Envelope.channel_seq` = 1, 2, 3, … with no gap and no repeat), even with
+//! many processes appending to one subject at once. Each append states the
+//! stream sequence of the subject's last event
+//! (`Nats-Expected-Last-Subject-Sequence`); the stream rejects it if another
+//! writer got there first, and the writer re-reads the head and retries.
+//! Within one process, appends to one subject are serialized by a lock so
+//! they don't race each other.
+//!
+//! "A 503 means what it says": an append is only handed to the NATS client
+//! while it is connected. The client would otherwise buffer the publish and
+//! flush it after a reconnect, long after the request was answered.
+
+use async_nats::connection::State;
+use async_nats::jetstream::{
+    self,
+    consumer::{pull::OrderedConfig, DeliverPolicy},
+    context::PublishErrorKind,
+    message::PublishMessage,
+    stream::{Config as StreamConfig, DirectGetErrorKind, Republish, StorageType},
+};
+use async_nats::{Client, ConnectOptions, Event};
+use bytes::Bytes;
+use futures_util::{Stream as FutStream, StreamExt};
+use prost::Message as _;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchboard_core::events::Envelope;
+use thiserror::Error;
+
+use crate::subjects;
+
+/// How the log's stream is set up.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// JetStream stream name.
+    pub stream: String,
+    /// JetStream de-duplication window for `Nats-Msg-Id`.
+    pub duplicate_window: Duration,
+    /// How long an append waits for the stream's acknowledgement.
+    pub ack_timeout: Duration,
+    /// Stream replicas (1 on one machine, 3 on a cluster).
+    pub replicas: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            stream: "SB".into(),
+            duplicate_window: Duration::from_secs(120),
+            ack_timeout: Duration::from_secs(5),
+            replicas: 1,
+        }
+    }
+}
+
+/// Where a subject stands: the stream sequence of its last event and that
+/// event's dense subject sequence. `Head::EMPTY` for a subject with no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub stream_seq: u64,
+    pub subject_seq: u64,
+}
+
+impl Head {
+    pub const EMPTY: Head = Head {
+        stream_seq: 0,
+        subject_seq: 0,
+    };
+}
+
+/// A stored event, as the append path returns it.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub stream_seq: u64,
+    pub envelope: Envelope,
+    /// The stream already held an event with this idempotency key within its
+    /// de-duplication window; `envelope` is that original event.
+    pub duplicate: bool,
+}
+
+/// Why an append did not succeed. The variant says what is known about the
+/// event's fate.
+#[derive(Debug, Error)]
+pub enum AppendError {
+    /// The log is not reachable and the event was never handed to it: it is
+    /// not stored and will not be stored later. Report 503.
+    #[error("the log is unavailable: {0}")]
+    Unavailable(String),
+    /// The event was sent but no acknowledgement came: it may or may not be
+    /// stored. A retry with the same idempotency key is safe.
+    #[error("the log did not acknowledge in time: {0}")]
+    Unknown(String),
+    /// Another writer appended to the subject first (optimistic concurrency).
+    /// Re-read the state, decide again, retry.
+    #[error("the subject moved past the expected head")]
+    Conflict,
+    /// The stream answered with an error that retrying will not fix.
+    #[error("the log refused the event: {0}")]
+    Failed(String),
+}
+
+/// Errors of reads from the log.
+#[derive(Debug, Error)]
+pub enum LogError {
+    #[error("the log is unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored event at stream sequence {0} is not a valid envelope")]
+    Corrupt(u64),
+}
+
+/// One event read back from the log during replay.
+#[derive(Debug, Clone)]
+pub struct LogEvent {
+    pub stream_seq: u64,
+    pub subject: String,
+    /// `None` when the stored payload is not a valid envelope (something
+    /// other than Switchboard published under `sb.>`); consumers skip it.
+    pub envelope: Option<Envelope>,
+}
+
+pub type ReplayStream = Pin<Box<dyn FutStream<Item = Result<LogEvent, LogError>> + Send>>;
+
+/// Connects to NATS. Reconnects forever with a short, capped back-off so
+/// that a restarted nats-server is picked up within about a second.
+pub async fn connect(url: &str) -> Result<Client, LogError> {
+    ConnectOptions::new()
+        .name("switchboard")
+        .max_reconnects(None)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((attempts as u64 * 100).min(1_000))
+        })
+        .event_callback(|event| async move {
+            match event {
+                Event::Connected => tracing::info!("nats: connected"),
+                Event::Disconnected => tracing::warn!("nats: disconnected"),
+                other => tracing::info!("nats: {other}"),
+            }
+        })
+        .connect(url)
+        .await
+        .map_err(|e| LogError::Unavailable(e.to_string()))
+}
+
+const MAX_APPEND_ATTEMPTS: usize = 64;
+
+/// Handle to the log. Cheap to clone.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    js: jetstream::Context,
+    stream: jetstream::stream::Stream,
+    config: LogConfig,
+    /// Per-subject head cache, each behind its own async lock so appends to
+    /// one subject from this process are serialized.
+    heads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Head>>>>>,
+    /// Highest stream sequence this process has had acknowledged.
+    last_acked: AtomicU64,
+}
+
+impl Log {
+    /// Creates (or updates) the stream and returns a handle. Idempotent.
+    pub async fn open(client: Client, config: LogConfig) -> Result<Log, LogError> {
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(config.ack_timeout);
+        let wanted = StreamConfig {
+            name: config.stream.clone(),
+            subjects: vec![subjects::ALL.to_string()],
+            storage: StorageType::File,
+            num_replicas: config.replicas,
+            duplicate_window: config.duplicate_window,
+            allow_direct: true,
+            republish: Some(Republish {
+                source: subjects::ALL.to_string(),
+                destination: subjects::REPUBLISH_DEST.to_string(),
+                headers_only: false,
+            }),
+            ..Default::default()
+        };
+        let unavailable = |e: &dyn std::fmt::Display| LogError::Unavailable(e.to_string());
+        let stream = js
+            .get_or_create_stream(wanted.clone())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let have = &stream.cached_info().config;
+        let stream = if have.duplicate_window != wanted.duplicate_window
+            || have.republish != wanted.republish
+            || have.allow_direct != wanted.allow_direct
+        {
+            js.update_stream(wanted).await.map_err(|e| unavailable(&e))?;
+            js.get_stream(&config.stream)
+                .await
+                .map_err(|e| unavailable(&e))?
+        } else {
+            stream
+        };
+        Ok(Log {
+            inner: Arc::new(Inner {
+                client,
+                js,
+                stream,
+                config,
+                heads: Mutex::new(HashMap::new()),
+                last_acked: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.inner.config
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.inner.client.connection_state() == State::Connected
+    }
+
+    /// Highest stream sequence this process has seen acknowledged.
+    pub fn last_acked(&self) -> u64 {
+        self.inner.last_acked.load(Ordering::Acquire)
+    }
+
+    /// The stream's last sequence, asked of the server.
+    pub async fn last_seq(&self) -> Result<u64, LogError> {
+        if !self.is_connected() {
+            return Err(LogError::Unavailable("not connected to NATS".into()));
+        }
+        let info = self
+            .inner
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Reads the current head of `subject` from the stream.
+    pub async fn fetch_head(&self, subject: &str) -> Result<Head, LogError> {
+        if !self.is_connected() {
+            return Err(LogError::Unavailable("not connected to NATS".into()));
+        }
+        match self.inner.stream.direct_get_last_for_subject(subject).await {
+            Ok(msg) => {
+                let env = Envelope::decode(msg.payload.as_ref())
+                    .map_err(|_| LogError::Corrupt(msg.sequence))?;
+                Ok(Head {
+                    stream_seq: msg.sequence,
+                    subject_seq: env.channel_seq,
+                })
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(Head::EMPTY),
+            Err(e) => Err(LogError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Reads one stored event by stream sequence.
+    pub async fn get(&self, stream_seq: u64) -> Result<LogEvent, LogError> {
+        let msg = self
+            .inner
+            .stream
+            .direct_get(stream_seq)
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        Ok(LogEvent {
+            stream_seq: msg.sequence,
+            subject: msg.subject.to_string(),
+            envelope: Envelope::decode(msg.payload.as_ref()).ok(),
+        })
+    }
+
+    /// Appends `envelope` to `subject` if and only if the subject is still at
+    /// `expected` (its `channel_seq` must be `expected.subject_seq + 1`).
+    /// `msg_id` is the JetStream de-duplication key.
+    pub async fn append_at(
+        &self,
+        subject: &str,
+        expected: Head,
+        envelope: Envelope,
+        msg_id: &str,
+    ) -> Result<Appended, AppendError> {
+        debug_assert_eq!(envelope.channel_seq, expected.subject_seq + 1);
+        if !self.is_connected() {
+            return Err(AppendError::Unavailable("not connected to NATS".into()));
+        }
+        let payload = Bytes::from(envelope.encode_to_vec());
+        let publish = PublishMessage::build()
+            .payload(payload)
+            .message_id(msg_id)
+            .expected_last_subject_sequence(expected.stream_seq);
+        let ack_future = self
+            .inner
+            .js
+            .send_publish(subject.to_string(), publish)
+            .await
+            .map_err(|e| match e.kind() {
+                PublishErrorKind::MaxPayloadExceeded => AppendError::Failed(e.to_string()),
+                // Not handed to the connection: nothing was sent.
+                _ => AppendError::Unavailable(e.to_string()),
+            })?;
+        let ack = ack_future.await.map_err(|e| match e.kind() {
+            PublishErrorKind::WrongLastSequence => AppendError::Conflict,
+            PublishErrorKind::StreamNotFound => AppendError::Failed(e.to_string()),
+            _ => AppendError::Unknown(e.to_string()),
+        })?;
+        self.inner
+            .last_acked
+            .fetch_max(ack.sequence, Ordering::AcqRel);
+        if ack.duplicate {
+            let original = self
+                .get(ack.sequence)
+                .await
+                .map_err(|e| AppendError::Unknown(e.to_string()))?;
+            let envelope = original
+                .envelope
+                .ok_or_else(|| AppendError::Failed("duplicate of an undecodable event".into()))?;
+            return Ok(Appended {
+                stream_seq: ack.sequence,
+                envelope,
+                duplicate: true,
+            });
+        }
+        Ok(Appended {
+            stream_seq: ack.sequence,
+            envelope,
+            duplicate: false,
+        })
+    }
+
+    /// Appends the event `make(next_subject_seq)` to `subject`, retrying on
+    /// concurrency conflicts (bounded). `msg_id` defaults to the event id.
+    pub async fn append(
+        &self,
+        subject: &str,
+        msg_id: Option<&str>,
+        make: impl Fn(u64) -> Envelope,
+    ) -> Result<Appended, AppendError> {
+        let slot = self.head_slot(subject);
+        let mut head = slot.lock().await;
+        for attempt in 0..MAX_APPEND_ATTEMPTS {
+            let current = match *head {
+                Some(h) => h,
+                None => {
+                    let h = self.fetch_head(subject).await.map_err(|e| match e {
+                        LogError::Unavailable(m) => AppendError::Unavailable(m),
+                        LogError::Corrupt(_) => AppendError::Failed(e.to_string()),
+                    })?;
+                    *head = Some(h);
+                    h
+                }
+            };
+            let envelope = make(current.subject_seq + 1);
+            let id = msg_id.map_or_else(|| envelope.event_id.clone(), str::to_owned);
+            match self.append_at(subject, current, envelope, &id).await {
+                Ok(appended) => {
+                    if !appended.duplicate {
+                        *head = Some(Head {
+                            stream_seq: appended.stream_seq,
+                            subject_seq: current.subject_seq + 1,
+                        });
+                    }
+                    return Ok(appended);
+                }
+                Err(AppendError::Conflict) => {
+                    *head = None;
+                    // Another process won the race: back off a little,
+                    // more with each attempt, so two writers don't collide
+                    // in lock-step.
+                    let spread = (attempt as u64 + 1).min(20) * 200;
+                    tokio::time::sleep(Duration::from_micros(jitter(spread))).await;
+                }
+                Err(e) => {
+                    *head = None;
+                    return Err(e);
+                }
+            }
+        }
+        Err(AppendError::Conflict)
+    }
+
+    fn head_slot(&self, subject: &str) -> Arc<tokio::sync::Mutex<Option<Head>>> {
+        let mut heads = self
+            .inner
+            .heads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        heads.entry(subject.to_string()).or_default().clone()
+    }
+
+    /// Streams every event from `start_seq` (inclusive; 0 or 1 = from the
+    /// beginning) in stream order, following the log as it grows. Backed by
+    /// an ordered consumer: no server-side state to clean up, and it
+    /// re-creates itself after a gap or a reconnect.
+    pub async fn replay(&self, start_seq: u64) -> Result<ReplayStream, LogError> {
+        self.replay_filtered(start_seq, String::new()).await
+    }
+
+    /// Like [`Log::replay`], limited to subjects matching `filter`.
+    pub async fn replay_filtered(
+        &self,
+        start_seq: u64,
+        filter: String,
+    ) -> Result<ReplayStream, LogError> {
+        let consumer = self
+            .inner
+            .stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: start_seq.max(1),
+                },
+                filter_subject: filter,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        Ok(Box::pin(messages.map(|m| {
+            let m = m.map_err(|e| LogError::Unavailable(e.to_string()))?;
+            let stream_seq = m
+                .info()
+                .map_err(|e| LogError::Unavailable(e.to_string()))?
+                .stream_sequence;
+            Ok(LogEvent {
+                stream_seq,
+                subject: m.subject.to_string(),
+                envelope: Envelope::decode(m.payload.as_ref()).ok(),
+            })
+        })))
+    }
+}
+
+/// A cheap pseudo-random number below `bound` (back-off spread only).
+fn jitter(bound: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(bound);
+    h.finish() % bound.max(1)
+}
