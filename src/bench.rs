@@ -1,2 +1,7 @@
-pub async fn run(_b: Bench) -> anyhow::Result<()> { Ok(()) }
-#[derive(clap::Subcommand)] pub enum Bench { Send }
+pub async fn run(_b: Bench) -> anyhow::Result<()> {
+    Ok(())
+}
+#[derive(clap::Subcommand)]
+pub enum Bench {
+    Send,
+}

@@ -17,7 +17,11 @@ use switchboard_streams::{connect, Log, LogConfig};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "switchboard", version, about = "Event-sourced team messaging on NATS JetStream")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Event-sourced team messaging on NATS JetStream"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,17 +52,26 @@ enum Command {
 #[derive(Args, Clone)]
 pub struct Common {
     /// Directory of the read models (and of the local nats-server's store).
-    #[arg(long, env = "SWITCHBOARD_DATA", default_value = "./data")]
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHBOARD_DATA",
+        default_value = "./data"
+    )]
     pub data: PathBuf,
     /// NATS URL. Without it a local nats-server is used: the one a running
     /// `serve` started on --data, or one started for this command.
-    #[arg(long, env = "NATS_URL")]
+    #[arg(long, global = true, env = "NATS_URL")]
     pub nats: Option<String>,
     /// JetStream stream that holds the log.
     #[arg(long, env = "SWITCHBOARD_STREAM", default_value = "SB")]
     pub stream: String,
     /// JetStream de-duplication window for client_msg_id, in milliseconds.
-    #[arg(long, env = "SWITCHBOARD_DUPLICATE_WINDOW_MS", default_value_t = 120_000)]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DUPLICATE_WINDOW_MS",
+        default_value_t = 120_000
+    )]
     pub duplicate_window_ms: u64,
 }
 
@@ -174,13 +187,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

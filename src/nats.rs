@@ -54,11 +54,17 @@ fn free_port() -> Result<u16> {
 /// data dir and still runs, if any.
 pub fn running(data: &Path) -> Option<String> {
     let dir = data.join("nats");
-    let pid: u32 = std::fs::read_to_string(dir.join("nats.pid")).ok()?.trim().parse().ok()?;
+    let pid: u32 = std::fs::read_to_string(dir.join("nats.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     if !pid_alive(pid) {
         return None;
     }
-    std::fs::read_to_string(dir.join("url")).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(dir.join("url"))
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 impl LocalNats {
@@ -106,7 +112,10 @@ impl LocalNats {
         };
         let start = Instant::now();
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 break;
             }
             if let Some(child) = me.child.as_mut() {

@@ -41,7 +41,10 @@ pub async fn rebuild_one<P: Projector>(log: &Log, data: &Path, out: &Path) -> Re
             &live_path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )?;
-        Some(live_checksum::<P>(&mut conn).with_context(|| format!("reading {}", live_path.display()))?)
+        Some(
+            live_checksum::<P>(&mut conn)
+                .with_context(|| format!("reading {}", live_path.display()))?,
+        )
     } else {
         None
     };

@@ -49,8 +49,12 @@ pub enum Action<'a> {
     Post,
     Join,
     Leave,
-    Invite { user_id: &'a str },
-    Remove { user_id: &'a str },
+    Invite {
+        user_id: &'a str,
+    },
+    Remove {
+        user_id: &'a str,
+    },
     Archive,
 }
 
@@ -240,7 +244,10 @@ mod tests {
                 Some(DomainError::NotFound("channel"))
             );
         }
-        assert_eq!(refusal(authorize(&d, &caller("W1", "alice"), "priv", Action::Read)), None);
+        assert_eq!(
+            refusal(authorize(&d, &caller("W1", "alice"), "priv", Action::Read)),
+            None
+        );
     }
 
     #[test]
@@ -265,11 +272,21 @@ mod tests {
         ));
         assert_eq!(refusal(authorize(&d, &alice, "old", Action::Read)), None);
         assert_eq!(
-            refusal(authorize(&d, &alice, "pub", Action::Invite { user_id: "ghost" })),
+            refusal(authorize(
+                &d,
+                &alice,
+                "pub",
+                Action::Invite { user_id: "ghost" }
+            )),
             Some(DomainError::NotFound("user"))
         );
         assert!(matches!(
-            refusal(authorize(&d, &caller("W1", "bob"), "pub", Action::Remove { user_id: "alice" })),
+            refusal(authorize(
+                &d,
+                &caller("W1", "bob"),
+                "pub",
+                Action::Remove { user_id: "alice" }
+            )),
             Some(DomainError::Forbidden(_))
         ));
     }

@@ -160,7 +160,9 @@ impl Core {
     async fn acl_catch_up(&self) -> ApiResult<()> {
         let head = self.log.last_seq().await?;
         if !self.acl_progress.wait_for(head, FRESHNESS_WAIT).await {
-            return Err(ApiError::unavailable("the membership read model is behind the log"));
+            return Err(ApiError::unavailable(
+                "the membership read model is behind the log",
+            ));
         }
         Ok(())
     }
@@ -199,7 +201,12 @@ impl Core {
 
     // ----- authorization -----
 
-    async fn check(&self, caller: &Caller, channel: &str, want: &Want) -> ApiResult<Result<ChannelFacts, DomainError>> {
+    async fn check(
+        &self,
+        caller: &Caller,
+        channel: &str,
+        want: &Want,
+    ) -> ApiResult<Result<ChannelFacts, DomainError>> {
         let (caller, channel, want) = (caller.clone(), channel.to_string(), want.clone());
         self.acl
             .read(move |c| {
@@ -215,7 +222,12 @@ impl Core {
 
     /// Authorizes `want` on `channel` for `user`; a refusal is re-checked
     /// against an up-to-date model before it is returned.
-    pub async fn authorize(&self, user: &UserCtx, channel: &str, want: Want) -> ApiResult<ChannelFacts> {
+    pub async fn authorize(
+        &self,
+        user: &UserCtx,
+        channel: &str,
+        want: Want,
+    ) -> ApiResult<ChannelFacts> {
         self.fresh_for(&user.caller.user_id).await;
         match self.check(&user.caller, channel, &want).await? {
             Ok(facts) => Ok(facts),
@@ -241,7 +253,13 @@ impl Core {
     }
 
     /// Appends a channel event by `user`.
-    async fn append_channel(&self, user: &UserCtx, channel: &str, msg_id: Option<&str>, body: Body) -> ApiResult<Appended> {
+    async fn append_channel(
+        &self,
+        user: &UserCtx,
+        channel: &str,
+        msg_id: Option<&str>,
+        body: Body,
+    ) -> ApiResult<Appended> {
         let ws = &user.caller.workspace_id;
         let subject = subjects::channel(ws, channel);
         let appended = self
@@ -275,13 +293,18 @@ impl Core {
         let subject = subjects::workspace(ws);
         for _ in 0..DECIDE_ATTEMPTS {
             let head: Head = self.log.fetch_head(&subject).await?;
-            if !self.acl_progress.wait_for(head.stream_seq, FRESHNESS_WAIT).await {
-                return Err(ApiError::unavailable("the membership read model is behind the log"));
+            if !self
+                .acl_progress
+                .wait_for(head.stream_seq, FRESHNESS_WAIT)
+                .await
+            {
+                return Err(ApiError::unavailable(
+                    "the membership read model is behind the log",
+                ));
             }
             let check = check.clone();
-            match self.acl.read(move |c| check(c)).await?? {
-                Some(existing) => return Ok(Err(existing)),
-                None => {}
+            if let Some(existing) = self.acl.read(move |c| check(c)).await?? {
+                return Ok(Err(existing));
             }
             let env = make(head.subject_seq + 1);
             let id = env.event_id.clone();
@@ -306,7 +329,9 @@ impl Core {
         let body = Body::WorkspaceCreated(events::WorkspaceCreated { name: name.clone() });
         let a = self
             .log
-            .append(&subject, None, |seq| Self::envelope(&id, "", "", seq, body.clone()))
+            .append(&subject, None, |seq| {
+                Self::envelope(&id, "", "", seq, body.clone())
+            })
             .await?;
         self.note_write("", a.stream_seq);
         Ok(WorkspaceView { id, name })
@@ -368,7 +393,10 @@ impl Core {
             )
             .await?;
         if outcome.is_err() {
-            return Err(ApiError::internal("create_user", &"unexpected existing result"));
+            return Err(ApiError::internal(
+                "create_user",
+                &"unexpected existing result",
+            ));
         }
         Ok((
             UserView {
@@ -447,7 +475,11 @@ impl Core {
 
     /// The DM channel for exactly `others` + the caller; created on first
     /// use. Returns the channel and whether it was created now.
-    pub async fn open_dm(&self, user: &UserCtx, others: &[String]) -> ApiResult<(ChannelView, bool)> {
+    pub async fn open_dm(
+        &self,
+        user: &UserCtx,
+        others: &[String],
+    ) -> ApiResult<(ChannelView, bool)> {
         let me = user.caller.user_id.clone();
         let ws = user.caller.workspace_id.clone();
         let mut set: Vec<String> = Vec::with_capacity(others.len() + 1);
@@ -514,8 +546,14 @@ impl Core {
 
     pub async fn channels(&self, user: &UserCtx) -> ApiResult<Vec<ChannelView>> {
         self.fresh_for(&user.caller.user_id).await;
-        let (ws, me) = (user.caller.workspace_id.clone(), user.caller.user_id.clone());
-        Ok(self.acl.read(move |c| acl::visible_channels(c, &ws, &me)).await?)
+        let (ws, me) = (
+            user.caller.workspace_id.clone(),
+            user.caller.user_id.clone(),
+        );
+        Ok(self
+            .acl
+            .read(move |c| acl::visible_channels(c, &ws, &me))
+            .await?)
     }
 
     pub async fn channel(&self, user: &UserCtx, channel: &str) -> ApiResult<ChannelView> {
@@ -533,7 +571,12 @@ impl Core {
     }
 
     /// Membership changes and archiving: authorize, then append.
-    pub async fn channel_action(&self, user: &UserCtx, channel: &str, want: Want) -> ApiResult<u64> {
+    pub async fn channel_action(
+        &self,
+        user: &UserCtx,
+        channel: &str,
+        want: Want,
+    ) -> ApiResult<u64> {
         let facts = self.authorize(user, channel, want.clone()).await?;
         let me = user.caller.user_id.clone();
         let body = match want {
@@ -554,7 +597,10 @@ impl Core {
             }
             Want::Archive => Body::ChannelArchived(events::ChannelArchived {}),
             Want::See | Want::Read | Want::Post => {
-                return Err(ApiError::internal("channel_action", &"not a channel action"))
+                return Err(ApiError::internal(
+                    "channel_action",
+                    &"not a channel action",
+                ))
             }
         };
         let a = self.append_channel(user, &facts.id, None, body).await?;
@@ -576,8 +622,14 @@ impl Core {
 
     /// Posts a message. Returns the message and whether it was created now
     /// (`false`: an earlier post with the same `client_msg_id`).
-    pub async fn post_message(&self, user: &UserCtx, post: PostMessage) -> ApiResult<(MessageView, bool)> {
-        let facts = self.authorize(user, post.channel_id.as_str(), Want::Post).await?;
+    pub async fn post_message(
+        &self,
+        user: &UserCtx,
+        post: PostMessage,
+    ) -> ApiResult<(MessageView, bool)> {
+        let facts = self
+            .authorize(user, post.channel_id.as_str(), Want::Post)
+            .await?;
         let me = user.caller.user_id.clone();
         if let Some(cid) = &post.client_msg_id {
             // Beyond JetStream's de-dup window, the history model remembers.
@@ -597,7 +649,8 @@ impl Core {
                 .read(move |c| history::message(c, &root_id))
                 .await?;
             match root_row {
-                Some(r) if r.channel_id == facts.id && r.thread_root_id.is_none() && !r.deleted => {}
+                Some(r) if r.channel_id == facts.id && r.thread_root_id.is_none() && !r.deleted => {
+                }
                 Some(r) if r.channel_id == facts.id => {
                     return Err(ApiError::invalid(
                         "thread_root_id must be a live top-level message",
@@ -631,7 +684,9 @@ impl Core {
         if a.duplicate {
             // The stream de-duplicated a retry: answer with the original, as
             // the history model has it now (it may have been edited).
-            self.history_progress.wait_for(a.stream_seq, FRESHNESS_WAIT).await;
+            self.history_progress
+                .wait_for(a.stream_seq, FRESHNESS_WAIT)
+                .await;
             let original = message_from_envelope(&a.envelope);
             if let Some(id) = original.as_ref().map(|m| m.id.clone()) {
                 if let Some(row) = self.history.read(move |c| history::message(c, &id)).await? {
@@ -642,8 +697,9 @@ impl Core {
                 .map(|m| (m, false))
                 .ok_or_else(|| ApiError::internal("post_message", &"duplicate is not a message"));
         }
-        let view = message_from_envelope(&a.envelope)
-            .ok_or_else(|| ApiError::internal("post_message", &"appended event is not a message"))?;
+        let view = message_from_envelope(&a.envelope).ok_or_else(|| {
+            ApiError::internal("post_message", &"appended event is not a message")
+        })?;
         Ok((view, true))
     }
 

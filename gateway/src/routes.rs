@@ -204,8 +204,9 @@ async fn readyz(State(s): State<AppState>) -> Response {
     if connected && acl >= s.startup_head && history >= s.startup_head {
         (StatusCode::OK, Json(body)).into_response()
     } else {
-        let mut err = ApiError::unavailable("not ready: JetStream unreachable or projectors catching up")
-            .into_response();
+        let mut err =
+            ApiError::unavailable("not ready: JetStream unreachable or projectors catching up")
+                .into_response();
         *err.body_mut() = axum::body::Body::from(
             json!({"error": {"code": "unavailable", "message": "not ready"}, "status": body})
                 .to_string(),
@@ -229,7 +230,9 @@ async fn create_workspace(
     ApiJson(req): ApiJson<CreateWorkspace>,
 ) -> ApiResult<impl IntoResponse> {
     if !matches!(auth, Auth::Operator) {
-        return Err(ApiError::forbidden("only the operator token may create workspaces"));
+        return Err(ApiError::forbidden(
+            "only the operator token may create workspaces",
+        ));
     }
     let w = s.core.create_workspace(&req.name).await?;
     Ok((StatusCode::CREATED, Json(workspace_json(&w))))
@@ -254,7 +257,13 @@ async fn create_user(
     };
     let (user, token) = s
         .core
-        .create_user(by.as_ref(), &ws, &req.handle, &req.display_name, req.role.as_deref())
+        .create_user(
+            by.as_ref(),
+            &ws,
+            &req.handle,
+            &req.display_name,
+            req.role.as_deref(),
+        )
         .await?;
     let mut body = user_json(&user);
     body["token"] = Value::String(token);
@@ -271,7 +280,9 @@ async fn me(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> 
 
 async fn users(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
     let users = s.core.users(&u).await?;
-    Ok(Json(json!({"users": users.iter().map(user_json).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"users": users.iter().map(user_json).collect::<Vec<_>>()}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -296,7 +307,9 @@ async fn create_channel(
 
 async fn list_channels(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
     let chans = s.core.channels(&u).await?;
-    Ok(Json(json!({"channels": chans.iter().map(channel_json).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"channels": chans.iter().map(channel_json).collect::<Vec<_>>()}),
+    ))
 }
 
 async fn get_channel(
@@ -337,7 +350,11 @@ async fn invite_member(
 ) -> ApiResult<Json<Value>> {
     let id = channel_id(&id)?;
     let target = UserId::parse(&req.user_id)?.into_string();
-    Ok(ok_seq(s.core.channel_action(&u, id.as_str(), Want::Invite(target)).await?))
+    Ok(ok_seq(
+        s.core
+            .channel_action(&u, id.as_str(), Want::Invite(target))
+            .await?,
+    ))
 }
 
 async fn remove_member(
@@ -347,22 +364,46 @@ async fn remove_member(
 ) -> ApiResult<Json<Value>> {
     let id = channel_id(&id)?;
     let target = UserId::parse(&user)?.into_string();
-    Ok(ok_seq(s.core.channel_action(&u, id.as_str(), Want::Remove(target)).await?))
+    Ok(ok_seq(
+        s.core
+            .channel_action(&u, id.as_str(), Want::Remove(target))
+            .await?,
+    ))
 }
 
-async fn join(State(s): State<AppState>, User(u): User, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn join(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let id = channel_id(&id)?;
-    Ok(ok_seq(s.core.channel_action(&u, id.as_str(), Want::Join).await?))
+    Ok(ok_seq(
+        s.core.channel_action(&u, id.as_str(), Want::Join).await?,
+    ))
 }
 
-async fn leave(State(s): State<AppState>, User(u): User, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn leave(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let id = channel_id(&id)?;
-    Ok(ok_seq(s.core.channel_action(&u, id.as_str(), Want::Leave).await?))
+    Ok(ok_seq(
+        s.core.channel_action(&u, id.as_str(), Want::Leave).await?,
+    ))
 }
 
-async fn archive(State(s): State<AppState>, User(u): User, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn archive(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let id = channel_id(&id)?;
-    Ok(ok_seq(s.core.channel_action(&u, id.as_str(), Want::Archive).await?))
+    Ok(ok_seq(
+        s.core
+            .channel_action(&u, id.as_str(), Want::Archive)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -376,7 +417,11 @@ async fn open_dm(
     ApiJson(req): ApiJson<Dms>,
 ) -> ApiResult<impl IntoResponse> {
     let (ch, created) = s.core.open_dm(&u, &req.user_ids).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(channel_json(&ch))))
 }
 
@@ -396,16 +441,30 @@ async fn post_message(
     ApiJson(req): ApiJson<PostMessageReq>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
     if !req.attachment_ids.is_empty() {
-        return Err(ApiError::invalid("attachment_ids: file uploads are not available yet"));
+        return Err(ApiError::invalid(
+            "attachment_ids: file uploads are not available yet",
+        ));
     }
     let post = PostMessage {
         channel_id: ChannelId::parse(&req.channel_id)?,
         text: MessageText::parse(&req.text)?,
-        client_msg_id: req.client_msg_id.as_deref().map(ClientMsgId::parse).transpose()?,
-        thread_root_id: req.thread_root_id.as_deref().map(MessageId::parse).transpose()?,
+        client_msg_id: req
+            .client_msg_id
+            .as_deref()
+            .map(ClientMsgId::parse)
+            .transpose()?,
+        thread_root_id: req
+            .thread_root_id
+            .as_deref()
+            .map(MessageId::parse)
+            .transpose()?,
     };
     let (msg, created) = s.core.post_message(&u, post).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(msg)))
 }
 
@@ -419,7 +478,11 @@ async fn list_messages(
     let p = params(q)?;
     let limit = parse_limit(limit_param(&p)?)?;
     let page = match (seq_param(&p, "before")?, seq_param(&p, "after_seq")?) {
-        (Some(_), Some(_)) => return Err(ApiError::invalid("use either before or after_seq, not both")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "use either before or after_seq, not both",
+            ))
+        }
         (before, None) => Page::Before(before),
         (None, Some(after)) => Page::After(after),
     };

@@ -39,7 +39,11 @@ impl MessageView {
             reactions: r.reactions,
             edited_ts: r.edited_ms.map(rfc3339_ms),
             deleted: r.deleted,
-            attachments: r.attachment_ids.into_iter().map(|id| json!({"id": id})).collect(),
+            attachments: r
+                .attachment_ids
+                .into_iter()
+                .map(|id| json!({"id": id}))
+                .collect(),
             client_msg_id: r.client_msg_id,
         }
     }
@@ -63,7 +67,11 @@ pub fn message_from_envelope(env: &Envelope) -> Option<MessageView> {
         reactions: Vec::new(),
         edited_ts: None,
         deleted: false,
-        attachments: b.attachment_ids.iter().map(|id| json!({"id": id})).collect(),
+        attachments: b
+            .attachment_ids
+            .iter()
+            .map(|id| json!({"id": id}))
+            .collect(),
         client_msg_id: opt(&b.client_msg_id),
     })
 }

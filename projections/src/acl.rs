@@ -229,7 +229,11 @@ pub fn user(conn: &Connection, ws: &str, id: &str) -> rusqlite::Result<Option<Us
     .optional()
 }
 
-pub fn user_by_handle(conn: &Connection, ws: &str, handle: &str) -> rusqlite::Result<Option<UserView>> {
+pub fn user_by_handle(
+    conn: &Connection,
+    ws: &str,
+    handle: &str,
+) -> rusqlite::Result<Option<UserView>> {
     conn.query_row(
         &format!("SELECT {USER_COLS} FROM users WHERE workspace_id = ?1 AND handle = ?2"),
         [ws, handle],
@@ -247,16 +251,12 @@ pub fn users(conn: &Connection, ws: &str) -> rusqlite::Result<Vec<UserView>> {
 }
 
 pub fn workspace(conn: &Connection, id: &str) -> rusqlite::Result<Option<WorkspaceView>> {
-    conn.query_row(
-        "SELECT id, name FROM workspaces WHERE id = ?1",
-        [id],
-        |r| {
-            Ok(WorkspaceView {
-                id: r.get(0)?,
-                name: r.get(1)?,
-            })
-        },
-    )
+    conn.query_row("SELECT id, name FROM workspaces WHERE id = ?1", [id], |r| {
+        Ok(WorkspaceView {
+            id: r.get(0)?,
+            name: r.get(1)?,
+        })
+    })
     .optional()
 }
 
@@ -282,7 +282,11 @@ fn channel_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelView> {
 
 /// A channel as `viewer` sees it (`is_member` is the viewer's). No
 /// visibility check: callers authorize first.
-pub fn channel_view(conn: &Connection, viewer: &str, id: &str) -> rusqlite::Result<Option<ChannelView>> {
+pub fn channel_view(
+    conn: &Connection,
+    viewer: &str,
+    id: &str,
+) -> rusqlite::Result<Option<ChannelView>> {
     conn.query_row(
         &format!("SELECT {CHANNEL_COLS} FROM channels c WHERE c.id = ?2"),
         [viewer, id],
@@ -292,7 +296,11 @@ pub fn channel_view(conn: &Connection, viewer: &str, id: &str) -> rusqlite::Resu
 }
 
 /// The channels `viewer` may see in `ws`: public ones and those it is in.
-pub fn visible_channels(conn: &Connection, ws: &str, viewer: &str) -> rusqlite::Result<Vec<ChannelView>> {
+pub fn visible_channels(
+    conn: &Connection,
+    ws: &str,
+    viewer: &str,
+) -> rusqlite::Result<Vec<ChannelView>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {CHANNEL_COLS} FROM channels c
          WHERE c.workspace_id = ?2
@@ -304,7 +312,11 @@ pub fn visible_channels(conn: &Connection, ws: &str, viewer: &str) -> rusqlite::
     rows.collect()
 }
 
-pub fn channel_id_by_name(conn: &Connection, ws: &str, name: &str) -> rusqlite::Result<Option<String>> {
+pub fn channel_id_by_name(
+    conn: &Connection,
+    ws: &str,
+    name: &str,
+) -> rusqlite::Result<Option<String>> {
     conn.query_row(
         "SELECT id FROM channels WHERE workspace_id = ?1 AND name = ?2",
         [ws, name],
@@ -314,7 +326,11 @@ pub fn channel_id_by_name(conn: &Connection, ws: &str, name: &str) -> rusqlite::
 }
 
 pub fn channel_exists(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
-    conn.query_row("SELECT EXISTS (SELECT 1 FROM channels WHERE id = ?1)", [id], |r| r.get(0))
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM channels WHERE id = ?1)",
+        [id],
+        |r| r.get(0),
+    )
 }
 
 pub fn members(conn: &Connection, channel: &str) -> rusqlite::Result<Vec<UserView>> {

@@ -143,7 +143,10 @@ impl Projector for History {
                      WHERE message_id = ?1 AND type IN ('message_posted', 'message_edited')",
                     [&b.message_id],
                 )?;
-                tx.execute("DELETE FROM reactions WHERE message_id = ?1", [&b.message_id])?;
+                tx.execute(
+                    "DELETE FROM reactions WHERE message_id = ?1",
+                    [&b.message_id],
+                )?;
             }
             Body::ReactionAdded(b) => {
                 tx.execute(
@@ -262,7 +265,10 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     })
 }
 
-fn with_reactions(conn: &Connection, mut rows: Vec<MessageRow>) -> rusqlite::Result<Vec<MessageRow>> {
+fn with_reactions(
+    conn: &Connection,
+    mut rows: Vec<MessageRow>,
+) -> rusqlite::Result<Vec<MessageRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT emoji, user_id FROM reactions WHERE message_id = ?1 ORDER BY emoji, user_id",
     )?;

@@ -24,8 +24,12 @@ pub trait Projector: Send + Sync + 'static {
     fn migrate(conn: &Connection) -> rusqlite::Result<()>;
     /// Folds one event. Must depend only on the rows and the event (no
     /// clock, no randomness) so a replay yields the same rows.
-    fn apply(tx: &Transaction<'_>, stream_seq: u64, subject: &str, env: &Envelope)
-        -> rusqlite::Result<()>;
+    fn apply(
+        tx: &Transaction<'_>,
+        stream_seq: u64,
+        subject: &str,
+        env: &Envelope,
+    ) -> rusqlite::Result<()>;
 }
 
 /// How far a projector has applied the log (a stream sequence).

@@ -8,7 +8,7 @@
 mod log;
 pub mod subjects;
 
+pub use async_nats::Client;
 pub use log::{
     connect, AppendError, Appended, Head, Log, LogConfig, LogError, LogEvent, ReplayStream,
 };
-pub use async_nats::Client;

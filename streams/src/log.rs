@@ -198,7 +198,9 @@ impl Log {
             || have.republish != wanted.republish
             || have.allow_direct != wanted.allow_direct
         {
-            js.update_stream(wanted).await.map_err(|e| unavailable(&e))?;
+            js.update_stream(wanted)
+                .await
+                .map_err(|e| unavailable(&e))?;
             js.get_stream(&config.stream)
                 .await
                 .map_err(|e| unavailable(&e))?

@@ -28,7 +28,13 @@ pub fn workspace_filter(ws: &str) -> String {
 pub fn is_channel(subject: &str) -> bool {
     let mut parts = subject.split('.');
     matches!(
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()),
+        (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next()
+        ),
         (Some("sb"), Some(_), Some("ch"), Some(_), None)
     )
 }

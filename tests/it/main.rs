@@ -1,1 +1,11 @@
+//! Black-box tests: each test starts its own nats-server (free port, temp
+//! store) and the real `switchboard` binary, and talks HTTP to it.
 
+mod bad_input;
+mod concurrency;
+mod faults;
+mod harness;
+mod idempotency;
+mod outsiders;
+mod rebuild;
+mod walkthrough;

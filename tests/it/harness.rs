@@ -1,0 +1,433 @@
+//! Test harness: a real nats-server per test, the real binary, an HTTP
+//! client, and a fixture builder. Everything is killed and cleaned on Drop.
+
+#![allow(dead_code)]
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+pub const OPERATOR: &str = "test-operator-token";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn wait_port(port: u16, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A nats-server with JetStream on a free port and a temp store.
+pub struct Nats {
+    pub port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Nats {
+    pub fn start() -> Nats {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut n = Nats {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        n.spawn();
+        n
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server on PATH (see README)");
+        self.child = Some(child);
+        assert!(
+            wait_port(self.port, Duration::from_secs(15)),
+            "nats-server did not start"
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// kill -9 of nats-server.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// The log's last stream sequence, asked of JetStream directly.
+    pub async fn log_len(&self) -> u64 {
+        let client = async_nats::connect(self.url())
+            .await
+            .expect("connect to nats");
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream("SB").await.expect("stream SB exists");
+        stream
+            .get_info()
+            .await
+            .expect("stream info")
+            .state
+            .last_sequence
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A `switchboard serve` process.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub data: PathBuf,
+    _own_dir: Option<TempDir>,
+    nats_url: String,
+    extra: Vec<String>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_switchboard")
+}
+
+impl Server {
+    pub fn start(nats: &Nats) -> Server {
+        Self::start_with(nats, &[])
+    }
+
+    pub fn start_with(nats: &Nats, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let mut s = Server {
+            child: None,
+            base: String::new(),
+            data,
+            _own_dir: Some(dir),
+            nats_url: nats.url(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(bin())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--nats",
+                &self.nats_url,
+                "--data",
+            ])
+            .arg(&self.data)
+            .args(&self.extra)
+            .env("SWITCHBOARD_ADMIN_TOKEN", OPERATOR)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn switchboard");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("switchboard listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        self.base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("switchboard printed its address");
+        self.child = Some(child);
+    }
+
+    /// kill -9 of the server.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same data dir.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(&self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A response: status and JSON body (Null when not JSON).
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+    pub fn id(&self) -> String {
+        self.body["id"]
+            .as_str()
+            .expect("response has an id")
+            .to_string()
+    }
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "unexpected response: {}", self.body);
+        self.body
+    }
+    #[track_caller]
+    pub fn expect_err(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "unexpected response: {}",
+            self.body
+        );
+    }
+}
+
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        Api {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            base: base.to_string(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        self.try_call(method, path, token, body)
+            .await
+            .expect("HTTP request")
+    }
+
+    pub async fn try_call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Resp, reqwest::Error> {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok(Resp {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        })
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: String,
+    ) -> Resp {
+        let resp = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        Resp {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    pub async fn workspace(&self, name: &str) -> String {
+        self.post("/v1/workspaces", OPERATOR, json!({ "name": name }))
+            .await
+            .expect(201)["id"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    }
+
+    /// Creates a user; returns (id, token).
+    pub async fn user(&self, ws: &str, handle: &str, role: &str) -> (String, String) {
+        let b = self
+            .post(
+                &format!("/v1/workspaces/{ws}/users"),
+                OPERATOR,
+                json!({"handle": handle, "display_name": handle.to_uppercase(), "role": role}),
+            )
+            .await
+            .expect(201);
+        (
+            b["id"].as_str().expect("id").to_string(),
+            b["token"].as_str().expect("token").to_string(),
+        )
+    }
+
+    pub async fn channel(&self, token: &str, name: &str, private: bool) -> String {
+        self.post(
+            "/v1/channels",
+            token,
+            json!({"name": name, "private": private}),
+        )
+        .await
+        .expect(201)["id"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    }
+
+    pub async fn send(&self, token: &str, channel: &str, text: &str) -> Resp {
+        self.post(
+            "/v1/messages",
+            token,
+            json!({"channel_id": channel, "text": text}),
+        )
+        .await
+    }
+
+    /// Every event of a channel (all pages).
+    pub async fn all_events(&self, token: &str, channel: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let b = self
+                .get(
+                    &format!("/v1/channels/{channel}/events?after_seq={after}&limit=1000"),
+                    token,
+                )
+                .await
+                .expect(200);
+            let events = b["events"].as_array().expect("events").clone();
+            if events.is_empty() {
+                return out;
+            }
+            after = events.last().and_then(|e| e["seq"].as_u64()).expect("seq");
+            out.extend(events);
+        }
+    }
+
+    /// Waits until a channel's head (as `/events` sees it) reaches `seq`.
+    pub async fn wait_head(&self, token: &str, channel: &str, seq: u64) {
+        let start = Instant::now();
+        loop {
+            let b = self
+                .get(
+                    &format!("/v1/channels/{channel}/events?after_seq=0&limit=1"),
+                    token,
+                )
+                .await
+                .expect(200);
+            if b["head_seq"].as_u64().unwrap_or(0) >= seq {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "head never reached {seq}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Runs the binary with arguments; returns (success, stdout, stderr).
+pub fn run_cli(args: &[&str], data: &Path, nats: &str) -> (bool, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .args(["--nats", nats])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run switchboard");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
