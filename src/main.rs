@@ -96,11 +96,11 @@ impl Common {
                 }
             },
         };
-        let client = tokio::time::timeout(Duration::from_secs(30), connect(&url))
+        let nats = tokio::time::timeout(Duration::from_secs(30), connect(&url))
             .await
             .with_context(|| format!("connecting to NATS at {url} timed out"))?
             .with_context(|| format!("connecting to NATS at {url}"))?;
-        let log = Log::open(client, self.log_config())
+        let log = Log::open(nats, self.log_config())
             .await
             .context("opening the JetStream log stream")?;
         Ok((log, local))

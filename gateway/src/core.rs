@@ -16,7 +16,7 @@ use crate::extract::{Auth, UserCtx};
 use crate::views::{message_from_envelope, MessageView};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_core::authz::{self, Action, Caller, ChannelFacts};
 use switchboard_core::events::{self, Body, ChannelKind, Envelope, Role};
 use switchboard_core::ids::{ChannelId, EventId, MessageId, UserId, WorkspaceId};
@@ -106,7 +106,15 @@ pub struct Core {
     /// Highest stream sequence each user (or "" for the operator) has had
     /// acknowledged through this process: their reads wait for it.
     watermarks: Mutex<HashMap<String, u64>>,
+    /// Token hash → user, for a few seconds: authentication is on every
+    /// request and users are never altered in place by the API (a future
+    /// deactivation must also clear this).
+    sessions: Mutex<HashMap<String, (UserCtx, Instant)>>,
 }
+
+/// How long an authenticated token is trusted without asking the model.
+const SESSION_TTL: Duration = Duration::from_secs(10);
+const SESSION_CACHE_MAX: usize = 100_000;
 
 impl Core {
     pub fn new(
@@ -125,6 +133,7 @@ impl Core {
             history_progress,
             operator_token_hash,
             watermarks: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -147,16 +156,34 @@ impl Core {
     }
 
     /// Waits until both read models reflect `who`'s own acknowledged writes.
-    pub async fn fresh_for(&self, who: &str) {
+    /// A read that cannot see the caller's own write in time answers 503
+    /// rather than a stale page.
+    pub async fn fresh_for(&self, who: &str) -> ApiResult<()> {
         let seq = self.watermark(who);
-        if seq > 0 {
-            self.acl_progress.wait_for(seq, FRESHNESS_WAIT).await;
-            self.history_progress.wait_for(seq, FRESHNESS_WAIT).await;
+        if seq > 0
+            && !(self.acl_progress.wait_for(seq, FRESHNESS_WAIT).await
+                && self.history_progress.wait_for(seq, FRESHNESS_WAIT).await)
+        {
+            return Err(ApiError::unavailable(
+                "the read models are catching up with the log; retry shortly",
+            ));
         }
+        Ok(())
     }
 
     /// Catches the ACL model up to the log's current head (bounded). Used
     /// before any refusal so that a refusal is never a stale answer.
+    /// Catches the history model up to the log's current head (bounded).
+    async fn history_catch_up(&self) -> ApiResult<()> {
+        let head = self.log.last_seq().await?;
+        if !self.history_progress.wait_for(head, FRESHNESS_WAIT).await {
+            return Err(ApiError::unavailable(
+                "the history read model is behind the log",
+            ));
+        }
+        Ok(())
+    }
+
     async fn acl_catch_up(&self) -> ApiResult<()> {
         let head = self.log.last_seq().await?;
         if !self.acl_progress.wait_for(head, FRESHNESS_WAIT).await {
@@ -176,6 +203,9 @@ impl Core {
                 return Ok(Auth::Operator);
             }
         }
+        if let Some(user) = self.cached_session(&hash) {
+            return Ok(Auth::User(user));
+        }
         let lookup = |hash: String| async move {
             self.acl
                 .read(move |c| acl::user_by_token_hash(c, &hash))
@@ -188,7 +218,9 @@ impl Core {
                 if self.acl_catch_up().await.is_err() {
                     return Err(ApiError::unauthorized());
                 }
-                lookup(hash).await?.ok_or_else(ApiError::unauthorized)?
+                lookup(hash.clone())
+                    .await?
+                    .ok_or_else(ApiError::unauthorized)?
             }
         };
         let caller = Caller {
@@ -196,7 +228,27 @@ impl Core {
             user_id: user.id.clone(),
             admin: user.is_admin(),
         };
-        Ok(Auth::User(UserCtx { user, caller }))
+        let ctx = UserCtx { user, caller };
+        let mut sessions = self
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if sessions.len() >= SESSION_CACHE_MAX {
+            sessions.clear();
+        }
+        sessions.insert(hash, (ctx.clone(), Instant::now()));
+        Ok(Auth::User(ctx))
+    }
+
+    fn cached_session(&self, hash: &str) -> Option<UserCtx> {
+        let sessions = self
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sessions
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < SESSION_TTL)
+            .map(|(u, _)| u.clone())
     }
 
     // ----- authorization -----
@@ -228,7 +280,12 @@ impl Core {
         channel: &str,
         want: Want,
     ) -> ApiResult<ChannelFacts> {
-        self.fresh_for(&user.caller.user_id).await;
+        // Reads wait for the caller's own writes (read-your-writes). Writes
+        // check at once: waiting there would tie a user's send rate to
+        // projection lag, and a refusal is re-checked when caught up.
+        if matches!(want, Want::See | Want::Read) {
+            self.fresh_for(&user.caller.user_id).await?;
+        }
         match self.check(&user.caller, channel, &want).await? {
             Ok(facts) => Ok(facts),
             Err(_) => {
@@ -417,7 +474,7 @@ impl Core {
     }
 
     pub async fn users(&self, user: &UserCtx) -> ApiResult<Vec<UserView>> {
-        self.fresh_for(&user.caller.user_id).await;
+        self.fresh_for(&user.caller.user_id).await?;
         let ws = user.caller.workspace_id.clone();
         Ok(self.acl.read(move |c| acl::users(c, &ws)).await?)
     }
@@ -497,7 +554,7 @@ impl Core {
         let digest = token_hash(&format!("{ws}\n{}", set.join("\n")));
         let id = format!("D{}", &digest[..26]);
         let name = format!("dm-{}", &digest[..26]);
-        self.fresh_for(&me).await;
+        self.fresh_for(&me).await?;
         let (ws_c, set_c, id_c, me_c) = (ws.clone(), set.clone(), id.clone(), me.clone());
         let body = Body::ChannelCreated(events::ChannelCreated {
             name: name.clone(),
@@ -545,7 +602,7 @@ impl Core {
     }
 
     pub async fn channels(&self, user: &UserCtx) -> ApiResult<Vec<ChannelView>> {
-        self.fresh_for(&user.caller.user_id).await;
+        self.fresh_for(&user.caller.user_id).await?;
         let (ws, me) = (
             user.caller.workspace_id.clone(),
             user.caller.user_id.clone(),
@@ -643,11 +700,15 @@ impl Core {
             }
         }
         if let Some(root) = &post.thread_root_id {
-            let root_id = root.as_str().to_string();
-            let root_row = self
-                .history
-                .read(move |c| history::message(c, &root_id))
-                .await?;
+            let lookup = |id: String| async move {
+                self.history.read(move |c| history::message(c, &id)).await
+            };
+            let mut root_row = lookup(root.as_str().to_string()).await?;
+            if root_row.is_none() {
+                // The root may be a moment old: look again once caught up.
+                self.history_catch_up().await?;
+                root_row = lookup(root.as_str().to_string()).await?;
+            }
             match root_row {
                 Some(r) if r.channel_id == facts.id && r.thread_root_id.is_none() && !r.deleted => {
                 }

@@ -70,43 +70,43 @@ impl Projector for Acl {
         let ch = env.channel_id.as_str();
         let seq = env.channel_seq as i64;
         if subjects::is_channel(subject) {
-            tx.execute(
-                "UPDATE channels SET head_seq = MAX(head_seq, ?2) WHERE id = ?1",
-                params![ch, seq],
-            )?;
+            tx.prepare_cached("UPDATE channels SET head_seq = MAX(head_seq, ?2) WHERE id = ?1")?
+                .execute(params![ch, seq])?;
         }
         match body {
             Body::WorkspaceCreated(b) => {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT OR IGNORE INTO workspaces (id, name, created_ms) VALUES (?1, ?2, ?3)",
-                    params![env.workspace_id, b.name, env.ts_ms],
-                )?;
+                )?
+                .execute(params![env.workspace_id, b.name, env.ts_ms])?;
             }
             Body::UserAdded(b) => {
                 // A handle or token already taken is ignored: the write path
                 // decides against this model, so only a foreign writer could
                 // produce one, and the first event wins on every replay.
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT OR IGNORE INTO users
                          (id, workspace_id, handle, display_name, role, token_hash, created_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![
-                        b.user_id,
-                        env.workspace_id,
-                        b.handle,
-                        b.display_name,
-                        b.role().as_str(),
-                        b.token_hash,
-                        env.ts_ms
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    b.user_id,
+                    env.workspace_id,
+                    b.handle,
+                    b.display_name,
+                    b.role().as_str(),
+                    b.token_hash,
+                    env.ts_ms
+                ])?;
             }
             Body::ChannelCreated(b) => {
-                let created = tx.execute(
-                    "INSERT OR IGNORE INTO channels
+                let created = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO channels
                          (id, workspace_id, name, private, direct, topic, creator_id, created_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
+                    )?
+                    .execute(params![
                         ch,
                         env.workspace_id,
                         b.name,
@@ -115,26 +115,24 @@ impl Projector for Acl {
                         b.topic,
                         env.actor_id,
                         env.ts_ms
-                    ],
-                )?;
+                    ])?;
                 if created == 1 {
                     for user in &b.member_ids {
-                        tx.execute(
+                        tx.prepare_cached(
                             "INSERT OR IGNORE INTO members (channel_id, user_id, since_seq)
                              VALUES (?1, ?2, 0)",
-                            params![ch, user],
-                        )?;
+                        )?
+                        .execute(params![ch, user])?;
                     }
                 }
             }
             Body::ChannelRenamed(b) => {
-                tx.execute(
-                    "UPDATE OR IGNORE channels SET name = ?2 WHERE id = ?1",
-                    params![ch, b.name],
-                )?;
+                tx.prepare_cached("UPDATE OR IGNORE channels SET name = ?2 WHERE id = ?1")?
+                    .execute(params![ch, b.name])?;
             }
             Body::ChannelArchived(_) => {
-                tx.execute("UPDATE channels SET archived = 1 WHERE id = ?1", [ch])?;
+                tx.prepare_cached("UPDATE channels SET archived = 1 WHERE id = ?1")?
+                    .execute([ch])?;
             }
             Body::MemberJoined(b) => add_member(tx, ch, &b.user_id, seq)?,
             Body::MemberInvited(b) => add_member(tx, ch, &b.user_id, seq)?,
@@ -147,18 +145,16 @@ impl Projector for Acl {
 }
 
 fn add_member(tx: &Transaction<'_>, ch: &str, user: &str, seq: i64) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR IGNORE INTO members (channel_id, user_id, since_seq) VALUES (?1, ?2, ?3)",
-        params![ch, user, seq],
-    )?;
+    )?
+    .execute(params![ch, user, seq])?;
     Ok(())
 }
 
 fn remove_member(tx: &Transaction<'_>, ch: &str, user: &str) -> rusqlite::Result<()> {
-    tx.execute(
-        "DELETE FROM members WHERE channel_id = ?1 AND user_id = ?2",
-        params![ch, user],
-    )?;
+    tx.prepare_cached("DELETE FROM members WHERE channel_id = ?1 AND user_id = ?2")?
+        .execute(params![ch, user])?;
     Ok(())
 }
 
@@ -212,20 +208,18 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserView> {
 }
 
 pub fn user_by_token_hash(conn: &Connection, hash: &str) -> rusqlite::Result<Option<UserView>> {
-    conn.query_row(
-        &format!("SELECT {USER_COLS} FROM users WHERE token_hash = ?1"),
-        [hash],
-        user_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {USER_COLS} FROM users WHERE token_hash = ?1"
+    ))?
+    .query_row([hash], user_row)
     .optional()
 }
 
 pub fn user(conn: &Connection, ws: &str, id: &str) -> rusqlite::Result<Option<UserView>> {
-    conn.query_row(
-        &format!("SELECT {USER_COLS} FROM users WHERE id = ?1 AND workspace_id = ?2"),
-        [id, ws],
-        user_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {USER_COLS} FROM users WHERE id = ?1 AND workspace_id = ?2"
+    ))?
+    .query_row([id, ws], user_row)
     .optional()
 }
 
@@ -234,11 +228,10 @@ pub fn user_by_handle(
     ws: &str,
     handle: &str,
 ) -> rusqlite::Result<Option<UserView>> {
-    conn.query_row(
-        &format!("SELECT {USER_COLS} FROM users WHERE workspace_id = ?1 AND handle = ?2"),
-        [ws, handle],
-        user_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {USER_COLS} FROM users WHERE workspace_id = ?1 AND handle = ?2"
+    ))?
+    .query_row([ws, handle], user_row)
     .optional()
 }
 
@@ -251,13 +244,14 @@ pub fn users(conn: &Connection, ws: &str) -> rusqlite::Result<Vec<UserView>> {
 }
 
 pub fn workspace(conn: &Connection, id: &str) -> rusqlite::Result<Option<WorkspaceView>> {
-    conn.query_row("SELECT id, name FROM workspaces WHERE id = ?1", [id], |r| {
-        Ok(WorkspaceView {
-            id: r.get(0)?,
-            name: r.get(1)?,
+    conn.prepare_cached("SELECT id, name FROM workspaces WHERE id = ?1")?
+        .query_row([id], |r| {
+            Ok(WorkspaceView {
+                id: r.get(0)?,
+                name: r.get(1)?,
+            })
         })
-    })
-    .optional()
+        .optional()
 }
 
 const CHANNEL_COLS: &str = "c.id, c.name, c.private, c.direct, c.topic, c.archived, c.creator_id,
@@ -287,11 +281,10 @@ pub fn channel_view(
     viewer: &str,
     id: &str,
 ) -> rusqlite::Result<Option<ChannelView>> {
-    conn.query_row(
-        &format!("SELECT {CHANNEL_COLS} FROM channels c WHERE c.id = ?2"),
-        [viewer, id],
-        channel_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {CHANNEL_COLS} FROM channels c WHERE c.id = ?2"
+    ))?
+    .query_row([viewer, id], channel_row)
     .optional()
 }
 
@@ -317,20 +310,14 @@ pub fn channel_id_by_name(
     ws: &str,
     name: &str,
 ) -> rusqlite::Result<Option<String>> {
-    conn.query_row(
-        "SELECT id FROM channels WHERE workspace_id = ?1 AND name = ?2",
-        [ws, name],
-        |r| r.get(0),
-    )
-    .optional()
+    conn.prepare_cached("SELECT id FROM channels WHERE workspace_id = ?1 AND name = ?2")?
+        .query_row([ws, name], |r| r.get(0))
+        .optional()
 }
 
 pub fn channel_exists(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM channels WHERE id = ?1)",
-        [id],
-        |r| r.get(0),
-    )
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM channels WHERE id = ?1)")?
+        .query_row([id], |r| r.get(0))
 }
 
 pub fn members(conn: &Connection, channel: &str) -> rusqlite::Result<Vec<UserView>> {
@@ -351,38 +338,37 @@ impl Directory for AclDirectory<'_> {
 
     fn channel(&self, id: &str) -> rusqlite::Result<Option<ChannelFacts>> {
         self.0
-            .query_row(
+            .prepare_cached(
                 "SELECT id, workspace_id, name, private, direct, archived, creator_id
                  FROM channels WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(ChannelFacts {
-                        id: r.get(0)?,
-                        workspace_id: r.get(1)?,
-                        name: r.get(2)?,
-                        private: r.get(3)?,
-                        direct: r.get(4)?,
-                        archived: r.get(5)?,
-                        creator_id: r.get(6)?,
-                    })
-                },
-            )
+            )?
+            .query_row([id], |r| {
+                Ok(ChannelFacts {
+                    id: r.get(0)?,
+                    workspace_id: r.get(1)?,
+                    name: r.get(2)?,
+                    private: r.get(3)?,
+                    direct: r.get(4)?,
+                    archived: r.get(5)?,
+                    creator_id: r.get(6)?,
+                })
+            })
             .optional()
     }
 
     fn is_member(&self, ch: &str, user: &str) -> rusqlite::Result<bool> {
-        self.0.query_row(
-            "SELECT EXISTS (SELECT 1 FROM members WHERE channel_id = ?1 AND user_id = ?2)",
-            [ch, user],
-            |r| r.get(0),
-        )
+        self.0
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM members WHERE channel_id = ?1 AND user_id = ?2)",
+            )?
+            .query_row([ch, user], |r| r.get(0))
     }
 
     fn user_in_workspace(&self, ws: &str, user: &str) -> rusqlite::Result<bool> {
-        self.0.query_row(
-            "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND workspace_id = ?2)",
-            [user, ws],
-            |r| r.get(0),
-        )
+        self.0
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND workspace_id = ?2)",
+            )?
+            .query_row([user, ws], |r| r.get(0))
     }
 }

@@ -128,39 +128,35 @@ impl Projector for History {
                 }
             }
             Body::MessageEdited(b) => {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE messages SET text = ?2, edited_ms = ?3 WHERE id = ?1 AND deleted = 0",
-                    params![b.message_id, b.text, env.ts_ms],
-                )?;
+                )?
+                .execute(params![b.message_id, b.text, env.ts_ms])?;
             }
             Body::MessageDeleted(b) => {
-                tx.execute(
-                    "UPDATE messages SET text = '', deleted = 1, attachment_ids = '[]' WHERE id = ?1",
-                    [&b.message_id],
+                tx.prepare_cached("UPDATE messages SET text = '', deleted = 1, attachment_ids = '[]' WHERE id = ?1")?
+            .execute([&b.message_id],
                 )?;
-                tx.execute(
-                    "UPDATE events SET body = json_set(body, '$.text', '', '$.deleted', json('true'))
-                     WHERE message_id = ?1 AND type IN ('message_posted', 'message_edited')",
-                    [&b.message_id],
+                tx.prepare_cached("UPDATE events SET body = json_set(body, '$.text', '', '$.deleted', json('true'))
+                     WHERE message_id = ?1 AND type IN ('message_posted', 'message_edited')")?
+            .execute([&b.message_id],
                 )?;
-                tx.execute(
-                    "DELETE FROM reactions WHERE message_id = ?1",
-                    [&b.message_id],
-                )?;
+                tx.prepare_cached("DELETE FROM reactions WHERE message_id = ?1")?
+                    .execute([&b.message_id])?;
             }
             Body::ReactionAdded(b) => {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT OR IGNORE INTO reactions (message_id, emoji, user_id)
                      SELECT ?1, ?2, ?3 WHERE EXISTS
                          (SELECT 1 FROM messages WHERE id = ?1 AND deleted = 0)",
-                    params![b.message_id, b.emoji, env.actor_id],
-                )?;
+                )?
+                .execute(params![b.message_id, b.emoji, env.actor_id])?;
             }
             Body::ReactionRemoved(b) => {
-                tx.execute(
+                tx.prepare_cached(
                     "DELETE FROM reactions WHERE message_id = ?1 AND emoji = ?2 AND user_id = ?3",
-                    params![b.message_id, b.emoji, env.actor_id],
-                )?;
+                )?
+                .execute(params![b.message_id, b.emoji, env.actor_id])?;
             }
             _ => {}
         }
@@ -339,11 +335,8 @@ pub fn messages(
 
 pub fn message(conn: &Connection, id: &str) -> rusqlite::Result<Option<MessageRow>> {
     let row = conn
-        .query_row(
-            &format!("SELECT {MSG_COLS} FROM messages WHERE id = ?1"),
-            [id],
-            message_row,
-        )
+        .prepare_cached(&format!("SELECT {MSG_COLS} FROM messages WHERE id = ?1"))?
+        .query_row([id], message_row)
         .optional()?;
     Ok(with_reactions(conn, row.into_iter().collect())?.pop())
 }
@@ -356,14 +349,11 @@ pub fn message_by_client_id(
     client_msg_id: &str,
 ) -> rusqlite::Result<Option<MessageRow>> {
     let row = conn
-        .query_row(
-            &format!(
-                "SELECT {MSG_COLS} FROM messages
+        .prepare_cached(&format!(
+            "SELECT {MSG_COLS} FROM messages
                  WHERE channel_id = ?1 AND sender_id = ?2 AND client_msg_id = ?3"
-            ),
-            [channel, sender, client_msg_id],
-            message_row,
-        )
+        ))?
+        .query_row([channel, sender, client_msg_id], message_row)
         .optional()?;
     Ok(with_reactions(conn, row.into_iter().collect())?.pop())
 }
@@ -394,10 +384,8 @@ pub fn events(
 
 /// The channel's head `channel_seq` as this model has applied it.
 pub fn head_seq(conn: &Connection, channel: &str) -> rusqlite::Result<u64> {
-    let seq: Option<i64> = conn.query_row(
-        "SELECT MAX(seq) FROM events WHERE channel_id = ?1",
-        [channel],
-        |r| r.get(0),
-    )?;
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT MAX(seq) FROM events WHERE channel_id = ?1")?
+        .query_row([channel], |r| r.get(0))?;
     Ok(seq.unwrap_or(0) as u64)
 }

@@ -1,17 +1,22 @@
 //! The fetch → fold → commit loop shared by every projector.
 
 use crate::db::{checksum_of, open_writer};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::Path;
 use std::time::Duration;
 use switchboard_core::events::Envelope;
-use switchboard_streams::{Log, LogEvent};
+use switchboard_streams::{Log, LogError, LogEvent, ReplayStream};
+use tokio::sync::mpsc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Most events folded in one transaction.
 const BATCH: usize = 2_000;
+/// A batch at least this large means the log is busy: the next batch may
+/// wait up to [`LINGER`] to fill.
+const BUSY_BATCH: usize = 2;
+const LINGER: Duration = Duration::from_millis(3);
 
 /// A read model: its schema and its pure fold.
 pub trait Projector: Send + Sync + 'static {
@@ -153,13 +158,16 @@ impl<P: Projector> Runner<P> {
         } = self;
         let mut conn = Some(conn);
         let backoff = Duration::from_millis(300);
+        let mut connects = log.connects();
+        let mut last_batch = 0usize;
         while !cancel.is_cancelled() {
+            connects.mark_unchanged();
             let replay = tokio::select! {
                 _ = cancel.cancelled() => break,
                 r = log.replay(checkpoint + 1) => r,
             };
             let mut events = match replay {
-                Ok(s) => s,
+                Ok(s) => Pump::new(s),
                 Err(e) => {
                     tracing::warn!(projector = P::NAME, error = %e, "cannot read the log; retrying");
                     tokio::select! { _ = cancel.cancelled() => break, _ = tokio::time::sleep(backoff) => continue }
@@ -168,6 +176,10 @@ impl<P: Projector> Runner<P> {
             loop {
                 let first = tokio::select! {
                     _ = cancel.cancelled() => break,
+                    // After a reconnect the consumer may be gone with the
+                    // old server: start a fresh one from the checkpoint now
+                    // rather than after its missed heartbeats.
+                    Ok(()) = connects.changed() => break,
                     n = events.next() => n,
                 };
                 let mut batch = match first {
@@ -179,12 +191,24 @@ impl<P: Projector> Runner<P> {
                     }
                     None => break,
                 };
+                // Under load, linger briefly so one transaction carries
+                // many events (commits, not rows, dominate the fold's cost);
+                // when idle, apply at once so reads see writes sooner.
+                let deadline = tokio::time::Instant::now() + LINGER;
                 while batch.len() < BATCH {
-                    match events.next().now_or_never() {
-                        Some(Some(Ok(ev))) => batch.push(ev),
-                        _ => break,
+                    match events.try_next() {
+                        Some(Ok(ev)) => batch.push(ev),
+                        Some(Err(_)) => break,
+                        None if last_batch >= BUSY_BATCH => {
+                            match tokio::time::timeout_at(deadline, events.next()).await {
+                                Ok(Some(Ok(ev))) => batch.push(ev),
+                                _ => break,
+                            }
+                        }
+                        None => break,
                     }
                 }
+                last_batch = batch.len();
                 let Some(mut c) = conn.take() else { return };
                 let (c, result) = match tokio::task::spawn_blocking(move || {
                     let r = apply_batch::<P>(&mut c, &batch);
@@ -239,7 +263,7 @@ pub async fn rebuild<P: Projector>(
     let mut checkpoint = 0;
     let mut count = 0u64;
     if up_to > 0 {
-        let mut events = log.replay(1).await?;
+        let mut events = Pump::new(log.replay(1).await?);
         while checkpoint < up_to {
             let mut batch = Vec::with_capacity(BATCH);
             match tokio::time::timeout(Duration::from_secs(30), events.next()).await {
@@ -248,8 +272,8 @@ pub async fn rebuild<P: Projector>(
                 Err(_) => return Err("the log stopped delivering during rebuild".into()),
             }
             while batch.len() < BATCH {
-                match events.next().now_or_never() {
-                    Some(Some(Ok(ev))) => batch.push(ev),
+                match events.try_next() {
+                    Some(Ok(ev)) => batch.push(ev),
                     _ => break,
                 }
             }
@@ -272,4 +296,40 @@ pub async fn rebuild<P: Projector>(
         events: count,
         checksum,
     })
+}
+
+/// Reads the log on its own task into a bounded queue, so the next events
+/// arrive while a batch is being folded (the consumer only asks the server
+/// for more when polled).
+struct Pump {
+    rx: mpsc::Receiver<Result<LogEvent, LogError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Pump {
+    fn new(mut stream: ReplayStream) -> Pump {
+        let (tx, rx) = mpsc::channel(BATCH * 4);
+        let task = tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Pump { rx, task }
+    }
+
+    async fn next(&mut self) -> Option<Result<LogEvent, LogError>> {
+        self.rx.recv().await
+    }
+
+    fn try_next(&mut self) -> Option<Result<LogEvent, LogError>> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -10,5 +10,5 @@ pub mod subjects;
 
 pub use async_nats::Client;
 pub use log::{
-    connect, AppendError, Appended, Head, Log, LogConfig, LogError, LogEvent, ReplayStream,
+    connect, AppendError, Appended, Head, Log, LogConfig, LogError, LogEvent, Nats, ReplayStream,
 };

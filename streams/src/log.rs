@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_core::events::Envelope;
 use thiserror::Error;
+use tokio::sync::watch;
 
 use crate::subjects;
 
@@ -126,10 +127,21 @@ pub struct LogEvent {
 
 pub type ReplayStream = Pin<Box<dyn FutStream<Item = Result<LogEvent, LogError>> + Send>>;
 
+/// A NATS connection and a counter of its (re)connects, so long-lived
+/// readers can restart their subscriptions right after a reconnect instead
+/// of waiting for missed heartbeats.
+#[derive(Clone)]
+pub struct Nats {
+    pub client: Client,
+    pub connects: watch::Receiver<u64>,
+}
+
 /// Connects to NATS. Reconnects forever with a short, capped back-off so
 /// that a restarted nats-server is picked up within about a second.
-pub async fn connect(url: &str) -> Result<Client, LogError> {
-    ConnectOptions::new()
+pub async fn connect(url: &str) -> Result<Nats, LogError> {
+    let (tx, connects) = watch::channel(0u64);
+    let tx = Arc::new(tx);
+    let client = ConnectOptions::new()
         .name("switchboard")
         .max_reconnects(None)
         .retry_on_initial_connect()
@@ -137,16 +149,23 @@ pub async fn connect(url: &str) -> Result<Client, LogError> {
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis((attempts as u64 * 100).min(1_000))
         })
-        .event_callback(|event| async move {
-            match event {
-                Event::Connected => tracing::info!("nats: connected"),
-                Event::Disconnected => tracing::warn!("nats: disconnected"),
-                other => tracing::info!("nats: {other}"),
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                match event {
+                    Event::Connected => {
+                        tracing::info!("nats: connected");
+                        tx.send_modify(|n| *n += 1);
+                    }
+                    Event::Disconnected => tracing::warn!("nats: disconnected"),
+                    other => tracing::info!("nats: {other}"),
+                }
             }
         })
         .connect(url)
         .await
-        .map_err(|e| LogError::Unavailable(e.to_string()))
+        .map_err(|e| LogError::Unavailable(e.to_string()))?;
+    Ok(Nats { client, connects })
 }
 
 const MAX_APPEND_ATTEMPTS: usize = 64;
@@ -159,6 +178,7 @@ pub struct Log {
 
 struct Inner {
     client: Client,
+    connects: watch::Receiver<u64>,
     js: jetstream::Context,
     stream: jetstream::stream::Stream,
     config: LogConfig,
@@ -171,7 +191,8 @@ struct Inner {
 
 impl Log {
     /// Creates (or updates) the stream and returns a handle. Idempotent.
-    pub async fn open(client: Client, config: LogConfig) -> Result<Log, LogError> {
+    pub async fn open(nats: Nats, config: LogConfig) -> Result<Log, LogError> {
+        let Nats { client, connects } = nats;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(config.ack_timeout);
         let wanted = StreamConfig {
@@ -210,6 +231,7 @@ impl Log {
         Ok(Log {
             inner: Arc::new(Inner {
                 client,
+                connects,
                 js,
                 stream,
                 config,
@@ -221,6 +243,11 @@ impl Log {
 
     pub fn client(&self) -> &Client {
         &self.inner.client
+    }
+
+    /// Changes on every (re)connect to NATS.
+    pub fn connects(&self) -> watch::Receiver<u64> {
+        self.inner.connects.clone()
     }
 
     pub fn config(&self) -> &LogConfig {
