@@ -114,6 +114,13 @@ struct ServeArgs {
     /// Address of the HTTP listener.
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Real-time heartbeat interval (ms); a connection silent for two is
+    /// closed, and presence expires after three.
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_MS", default_value_t = 15_000)]
+    heartbeat_ms: u64,
+    /// Frames a real-time connection may have queued before it is resynced.
+    #[arg(long, env = "SWITCHBOARD_WS_QUEUE", default_value_t = 512)]
+    ws_queue: usize,
 }
 
 #[derive(Subcommand)]
@@ -211,7 +218,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let op_hash = operator_token_hash(data)?;
     let (log, local_nats) = args.common.open_log(false).await?;
-    let platform = Platform::start(log, data, Some(op_hash))
+    let rt = switchboard_gateway::realtime::RealtimeConfig {
+        heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
+        outbound_queue: args.ws_queue.max(1),
+        ..Default::default()
+    };
+    let platform = Platform::start(log, data, Some(op_hash), rt)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("starting projectors")?;
@@ -241,7 +253,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
 async fn admin(common: Common, action: AdminAction) -> Result<()> {
     std::fs::create_dir_all(&common.data)?;
     let (log, local_nats) = common.open_log(true).await?;
-    let platform = Platform::start(log, &common.data, None)
+    let platform = Platform::start(log, &common.data, None, Default::default())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     platform

@@ -636,6 +636,11 @@ impl Core {
     ) -> ApiResult<u64> {
         let facts = self.authorize(user, channel, want.clone()).await?;
         let me = user.caller.user_id.clone();
+        let joined_user = match &want {
+            Want::Join => Some(me.clone()),
+            Want::Invite(u) => Some(u.clone()),
+            _ => None,
+        };
         let body = match want {
             Want::Join => Body::MemberJoined(events::MemberJoined { user_id: me }),
             Want::Leave => Body::MemberLeft(events::MemberLeft { user_id: me }),
@@ -661,7 +666,15 @@ impl Core {
             }
         };
         let a = self.append_channel(user, &facts.id, None, body).await?;
-        Ok(a.envelope.channel_seq)
+        let seq = a.envelope.channel_seq;
+        if let Some(joined) = joined_user {
+            // Best effort: the joiner's open connections start following
+            // the channel at once (they can always subscribe themselves).
+            let subject = crate::realtime::subjects::joined(&user.caller.workspace_id, &joined);
+            let note = serde_json::json!({"channel_id": facts.id, "seq": seq}).to_string();
+            let _ = self.log.client().publish(subject, note.into()).await;
+        }
+        Ok(seq)
     }
 
     async fn is_member(&self, channel: &str, user: &str) -> ApiResult<bool> {

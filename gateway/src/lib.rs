@@ -8,6 +8,7 @@ pub mod core;
 pub mod error;
 pub mod extract;
 mod openapi;
+pub mod realtime;
 mod routes;
 pub mod state;
 pub mod views;

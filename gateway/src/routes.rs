@@ -136,6 +136,27 @@ pub static ROUTES: &[Route] = &[
             .params(&["after_seq", "limit"])],
         handler: || get(list_events),
     },
+    Route {
+        path: "/v1/realtime",
+        ops: &[Op::new("get", "WebSocket upgrade: hello, subscribe {channel_id: last_seen_seq} (replay then live), unsubscribe, typing, ping, presence; event, resync, typing, presence, error frames. Auth by header or ?ticket=", USER)],
+        handler: || get(crate::realtime::ws::upgrade),
+    },
+    Route {
+        path: "/v1/realtime/tickets",
+        ops: &[Op::new("post", "A single-use ticket (valid 30 s) for ?ticket= on /v1/realtime or /v1/sse", USER)],
+        handler: || post(issue_ticket),
+    },
+    Route {
+        path: "/v1/sse",
+        ops: &[Op::new("get", "The real-time frames as Server-Sent Events: ?channels=<id>:<seq>,…; each id is a cursor for Last-Event-ID", USER)
+            .params(&["channels", "ticket"])],
+        handler: || get(crate::realtime::sse::stream),
+    },
+    Route {
+        path: "/v1/presence",
+        ops: &[Op::new("get", "Presence (online, away, offline) of users of the caller's workspace: ?user_ids=a,b", USER).params(&["user_ids"])],
+        handler: || get(presence),
+    },
 ];
 
 /// Builds the router from [`ROUTES`].
@@ -510,4 +531,58 @@ async fn list_events(
         "events": events.into_iter().map(event_json).collect::<Vec<_>>(),
         "head_seq": head,
     })))
+}
+
+async fn issue_ticket(State(s): State<AppState>, User(u): User) -> ApiResult<impl IntoResponse> {
+    let ticket = crate::core::new_token().replacen("sbt_", "rtk_", 1);
+    s.realtime.tickets.issue(u, ticket.clone());
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"ticket": ticket, "expires_in_ms": 30_000})),
+    ))
+}
+
+async fn presence(State(s): State<AppState>, User(u): User, q: Params) -> ApiResult<Json<Value>> {
+    let p = params(q)?;
+    let ids: Vec<String> = p
+        .get("user_ids")
+        .map(|v| {
+            v.split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if ids.is_empty() || ids.len() > 500 {
+        return Err(ApiError::invalid(
+            "user_ids: 1-500 comma-separated user ids",
+        ));
+    }
+    for id in &ids {
+        UserId::parse(id)?;
+    }
+    // Only users of the caller's workspace exist for it.
+    let ws = u.caller.workspace_id.clone();
+    let known: Vec<String> = {
+        let ids = ids.clone();
+        let ws = ws.clone();
+        s.core
+            .acl
+            .read(move |c| {
+                let mut out = Vec::new();
+                for id in ids {
+                    if switchboard_projections::acl::user(c, &ws, &id)?.is_some() {
+                        out.push(id);
+                    }
+                }
+                Ok(out)
+            })
+            .await?
+    };
+    let statuses = s.realtime.presence_of(&ws, &known).await;
+    let users: Vec<Value> = statuses
+        .into_iter()
+        .map(|(id, status)| json!({"user_id": id, "status": status}))
+        .collect();
+    Ok(Json(json!({"users": users})))
 }

@@ -2,6 +2,7 @@
 //! task with a cancellation path), and the shared state handlers see.
 
 use crate::core::Core;
+use crate::realtime::{Realtime, RealtimeConfig};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tokio_util::task::TaskTracker;
 #[derive(Clone)]
 pub struct AppState {
     pub core: Arc<Core>,
+    pub realtime: Arc<Realtime>,
     /// The log head seen at start-up: `/readyz` is green once every
     /// projector has applied it.
     pub startup_head: u64,
@@ -24,6 +26,7 @@ pub struct AppState {
 /// Projectors plus the command side, running until `shutdown`.
 pub struct Platform {
     pub core: Arc<Core>,
+    pub realtime: Arc<Realtime>,
     pub startup_head: u64,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -57,6 +60,7 @@ impl Platform {
         log: Log,
         data: &Path,
         operator_token_hash: Option<String>,
+        realtime: RealtimeConfig,
     ) -> Result<Platform, BoxError> {
         std::fs::create_dir_all(data)
             .map_err(|e| format!("creating data dir {}: {e}", data.display()))?;
@@ -75,8 +79,10 @@ impl Platform {
             history_progress,
             operator_token_hash,
         ));
+        let realtime = Arc::new(Realtime::new(core.clone(), realtime).await);
         Ok(Platform {
             core,
+            realtime,
             startup_head,
             cancel,
             tracker,
@@ -86,6 +92,7 @@ impl Platform {
     pub fn state(&self) -> AppState {
         AppState {
             core: self.core.clone(),
+            realtime: self.realtime.clone(),
             startup_head: self.startup_head,
         }
     }

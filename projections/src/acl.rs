@@ -372,3 +372,18 @@ impl Directory for AclDirectory<'_> {
             .query_row([user, ws], |r| r.get(0))
     }
 }
+
+/// The channels `user` is in that have at most `max_members` members.
+pub fn small_channels_of(
+    conn: &Connection,
+    user: &str,
+    max_members: i64,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.channel_id FROM members m
+         WHERE m.user_id = ?1
+           AND (SELECT COUNT(*) FROM members x WHERE x.channel_id = m.channel_id) <= ?2",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![user, max_members], |r| r.get(0))?;
+    rows.collect()
+}

@@ -166,7 +166,7 @@ impl Projector for History {
 
 /// The event-specific part of an `/events` entry, and the message it
 /// concerns (if any).
-fn event_body(body: &Body) -> (Option<&str>, serde_json::Value) {
+pub fn event_body(body: &Body) -> (Option<&str>, serde_json::Value) {
     match body {
         Body::MessagePosted(b) => (
             Some(&b.message_id),

@@ -431,3 +431,180 @@ pub fn run_cli(args: &[&str], data: &Path, nats: &str) -> (bool, String, String)
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+// ----- real-time clients -----
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+
+pub struct Ws {
+    inner: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+fn ws_url(base: &str, query: &str) -> String {
+    format!(
+        "{}/v1/realtime{query}",
+        base.replacen("http://", "ws://", 1)
+    )
+}
+
+impl Ws {
+    /// Connects with a bearer token and reads the hello frame.
+    pub async fn connect(base: &str, token: &str) -> Ws {
+        let mut req = ws_url(base, "").into_client_request().expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        let (inner, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket connect");
+        let mut ws = Ws { inner };
+        let hello = ws.frame(Duration::from_secs(5)).await.expect("hello");
+        assert_eq!(hello["type"], "hello", "{hello}");
+        ws
+    }
+
+    /// Connects with a ticket; Err(status) when refused before the upgrade.
+    pub async fn connect_ticket(base: &str, ticket: &str) -> Result<Ws, u16> {
+        match tokio_tungstenite::connect_async(ws_url(base, &format!("?ticket={ticket}"))).await {
+            Ok((inner, _)) => Ok(Ws { inner }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("unexpected websocket error {e}"),
+        }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.inner
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("ws send");
+    }
+
+    pub async fn subscribe(&mut self, channels: &[(&str, u64)]) {
+        let map: serde_json::Map<String, Value> = channels
+            .iter()
+            .map(|(c, s)| (c.to_string(), json!(s)))
+            .collect();
+        self.send(json!({"type": "subscribe", "channels": map}))
+            .await;
+    }
+
+    /// The next JSON frame, or None on timeout or close.
+    pub async fn frame(&mut self, timeout: Duration) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match tokio::time::timeout(left, self.inner.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return serde_json::from_str(t.as_str()).ok();
+                }
+                Ok(Some(Ok(_))) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Collects frames until `pred` says stop or the timeout passes.
+    pub async fn frames_until(
+        &mut self,
+        timeout: Duration,
+        mut stop: impl FnMut(&Value) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.frame(left).await {
+                Some(f) => {
+                    let done = stop(&f);
+                    out.push(f);
+                    if done {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.inner.close(None).await;
+    }
+}
+
+/// `(seq)` of the event frames of `channel`, in arrival order.
+pub fn event_seqs(frames: &[Value], channel: &str) -> Vec<u64> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "event" && f["channel_id"] == channel)
+        .filter_map(|f| f["seq"].as_u64())
+        .collect()
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub data: Value,
+}
+
+pub struct Sse {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Sse {
+    pub async fn connect(
+        base: &str,
+        token: &str,
+        channels: &str,
+        last_event_id: Option<&str>,
+    ) -> Sse {
+        let client = reqwest::Client::new();
+        let mut req = client
+            .get(format!("{base}/v1/sse?channels={channels}"))
+            .bearer_auth(token);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = req.send().await.expect("sse connect");
+        assert_eq!(resp.status().as_u16(), 200);
+        Sse {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    pub async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut id = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some(SseEvent {
+                    id,
+                    data: serde_json::from_str(&data).unwrap_or(Value::Null),
+                });
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => return None,
+            }
+        }
+    }
+}

@@ -7,5 +7,6 @@ mod faults;
 mod harness;
 mod idempotency;
 mod outsiders;
+mod realtime;
 mod rebuild;
 mod walkthrough;

@@ -1,0 +1,272 @@
+//! The per-gateway hub: one core-NATS subscription per channel that any
+//! local connection needs (not one per user), on the stream's RePublish
+//! subject, fanned out to local connections through a broadcast channel.
+//! The hub fills gaps it sees in the dense `seq` from the history model
+//! before passing anything later on.
+
+use crate::core::Core;
+use crate::views::event_json;
+use futures_util::StreamExt;
+use prost::Message as _;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use switchboard_core::events::{Body, Envelope};
+use switchboard_projections::history::{self, EventRow};
+use tokio::sync::{broadcast, oneshot};
+
+use super::subjects;
+
+/// How many items a channel's broadcast keeps for slow local receivers
+/// before they lag (and are resynced).
+const FEED_CAPACITY: usize = 1024;
+
+/// A stored channel event, serialized once for every local receiver.
+#[derive(Debug)]
+pub struct RtEvent {
+    pub channel_id: Arc<str>,
+    pub seq: u64,
+    pub stream_seq: u64,
+    /// The user a membership event is about (joined/left/invited/removed).
+    pub about_user: Option<String>,
+    pub kind: &'static str,
+    pub frame: Arc<str>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Item {
+    Event(Arc<RtEvent>),
+    /// Typing or presence: never logged, dropped rather than queued.
+    Ephemeral {
+        from_user: String,
+        frame: Arc<str>,
+    },
+}
+
+/// One channel's subscription; dropped (and unsubscribed) with its last
+/// local receiver.
+pub struct Feed {
+    pub tx: broadcast::Sender<Item>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub struct Hub {
+    client: async_nats::Client,
+    core: Arc<Core>,
+    feeds: Mutex<HashMap<String, Weak<Feed>>>,
+}
+
+/// Builds the `event` frame of a stored event.
+pub fn event_frame(channel_id: &str, row: EventRow) -> (Arc<str>, u64) {
+    let seq = row.seq as u64;
+    let frame = serde_json::json!({
+        "type": "event",
+        "channel_id": channel_id,
+        "seq": seq,
+        "event": event_json(row),
+    });
+    (Arc::from(frame.to_string()), seq)
+}
+
+fn about_user(body: &Body) -> Option<String> {
+    match body {
+        Body::MemberJoined(b) => Some(b.user_id.clone()),
+        Body::MemberLeft(b) => Some(b.user_id.clone()),
+        Body::MemberInvited(b) => Some(b.user_id.clone()),
+        Body::MemberRemoved(b) => Some(b.user_id.clone()),
+        _ => None,
+    }
+}
+
+/// An [`RtEvent`] from an envelope as the stream stored it.
+pub fn rt_event(env: &Envelope, stream_seq: u64) -> Option<RtEvent> {
+    let body = env.body.as_ref()?;
+    let (_, payload) = history::event_body(body);
+    let row = EventRow {
+        seq: env.channel_seq as i64,
+        kind: body.kind().to_string(),
+        ts_ms: env.ts_ms,
+        actor_id: env.actor_id.clone(),
+        body: payload,
+    };
+    let (frame, seq) = event_frame(&env.channel_id, row);
+    Some(RtEvent {
+        channel_id: Arc::from(env.channel_id.as_str()),
+        seq,
+        stream_seq,
+        about_user: about_user(body),
+        kind: body.kind(),
+        frame,
+    })
+}
+
+/// An [`RtEvent`] from a history row (gap fill and replay).
+pub fn rt_event_from_row(channel_id: &str, row: EventRow) -> RtEvent {
+    let kind = match row.kind.as_str() {
+        "member_left" => "member_left",
+        "member_removed" => "member_removed",
+        _ => "other",
+    };
+    let about = row
+        .body
+        .get("user_id")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let (frame, seq) = event_frame(channel_id, row);
+    RtEvent {
+        channel_id: Arc::from(channel_id),
+        seq,
+        stream_seq: 0,
+        about_user: about,
+        kind,
+        frame,
+    }
+}
+
+impl Hub {
+    pub fn new(client: async_nats::Client, core: Arc<Core>) -> Hub {
+        Hub {
+            client,
+            core,
+            feeds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// Channels this gateway holds a subscription for.
+    pub fn feed_count(&self) -> usize {
+        let feeds = self
+            .feeds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        feeds.values().filter(|w| w.strong_count() > 0).count()
+    }
+
+    /// The channel's feed, subscribed on the server when this returns: every
+    /// event the stream stores from now on reaches it.
+    pub async fn feed(&self, ws: &str, channel: &str) -> Result<Arc<Feed>, String> {
+        let (ready_rx, feed) = {
+            let mut feeds = self
+                .feeds
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(f) = feeds.get(channel).and_then(Weak::upgrade) {
+                return Ok(f);
+            }
+            feeds.retain(|_, w| w.strong_count() > 0);
+            let (tx, _) = broadcast::channel(FEED_CAPACITY);
+            let (ready_tx, ready_rx) = oneshot::channel();
+            let task = tokio::spawn(run_feed(
+                self.client.clone(),
+                self.core.clone(),
+                ws.to_string(),
+                channel.to_string(),
+                tx.clone(),
+                ready_tx,
+            ));
+            let feed = Arc::new(Feed { tx, task });
+            feeds.insert(channel.to_string(), Arc::downgrade(&feed));
+            (ready_rx, feed)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), ready_rx).await {
+            Ok(Ok(())) => Ok(feed),
+            _ => Err("could not subscribe to the channel's deliveries".into()),
+        }
+    }
+}
+
+async fn run_feed(
+    client: async_nats::Client,
+    core: Arc<Core>,
+    ws: String,
+    channel: String,
+    tx: broadcast::Sender<Item>,
+    ready: oneshot::Sender<()>,
+) {
+    let subs = async {
+        let d = client.subscribe(subjects::delivered(&ws, &channel)).await?;
+        let t = client.subscribe(subjects::typing(&ws, &channel)).await?;
+        let p = client.subscribe(subjects::presence(&ws, &channel)).await?;
+        client.flush().await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((d, t, p))
+    };
+    let (mut delivered, mut typing, mut presence) = match subs.await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, %channel, "realtime: subscribe failed");
+            return;
+        }
+    };
+    let _ = ready.send(());
+    let mut last: u64 = 0;
+    loop {
+        tokio::select! {
+            m = delivered.next() => {
+                let Some(m) = m else { break };
+                let Ok(env) = Envelope::decode(m.payload.as_ref()) else { continue };
+                let stream_seq = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Sequence"))
+                    .and_then(|v| v.as_str().parse::<u64>().ok())
+                    .unwrap_or(0);
+                let seq = env.channel_seq;
+                if last > 0 && seq <= last {
+                    continue; // already passed on
+                }
+                if last > 0 && seq > last + 1 {
+                    // The subscription missed something (slow consumer or a
+                    // reconnect): fill from history before going on.
+                    let wanted = stream_seq.saturating_sub(1);
+                    core.history_progress.wait_for(wanted, Duration::from_secs(3)).await;
+                    let ch = channel.clone();
+                    let from = last;
+                    let rows = core
+                        .history
+                        .read(move |c| history::events(c, &ch, from, (seq - from - 1) as u32))
+                        .await
+                        .unwrap_or_default();
+                    for row in rows {
+                        let ev = rt_event_from_row(&channel, row);
+                        if ev.seq > last && ev.seq < seq {
+                            last = ev.seq;
+                            let _ = tx.send(Item::Event(Arc::new(ev)));
+                        }
+                    }
+                }
+                if let Some(ev) = rt_event(&env, stream_seq) {
+                    last = seq;
+                    let _ = tx.send(Item::Event(Arc::new(ev)));
+                }
+            }
+            m = typing.next() => {
+                let Some(m) = m else { break };
+                relay_ephemeral(&tx, &m.payload);
+            }
+            m = presence.next() => {
+                let Some(m) = m else { break };
+                relay_ephemeral(&tx, &m.payload);
+            }
+        }
+    }
+}
+
+fn relay_ephemeral(tx: &broadcast::Sender<Item>, payload: &[u8]) {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return;
+    };
+    let from_user = v["user_id"].as_str().unwrap_or_default().to_string();
+    let _ = tx.send(Item::Ephemeral {
+        from_user,
+        frame: Arc::from(v.to_string()),
+    });
+}

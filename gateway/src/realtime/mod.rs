@@ -1,0 +1,252 @@
+//! Real-time delivery: WebSocket (`/v1/realtime`) and SSE (`/v1/sse`).
+//!
+//! Invariants kept here (DESIGN.md "Real-time delivery"):
+//! - a gateway holds one core-NATS subscription per channel that any of its
+//!   connections needs, on the stream's RePublish subject (`dlv.sb.…`), so
+//!   only events the stream stored are delivered;
+//! - per channel, events reach a connection in `seq` order, at least once,
+//!   de-duplicable by (channel, seq): gaps seen by the hub or a connection
+//!   are filled from the history read model before anything later is sent;
+//! - a slow connection never delays others: its outbound queue is bounded,
+//!   and on overflow it gets `resync {channel_id, after_seq}` instead of
+//!   the events it could not take;
+//! - after a user leaves or is removed, nothing after that event's seq
+//!   reaches its connections; after a join, delivery starts without a
+//!   reconnect.
+
+mod hub;
+mod session;
+pub mod sse;
+pub mod tickets;
+pub mod ws;
+
+pub use hub::Hub;
+pub use session::Session;
+
+use std::time::Duration;
+
+/// Settings of real-time delivery.
+#[derive(Debug, Clone)]
+pub struct RealtimeConfig {
+    /// Server ping interval; a connection silent for two intervals is closed.
+    pub heartbeat: Duration,
+    /// Frames a connection may have queued before it is resynced.
+    pub outbound_queue: usize,
+    /// Channels with at most this many members carry presence frames; in
+    /// larger ones clients ask `GET /v1/presence` for whom they display.
+    pub presence_fanout_max_members: i64,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        RealtimeConfig {
+            heartbeat: Duration::from_secs(15),
+            outbound_queue: 512,
+            presence_fanout_max_members: 100,
+        }
+    }
+}
+
+/// Ephemeral (never logged) subjects.
+pub mod subjects {
+    /// Typing indicators of a channel.
+    pub fn typing(ws: &str, ch: &str) -> String {
+        format!("rt.{ws}.typing.{ch}")
+    }
+    /// Presence changes relayed through a (small) channel.
+    pub fn presence(ws: &str, ch: &str) -> String {
+        format!("rt.{ws}.presence.{ch}")
+    }
+    /// "You joined channel X at seq N": lets a user's open connections
+    /// follow the channel without reconnecting.
+    pub fn joined(ws: &str, user: &str) -> String {
+        format!("rt.{ws}.joined.{user}")
+    }
+    /// Stored channel events, as the stream republishes them.
+    pub fn delivered(ws: &str, ch: &str) -> String {
+        format!("dlv.sb.{ws}.ch.{ch}")
+    }
+}
+
+use crate::core::Core;
+use crate::extract::UserCtx;
+use async_nats::jetstream::kv;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use switchboard_projections::acl;
+
+/// The real-time side of one gateway.
+pub struct Realtime {
+    pub hub: Arc<Hub>,
+    pub tickets: tickets::Tickets,
+    pub config: RealtimeConfig,
+    pub typing: Arc<Mutex<HashMap<(String, String), Instant>>>,
+    core: Arc<Core>,
+    presence: Option<kv::Store>,
+    /// This gateway's open connections per user, and the user's status.
+    local: Mutex<HashMap<String, (usize, &'static str)>>,
+}
+
+/// Presence KV bucket; keys `<workspace>.<user>`, values a status, expiring
+/// after three missed heartbeats of the gateway that holds the connection.
+pub const PRESENCE_BUCKET: &str = "sb_presence";
+
+impl Realtime {
+    pub async fn new(core: Arc<Core>, config: RealtimeConfig) -> Realtime {
+        let client = core.log.client().clone();
+        let js = async_nats::jetstream::new(client.clone());
+        let presence = js
+            .create_key_value(kv::Config {
+                bucket: PRESENCE_BUCKET.to_string(),
+                history: 1,
+                max_age: config.heartbeat * 3,
+                ..Default::default()
+            })
+            .await;
+        let presence = match presence {
+            Ok(p) => Some(p),
+            Err(_) => js.get_key_value(PRESENCE_BUCKET).await.ok(),
+        };
+        if presence.is_none() {
+            tracing::warn!("presence bucket unavailable; presence is disabled");
+        }
+        Realtime {
+            hub: Arc::new(Hub::new(client, core.clone())),
+            tickets: tickets::Tickets::default(),
+            config,
+            typing: Arc::new(Mutex::new(HashMap::new())),
+            core,
+            presence,
+            local: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn key(user: &UserCtx) -> String {
+        format!("{}.{}", user.caller.workspace_id, user.caller.user_id)
+    }
+
+    async fn put_status(&self, user: &UserCtx, status: &str) {
+        if let Some(kv) = &self.presence {
+            let _ = kv.put(Self::key(user), status.to_string().into()).await;
+        }
+    }
+
+    /// Relays a status change through the user's channels that have at
+    /// most `presence_fanout_max_members` members (the documented bound:
+    /// a change costs at most one publish per such channel, never a loop
+    /// over a whole workspace).
+    async fn announce(&self, user: &UserCtx, status: &str) {
+        let (me, max) = (
+            user.caller.user_id.clone(),
+            self.config.presence_fanout_max_members,
+        );
+        let channels = self
+            .core
+            .acl
+            .read(move |c| acl::small_channels_of(c, &me, max))
+            .await
+            .unwrap_or_default();
+        let frame = serde_json::json!({"type": "presence", "user_id": user.caller.user_id, "status": status}).to_string();
+        for ch in channels {
+            let subject = subjects::presence(&user.caller.workspace_id, &ch);
+            let _ = self
+                .hub
+                .client()
+                .publish(subject, frame.clone().into())
+                .await;
+        }
+    }
+
+    pub async fn presence_connected(&self, user: &UserCtx) {
+        let first = {
+            let mut local = self
+                .local
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let e = local
+                .entry(user.caller.user_id.clone())
+                .or_insert((0, "online"));
+            e.0 += 1;
+            e.0 == 1
+        };
+        if first {
+            self.put_status(user, "online").await;
+            self.announce(user, "online").await;
+        }
+    }
+
+    pub async fn presence_heartbeat(&self, user: &UserCtx) {
+        let status = {
+            let local = self
+                .local
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            local.get(&user.caller.user_id).map(|e| e.1)
+        };
+        if let Some(s) = status {
+            self.put_status(user, s).await;
+        }
+    }
+
+    pub async fn presence_set(&self, user: &UserCtx, status: &'static str) {
+        {
+            let mut local = self
+                .local
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(e) = local.get_mut(&user.caller.user_id) {
+                e.1 = status;
+            }
+        }
+        self.put_status(user, status).await;
+        self.announce(user, status).await;
+    }
+
+    pub async fn presence_disconnected(&self, user: &UserCtx) {
+        let last = {
+            let mut local = self
+                .local
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match local.get_mut(&user.caller.user_id) {
+                Some(e) if e.0 > 1 => {
+                    e.0 -= 1;
+                    false
+                }
+                Some(_) => {
+                    local.remove(&user.caller.user_id);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last {
+            if let Some(kv) = &self.presence {
+                let _ = kv.delete(Self::key(user)).await;
+            }
+            self.announce(user, "offline").await;
+        }
+    }
+
+    /// Current status of users of the caller's workspace: `online`, `away`
+    /// or `offline` (no live key: never connected, disconnected, or its
+    /// gateway stopped heartbeating).
+    pub async fn presence_of(&self, ws: &str, user_ids: &[String]) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(user_ids.len());
+        for u in user_ids {
+            let status = match &self.presence {
+                Some(kv) => kv
+                    .get(format!("{ws}.{u}"))
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|b| String::from_utf8(b.to_vec()).ok())
+                    .unwrap_or_else(|| "offline".to_string()),
+                None => "offline".to_string(),
+            };
+            out.push((u.clone(), status));
+        }
+        out
+    }
+}

@@ -1,0 +1,407 @@
+//! One client connection's delivery state, independent of the transport
+//! (WebSocket or SSE): which channels it follows, its bounded outbound
+//! queue, and the resyncs owed to it.
+
+use super::hub::{rt_event_from_row, Hub, Item, RtEvent};
+use super::{subjects, RealtimeConfig};
+use crate::core::{Core, Want};
+use crate::extract::UserCtx;
+use futures_util::StreamExt;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchboard_projections::history;
+use tokio::sync::{broadcast, mpsc, Notify};
+
+/// A frame for the transport to send. `channel`/`seq` are set on `event`
+/// frames (SSE builds its resume cursor from them).
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub channel: Option<Arc<str>>,
+    pub seq: u64,
+    pub text: Arc<str>,
+}
+
+impl Out {
+    fn text(s: String) -> Out {
+        Out {
+            channel: None,
+            seq: 0,
+            text: Arc::from(s),
+        }
+    }
+}
+
+/// The minimum spacing of one user's typing signals in one channel.
+pub const TYPING_INTERVAL: Duration = Duration::from_secs(3);
+
+pub struct Session {
+    pub id: String,
+    pub user: UserCtx,
+    core: Arc<Core>,
+    hub: Arc<Hub>,
+    out: mpsc::Sender<Out>,
+    resyncs: Mutex<BTreeMap<String, u64>>,
+    pub wake: Notify,
+    subs: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    joins: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    typing: Arc<Mutex<HashMap<(String, String), Instant>>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let subs = self.subs.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (_, t) in subs.drain() {
+            t.abort();
+        }
+        if let Some(t) = self
+            .joins
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            t.abort();
+        }
+    }
+}
+
+impl Session {
+    pub fn new(
+        core: Arc<Core>,
+        hub: Arc<Hub>,
+        user: UserCtx,
+        cfg: &RealtimeConfig,
+        typing: Arc<Mutex<HashMap<(String, String), Instant>>>,
+    ) -> (Arc<Session>, mpsc::Receiver<Out>) {
+        let (tx, rx) = mpsc::channel(cfg.outbound_queue.max(1));
+        let id = crate::core::new_token().replacen("sbt_", "s_", 1);
+        (
+            Arc::new(Session {
+                id,
+                user,
+                core,
+                hub,
+                out: tx,
+                resyncs: Mutex::new(BTreeMap::new()),
+                wake: Notify::new(),
+                subs: Mutex::new(HashMap::new()),
+                joins: Mutex::new(None),
+                typing,
+            }),
+            rx,
+        )
+    }
+
+    /// Queues a control frame (hello, error, pong), waiting for room.
+    pub async fn send_text(&self, text: String) {
+        let _ = self.out.send(Out::text(text)).await;
+    }
+
+    fn owe_resync(&self, channel: &str, after: u64) {
+        let mut r = self
+            .resyncs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = r.entry(channel.to_string()).or_insert(after);
+        *e = (*e).min(after);
+        drop(r);
+        self.wake.notify_one();
+    }
+
+    /// The resync frames owed, each channel once.
+    pub fn take_resyncs(&self) -> Vec<(String, u64, String)> {
+        let mut r = self
+            .resyncs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::take(&mut *r)
+            .into_iter()
+            .map(|(ch, after)| {
+                let frame = json!({"type": "resync", "channel_id": ch, "after_seq": after});
+                (ch, after, frame.to_string())
+            })
+            .collect()
+    }
+
+    pub fn is_subscribed(&self, channel: &str) -> bool {
+        let subs = self
+            .subs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        subs.get(channel).is_some_and(|t| !t.is_finished())
+    }
+
+    /// Follows `channel` from `after` on: first every stored event after it,
+    /// then live ones, in seq order. A caller who may not read the channel
+    /// gets an `error` frame and nothing else of it.
+    pub async fn subscribe(self: &Arc<Self>, channel: String, after: u64) {
+        if let Err(e) = self.core.authorize(&self.user, &channel, Want::Read).await {
+            let code = if e.code == "unavailable" {
+                "unavailable"
+            } else {
+                "not_a_member"
+            };
+            self.send_text(
+                json!({"type": "error", "code": code, "channel_id": channel}).to_string(),
+            )
+            .await;
+            return;
+        }
+        let this = self.clone();
+        let ch = channel.clone();
+        let task = tokio::spawn(async move { this.forward(ch, after).await });
+        let mut subs = self
+            .subs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = subs.insert(channel, task) {
+            old.abort();
+        }
+    }
+
+    pub fn unsubscribe(&self, channel: &str) {
+        let mut subs = self
+            .subs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = subs.remove(channel) {
+            t.abort();
+        }
+    }
+
+    /// Sends a stored event: in order, waiting for room (replay and gap
+    /// fill). Returns false when the connection is gone.
+    async fn send_event(&self, ev: &RtEvent) -> bool {
+        self.out
+            .send(Out {
+                channel: Some(ev.channel_id.clone()),
+                seq: ev.seq,
+                text: ev.frame.clone(),
+            })
+            .await
+            .is_ok()
+    }
+
+    /// Sends history rows after `delivered` up to `until` (inclusive).
+    /// Returns the new delivered seq and whether the caller's own removal
+    /// was among them.
+    async fn send_from_history(
+        &self,
+        channel: &str,
+        mut delivered: u64,
+        until: u64,
+    ) -> Option<(u64, bool)> {
+        while delivered < until {
+            let (ch, from) = (channel.to_string(), delivered);
+            let limit = (until - delivered).min(500) as u32;
+            let rows = self
+                .core
+                .history
+                .read(move |c| history::events(c, &ch, from, limit))
+                .await
+                .ok()?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                let ev = rt_event_from_row(channel, row);
+                if ev.seq != delivered + 1 {
+                    return Some((delivered, false));
+                }
+                if !self.send_event(&ev).await {
+                    return None;
+                }
+                delivered = ev.seq;
+                if self.removes_me(&ev) {
+                    return Some((delivered, true));
+                }
+            }
+        }
+        Some((delivered, false))
+    }
+
+    fn removes_me(&self, ev: &RtEvent) -> bool {
+        matches!(ev.kind, "member_left" | "member_removed")
+            && ev.about_user.as_deref() == Some(self.user.caller.user_id.as_str())
+    }
+
+    async fn forward(self: Arc<Self>, channel: String, after: u64) {
+        let ws = self.user.caller.workspace_id.clone();
+        let feed = match self.hub.feed(&ws, &channel).await {
+            Ok(f) => f,
+            Err(_) => {
+                self.send_text(
+                    json!({"type": "error", "code": "unavailable", "channel_id": channel})
+                        .to_string(),
+                )
+                .await;
+                return;
+            }
+        };
+        let mut rx = feed.tx.subscribe();
+        // Everything stored before the subscription is in the log up to
+        // its head now; wait for history to hold it, then replay.
+        let caught_up = match self.core.log.last_seq().await {
+            Ok(head) => {
+                self.core
+                    .history_progress
+                    .wait_for(head, Duration::from_secs(5))
+                    .await
+            }
+            Err(_) => false,
+        };
+        if !caught_up {
+            // Replay may miss the newest events: tell the client to check.
+            self.owe_resync(&channel, after);
+        }
+        let ch_head = {
+            let ch = channel.clone();
+            self.core
+                .history
+                .read(move |c| history::head_seq(c, &ch))
+                .await
+                .unwrap_or(0)
+        };
+        let Some((mut delivered, removed)) = self.send_from_history(&channel, after, ch_head).await
+        else {
+            return;
+        };
+        if removed {
+            return self.stop_following(&channel);
+        }
+        let mut resynced = false;
+        loop {
+            match rx.recv().await {
+                Ok(Item::Event(ev)) => {
+                    if ev.seq <= delivered {
+                        continue;
+                    }
+                    if ev.seq > delivered + 1 && !resynced {
+                        // Fill the gap from history (bounded wait) before
+                        // anything later goes out.
+                        self.core
+                            .history_progress
+                            .wait_for(ev.stream_seq.saturating_sub(1), Duration::from_secs(3))
+                            .await;
+                        match self
+                            .send_from_history(&channel, delivered, ev.seq - 1)
+                            .await
+                        {
+                            None => return,
+                            Some((d, true)) => {
+                                let _ = d;
+                                return self.stop_following(&channel);
+                            }
+                            Some((d, false)) => delivered = d,
+                        }
+                        if delivered + 1 < ev.seq {
+                            self.owe_resync(&channel, delivered);
+                        }
+                    }
+                    resynced = false;
+                    match self.out.try_send(Out {
+                        channel: Some(ev.channel_id.clone()),
+                        seq: ev.seq,
+                        text: ev.frame.clone(),
+                    }) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            // Slow reader: it gets a resync instead of this
+                            // event and fetches /events itself.
+                            self.owe_resync(&channel, delivered);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                    delivered = ev.seq;
+                    if self.removes_me(&ev) {
+                        return self.stop_following(&channel);
+                    }
+                }
+                Ok(Item::Ephemeral { from_user, frame }) => {
+                    if from_user != self.user.caller.user_id {
+                        let _ = self.out.try_send(Out {
+                            channel: None,
+                            seq: 0,
+                            text: frame,
+                        });
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.owe_resync(&channel, delivered);
+                    resynced = true;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    fn stop_following(&self, channel: &str) {
+        let mut subs = self
+            .subs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        subs.remove(channel);
+    }
+
+    /// A typing signal: only in channels this connection follows (members
+    /// only), at most once per user and channel per [`TYPING_INTERVAL`].
+    pub async fn typing(&self, channel: &str) {
+        if !self.is_subscribed(channel) {
+            self.send_text(
+                json!({"type": "error", "code": "not_a_member", "channel_id": channel}).to_string(),
+            )
+            .await;
+            return;
+        }
+        let key = (self.user.caller.user_id.clone(), channel.to_string());
+        {
+            let mut t = self
+                .typing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if t.get(&key).is_some_and(|at| at.elapsed() < TYPING_INTERVAL) {
+                return;
+            }
+            if t.len() > 100_000 {
+                t.retain(|_, at| at.elapsed() < TYPING_INTERVAL);
+            }
+            t.insert(key, Instant::now());
+        }
+        let frame =
+            json!({"type": "typing", "channel_id": channel, "user_id": self.user.caller.user_id});
+        let subject = subjects::typing(&self.user.caller.workspace_id, channel);
+        let _ = self
+            .hub
+            .client()
+            .publish(subject, frame.to_string().into())
+            .await;
+    }
+
+    /// Follows channels this user joins (or is invited to) while connected.
+    pub async fn follow_joins(self: &Arc<Self>) {
+        let subject = subjects::joined(&self.user.caller.workspace_id, &self.user.caller.user_id);
+        let Ok(mut sub) = self.hub.client().subscribe(subject).await else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                let Some(this) = weak.upgrade() else { break };
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) else {
+                    continue;
+                };
+                let (Some(ch), Some(seq)) = (v["channel_id"].as_str(), v["seq"].as_u64()) else {
+                    continue;
+                };
+                if !this.is_subscribed(ch) {
+                    this.subscribe(ch.to_string(), seq.saturating_sub(1)).await;
+                }
+            }
+        });
+        *self
+            .joins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
+    }
+}

@@ -1,0 +1,150 @@
+//! `GET /v1/sse?channels=<id>:<seq>,…`: the same frames as the WebSocket,
+//! as Server-Sent Events. Each SSE `id` is a cursor over every subscribed
+//! channel (`<id>:<seq>,…`); sent back as `Last-Event-ID` it resumes each
+//! channel where it stopped and takes precedence over `channels`.
+
+use super::session::{Out, Session};
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::Arc;
+use switchboard_core::ChannelId;
+use tokio::sync::mpsc;
+
+/// Most channels one SSE stream may follow (the cursor rides in a header).
+const MAX_SSE_CHANNELS: usize = 100;
+
+/// Parses `<id>:<seq>,<id>:<seq>`.
+pub fn parse_cursor(s: &str) -> Result<BTreeMap<String, u64>, ApiError> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, seq) = part.split_once(':').unwrap_or((part, "0"));
+        let id = ChannelId::parse(id)?.into_string();
+        let seq = seq
+            .parse::<u64>()
+            .map_err(|_| ApiError::invalid("channels: expected <channel_id>:<seq>,…"))?;
+        out.insert(id, seq);
+    }
+    if out.len() > MAX_SSE_CHANNELS {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_SSE_CHANNELS} channels per stream"
+        )));
+    }
+    Ok(out)
+}
+
+fn cursor_string(c: &BTreeMap<String, u64>) -> String {
+    c.iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub async fn stream(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    let user = match super::ws::realtime_caller(&mut parts, &state).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let headers: &HeaderMap = &parts.headers;
+    let q: axum::extract::Query<HashMap<String, String>> =
+        axum::extract::Query::try_from_uri(&parts.uri)
+            .unwrap_or_else(|_| axum::extract::Query(HashMap::new()));
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty());
+    let cursor = match resume.or(q.get("channels").map(String::as_str)) {
+        Some(s) => match parse_cursor(s) {
+            Ok(c) => c,
+            Err(e) => return e.into_response(),
+        },
+        None => {
+            return ApiError::invalid("channels=<channel_id>:<seq>,… is required").into_response()
+        }
+    };
+    let rt = state.realtime.clone();
+    let (session, out) = Session::new(
+        state.core.clone(),
+        rt.hub.clone(),
+        user,
+        &rt.config,
+        rt.typing.clone(),
+    );
+    rt.presence_connected(&session.user).await;
+    session
+        .send_text(
+            json!({"type": "hello", "session_id": session.id, "heartbeat_ms": rt.config.heartbeat.as_millis() as u64})
+                .to_string(),
+        )
+        .await;
+    for (ch, seq) in &cursor {
+        session.subscribe(ch.clone(), *seq).await;
+    }
+    session.follow_joins().await;
+    let guard = Guard {
+        rt: rt.clone(),
+        session: session.clone(),
+    };
+    let events = futures_util::stream::unfold((session, out, cursor, VecDeque::new(), guard), step);
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(rt.config.heartbeat))
+        .into_response()
+}
+
+/// Marks the user's presence gone when the stream is dropped.
+struct Guard {
+    rt: Arc<super::Realtime>,
+    session: Arc<Session>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let (rt, user) = (self.rt.clone(), self.session.user.clone());
+        tokio::spawn(async move { rt.presence_disconnected(&user).await });
+    }
+}
+
+type StepState = (
+    Arc<Session>,
+    mpsc::Receiver<Out>,
+    BTreeMap<String, u64>,
+    VecDeque<Arc<str>>,
+    Guard,
+);
+
+async fn step(state: StepState) -> Option<(Result<Event, Infallible>, StepState)> {
+    let (session, mut out, mut cursor, mut pending, guard) = state;
+    loop {
+        if let Some(text) = pending.pop_front() {
+            let event = Event::default()
+                .id(cursor_string(&cursor))
+                .data(text.as_ref());
+            return Some((Ok(event), (session, out, cursor, pending, guard)));
+        }
+        tokio::select! {
+            biased;
+            _ = session.wake.notified() => {
+                for (ch, after, frame) in session.take_resyncs() {
+                    // The cursor must not claim what the client never got.
+                    let c = cursor.entry(ch).or_insert(after);
+                    *c = (*c).min(after);
+                    pending.push_back(Arc::from(frame));
+                }
+            }
+            o = out.recv() => {
+                let o = o?;
+                if let Some(ch) = &o.channel {
+                    cursor.insert(ch.to_string(), o.seq);
+                }
+                pending.push_back(o.text);
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Single-use, short-lived tickets for browser WebSocket/SSE auth (a
+//! browser cannot set an Authorization header on a WebSocket).
+//! Kept in this gateway's memory: a ticket is redeemed at the gateway that
+//! issued it (sticky routing), and is gone on restart.
+
+use crate::extract::UserCtx;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+pub struct Tickets {
+    map: Mutex<HashMap<String, (UserCtx, Instant)>>,
+}
+
+impl Tickets {
+    pub fn issue(&self, user: UserCtx, ticket: String) {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|_, (_, at)| at.elapsed() < TICKET_TTL);
+        map.insert(ticket, (user, Instant::now()));
+    }
+
+    /// Takes the ticket: valid once, within [`TICKET_TTL`].
+    pub fn redeem(&self, ticket: &str) -> Option<UserCtx> {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.remove(ticket)
+            .filter(|(_, at)| at.elapsed() < TICKET_TTL)
+            .map(|(u, _)| u)
+    }
+}
