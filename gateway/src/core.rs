@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, UserCtx};
 use crate::views::{message_from_envelope, MessageView};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_core::authz::{self, Action, Caller, ChannelFacts};
@@ -103,9 +104,11 @@ pub struct Core {
     pub acl_progress: Progress,
     pub history_progress: Progress,
     operator_token_hash: Option<String>,
-    /// Highest stream sequence each user (or "" for the operator) has had
-    /// acknowledged through this process: their reads wait for it.
-    watermarks: Mutex<HashMap<String, u64>>,
+    /// Highest stream sequence of an acknowledged append through this
+    /// process that changes the ACL model (anything but a message post).
+    /// Writes wait for the ACL model to reach it, so a user's own
+    /// archive/leave/create is in force for that user's next request.
+    acl_acked: AtomicU64,
     /// Token hash → user, for a few seconds: authentication is on every
     /// request and users are never altered in place by the API (a future
     /// deactivation must also clear this).
@@ -132,40 +135,41 @@ impl Core {
             acl_progress,
             history_progress,
             operator_token_hash,
-            watermarks: Mutex::new(HashMap::new()),
+            acl_acked: AtomicU64::new(0),
             sessions: Mutex::new(HashMap::new()),
         }
     }
 
-    fn note_write(&self, who: &str, stream_seq: u64) {
-        let mut w = self
-            .watermarks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let e = w.entry(who.to_string()).or_insert(0);
-        *e = (*e).max(stream_seq);
+    fn note_acl_write(&self, stream_seq: u64) {
+        self.acl_acked.fetch_max(stream_seq, Ordering::AcqRel);
     }
 
-    fn watermark(&self, who: &str) -> u64 {
-        self.watermarks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(who)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Waits until both read models reflect `who`'s own acknowledged writes.
-    /// A read that cannot see the caller's own write in time answers 503
-    /// rather than a stale page.
-    pub async fn fresh_for(&self, who: &str) -> ApiResult<()> {
-        let seq = self.watermark(who);
+    /// Waits until both read models reflect every write this process has
+    /// acknowledged (so a read after any acknowledged write through this
+    /// gateway sees it). A read that cannot get there in time answers 503
+    /// rather than a stale page. Across gateways, reads are eventually
+    /// consistent (bounded by projection lag).
+    pub async fn fresh_reads(&self) -> ApiResult<()> {
+        let seq = self.log.last_acked();
         if seq > 0
             && !(self.acl_progress.wait_for(seq, FRESHNESS_WAIT).await
                 && self.history_progress.wait_for(seq, FRESHNESS_WAIT).await)
         {
             return Err(ApiError::unavailable(
                 "the read models are catching up with the log; retry shortly",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits until the ACL model reflects every membership/channel change
+    /// this process has acknowledged. Message posts do not move this, so a
+    /// busy channel's senders never wait on projection lag.
+    async fn fresh_acl(&self) -> ApiResult<()> {
+        let seq = self.acl_acked.load(Ordering::Acquire);
+        if seq > 0 && !self.acl_progress.wait_for(seq, FRESHNESS_WAIT).await {
+            return Err(ApiError::unavailable(
+                "the membership read model is catching up with the log; retry shortly",
             ));
         }
         Ok(())
@@ -280,11 +284,13 @@ impl Core {
         channel: &str,
         want: Want,
     ) -> ApiResult<ChannelFacts> {
-        // Reads wait for the caller's own writes (read-your-writes). Writes
-        // check at once: waiting there would tie a user's send rate to
-        // projection lag, and a refusal is re-checked when caught up.
+        // Reads wait for every acknowledged write (read-your-writes);
+        // writes only for acknowledged membership changes, and a refusal
+        // is re-checked when caught up to the log head.
         if matches!(want, Want::See | Want::Read) {
-            self.fresh_for(&user.caller.user_id).await?;
+            self.fresh_reads().await?;
+        } else {
+            self.fresh_acl().await?;
         }
         match self.check(&user.caller, channel, &want).await? {
             Ok(facts) => Ok(facts),
@@ -325,7 +331,9 @@ impl Core {
                 Self::envelope(ws, channel, &user.caller.user_id, seq, body.clone())
             })
             .await?;
-        self.note_write(&user.caller.user_id, appended.stream_seq);
+        if !matches!(body, Body::MessagePosted(_)) {
+            self.note_acl_write(appended.stream_seq);
+        }
         Ok(appended)
     }
 
@@ -336,7 +344,6 @@ impl Core {
     async fn decide_on_workspace<T, C>(
         &self,
         ws: &str,
-        who: &str,
         check: C,
         make: impl Fn(u64) -> Envelope,
     ) -> ApiResult<Result<Appended, T>>
@@ -367,7 +374,7 @@ impl Core {
             let id = env.event_id.clone();
             match self.log.append_at(&subject, head, env, &id).await {
                 Ok(a) => {
-                    self.note_write(who, a.stream_seq);
+                    self.note_acl_write(a.stream_seq);
                     return Ok(Ok(a));
                 }
                 Err(AppendError::Conflict) => continue,
@@ -390,7 +397,7 @@ impl Core {
                 Self::envelope(&id, "", "", seq, body.clone())
             })
             .await?;
-        self.note_write("", a.stream_seq);
+        self.note_acl_write(a.stream_seq);
         Ok(WorkspaceView { id, name })
     }
 
@@ -434,7 +441,6 @@ impl Core {
         let outcome = self
             .decide_on_workspace::<(), _>(
                 ws.as_str(),
-                who,
                 move |c| {
                     if acl::workspace(c, &ws_c)?.is_none() {
                         return Ok(Err(DomainError::NotFound("workspace")));
@@ -474,7 +480,7 @@ impl Core {
     }
 
     pub async fn users(&self, user: &UserCtx) -> ApiResult<Vec<UserView>> {
-        self.fresh_for(&user.caller.user_id).await?;
+        self.fresh_reads().await?;
         let ws = user.caller.workspace_id.clone();
         Ok(self.acl.read(move |c| acl::users(c, &ws)).await?)
     }
@@ -503,7 +509,6 @@ impl Core {
         });
         self.decide_on_workspace::<(), _>(
             &ws,
-            &me,
             move |c| {
                 if acl::channel_id_by_name(c, &ws_c, &name_c)?.is_some() {
                     return Ok(Err(DomainError::Conflict(format!(
@@ -554,7 +559,7 @@ impl Core {
         let digest = token_hash(&format!("{ws}\n{}", set.join("\n")));
         let id = format!("D{}", &digest[..26]);
         let name = format!("dm-{}", &digest[..26]);
-        self.fresh_for(&me).await?;
+        self.fresh_acl().await?;
         let (ws_c, set_c, id_c, me_c) = (ws.clone(), set.clone(), id.clone(), me.clone());
         let body = Body::ChannelCreated(events::ChannelCreated {
             name: name.clone(),
@@ -566,7 +571,6 @@ impl Core {
         let outcome = self
             .decide_on_workspace(
                 &ws,
-                &me,
                 move |c| {
                     if let Some(existing) = acl::channel_view(c, &me_c, &id_c)? {
                         return Ok(Ok(Some(existing)));
@@ -602,7 +606,7 @@ impl Core {
     }
 
     pub async fn channels(&self, user: &UserCtx) -> ApiResult<Vec<ChannelView>> {
-        self.fresh_for(&user.caller.user_id).await?;
+        self.fresh_reads().await?;
         let (ws, me) = (
             user.caller.workspace_id.clone(),
             user.caller.user_id.clone(),

@@ -72,6 +72,10 @@ async fn retry_by_client_msg_id_within_and_after_the_window() {
         .expect(201);
     assert_eq!(bobs["sender_id"], bob_id.as_str());
     assert_ne!(bobs["id"], first["id"]);
+    // Another user's write is visible once projected (read-your-writes is
+    // per user): wait for the head to reach it.
+    api.wait_head(&ada, &ch, bobs["seq"].as_u64().expect("seq"))
+        .await;
 
     let page = api
         .get(&format!("/v1/channels/{ch}/messages"), &ada)
