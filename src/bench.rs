@@ -24,6 +24,9 @@ pub enum Bench {
     Send(SendArgs),
     /// History projection rebuild rate vs raw SQLite inserts.
     Rebuild(RebuildArgs),
+    /// Real-time fan-out: send→receive latency, deliveries/s, server RSS
+    /// per connection (`--rate 0`: idle connections only).
+    Fanout(crate::fanout::FanoutArgs),
 }
 
 #[derive(Args)]
@@ -68,10 +71,11 @@ pub async fn run(b: Bench) -> Result<()> {
     match b {
         Bench::Send(a) => send(a).await,
         Bench::Rebuild(a) => rebuild(a).await,
+        Bench::Fanout(a) => crate::fanout::run(a).await,
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -79,11 +83,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> f64 {
+pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn post(http: &reqwest::Client, url: &str, token: &str, body: Value) -> Result<Value> {
+pub async fn post(http: &reqwest::Client, url: &str, token: &str, body: Value) -> Result<Value> {
     let r = http.post(url).bearer_auth(token).json(&body).send().await?;
     let status = r.status();
     let v: Value = r.json().await.unwrap_or(Value::Null);

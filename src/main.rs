@@ -4,6 +4,7 @@
 //! compare checksums), `bench` (throughput and latency measurements).
 
 mod bench;
+mod fanout;
 mod nats;
 mod rebuild;
 

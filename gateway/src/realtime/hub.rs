@@ -16,6 +16,7 @@ use switchboard_projections::history::{self, EventRow};
 use tokio::sync::{broadcast, oneshot};
 
 use super::subjects;
+use super::Session;
 
 /// How many items a channel's broadcast keeps for slow local receivers
 /// before they lag (and are resynced).
@@ -60,6 +61,9 @@ pub struct Hub {
     client: async_nats::Client,
     core: Arc<Core>,
     feeds: Mutex<HashMap<String, Weak<Feed>>>,
+    /// Local sessions by user, for "you joined a channel" notes: one
+    /// gateway-wide subscription instead of one per connection.
+    followers: Mutex<HashMap<String, Vec<Weak<Session>>>>,
 }
 
 /// Builds the `event` frame of a stored event.
@@ -135,7 +139,67 @@ impl Hub {
             client,
             core,
             feeds: Mutex::new(HashMap::new()),
+            followers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Routes join notes (`rt.<ws>.joined.<user>`) to that user's local
+    /// sessions, which start following the channel from the join's seq.
+    pub async fn start_join_router(self: &Arc<Self>) {
+        let Ok(mut sub) = self.client.subscribe("rt.*.joined.*").await else {
+            tracing::warn!("realtime: cannot subscribe to join notes");
+            return;
+        };
+        let hub = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                let Some(hub) = hub.upgrade() else { break };
+                let Some(user) = m.subject.split('.').nth(3) else {
+                    continue;
+                };
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) else {
+                    continue;
+                };
+                let (Some(ch), Some(seq)) = (v["channel_id"].as_str(), v["seq"].as_u64()) else {
+                    continue;
+                };
+                for session in hub.sessions_of(user) {
+                    if !session.is_subscribed(ch) {
+                        let ch = ch.to_string();
+                        tokio::spawn(
+                            async move { session.subscribe(ch, seq.saturating_sub(1)).await },
+                        );
+                    }
+                }
+            }
+        });
+    }
+
+    fn sessions_of(&self, user: &str) -> Vec<Arc<Session>> {
+        let mut f = self
+            .followers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(list) = f.get_mut(user) else {
+            return Vec::new();
+        };
+        list.retain(|w| w.strong_count() > 0);
+        let out: Vec<_> = list.iter().filter_map(Weak::upgrade).collect();
+        if list.is_empty() {
+            f.remove(user);
+        }
+        out
+    }
+
+    /// Registers a session to follow its user's joins.
+    pub fn follow_joins(&self, session: &Arc<Session>) {
+        let mut f = self
+            .followers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = f.entry(session.user.caller.user_id.clone()).or_default();
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(session));
     }
 
     pub fn client(&self) -> &async_nats::Client {

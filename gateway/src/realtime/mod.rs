@@ -111,8 +111,10 @@ impl Realtime {
         if presence.is_none() {
             tracing::warn!("presence bucket unavailable; presence is disabled");
         }
+        let hub = Arc::new(Hub::new(client, core.clone()));
+        hub.start_join_router().await;
         Realtime {
-            hub: Arc::new(Hub::new(client, core.clone())),
+            hub,
             tickets: tickets::Tickets::default(),
             config,
             typing: Arc::new(Mutex::new(HashMap::new())),

@@ -6,7 +6,6 @@ use super::hub::{rt_event_from_row, Hub, Item, RtEvent};
 use super::{subjects, RealtimeConfig};
 use crate::core::{Core, Want};
 use crate::extract::UserCtx;
-use futures_util::StreamExt;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -45,25 +44,7 @@ pub struct Session {
     resyncs: Mutex<BTreeMap<String, u64>>,
     pub wake: Notify,
     subs: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
-    joins: Mutex<Option<tokio::task::JoinHandle<()>>>,
     typing: Arc<Mutex<HashMap<(String, String), Instant>>>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        let subs = self.subs.get_mut().unwrap_or_else(|e| e.into_inner());
-        for (_, t) in subs.drain() {
-            t.abort();
-        }
-        if let Some(t) = self
-            .joins
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            t.abort();
-        }
-    }
 }
 
 impl Session {
@@ -86,7 +67,6 @@ impl Session {
                 resyncs: Mutex::new(BTreeMap::new()),
                 wake: Notify::new(),
                 subs: Mutex::new(HashMap::new()),
-                joins: Mutex::new(None),
                 typing,
             }),
             rx,
@@ -157,6 +137,18 @@ impl Session {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(old) = subs.insert(channel, task) {
             old.abort();
+        }
+    }
+
+    /// Ends every forwarder (they hold the session, so this, not Drop,
+    /// is what frees a closed connection's subscriptions).
+    pub fn close(&self) {
+        let mut subs = self
+            .subs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (_, t) in subs.drain() {
+            t.abort();
         }
     }
 
@@ -379,29 +371,7 @@ impl Session {
     }
 
     /// Follows channels this user joins (or is invited to) while connected.
-    pub async fn follow_joins(self: &Arc<Self>) {
-        let subject = subjects::joined(&self.user.caller.workspace_id, &self.user.caller.user_id);
-        let Ok(mut sub) = self.hub.client().subscribe(subject).await else {
-            return;
-        };
-        let weak = Arc::downgrade(self);
-        let task = tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
-                let Some(this) = weak.upgrade() else { break };
-                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) else {
-                    continue;
-                };
-                let (Some(ch), Some(seq)) = (v["channel_id"].as_str(), v["seq"].as_u64()) else {
-                    continue;
-                };
-                if !this.is_subscribed(ch) {
-                    this.subscribe(ch.to_string(), seq.saturating_sub(1)).await;
-                }
-            }
-        });
-        *self
-            .joins
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
+    pub fn follow_joins(self: &Arc<Self>) {
+        self.hub.follow_joins(self);
     }
 }

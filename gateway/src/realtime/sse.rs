@@ -87,7 +87,7 @@ pub async fn stream(State(state): State<AppState>, req: axum::extract::Request) 
     for (ch, seq) in &cursor {
         session.subscribe(ch.clone(), *seq).await;
     }
-    session.follow_joins().await;
+    session.follow_joins();
     let guard = Guard {
         rt: rt.clone(),
         session: session.clone(),
@@ -106,6 +106,7 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        self.session.close();
         let (rt, user) = (self.rt.clone(), self.session.user.clone());
         tokio::spawn(async move { rt.presence_disconnected(&user).await });
     }

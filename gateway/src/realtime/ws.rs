@@ -46,7 +46,12 @@ pub async fn upgrade(State(state): State<AppState>, req: axum::extract::Request)
         Ok(ws) => ws,
         Err(r) => return ApiError::invalid(r.body_text()).into_response(),
     };
-    ws.on_upgrade(move |socket| run(socket, state, user))
+    // tungstenite's defaults are 128 KiB read and write buffers per socket;
+    // chat frames are small, and 20k idle connections must fit in memory.
+    ws.read_buffer_size(2 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| run(socket, state, user))
 }
 
 use axum::extract::FromRequest;
@@ -78,7 +83,7 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
     {
         return;
     }
-    session.follow_joins().await;
+    session.follow_joins();
     let start = Instant::now();
     let last_heard = Arc::new(AtomicU64::new(0));
 
@@ -133,6 +138,7 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
         }
     }
     reader.abort();
+    session.close();
     let _ = sink.close().await;
     rt.presence_disconnected(&session.user).await;
 }
