@@ -140,6 +140,14 @@ impl Core {
         }
     }
 
+    /// Treats everything up to `seq` (the log head found at start-up) as
+    /// acknowledged: after a restart, reads and writes wait for the read
+    /// models to catch up to it instead of answering from a stale model.
+    pub fn note_startup_head(&self, seq: u64) {
+        self.log.note_acked(seq);
+        self.note_acl_write(seq);
+    }
+
     fn note_acl_write(&self, stream_seq: u64) {
         self.acl_acked.fetch_max(stream_seq, Ordering::AcqRel);
     }
@@ -299,6 +307,22 @@ impl Core {
                 Ok(self.check(&user.caller, channel, &want).await??)
             }
         }
+    }
+
+    /// Whether `user` may read `channel` as of stream sequence `at` (the
+    /// ACL model is first caught up to it, bounded). Real-time delivery asks
+    /// this whenever it skips events it could not see, so a removal hidden
+    /// in the skipped range still ends delivery.
+    pub async fn may_read_at(&self, user: &UserCtx, channel: &str, at: u64) -> ApiResult<bool> {
+        if !self.acl_progress.wait_for(at, FRESHNESS_WAIT).await {
+            return Err(ApiError::unavailable(
+                "the membership read model is behind the log",
+            ));
+        }
+        Ok(self
+            .check(&user.caller, channel, &Want::Read)
+            .await?
+            .is_ok())
     }
 
     // ----- appends -----

@@ -79,6 +79,7 @@ impl Platform {
             history_progress,
             operator_token_hash,
         ));
+        core.note_startup_head(startup_head);
         let realtime = Arc::new(Realtime::new(core.clone(), realtime).await);
         Ok(Platform {
             core,

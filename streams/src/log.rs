@@ -263,6 +263,12 @@ impl Log {
         self.inner.last_acked.load(Ordering::Acquire)
     }
 
+    /// Raises [`Log::last_acked`] to `seq`: a process that (re)starts marks
+    /// the head it found, so its reads are never staler than that.
+    pub fn note_acked(&self, seq: u64) {
+        self.inner.last_acked.fetch_max(seq, Ordering::AcqRel);
+    }
+
     /// The stream's last sequence, asked of the server.
     pub async fn last_seq(&self) -> Result<u64, LogError> {
         if !self.is_connected() {

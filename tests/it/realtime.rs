@@ -455,3 +455,38 @@ async fn sse_last_event_id_resumes_every_channel() {
     assert_contiguous(&got[&c1], 1, "channel 1 across the reconnect");
     assert_contiguous(&got[&c2], 1, "channel 2 across the reconnect");
 }
+
+/// Regression: replay stopped at a user's old `member_left` even though the
+/// user had rejoined since, leaving a silent, dead subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rejoined_user_replays_past_its_old_leave() {
+    let nats = Nats::start();
+    let server = Server::start(&nats);
+    let api = server.api();
+    let (_, ada, bob, ch) = setup(&api).await;
+    api.send(&ada, &ch, "one").await.expect(201);
+    api.post(&format!("/v1/channels/{ch}/leave"), &bob, json!({}))
+        .await
+        .expect(200);
+    api.send(&ada, &ch, "while away").await.expect(201);
+    api.post(&format!("/v1/channels/{ch}/join"), &bob, json!({}))
+        .await
+        .expect(200);
+    let last = api.send(&ada, &ch, "back").await.expect(201)["seq"]
+        .as_u64()
+        .expect("seq");
+    let mut w = Ws::connect(&server.base, &bob).await;
+    w.subscribe(&[(&ch, 0)]).await;
+    let frames = w.frames_until(T, |f| f["seq"].as_u64() == Some(last)).await;
+    assert_contiguous(
+        &event_seqs(&frames, &ch),
+        1,
+        "replay from 0 through the old leave",
+    );
+    // And live events still flow after the replay.
+    let next = api.send(&ada, &ch, "live").await.expect(201)["seq"]
+        .as_u64()
+        .expect("seq");
+    let frames = w.frames_until(T, |f| f["seq"].as_u64() == Some(next)).await;
+    assert_eq!(event_seqs(&frames, &ch), vec![next]);
+}

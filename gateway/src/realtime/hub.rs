@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use switchboard_core::events::{Body, Envelope};
 use switchboard_projections::history::{self, EventRow};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, watch};
 
 use super::subjects;
 use super::Session;
@@ -45,10 +45,24 @@ pub enum Item {
 }
 
 /// One channel's subscription; dropped (and unsubscribed) with its last
-/// local receiver.
+/// local receiver. The feed task owns the only strong sender, so when the
+/// task ends every receiver sees `Closed` and re-attaches to a new feed.
 pub struct Feed {
-    pub tx: broadcast::Sender<Item>,
+    tx: broadcast::WeakSender<Item>,
+    /// 0 = subscribing, 1 = subscribed on the server, 2 = ended.
+    state: watch::Receiver<u8>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Feed {
+    /// A receiver of this feed, or `None` when the feed has ended.
+    pub fn subscribe(&self) -> Option<broadcast::Receiver<Item>> {
+        self.tx.upgrade().map(|tx| tx.subscribe())
+    }
+
+    fn ended(&self) -> bool {
+        *self.state.borrow() == 2 || self.task.is_finished()
+    }
 }
 
 impl Drop for Feed {
@@ -164,12 +178,10 @@ impl Hub {
                     continue;
                 };
                 for session in hub.sessions_of(user) {
-                    if !session.is_subscribed(ch) {
-                        let ch = ch.to_string();
-                        tokio::spawn(
-                            async move { session.subscribe(ch, seq.saturating_sub(1)).await },
-                        );
-                    }
+                    let ch = ch.to_string();
+                    tokio::spawn(
+                        async move { session.follow_joined(ch, seq.saturating_sub(1)).await },
+                    );
                 }
             }
         });
@@ -216,33 +228,46 @@ impl Hub {
     }
 
     /// The channel's feed, subscribed on the server when this returns: every
-    /// event the stream stores from now on reaches it.
+    /// event the stream stores from now on reaches it. Concurrent callers
+    /// share one feed and all wait for its subscription; an ended feed is
+    /// replaced.
     pub async fn feed(&self, ws: &str, channel: &str) -> Result<Arc<Feed>, String> {
-        let (ready_rx, feed) = {
+        let feed = {
             let mut feeds = self
                 .feeds
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(f) = feeds.get(channel).and_then(Weak::upgrade) {
-                return Ok(f);
+            match feeds.get(channel).and_then(Weak::upgrade) {
+                Some(f) if !f.ended() => f,
+                _ => {
+                    feeds.retain(|_, w| w.strong_count() > 0);
+                    let (tx, _) = broadcast::channel(FEED_CAPACITY);
+                    let (state_tx, state) = watch::channel(0u8);
+                    let weak = tx.downgrade();
+                    let task = tokio::spawn(run_feed(
+                        self.client.clone(),
+                        self.core.clone(),
+                        ws.to_string(),
+                        channel.to_string(),
+                        tx,
+                        state_tx,
+                    ));
+                    let feed = Arc::new(Feed {
+                        tx: weak,
+                        state,
+                        task,
+                    });
+                    feeds.insert(channel.to_string(), Arc::downgrade(&feed));
+                    feed
+                }
             }
-            feeds.retain(|_, w| w.strong_count() > 0);
-            let (tx, _) = broadcast::channel(FEED_CAPACITY);
-            let (ready_tx, ready_rx) = oneshot::channel();
-            let task = tokio::spawn(run_feed(
-                self.client.clone(),
-                self.core.clone(),
-                ws.to_string(),
-                channel.to_string(),
-                tx.clone(),
-                ready_tx,
-            ));
-            let feed = Arc::new(Feed { tx, task });
-            feeds.insert(channel.to_string(), Arc::downgrade(&feed));
-            (ready_rx, feed)
         };
-        match tokio::time::timeout(Duration::from_secs(5), ready_rx).await {
-            Ok(Ok(())) => Ok(feed),
+        let mut state = feed.state.clone();
+        let ready = tokio::time::timeout(Duration::from_secs(5), state.wait_for(|s| *s != 0))
+            .await
+            .map(|r| r.map(|s| *s == 1));
+        match ready {
+            Ok(Ok(true)) => Ok(feed),
             _ => Err("could not subscribe to the channel's deliveries".into()),
         }
     }
@@ -254,7 +279,7 @@ async fn run_feed(
     ws: String,
     channel: String,
     tx: broadcast::Sender<Item>,
-    ready: oneshot::Sender<()>,
+    state: watch::Sender<u8>,
 ) {
     let subs = async {
         let d = client.subscribe(subjects::delivered(&ws, &channel)).await?;
@@ -267,13 +292,27 @@ async fn run_feed(
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, %channel, "realtime: subscribe failed");
+            let _ = state.send(2);
             return;
         }
     };
-    let _ = ready.send(());
-    let mut last: u64 = 0;
+    // Start from what history holds now: anything stored later arrives on
+    // the subscription, and a reconnect is caught up from here.
+    let mut last = history_head(&core, &channel).await;
+    let _ = state.send(1);
+    let mut connects = core.log.connects();
+    connects.mark_unchanged();
     loop {
         tokio::select! {
+            Ok(()) = connects.changed() => {
+                // Whatever was stored while the connection was down was not
+                // republished to us: fill it from history.
+                if let Ok(head) = core.log.last_seq().await {
+                    core.history_progress.wait_for(head, Duration::from_secs(5)).await;
+                }
+                let upto = history_head(&core, &channel).await;
+                last = fill(&core, &channel, &tx, last, upto + 1).await;
+            }
             m = delivered.next() => {
                 let Some(m) = m else { break };
                 let Ok(env) = Envelope::decode(m.payload.as_ref()) else { continue };
@@ -284,28 +323,16 @@ async fn run_feed(
                     .and_then(|v| v.as_str().parse::<u64>().ok())
                     .unwrap_or(0);
                 let seq = env.channel_seq;
-                if last > 0 && seq <= last {
+                if seq <= last {
                     continue; // already passed on
                 }
-                if last > 0 && seq > last + 1 {
+                if seq > last + 1 {
                     // The subscription missed something (slow consumer or a
                     // reconnect): fill from history before going on.
-                    let wanted = stream_seq.saturating_sub(1);
-                    core.history_progress.wait_for(wanted, Duration::from_secs(3)).await;
-                    let ch = channel.clone();
-                    let from = last;
-                    let rows = core
-                        .history
-                        .read(move |c| history::events(c, &ch, from, (seq - from - 1) as u32))
-                        .await
-                        .unwrap_or_default();
-                    for row in rows {
-                        let ev = rt_event_from_row(&channel, row);
-                        if ev.seq > last && ev.seq < seq {
-                            last = ev.seq;
-                            let _ = tx.send(Item::Event(Arc::new(ev)));
-                        }
-                    }
+                    core.history_progress
+                        .wait_for(stream_seq.saturating_sub(1), Duration::from_secs(3))
+                        .await;
+                    last = fill(&core, &channel, &tx, last, seq).await;
                 }
                 if let Some(ev) = rt_event(&env, stream_seq) {
                     last = seq;
@@ -322,6 +349,47 @@ async fn run_feed(
             }
         }
     }
+    let _ = state.send(2);
+}
+
+async fn history_head(core: &Core, channel: &str) -> u64 {
+    let ch = channel.to_string();
+    core.history
+        .read(move |c| history::head_seq(c, &ch))
+        .await
+        .unwrap_or(0)
+}
+
+/// Broadcasts history events after `last` and before `before`; returns the
+/// new last seq passed on.
+async fn fill(
+    core: &Core,
+    channel: &str,
+    tx: &broadcast::Sender<Item>,
+    mut last: u64,
+    before: u64,
+) -> u64 {
+    while last + 1 < before {
+        let (ch, from) = (channel.to_string(), last);
+        let limit = (before - last - 1).min(500) as u32;
+        let rows = core
+            .history
+            .read(move |c| history::events(c, &ch, from, limit))
+            .await
+            .unwrap_or_default();
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            let ev = rt_event_from_row(channel, row);
+            if ev.seq != last + 1 {
+                return last;
+            }
+            last = ev.seq;
+            let _ = tx.send(Item::Event(Arc::new(ev)));
+        }
+    }
+    last
 }
 
 fn relay_ephemeral(tx: &broadcast::Sender<Item>, payload: &[u8]) {

@@ -32,6 +32,14 @@ impl Out {
     }
 }
 
+/// The connection is gone.
+struct Gone;
+
+enum Live {
+    Stop,
+    FeedEnded,
+}
+
 /// The minimum spacing of one user's typing signals in one channel.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(3);
 
@@ -116,6 +124,16 @@ impl Session {
     /// then live ones, in seq order. A caller who may not read the channel
     /// gets an `error` frame and nothing else of it.
     pub async fn subscribe(self: &Arc<Self>, channel: String, after: u64) {
+        self.subscribe_inner(channel, after, false).await
+    }
+
+    /// Follows a channel the user just joined, unless the client already
+    /// follows it (its own subscription, from its own seq, wins).
+    pub async fn follow_joined(self: &Arc<Self>, channel: String, after: u64) {
+        self.subscribe_inner(channel, after, true).await
+    }
+
+    async fn subscribe_inner(self: &Arc<Self>, channel: String, after: u64, if_absent: bool) {
         if let Err(e) = self.core.authorize(&self.user, &channel, Want::Read).await {
             let code = if e.code == "unavailable" {
                 "unavailable"
@@ -128,13 +146,16 @@ impl Session {
             .await;
             return;
         }
-        let this = self.clone();
-        let ch = channel.clone();
-        let task = tokio::spawn(async move { this.forward(ch, after).await });
         let mut subs = self
             .subs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if if_absent && subs.get(&channel).is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let this = self.clone();
+        let ch = channel.clone();
+        let task = tokio::spawn(async move { this.forward(ch, after).await });
         if let Some(old) = subs.insert(channel, task) {
             old.abort();
         }
@@ -175,42 +196,46 @@ impl Session {
             .is_ok()
     }
 
-    /// Sends history rows after `delivered` up to `until` (inclusive).
-    /// Returns the new delivered seq and whether the caller's own removal
-    /// was among them.
+    /// Sends history rows after `delivered` up to `until` (inclusive), in
+    /// order, waiting for room. Returns the new delivered seq; `Err` when
+    /// the connection is gone. A read error owes the client a resync.
     async fn send_from_history(
         &self,
         channel: &str,
         mut delivered: u64,
         until: u64,
-    ) -> Option<(u64, bool)> {
+    ) -> Result<u64, Gone> {
         while delivered < until {
             let (ch, from) = (channel.to_string(), delivered);
             let limit = (until - delivered).min(500) as u32;
-            let rows = self
+            let rows = match self
                 .core
                 .history
                 .read(move |c| history::events(c, &ch, from, limit))
                 .await
-                .ok()?;
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, %channel, "realtime: history read failed");
+                    self.owe_resync(channel, delivered);
+                    return Ok(delivered);
+                }
+            };
             if rows.is_empty() {
                 break;
             }
             for row in rows {
                 let ev = rt_event_from_row(channel, row);
                 if ev.seq != delivered + 1 {
-                    return Some((delivered, false));
+                    return Ok(delivered);
                 }
                 if !self.send_event(&ev).await {
-                    return None;
+                    return Err(Gone);
                 }
                 delivered = ev.seq;
-                if self.removes_me(&ev) {
-                    return Some((delivered, true));
-                }
             }
         }
-        Some((delivered, false))
+        Ok(delivered)
     }
 
     fn removes_me(&self, ev: &RtEvent) -> bool {
@@ -218,80 +243,120 @@ impl Session {
             && ev.about_user.as_deref() == Some(self.user.caller.user_id.as_str())
     }
 
+    /// Ends this channel for the connection with an error frame.
+    async fn refuse(&self, channel: &str, code: &str) {
+        self.stop_following(channel);
+        self.send_text(json!({"type": "error", "code": code, "channel_id": channel}).to_string())
+            .await;
+    }
+
+    /// Checks membership as of stream sequence `at`; refuses the channel
+    /// when the user may no longer read it. Returns whether to go on.
+    async fn still_member(&self, channel: &str, at: u64) -> bool {
+        match self.core.may_read_at(&self.user, channel, at).await {
+            Ok(true) => true,
+            Ok(false) => {
+                self.refuse(channel, "not_a_member").await;
+                false
+            }
+            Err(_) => {
+                self.refuse(channel, "unavailable").await;
+                false
+            }
+        }
+    }
+
     async fn forward(self: Arc<Self>, channel: String, after: u64) {
         let ws = self.user.caller.workspace_id.clone();
-        let feed = match self.hub.feed(&ws, &channel).await {
-            Ok(f) => f,
-            Err(_) => {
-                self.send_text(
-                    json!({"type": "error", "code": "unavailable", "channel_id": channel})
-                        .to_string(),
-                )
-                .await;
+        let mut delivered = after;
+        // Attach to the channel's feed, catch up from history, then follow
+        // live events; if the feed ends (its NATS subscription closed),
+        // attach again and catch up from where delivery stopped.
+        loop {
+            let feed = match self.hub.feed(&ws, &channel).await {
+                Ok(f) => f,
+                Err(_) => return self.refuse(&channel, "unavailable").await,
+            };
+            let Some(mut rx) = feed.subscribe() else {
+                continue;
+            };
+            // Everything stored before the subscription is in the log up to
+            // its head now: wait until both models hold it, check membership
+            // as of then (a removal meanwhile ends delivery), and replay.
+            let head = self.core.log.last_seq().await.ok();
+            let caught_up = match head {
+                Some(h) => {
+                    self.core
+                        .history_progress
+                        .wait_for(h, Duration::from_secs(5))
+                        .await
+                }
+                None => false,
+            };
+            if !self.still_member(&channel, head.unwrap_or(0)).await {
                 return;
             }
-        };
-        let mut rx = feed.tx.subscribe();
-        // Everything stored before the subscription is in the log up to
-        // its head now; wait for history to hold it, then replay.
-        let caught_up = match self.core.log.last_seq().await {
-            Ok(head) => {
-                self.core
-                    .history_progress
-                    .wait_for(head, Duration::from_secs(5))
-                    .await
+            if !caught_up {
+                // Replay may miss the newest events: tell the client to check.
+                self.owe_resync(&channel, delivered);
             }
-            Err(_) => false,
-        };
-        if !caught_up {
-            // Replay may miss the newest events: tell the client to check.
-            self.owe_resync(&channel, after);
+            let ch_head = {
+                let ch = channel.clone();
+                self.core
+                    .history
+                    .read(move |c| history::head_seq(c, &ch))
+                    .await
+                    .unwrap_or(0)
+            };
+            // Past leaves and rejoins in the replayed range do not stop it:
+            // membership was just checked as of the head.
+            match self.send_from_history(&channel, delivered, ch_head).await {
+                Ok(d) => delivered = d,
+                Err(Gone) => return,
+            }
+            match self.follow_live(&channel, &mut rx, &mut delivered).await {
+                Live::Stop => return,
+                Live::FeedEnded => continue,
+            }
         }
-        let ch_head = {
-            let ch = channel.clone();
-            self.core
-                .history
-                .read(move |c| history::head_seq(c, &ch))
-                .await
-                .unwrap_or(0)
-        };
-        let Some((mut delivered, removed)) = self.send_from_history(&channel, after, ch_head).await
-        else {
-            return;
-        };
-        if removed {
-            return self.stop_following(&channel);
-        }
-        let mut resynced = false;
+    }
+
+    async fn follow_live(
+        &self,
+        channel: &str,
+        rx: &mut broadcast::Receiver<Item>,
+        delivered: &mut u64,
+    ) -> Live {
         loop {
             match rx.recv().await {
                 Ok(Item::Event(ev)) => {
-                    if ev.seq <= delivered {
+                    if ev.seq <= *delivered {
                         continue;
                     }
-                    if ev.seq > delivered + 1 && !resynced {
-                        // Fill the gap from history (bounded wait) before
-                        // anything later goes out.
+                    if ev.seq > *delivered + 1 {
+                        // A gap (this receiver lagged, or the hub skipped):
+                        // fill it from history before anything later, and
+                        // re-check membership as of this event — a removal
+                        // may be in the range.
+                        let before = ev.stream_seq.saturating_sub(1);
                         self.core
                             .history_progress
-                            .wait_for(ev.stream_seq.saturating_sub(1), Duration::from_secs(3))
+                            .wait_for(before, Duration::from_secs(3))
                             .await;
+                        if !self.still_member(channel, before).await {
+                            return Live::Stop;
+                        }
                         match self
-                            .send_from_history(&channel, delivered, ev.seq - 1)
+                            .send_from_history(channel, *delivered, ev.seq - 1)
                             .await
                         {
-                            None => return,
-                            Some((d, true)) => {
-                                let _ = d;
-                                return self.stop_following(&channel);
-                            }
-                            Some((d, false)) => delivered = d,
+                            Ok(d) => *delivered = d,
+                            Err(Gone) => return Live::Stop,
                         }
-                        if delivered + 1 < ev.seq {
-                            self.owe_resync(&channel, delivered);
+                        if *delivered + 1 < ev.seq {
+                            self.owe_resync(channel, *delivered);
                         }
                     }
-                    resynced = false;
                     match self.out.try_send(Out {
                         channel: Some(ev.channel_id.clone()),
                         seq: ev.seq,
@@ -301,13 +366,14 @@ impl Session {
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             // Slow reader: it gets a resync instead of this
                             // event and fetches /events itself.
-                            self.owe_resync(&channel, delivered);
+                            self.owe_resync(channel, *delivered);
                         }
-                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                        Err(mpsc::error::TrySendError::Closed(_)) => return Live::Stop,
                     }
-                    delivered = ev.seq;
+                    *delivered = ev.seq;
                     if self.removes_me(&ev) {
-                        return self.stop_following(&channel);
+                        self.stop_following(channel);
+                        return Live::Stop;
                     }
                 }
                 Ok(Item::Ephemeral { from_user, frame }) => {
@@ -319,11 +385,9 @@ impl Session {
                         });
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    self.owe_resync(&channel, delivered);
-                    resynced = true;
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+                // Lagged: the next event shows the gap, which is filled then.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Live::FeedEnded,
             }
         }
     }

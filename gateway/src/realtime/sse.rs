@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use switchboard_core::ChannelId;
@@ -88,61 +88,94 @@ pub async fn stream(State(state): State<AppState>, req: axum::extract::Request) 
         session.subscribe(ch.clone(), *seq).await;
     }
     session.follow_joins();
+    // SSE has no pongs: the open stream itself keeps presence alive.
+    let beat = {
+        let (rt, user) = (rt.clone(), session.user.clone());
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(rt.config.heartbeat);
+            loop {
+                t.tick().await;
+                rt.presence_heartbeat(&user).await;
+            }
+        })
+    };
     let guard = Guard {
         rt: rt.clone(),
         session: session.clone(),
+        beat,
     };
-    let events = futures_util::stream::unfold((session, out, cursor, VecDeque::new(), guard), step);
+    let events = futures_util::stream::unfold(
+        (
+            session,
+            out,
+            cursor,
+            BTreeSet::new(),
+            VecDeque::new(),
+            guard,
+        ),
+        step,
+    );
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(rt.config.heartbeat))
         .into_response()
 }
 
-/// Marks the user's presence gone when the stream is dropped.
+/// Ends the session and marks the user's presence gone when the stream is
+/// dropped.
 struct Guard {
     rt: Arc<super::Realtime>,
     session: Arc<Session>,
+    beat: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        self.beat.abort();
         self.session.close();
         let (rt, user) = (self.rt.clone(), self.session.user.clone());
         tokio::spawn(async move { rt.presence_disconnected(&user).await });
     }
 }
 
+/// The stream's state: session, queue, cursor, channels whose cursor is
+/// frozen at a resync's `after_seq`, frames ready to go, guard.
 type StepState = (
     Arc<Session>,
     mpsc::Receiver<Out>,
     BTreeMap<String, u64>,
+    BTreeSet<String>,
     VecDeque<Arc<str>>,
     Guard,
 );
 
 async fn step(state: StepState) -> Option<(Result<Event, Infallible>, StepState)> {
-    let (session, mut out, mut cursor, mut pending, guard) = state;
+    let (session, mut out, mut cursor, mut frozen, mut pending, guard) = state;
     loop {
         if let Some(text) = pending.pop_front() {
             let event = Event::default()
                 .id(cursor_string(&cursor))
                 .data(text.as_ref());
-            return Some((Ok(event), (session, out, cursor, pending, guard)));
+            return Some((Ok(event), (session, out, cursor, frozen, pending, guard)));
         }
         tokio::select! {
             biased;
             _ = session.wake.notified() => {
                 for (ch, after, frame) in session.take_resyncs() {
-                    // The cursor must not claim what the client never got.
-                    let c = cursor.entry(ch).or_insert(after);
+                    // The cursor must never claim what the client did not
+                    // get: it stays at after_seq for the rest of this
+                    // stream (a resume re-sends the rest; seqs de-duplicate).
+                    let c = cursor.entry(ch.clone()).or_insert(after);
                     *c = (*c).min(after);
+                    frozen.insert(ch);
                     pending.push_back(Arc::from(frame));
                 }
             }
             o = out.recv() => {
                 let o = o?;
                 if let Some(ch) = &o.channel {
-                    cursor.insert(ch.to_string(), o.seq);
+                    if !frozen.contains(ch.as_ref()) {
+                        cursor.insert(ch.to_string(), o.seq);
+                    }
                 }
                 pending.push_back(o.text);
             }

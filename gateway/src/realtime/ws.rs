@@ -76,11 +76,9 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
         "session_id": session.id,
         "heartbeat_ms": rt.config.heartbeat.as_millis() as u64,
     });
-    if sink
-        .send(Message::Text(hello.to_string().into()))
-        .await
-        .is_err()
-    {
+    let stall = rt.config.heartbeat * 2;
+    if !send(&mut sink, Message::Text(hello.to_string().into()), stall).await {
+        rt.presence_disconnected(&session.user).await;
         return;
     }
     session.follow_joins();
@@ -104,37 +102,41 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
         })
     };
 
-    // Writer: queued frames, owed resyncs, heartbeats.
+    // Writer: queued frames, owed resyncs, heartbeats. A client that
+    // stops reading stalls a send at most `stall`; then it is closed.
     let mut ticker = tokio::time::interval(rt.config.heartbeat);
     ticker.tick().await;
     let limit = rt.config.heartbeat.as_millis() as u64 * 2;
     loop {
-        tokio::select! {
+        let ok = tokio::select! {
             biased;
             _ = session.wake.notified() => {
+                let mut ok = true;
                 for (_, _, frame) in session.take_resyncs() {
-                    if sink.send(Message::Text(frame.into())).await.is_err() {
+                    ok = send(&mut sink, Message::Text(frame.into()), stall).await;
+                    if !ok {
                         break;
                     }
                 }
+                ok
             }
-            o = out.recv() => {
-                let Some(o) = o else { break };
-                if sink.send(Message::Text(o.text.as_ref().into())).await.is_err() {
-                    break;
-                }
-            }
+            o = out.recv() => match o {
+                Some(o) => send(&mut sink, Message::Text(o.text.as_ref().into()), stall).await,
+                None => false,
+            },
             _ = ticker.tick() => {
                 if ms_since(start).saturating_sub(last_heard.load(Ordering::Relaxed)) > limit {
                     tracing::debug!(session = %session.id, "missed two heartbeats; closing");
-                    break;
+                    false
+                } else {
+                    rt.presence_heartbeat(&session.user).await;
+                    send(&mut sink, Message::Ping(Vec::new().into()), stall).await
                 }
-                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    break;
-                }
-                rt.presence_heartbeat(&session.user).await;
             }
-            _ = &mut reader => break,
+            _ = &mut reader => false,
+        };
+        if !ok {
+            break;
         }
     }
     reader.abort();
@@ -201,4 +203,16 @@ async fn invalid(session: &Session, message: &str) {
             json!({"type": "error", "code": "invalid_request", "message": message}).to_string(),
         )
         .await;
+}
+
+/// Sends one frame; false when the socket failed or the client has not
+/// taken it within `stall`.
+async fn send<S>(sink: &mut S, msg: Message, stall: std::time::Duration) -> bool
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    matches!(
+        tokio::time::timeout(stall, sink.send(msg)).await,
+        Ok(Ok(()))
+    )
 }
