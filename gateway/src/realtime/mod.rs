@@ -124,6 +124,34 @@ impl Realtime {
         }
     }
 
+    /// Opens a session for `user` (either transport): marks the user
+    /// online and returns the session, its outbound queue and the `hello`
+    /// frame to send first.
+    pub async fn open_session(
+        &self,
+        user: UserCtx,
+    ) -> (
+        Arc<Session>,
+        tokio::sync::mpsc::Receiver<session::Out>,
+        String,
+    ) {
+        let (session, out) = Session::new(
+            self.core.clone(),
+            self.hub.clone(),
+            user,
+            &self.config,
+            self.typing.clone(),
+        );
+        self.presence_connected(&session.user).await;
+        let hello = serde_json::json!({
+            "type": "hello",
+            "session_id": session.id,
+            "heartbeat_ms": self.config.heartbeat.as_millis() as u64,
+        })
+        .to_string();
+        (session, out, hello)
+    }
+
     fn key(user: &UserCtx) -> String {
         format!("{}.{}", user.caller.workspace_id, user.caller.user_id)
     }

@@ -10,7 +10,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -70,20 +69,8 @@ pub async fn stream(State(state): State<AppState>, req: axum::extract::Request) 
         }
     };
     let rt = state.realtime.clone();
-    let (session, out) = Session::new(
-        state.core.clone(),
-        rt.hub.clone(),
-        user,
-        &rt.config,
-        rt.typing.clone(),
-    );
-    rt.presence_connected(&session.user).await;
-    session
-        .send_text(
-            json!({"type": "hello", "session_id": session.id, "heartbeat_ms": rt.config.heartbeat.as_millis() as u64})
-                .to_string(),
-        )
-        .await;
+    let (session, out, hello) = rt.open_session(user).await;
+    session.send_text(hello).await;
     for (ch, seq) in &cursor {
         session.subscribe(ch.clone(), *seq).await;
     }

@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::extract::UserCtx;
 use crate::state::AppState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -54,30 +54,16 @@ pub async fn upgrade(State(state): State<AppState>, req: axum::extract::Request)
         .on_upgrade(move |socket| run(socket, state, user))
 }
 
-use axum::extract::FromRequest;
-
 fn ms_since(start: Instant) -> u64 {
     start.elapsed().as_millis() as u64
 }
 
 async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
     let rt = state.realtime.clone();
-    let (session, mut out) = Session::new(
-        state.core.clone(),
-        rt.hub.clone(),
-        user,
-        &rt.config,
-        rt.typing.clone(),
-    );
-    rt.presence_connected(&session.user).await;
+    let (session, mut out, hello) = rt.open_session(user).await;
     let (mut sink, mut stream) = socket.split();
-    let hello = json!({
-        "type": "hello",
-        "session_id": session.id,
-        "heartbeat_ms": rt.config.heartbeat.as_millis() as u64,
-    });
     let stall = rt.config.heartbeat * 2;
-    if !send(&mut sink, Message::Text(hello.to_string().into()), stall).await {
+    if !send(&mut sink, Message::Text(hello.into()), stall).await {
         rt.presence_disconnected(&session.user).await;
         return;
     }
