@@ -490,3 +490,40 @@ async fn rejoined_user_replays_past_its_old_leave() {
     let frames = w.frames_until(T, |f| f["seq"].as_u64() == Some(next)).await;
     assert_eq!(event_seqs(&frames, &ch), vec![next]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sse_outsiders_get_errors_and_no_events() {
+    let nats = Nats::start();
+    let server = Server::start(&nats);
+    let api = server.api();
+    let (ws, ada, bob, public) = setup(&api).await;
+    let private = api.channel(&ada, "secret", true).await;
+    api.send(&ada, &private, "secret text").await.expect(201);
+    api.send(&ada, &public, "public text").await.expect(201);
+    let (_, eve) = api
+        .user(&api.workspace("Other").await, "eve", "admin")
+        .await;
+    let (_, carol) = api.user(&ws, "carol", "member").await;
+    api.post(&format!("/v1/channels/{public}/leave"), &bob, json!({}))
+        .await
+        .expect(200);
+    for (who, token, ch) in [
+        ("other workspace", &eve, &public),
+        ("other workspace", &eve, &private),
+        ("non-member of a private channel", &carol, &private),
+        ("user who left", &bob, &public),
+    ] {
+        let mut sse = Sse::connect(&server.base, token, &format!("{ch}:0"), None).await;
+        assert_eq!(sse.next(T).await.expect("hello").data["type"], "hello");
+        let first = sse.next(T).await.expect("a frame");
+        assert_eq!(first.data["type"], "error", "{who}: {:?}", first.data);
+        assert_eq!(first.data["code"], "not_a_member");
+        let more = sse.next(Duration::from_millis(600)).await;
+        assert!(more.is_none(), "{who} got more: {more:?}");
+    }
+    // No credentials: refused before any stream.
+    let r = reqwest::get(format!("{}/v1/sse?channels={public}:0", server.base))
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 401);
+}
