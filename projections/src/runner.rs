@@ -16,7 +16,7 @@ const BATCH: usize = 2_000;
 /// A batch at least this large means the log is busy: the next batch may
 /// wait up to [`LINGER`] to fill.
 const BUSY_BATCH: usize = 2;
-const LINGER: Duration = Duration::from_millis(3);
+const LINGER: Duration = Duration::from_millis(10);
 
 /// A read model: its schema and its pure fold.
 pub trait Projector: Send + Sync + 'static {
