@@ -169,6 +169,8 @@ pub async fn connect(url: &str) -> Result<Nats, LogError> {
 }
 
 const MAX_APPEND_ATTEMPTS: usize = 64;
+/// Subjects whose head this process keeps cached (one small entry each).
+const MAX_CACHED_HEADS: usize = 100_000;
 
 /// Handle to the log. Cheap to clone.
 #[derive(Clone)]
@@ -432,6 +434,11 @@ impl Log {
             .heads
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if heads.len() >= MAX_CACHED_HEADS && !heads.contains_key(subject) {
+            // Forget heads no append is using right now; a forgotten head is
+            // re-read from the stream on the next append to its subject.
+            heads.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
         heads.entry(subject.to_string()).or_default().clone()
     }
 
