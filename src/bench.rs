@@ -87,6 +87,26 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// Creates a workspace named `<prefix>-<ms>` with the operator token.
+pub async fn fresh_workspace(
+    http: &reqwest::Client,
+    base: &str,
+    operator: &str,
+    prefix: &str,
+) -> Result<String> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let ws = post(
+        http,
+        &format!("{base}/v1/workspaces"),
+        operator,
+        json!({"name": format!("{prefix}-{stamp}")}),
+    )
+    .await?;
+    Ok(ws["id"].as_str().context("workspace id")?.to_string())
+}
+
 pub async fn post(http: &reqwest::Client, url: &str, token: &str, body: Value) -> Result<Value> {
     let r = http.post(url).bearer_auth(token).json(&body).send().await?;
     let status = r.status();
@@ -102,20 +122,11 @@ async fn send(a: SendArgs) -> Result<()> {
         .pool_max_idle_per_host(a.concurrency * 2)
         .build()?;
     let base = a.url.trim_end_matches('/').to_string();
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis();
-    let ws = post(
-        &http,
-        &format!("{base}/v1/workspaces"),
-        &a.token,
-        json!({"name": format!("bench-{stamp}")}),
-    )
-    .await
-    .context(
-        "creating the bench workspace (is the server running, and the operator token right?)",
-    )?;
-    let ws_id = ws["id"].as_str().context("workspace id")?;
+    let ws_id = &fresh_workspace(&http, &base, &a.token, "bench")
+        .await
+        .context(
+            "creating the bench workspace (is the server running, and the operator token right?)",
+        )?;
     let user = post(
         &http,
         &format!("{base}/v1/workspaces/{ws_id}/users"),

@@ -7,7 +7,7 @@
 //! connection. `--rate 0` only connects C idle connections and measures
 //! memory.
 
-use crate::bench::{ms, percentile, post};
+use crate::bench::{fresh_workspace, ms, percentile, post};
 use anyhow::{Context, Result};
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
@@ -73,17 +73,7 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
         .max(1);
     let k = a.channel_size.max(1);
     let pid = a.pid.or_else(find_server);
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis();
-    let ws = post(
-        &http,
-        &format!("{base}/v1/workspaces"),
-        &a.token,
-        json!({"name": format!("fanout-{stamp}")}),
-    )
-    .await?;
-    let ws = ws["id"].as_str().context("ws id")?.to_string();
+    let ws = fresh_workspace(&http, &base, &a.token, "fanout").await?;
 
     // K users, each a member of all M channels.
     let setup = Instant::now();
