@@ -26,8 +26,8 @@ pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// A pool of read-only connections to one read model. Queries run on the
-/// blocking pool so they never stall the async runtime.
+/// A pool of read-only connections to one read model (see [`Readers::read`]
+/// for why queries run inline).
 #[derive(Clone)]
 pub struct Readers {
     path: PathBuf,

@@ -64,8 +64,8 @@ pub fn new_token() -> String {
     format!("sbt_{}", hex(&random::<24>()))
 }
 
-/// What a channel-scoped request wants to do (owned, so it can cross into
-/// the blocking pool).
+/// What a channel-scoped request wants to do (owned, so it can move into
+/// read-model closures).
 #[derive(Debug, Clone)]
 pub enum Want {
     See,
