@@ -159,15 +159,37 @@ pub static ROUTES: &[Route] = &[
     },
 ];
 
+/// Requests in progress at once; past that new ones are shed with 503
+/// instead of queueing without bound.
+const MAX_IN_FLIGHT: usize = 4096;
+/// A request that has not produced its response by then gets 503. Longer
+/// than the append path's own 5 s ack timeout, so it only catches hangs;
+/// real-time streams are not affected (their response starts at once).
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Builds the router from [`ROUTES`].
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
     for r in ROUTES {
         router = router.route(r.path, (r.handler)());
     }
+    let limits = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            |err: tower::BoxError| async move {
+                if err.is::<tower::timeout::error::Elapsed>() {
+                    ApiError::unavailable("the request took too long; try again")
+                } else {
+                    ApiError::unavailable("the server is overloaded; try again")
+                }
+            },
+        ))
+        .load_shed()
+        .concurrency_limit(MAX_IN_FLIGHT)
+        .timeout(REQUEST_TIMEOUT);
     router
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(limits)
         .with_state(state)
 }
 
