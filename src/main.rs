@@ -184,7 +184,7 @@ fn operator_token_hash(data: &Path) -> Result<String> {
         );
         return Ok(h.trim().to_string());
     }
-    let token = switchboard_gateway::core::new_token();
+    let token = switchboard_gateway::commands::new_token();
     std::fs::write(&file, token_hash(&token))
         .with_context(|| format!("writing {}", file.display()))?;
     println!("operator token (shown once): {token}");
@@ -263,7 +263,7 @@ async fn admin(common: Common, action: AdminAction) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let result = match action {
         AdminAction::CreateWorkspace { name } => platform
-            .core
+            .commands
             .create_workspace(&name)
             .await
             .map(|w| serde_json::json!({"id": w.id, "name": w.name})),
@@ -273,7 +273,7 @@ async fn admin(common: Common, action: AdminAction) -> Result<()> {
             display_name,
             role,
         } => platform
-            .core
+            .commands
             .create_user(None, &workspace, &handle, &display_name, Some(&role))
             .await
             .map(|(u, token)| {

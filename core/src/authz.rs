@@ -8,6 +8,7 @@
 //! channel is visible to everyone in its workspace, but its content
 //! (messages, events) is for members only (`NotAMember`).
 
+use crate::commands::ChannelState;
 use crate::DomainError;
 
 /// What the rules need to know about a channel.
@@ -39,23 +40,14 @@ pub trait Directory {
     fn user_in_workspace(&self, workspace_id: &str, user_id: &str) -> Result<bool, Self::Error>;
 }
 
-/// What the caller wants to do with a channel.
+/// What the caller wants to read of a channel. (Changes are decided by
+/// [`crate::commands`], against the state at the head they append after.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action<'a> {
+pub enum Action {
     /// See the channel's metadata and member list.
     See,
     /// Read messages and events.
     Read,
-    Post,
-    Join,
-    Leave,
-    Invite {
-        user_id: &'a str,
-    },
-    Remove {
-        user_id: &'a str,
-    },
-    Archive,
 }
 
 /// Decides whether `caller` may do `action` on `channel_id`, returning the
@@ -65,83 +57,23 @@ pub fn authorize<D: Directory>(
     dir: &D,
     caller: &Caller,
     channel_id: &str,
-    action: Action<'_>,
+    action: Action,
 ) -> Result<ChannelFacts, Result<DomainError, D::Error>> {
-    let ch = match dir.channel(channel_id).map_err(Err)? {
-        Some(ch) if ch.workspace_id == caller.workspace_id => ch,
-        _ => return Err(Ok(DomainError::NotFound("channel"))),
+    let channel = dir.channel(channel_id).map_err(Err)?;
+    let caller_member = match &channel {
+        Some(ch) if ch.workspace_id == caller.workspace_id => {
+            dir.is_member(&ch.id, &caller.user_id).map_err(Err)?
+        }
+        _ => false,
     };
-    let member = dir.is_member(&ch.id, &caller.user_id).map_err(Err)?;
-    decide(&ch, caller, member, action, |u| {
-        dir.user_in_workspace(&caller.workspace_id, u)
-    })
-    .map(|()| ch)
-}
-
-fn decide<E>(
-    ch: &ChannelFacts,
-    caller: &Caller,
-    member: bool,
-    action: Action<'_>,
-    user_exists: impl Fn(&str) -> Result<bool, E>,
-) -> Result<(), Result<DomainError, E>> {
-    let refuse = |e: DomainError| Err(Ok(e));
-    if ch.private && !member {
-        return refuse(DomainError::NotFound("channel"));
-    }
-    let fixed = || {
-        Err(Ok(DomainError::invalid(
-            "direct-message channels have a fixed membership",
-        )))
+    let state = ChannelState {
+        channel,
+        caller_member,
     };
-    let archived = || Err(Ok(DomainError::Conflict("channel is archived".into())));
+    state.visible_to(caller).map_err(Ok)?;
     match action {
-        Action::See => Ok(()),
-        Action::Read if member => Ok(()),
-        Action::Read => refuse(DomainError::NotAMember),
-        Action::Post if !member => refuse(DomainError::NotAMember),
-        Action::Post if ch.archived => archived(),
-        Action::Post => Ok(()),
-        Action::Join if ch.direct => fixed(),
-        Action::Join if ch.archived => archived(),
-        Action::Join if member => refuse(DomainError::Conflict("already a member".into())),
-        Action::Join => Ok(()),
-        Action::Leave if ch.direct => fixed(),
-        Action::Leave if !member => refuse(DomainError::NotAMember),
-        Action::Leave if ch.archived => archived(),
-        Action::Leave => Ok(()),
-        Action::Invite { .. } if ch.direct => fixed(),
-        Action::Invite { .. } if ch.archived => archived(),
-        Action::Invite { .. } if ch.private && !member => refuse(DomainError::NotAMember),
-        Action::Invite { user_id } => {
-            if !user_exists(user_id).map_err(Err)? {
-                return refuse(DomainError::NotFound("user"));
-            }
-            Ok(())
-        }
-        Action::Remove { .. } if ch.direct => fixed(),
-        Action::Remove { .. } if ch.archived => archived(),
-        Action::Remove { user_id } if user_id == caller.user_id => {
-            if member {
-                Ok(())
-            } else {
-                refuse(DomainError::NotAMember)
-            }
-        }
-        Action::Remove { .. } if caller.admin || (member && ch.creator_id == caller.user_id) => {
-            Ok(())
-        }
-        Action::Remove { .. } => refuse(DomainError::Forbidden(
-            "only a workspace admin or the channel's creator may remove members".into(),
-        )),
-        Action::Archive if ch.direct => refuse(DomainError::invalid(
-            "direct-message channels cannot be archived",
-        )),
-        Action::Archive if ch.archived => archived(),
-        Action::Archive if caller.admin || ch.creator_id == caller.user_id => Ok(()),
-        Action::Archive => refuse(DomainError::Forbidden(
-            "only a workspace admin or the channel's creator may archive it".into(),
-        )),
+        Action::Read if !caller_member => Err(Ok(DomainError::NotAMember)),
+        Action::See | Action::Read => state.channel.ok_or(Ok(DomainError::NotFound("channel"))),
     }
 }
 
@@ -225,7 +157,7 @@ mod tests {
         let d = dir();
         let outsider = caller("W2", "alice");
         for ch in ["pub", "priv"] {
-            for action in [Action::See, Action::Read, Action::Post, Action::Join] {
+            for action in [Action::See, Action::Read] {
                 assert_eq!(
                     refusal(authorize(&d, &outsider, ch, action)),
                     Some(DomainError::NotFound("channel"))
@@ -238,7 +170,7 @@ mod tests {
     fn private_channels_are_invisible_to_non_members() {
         let d = dir();
         let bob = caller("W1", "bob");
-        for action in [Action::See, Action::Read, Action::Post, Action::Join] {
+        for action in [Action::See, Action::Read] {
             assert_eq!(
                 refusal(authorize(&d, &bob, "priv", action)),
                 Some(DomainError::NotFound("channel"))
@@ -259,35 +191,5 @@ mod tests {
             refusal(authorize(&d, &bob, "pub", Action::Read)),
             Some(DomainError::NotAMember)
         );
-        assert_eq!(refusal(authorize(&d, &bob, "pub", Action::Join)), None);
-    }
-
-    #[test]
-    fn archived_is_read_only_and_invites_need_real_users() {
-        let d = dir();
-        let alice = caller("W1", "alice");
-        assert!(matches!(
-            refusal(authorize(&d, &alice, "old", Action::Post)),
-            Some(DomainError::Conflict(_))
-        ));
-        assert_eq!(refusal(authorize(&d, &alice, "old", Action::Read)), None);
-        assert_eq!(
-            refusal(authorize(
-                &d,
-                &alice,
-                "pub",
-                Action::Invite { user_id: "ghost" }
-            )),
-            Some(DomainError::NotFound("user"))
-        );
-        assert!(matches!(
-            refusal(authorize(
-                &d,
-                &caller("W1", "bob"),
-                "pub",
-                Action::Remove { user_id: "alice" }
-            )),
-            Some(DomainError::Forbidden(_))
-        ));
     }
 }

@@ -7,6 +7,7 @@
 //! randomness in, which keeps every rule unit-testable.
 
 pub mod authz;
+pub mod commands;
 pub mod error;
 pub mod events;
 pub mod ids;

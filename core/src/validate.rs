@@ -151,6 +151,18 @@ pub fn parse_limit(limit: Option<i64>) -> Result<u32, DomainError> {
     }
 }
 
+/// Borrowed views of the validated newtypes.
+macro_rules! as_str {
+    ($($t:ty),*) => {$(
+        impl $t {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    )*};
+}
+as_str!(MessageText, ChannelName, Handle, DisplayName);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,7 +87,7 @@ impl FromRequestParts<AppState> for Auth {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
-        state.core.authenticate(token).await
+        state.commands.authenticate(token).await
     }
 }
 

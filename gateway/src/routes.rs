@@ -2,7 +2,7 @@
 //! OpenAPI document, so the published reference cannot drift from what is
 //! served.
 
-use crate::core::{PostMessage, Want};
+use crate::commands::messages::NewPost;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Auth, User};
 use crate::openapi::{self, Op};
@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use switchboard_core::commands::members::MemberCommand;
 use switchboard_core::ids::{ChannelId, MessageId, UserId};
 use switchboard_core::validate::{parse_limit, ClientMsgId, MessageText};
 use switchboard_projections::history::Page;
@@ -235,7 +236,7 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    let core = &s.core;
+    let core = &s.commands;
     let acl = core.acl_progress.current();
     let history = core.history_progress.current();
     let connected = core.log.is_connected();
@@ -277,7 +278,7 @@ async fn create_workspace(
             "only the operator token may create workspaces",
         ));
     }
-    let w = s.core.create_workspace(&req.name).await?;
+    let w = s.commands.create_workspace(&req.name).await?;
     Ok((StatusCode::CREATED, Json(workspace_json(&w))))
 }
 
@@ -299,7 +300,7 @@ async fn create_user(
         Auth::User(u) => Some(u),
     };
     let (user, token) = s
-        .core
+        .commands
         .create_user(
             by.as_ref(),
             &ws,
@@ -314,7 +315,7 @@ async fn create_user(
 }
 
 async fn me(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
-    let (user, ws) = s.core.me(&u).await?;
+    let (user, ws) = s.commands.me(&u).await?;
     Ok(Json(json!({
         "user": user_json(&user),
         "workspace": ws.as_ref().map(workspace_json),
@@ -322,7 +323,7 @@ async fn me(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> 
 }
 
 async fn users(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
-    let users = s.core.users(&u).await?;
+    let users = s.commands.users(&u).await?;
     Ok(Json(
         json!({"users": users.iter().map(user_json).collect::<Vec<_>>()}),
     ))
@@ -342,14 +343,14 @@ async fn create_channel(
     ApiJson(req): ApiJson<CreateChannel>,
 ) -> ApiResult<impl IntoResponse> {
     let ch = s
-        .core
+        .commands
         .create_channel(&u, &req.name, req.private, req.topic.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(channel_json(&ch))))
 }
 
 async fn list_channels(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
-    let chans = s.core.channels(&u).await?;
+    let chans = s.commands.channels(&u).await?;
     Ok(Json(
         json!({"channels": chans.iter().map(channel_json).collect::<Vec<_>>()}),
     ))
@@ -361,7 +362,9 @@ async fn get_channel(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = channel_id(&id)?;
-    Ok(Json(channel_json(&s.core.channel(&u, id.as_str()).await?)))
+    Ok(Json(channel_json(
+        &s.commands.channel(&u, id.as_str()).await?,
+    )))
 }
 
 async fn list_members(
@@ -370,7 +373,7 @@ async fn list_members(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = channel_id(&id)?;
-    let members = s.core.members(&u, id.as_str()).await?;
+    let members = s.commands.members(&u, id.as_str()).await?;
     let members: Vec<Value> = members
         .iter()
         .map(|m| {
@@ -386,54 +389,44 @@ struct Invite {
 }
 
 async fn invite_member(
-    State(s): State<AppState>,
+    s: State<AppState>,
     User(u): User,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<Invite>,
 ) -> ApiResult<Json<Value>> {
-    let id = channel_id(&id)?;
-    let target = UserId::parse(&req.user_id)?.into_string();
-    Ok(ok_seq(
-        s.core
-            .channel_action(&u, id.as_str(), Want::Invite(target))
-            .await?,
-    ))
+    let target = UserId::parse(&req.user_id)?;
+    membership(s, u, &id, MemberCommand::Invite(target)).await
 }
 
 async fn remove_member(
-    State(s): State<AppState>,
+    s: State<AppState>,
     User(u): User,
     Path((id, user)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let id = channel_id(&id)?;
-    let target = UserId::parse(&user)?.into_string();
-    Ok(ok_seq(
-        s.core
-            .channel_action(&u, id.as_str(), Want::Remove(target))
-            .await?,
-    ))
+    let target = UserId::parse(&user)?;
+    membership(s, u, &id, MemberCommand::Remove(target)).await
 }
 
-async fn join(
-    State(s): State<AppState>,
-    User(u): User,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let id = channel_id(&id)?;
-    Ok(ok_seq(
-        s.core.channel_action(&u, id.as_str(), Want::Join).await?,
-    ))
+async fn join(s: State<AppState>, User(u): User, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    membership(s, u, &id, MemberCommand::Join).await
 }
 
 async fn leave(
-    State(s): State<AppState>,
+    s: State<AppState>,
     User(u): User,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let id = channel_id(&id)?;
-    Ok(ok_seq(
-        s.core.channel_action(&u, id.as_str(), Want::Leave).await?,
-    ))
+    membership(s, u, &id, MemberCommand::Leave).await
+}
+
+async fn membership(
+    State(s): State<AppState>,
+    u: crate::extract::UserCtx,
+    id: &str,
+    cmd: MemberCommand,
+) -> ApiResult<Json<Value>> {
+    let id = channel_id(id)?;
+    Ok(ok_seq(s.commands.change_membership(&u, &id, cmd).await?))
 }
 
 async fn archive(
@@ -442,11 +435,7 @@ async fn archive(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = channel_id(&id)?;
-    Ok(ok_seq(
-        s.core
-            .channel_action(&u, id.as_str(), Want::Archive)
-            .await?,
-    ))
+    Ok(ok_seq(s.commands.archive(&u, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -459,7 +448,7 @@ async fn open_dm(
     User(u): User,
     ApiJson(req): ApiJson<Dms>,
 ) -> ApiResult<impl IntoResponse> {
-    let (ch, created) = s.core.open_dm(&u, &req.user_ids).await?;
+    let (ch, created) = s.commands.open_dm(&u, &req.user_ids).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -488,7 +477,7 @@ async fn post_message(
             "attachment_ids: file uploads are not available yet",
         ));
     }
-    let post = PostMessage {
+    let post = NewPost {
         channel_id: ChannelId::parse(&req.channel_id)?,
         text: MessageText::parse(&req.text)?,
         client_msg_id: req
@@ -502,7 +491,7 @@ async fn post_message(
             .map(MessageId::parse)
             .transpose()?,
     };
-    let (msg, created) = s.core.post_message(&u, post).await?;
+    let (msg, created) = s.commands.post_message(&u, post).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -529,7 +518,7 @@ async fn list_messages(
         (before, None) => Page::Before(before),
         (None, Some(after)) => Page::After(after),
     };
-    let (rows, has_more) = s.core.messages(&u, id.as_str(), page, limit).await?;
+    let (rows, has_more) = s.commands.messages(&u, id.as_str(), page, limit).await?;
     let messages: Vec<MessageView> = rows.into_iter().map(MessageView::from_row).collect();
     Ok(Json(json!({"messages": messages, "has_more": has_more})))
 }
@@ -548,7 +537,7 @@ async fn list_events(
         Some(n) if (1..=1000).contains(&n) => n as u32,
         Some(_) => return Err(ApiError::invalid("limit must be between 1 and 1000")),
     };
-    let (events, head) = s.core.events(&u, id.as_str(), after, limit).await?;
+    let (events, head) = s.commands.events(&u, id.as_str(), after, limit).await?;
     Ok(Json(json!({
         "events": events.into_iter().map(event_json).collect::<Vec<_>>(),
         "head_seq": head,
@@ -556,7 +545,7 @@ async fn list_events(
 }
 
 async fn issue_ticket(State(s): State<AppState>, User(u): User) -> ApiResult<impl IntoResponse> {
-    let ticket = crate::core::new_token().replacen("sbt_", "rtk_", 1);
+    let ticket = crate::commands::new_token().replacen("sbt_", "rtk_", 1);
     s.realtime.tickets.issue(u, ticket.clone());
     Ok((
         StatusCode::CREATED,
@@ -588,7 +577,7 @@ async fn presence(State(s): State<AppState>, User(u): User, q: Params) -> ApiRes
     let known: Vec<String> = {
         let ids = ids.clone();
         let ws = ws.clone();
-        s.core
+        s.commands
             .acl
             .read(move |c| {
                 let mut out = Vec::new();

@@ -1,7 +1,7 @@
 //! The running platform: the log handle, the projectors (each a supervised
 //! task with a cancellation path), and the shared state handlers see.
 
-use crate::core::Core;
+use crate::commands::Commands;
 use crate::realtime::{Realtime, RealtimeConfig};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 /// What every handler gets.
 #[derive(Clone)]
 pub struct AppState {
-    pub core: Arc<Core>,
+    pub commands: Arc<Commands>,
     pub realtime: Arc<Realtime>,
     /// The log head seen at start-up: `/readyz` is green once every
     /// projector has applied it.
@@ -25,7 +25,7 @@ pub struct AppState {
 
 /// Projectors plus the command side, running until `shutdown`.
 pub struct Platform {
-    pub core: Arc<Core>,
+    pub commands: Arc<Commands>,
     pub realtime: Arc<Realtime>,
     pub startup_head: u64,
     cancel: CancellationToken,
@@ -71,7 +71,7 @@ impl Platform {
         let (history, history_progress) =
             spawn_projector::<History>(data, &log, &tracker, &cancel)?;
         tracker.close();
-        let core = Arc::new(Core::new(
+        let commands = Arc::new(Commands::new(
             log,
             acl,
             history,
@@ -79,10 +79,10 @@ impl Platform {
             history_progress,
             operator_token_hash,
         ));
-        core.note_startup_head(startup_head);
-        let realtime = Arc::new(Realtime::new(core.clone(), realtime).await);
+        commands.note_startup_head(startup_head);
+        let realtime = Arc::new(Realtime::new(commands.clone(), realtime).await);
         Ok(Platform {
-            core,
+            commands,
             realtime,
             startup_head,
             cancel,
@@ -92,7 +92,7 @@ impl Platform {
 
     pub fn state(&self) -> AppState {
         AppState {
-            core: self.core.clone(),
+            commands: self.commands.clone(),
             realtime: self.realtime.clone(),
             startup_head: self.startup_head,
         }
@@ -100,9 +100,9 @@ impl Platform {
 
     /// Waits until every projector has applied the log's current head.
     pub async fn catch_up(&self, timeout: Duration) -> Result<u64, BoxError> {
-        let head = self.core.log.last_seq().await?;
-        let ok = self.core.acl_progress.wait_for(head, timeout).await
-            && self.core.history_progress.wait_for(head, timeout).await;
+        let head = self.commands.log.last_seq().await?;
+        let ok = self.commands.acl_progress.wait_for(head, timeout).await
+            && self.commands.history_progress.wait_for(head, timeout).await;
         if ok {
             Ok(head)
         } else {

@@ -10,5 +10,6 @@ pub mod subjects;
 
 pub use async_nats::Client;
 pub use log::{
-    connect, AppendError, Appended, Head, Log, LogConfig, LogError, LogEvent, Nats, ReplayStream,
+    connect, AppendError, Appended, Basis, Decision, Head, Log, LogConfig, LogError, LogEvent,
+    Nats, Outcome, ReplayStream,
 };

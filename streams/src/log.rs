@@ -75,6 +75,55 @@ impl Head {
     };
 }
 
+/// What a decision is made against (see [`Log::append_decided`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Basis {
+    /// The subject's head the event will be appended after.
+    pub head: Head,
+    /// The read models the decision consults must have applied the log up
+    /// to this stream sequence (the head as last read from the server;
+    /// every later event on the subject was appended, and so decided and
+    /// noted, by this process).
+    pub must_see: u64,
+    /// The decision is being re-made against a freshly read head because
+    /// the previous attempt was about to refuse: catch the read models up
+    /// to the log head before refusing again.
+    pub recheck: bool,
+}
+
+/// What a decision made of its basis.
+// One value per decision, moved once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Decision<T> {
+    /// Append this event (its `channel_seq` is `basis.head.subject_seq + 1`)
+    /// with this de-duplication key (default: the event id).
+    Append {
+        envelope: Envelope,
+        msg_id: Option<String>,
+    },
+    /// Nothing to append; the answer is `T` (e.g. an existing result).
+    Done(T),
+    /// About to refuse against a cached head: decide again on a fresh one.
+    Recheck,
+}
+
+/// How a decided append ended.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Outcome<T> {
+    Appended(Appended),
+    Done(T),
+}
+
+/// A subject head this process knows, and where it last read it from the
+/// server (see [`Basis::must_see`]).
+#[derive(Debug, Clone, Copy)]
+struct KnownHead {
+    head: Head,
+    read_at: u64,
+}
+
 /// A stored event, as the append path returns it.
 #[derive(Debug, Clone)]
 pub struct Appended {
@@ -186,7 +235,7 @@ struct Inner {
     config: LogConfig,
     /// Per-subject head cache, each behind its own async lock so appends to
     /// one subject from this process are serialized.
-    heads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Head>>>>>,
+    heads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<KnownHead>>>>>,
     /// Highest stream sequence this process has had acknowledged.
     last_acked: AtomicU64,
 }
@@ -379,56 +428,124 @@ impl Log {
 
     /// Appends the event `make(next_subject_seq)` to `subject`, retrying on
     /// concurrency conflicts (bounded). `msg_id` defaults to the event id.
+    /// For events that need no decision (nothing about the subject's state
+    /// can make them wrong); everything else goes through
+    /// [`Log::append_decided`].
     pub async fn append(
         &self,
         subject: &str,
         msg_id: Option<&str>,
         make: impl Fn(u64) -> Envelope,
     ) -> Result<Appended, AppendError> {
+        let outcome = self
+            .append_decided::<(), AppendError, _, _>(subject, |basis| {
+                let envelope = make(basis.head.subject_seq + 1);
+                let msg_id = msg_id.map(str::to_owned);
+                async move { Ok(Decision::Append { envelope, msg_id }) }
+            })
+            .await?;
+        match outcome {
+            Outcome::Appended(a) => Ok(a),
+            Outcome::Done(()) => Err(AppendError::Failed("no event was decided".into())),
+        }
+    }
+
+    /// Decides and appends, re-deciding on every conflict.
+    ///
+    /// `decide` gets the [`Basis`] it must decide against: the subject's head
+    /// (the event it makes carries `head.subject_seq + 1`) and the stream
+    /// sequence its read models must have applied first. The append is
+    /// conditional on that head; when another writer moved the subject
+    /// first, the head is re-read and `decide` is called again, so a
+    /// decision is never appended after an event it did not see. A decision
+    /// may also end without an event ([`Decision::Done`]), or ask to be
+    /// re-made against a freshly read head before it refuses
+    /// ([`Decision::Recheck`]; the next basis has `recheck` set), so a
+    /// refusal is never based on a stale cached head.
+    pub async fn append_decided<T, E, F, Fut>(
+        &self,
+        subject: &str,
+        mut decide: F,
+    ) -> Result<Outcome<T>, E>
+    where
+        E: From<AppendError>,
+        F: FnMut(Basis) -> Fut,
+        Fut: std::future::Future<Output = Result<Decision<T>, E>>,
+    {
         let slot = self.head_slot(subject);
-        let mut head = slot.lock().await;
+        let mut cached = slot.lock().await;
+        let mut recheck = false;
         for attempt in 0..MAX_APPEND_ATTEMPTS {
-            let current = match *head {
-                Some(h) => h,
+            let known = match *cached {
+                Some(k) => k,
                 None => {
-                    let h = self.fetch_head(subject).await.map_err(|e| match e {
+                    let head = self.fetch_head(subject).await.map_err(|e| match e {
                         LogError::Unavailable(m) => AppendError::Unavailable(m),
                         LogError::Corrupt(_) => AppendError::Failed(e.to_string()),
                     })?;
-                    *head = Some(h);
-                    h
+                    let k = KnownHead {
+                        head,
+                        read_at: head.stream_seq,
+                    };
+                    *cached = Some(k);
+                    k
                 }
             };
-            let envelope = make(current.subject_seq + 1);
-            let id = msg_id.map_or_else(|| envelope.event_id.clone(), str::to_owned);
-            match self.append_at(subject, current, envelope, &id).await {
+            let basis = Basis {
+                head: known.head,
+                must_see: known.read_at,
+                recheck,
+            };
+            let (envelope, msg_id) = match decide(basis).await {
+                Ok(Decision::Append { envelope, msg_id }) => (envelope, msg_id),
+                Ok(Decision::Done(t)) => return Ok(Outcome::Done(t)),
+                Ok(Decision::Recheck) if !recheck => {
+                    recheck = true;
+                    *cached = None;
+                    continue;
+                }
+                Ok(Decision::Recheck) => {
+                    return Err(
+                        AppendError::Failed("a re-checked decision asked again".into()).into(),
+                    )
+                }
+                Err(e) => return Err(e),
+            };
+            let id = msg_id.unwrap_or_else(|| envelope.event_id.clone());
+            match self.append_at(subject, known.head, envelope, &id).await {
                 Ok(appended) => {
                     if !appended.duplicate {
-                        *head = Some(Head {
-                            stream_seq: appended.stream_seq,
-                            subject_seq: current.subject_seq + 1,
+                        // Every event after `read_at` is still one this
+                        // process appended and decided, so decisions on the
+                        // next head need not wait for more than before.
+                        *cached = Some(KnownHead {
+                            head: Head {
+                                stream_seq: appended.stream_seq,
+                                subject_seq: known.head.subject_seq + 1,
+                            },
+                            read_at: known.read_at,
                         });
                     }
-                    return Ok(appended);
+                    return Ok(Outcome::Appended(appended));
                 }
                 Err(AppendError::Conflict) => {
-                    *head = None;
-                    // Another process won the race: back off a little,
-                    // more with each attempt, so two writers don't collide
-                    // in lock-step.
+                    *cached = None;
+                    // Another writer won the race: back off a little, more
+                    // with each attempt, so two writers don't collide in
+                    // lock-step; then decide again on the new head.
                     let spread = (attempt as u64 + 1).min(20) * 200;
                     tokio::time::sleep(Duration::from_micros(jitter(spread))).await;
                 }
                 Err(e) => {
-                    *head = None;
-                    return Err(e);
+                    *cached = None;
+                    return Err(e.into());
                 }
             }
         }
-        Err(AppendError::Conflict)
+        Err(AppendError::Conflict.into())
     }
 
-    fn head_slot(&self, subject: &str) -> Arc<tokio::sync::Mutex<Option<Head>>> {
+    fn head_slot(&self, subject: &str) -> Arc<tokio::sync::Mutex<Option<KnownHead>>> {
         let mut heads = self
             .inner
             .heads

@@ -3,10 +3,12 @@
 
 mod bad_input;
 mod concurrency;
+mod decide_race;
 mod faults;
 mod harness;
 mod idempotency;
 mod outsiders;
 mod realtime;
 mod rebuild;
+mod regressions;
 mod walkthrough;

@@ -4,7 +4,7 @@
 //! The hub fills gaps it sees in the dense `seq` from the history model
 //! before passing anything later on.
 
-use crate::core::Core;
+use crate::commands::Commands;
 use crate::views::event_json;
 use futures_util::StreamExt;
 use prost::Message as _;
@@ -73,7 +73,7 @@ impl Drop for Feed {
 
 pub struct Hub {
     client: async_nats::Client,
-    core: Arc<Core>,
+    core: Arc<Commands>,
     feeds: Mutex<HashMap<String, Weak<Feed>>>,
     /// Local sessions by user, for "you joined a channel" notes: one
     /// gateway-wide subscription instead of one per connection.
@@ -148,7 +148,7 @@ pub fn rt_event_from_row(channel_id: &str, row: EventRow) -> RtEvent {
 }
 
 impl Hub {
-    pub fn new(client: async_nats::Client, core: Arc<Core>) -> Hub {
+    pub fn new(client: async_nats::Client, core: Arc<Commands>) -> Hub {
         Hub {
             client,
             core,
@@ -275,7 +275,7 @@ impl Hub {
 
 async fn run_feed(
     client: async_nats::Client,
-    core: Arc<Core>,
+    core: Arc<Commands>,
     ws: String,
     channel: String,
     tx: broadcast::Sender<Item>,
@@ -352,7 +352,7 @@ async fn run_feed(
     let _ = state.send(2);
 }
 
-async fn history_head(core: &Core, channel: &str) -> u64 {
+async fn history_head(core: &Commands, channel: &str) -> u64 {
     let ch = channel.to_string();
     core.history
         .read(move |c| history::head_seq(c, &ch))
@@ -363,7 +363,7 @@ async fn history_head(core: &Core, channel: &str) -> u64 {
 /// Broadcasts history events after `last` and before `before`; returns the
 /// new last seq passed on.
 async fn fill(
-    core: &Core,
+    core: &Commands,
     channel: &str,
     tx: &broadcast::Sender<Item>,
     mut last: u64,

@@ -68,7 +68,7 @@ pub mod subjects {
     }
 }
 
-use crate::core::Core;
+use crate::commands::Commands;
 use crate::extract::UserCtx;
 use async_nats::jetstream::kv;
 use std::collections::HashMap;
@@ -82,7 +82,7 @@ pub struct Realtime {
     pub tickets: tickets::Tickets,
     pub config: RealtimeConfig,
     pub typing: Arc<Mutex<HashMap<(String, String), Instant>>>,
-    core: Arc<Core>,
+    core: Arc<Commands>,
     presence: Option<kv::Store>,
     /// This gateway's open connections per user, and the user's status.
     local: Mutex<HashMap<String, (usize, &'static str)>>,
@@ -93,7 +93,7 @@ pub struct Realtime {
 pub const PRESENCE_BUCKET: &str = "sb_presence";
 
 impl Realtime {
-    pub async fn new(core: Arc<Core>, config: RealtimeConfig) -> Realtime {
+    pub async fn new(core: Arc<Commands>, config: RealtimeConfig) -> Realtime {
         let client = core.log.client().clone();
         let js = async_nats::jetstream::new(client.clone());
         let presence = js

@@ -4,12 +4,13 @@
 
 use super::hub::{rt_event_from_row, Hub, Item, RtEvent};
 use super::{subjects, RealtimeConfig};
-use crate::core::{Core, Want};
+use crate::commands::Commands;
 use crate::extract::UserCtx;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchboard_core::authz::Action;
 use switchboard_projections::history;
 use tokio::sync::{broadcast, mpsc, Notify};
 
@@ -46,7 +47,7 @@ pub const TYPING_INTERVAL: Duration = Duration::from_secs(3);
 pub struct Session {
     pub id: String,
     pub user: UserCtx,
-    core: Arc<Core>,
+    core: Arc<Commands>,
     hub: Arc<Hub>,
     out: mpsc::Sender<Out>,
     resyncs: Mutex<BTreeMap<String, u64>>,
@@ -57,14 +58,14 @@ pub struct Session {
 
 impl Session {
     pub fn new(
-        core: Arc<Core>,
+        core: Arc<Commands>,
         hub: Arc<Hub>,
         user: UserCtx,
         cfg: &RealtimeConfig,
         typing: Arc<Mutex<HashMap<(String, String), Instant>>>,
     ) -> (Arc<Session>, mpsc::Receiver<Out>) {
         let (tx, rx) = mpsc::channel(cfg.outbound_queue.max(1));
-        let id = crate::core::new_token().replacen("sbt_", "s_", 1);
+        let id = crate::commands::new_token().replacen("sbt_", "s_", 1);
         (
             Arc::new(Session {
                 id,
@@ -134,7 +135,11 @@ impl Session {
     }
 
     async fn subscribe_inner(self: &Arc<Self>, channel: String, after: u64, if_absent: bool) {
-        if let Err(e) = self.core.authorize(&self.user, &channel, Want::Read).await {
+        if let Err(e) = self
+            .core
+            .authorize(&self.user, &channel, Action::Read)
+            .await
+        {
             let code = if e.code == "unavailable" {
                 "unavailable"
             } else {

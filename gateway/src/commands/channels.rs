@@ -1,0 +1,198 @@
+//! Channels: create (unique names), archive, DMs (one channel per member
+//! set, in their own identity space), and the channel reads.
+
+use super::{ms, random, refuse, settle, Commands, UserCtx};
+use crate::error::{ApiError, ApiResult};
+use switchboard_core::authz::Action;
+use switchboard_core::commands::channels::{
+    decide_archive, decide_create, decide_open_dm, CreateChannel, DmState, NameState, OpenDm,
+};
+use switchboard_core::ids::{ChannelId, UserId};
+use switchboard_core::validate::{parse_topic, ChannelName};
+use switchboard_projections::acl::{self, ChannelView, UserView};
+use switchboard_streams::{subjects, Decision, Outcome};
+
+impl Commands {
+    pub async fn create_channel(
+        &self,
+        user: &UserCtx,
+        name: &str,
+        private: bool,
+        topic: Option<&str>,
+    ) -> ApiResult<ChannelView> {
+        let cmd = CreateChannel {
+            id: ChannelId::generate(ms(), random()),
+            name: ChannelName::parse(name)?,
+            private,
+            topic: parse_topic(topic)?,
+        };
+        let ws = user.caller.workspace_id.as_str();
+        let me = user.caller.user_id.as_str();
+        let cmd = &cmd;
+        let outcome = self
+            .log
+            .append_decided::<(), _, _, _>(&subjects::workspace(ws), |basis| async move {
+                self.models_at(basis, false).await?;
+                let (w, n) = (ws.to_string(), cmd.name.as_str().to_string());
+                let taken = self
+                    .acl
+                    .read(move |c| acl::channel_id_by_name(c, &w, &n))
+                    .await?
+                    .is_some();
+                let decided = decide_create(&user.caller, NameState { taken }, cmd);
+                settle(
+                    basis,
+                    decided,
+                    |seq, body| Self::envelope(ws, cmd.id.as_str(), me, seq, body),
+                    None,
+                )
+            })
+            .await?;
+        self.appended_acl(outcome)?;
+        Ok(ChannelView {
+            id: cmd.id.as_str().to_string(),
+            name: cmd.name.as_str().to_string(),
+            private,
+            direct: false,
+            topic: cmd.topic.clone(),
+            archived: false,
+            creator_id: me.to_string(),
+            member_count: 1,
+            head_seq: 0,
+            is_member: true,
+        })
+    }
+
+    pub async fn archive(&self, user: &UserCtx, channel: &ChannelId) -> ApiResult<u64> {
+        let ws = user.caller.workspace_id.as_str();
+        let me = user.caller.user_id.as_str();
+        let ch = channel.as_str();
+        let outcome = self
+            .log
+            .append_decided::<(), _, _, _>(&subjects::channel(ws, ch), |basis| async move {
+                self.models_at(basis, false).await?;
+                let state = self.channel_state(user, channel).await?;
+                settle(
+                    basis,
+                    decide_archive(&user.caller, &state),
+                    |seq, body| Self::envelope(ws, ch, me, seq, body),
+                    None,
+                )
+            })
+            .await?;
+        self.appended_acl(outcome)
+    }
+
+    /// Notes an appended ACL change; returns its channel seq.
+    fn appended_acl(&self, outcome: Outcome<()>) -> ApiResult<u64> {
+        match outcome {
+            Outcome::Appended(a) => {
+                self.note_acl_write(a.stream_seq);
+                Ok(a.envelope.channel_seq)
+            }
+            Outcome::Done(()) => Err(ApiError::internal(
+                "append_decided",
+                &"decision ended without an event",
+            )),
+        }
+    }
+
+    /// The DM channel for exactly `others` + the caller; created on first
+    /// use. Returns the channel and whether it was created now.
+    pub async fn open_dm(
+        &self,
+        user: &UserCtx,
+        others: &[String],
+    ) -> ApiResult<(ChannelView, bool)> {
+        let others = others
+            .iter()
+            .map(|u| UserId::parse(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cmd = OpenDm::new(&user.caller, others)?;
+        let ws = user.caller.workspace_id.as_str();
+        let me = user.caller.user_id.as_str();
+        let cmd = &cmd;
+        let outcome = self
+            .log
+            .append_decided(&subjects::workspace(ws), |basis| async move {
+                self.models_at(basis, false).await?;
+                let (w, m, id) = (ws.to_string(), me.to_string(), cmd.id.as_str().to_string());
+                let members: Vec<String> =
+                    cmd.members.iter().map(|u| u.as_str().to_string()).collect();
+                let (existing, members_exist) = self
+                    .acl
+                    .read(move |c| {
+                        let existing = acl::channel_view(c, &m, &id)?;
+                        let mut all = true;
+                        for u in &members {
+                            all &= acl::user(c, &w, u)?.is_some();
+                        }
+                        Ok((existing, all))
+                    })
+                    .await?;
+                let state = DmState {
+                    exists: existing.is_some(),
+                    members_exist,
+                };
+                match (decide_open_dm(state, cmd), existing) {
+                    (Ok(None), Some(existing)) => Ok(Decision::Done(existing)),
+                    (Ok(None), None) => Err(ApiError::internal("open_dm", &"DM vanished")),
+                    (Ok(Some(body)), _) => settle(
+                        basis,
+                        Ok(body),
+                        |seq, body| Self::envelope(ws, cmd.id.as_str(), me, seq, body),
+                        None,
+                    ),
+                    (Err(e), _) => refuse(basis, e),
+                }
+            })
+            .await?;
+        match outcome {
+            Outcome::Done(existing) => Ok((existing, false)),
+            Outcome::Appended(a) => {
+                self.note_acl_write(a.stream_seq);
+                Ok((
+                    ChannelView {
+                        id: cmd.id.as_str().to_string(),
+                        name: cmd.id.as_str().to_string(),
+                        private: true,
+                        direct: true,
+                        topic: String::new(),
+                        archived: false,
+                        creator_id: me.to_string(),
+                        member_count: cmd.members.len() as i64,
+                        head_seq: 0,
+                        is_member: true,
+                    },
+                    true,
+                ))
+            }
+        }
+    }
+
+    pub async fn channels(&self, user: &UserCtx) -> ApiResult<Vec<ChannelView>> {
+        self.fresh_reads().await?;
+        let (ws, me) = (
+            user.caller.workspace_id.clone(),
+            user.caller.user_id.clone(),
+        );
+        Ok(self
+            .acl
+            .read(move |c| acl::visible_channels(c, &ws, &me))
+            .await?)
+    }
+
+    pub async fn channel(&self, user: &UserCtx, channel: &str) -> ApiResult<ChannelView> {
+        let facts = self.authorize(user, channel, Action::See).await?;
+        let me = user.caller.user_id.clone();
+        self.acl
+            .read(move |c| acl::channel_view(c, &me, &facts.id))
+            .await?
+            .ok_or_else(|| ApiError::not_found("channel"))
+    }
+
+    pub async fn members(&self, user: &UserCtx, channel: &str) -> ApiResult<Vec<UserView>> {
+        let facts = self.authorize(user, channel, Action::See).await?;
+        Ok(self.acl.read(move |c| acl::members(c, &facts.id)).await?)
+    }
+}

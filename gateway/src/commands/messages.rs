@@ -1,0 +1,170 @@
+//! Messages: the post path (decided against the channel at the head it
+//! appends after; idempotent by `client_msg_id`) and the history and event
+//! reads.
+
+use super::{ms, random, settle, Commands, UserCtx, FRESHNESS_WAIT};
+use crate::error::{ApiError, ApiResult};
+use crate::views::{message_from_envelope, MessageView};
+use switchboard_core::authz::{Action, Directory};
+use switchboard_core::commands::messages::{decide_post, PostMessage, PostState, RootFacts};
+use switchboard_core::commands::ChannelState;
+use switchboard_core::ids::{ChannelId, MessageId};
+use switchboard_core::validate::{ClientMsgId, MessageText};
+use switchboard_projections::acl::AclDirectory;
+use switchboard_projections::history::{self, MessageRow};
+use switchboard_streams::{subjects, Decision, Outcome};
+
+/// A post as the HTTP edge parsed it.
+#[derive(Debug, Clone)]
+pub struct NewPost {
+    pub channel_id: ChannelId,
+    pub text: MessageText,
+    pub client_msg_id: Option<ClientMsgId>,
+    pub thread_root_id: Option<MessageId>,
+}
+
+impl Commands {
+    /// The channel as the caller sees it now (facts and own membership).
+    pub(super) async fn channel_state(
+        &self,
+        user: &UserCtx,
+        channel: &ChannelId,
+    ) -> ApiResult<ChannelState> {
+        let (ch, me) = (channel.as_str().to_string(), user.caller.user_id.clone());
+        Ok(self
+            .acl
+            .read(move |c| {
+                let dir = AclDirectory(c);
+                let channel = dir.channel(&ch)?;
+                let caller_member = dir.is_member(&ch, &me)?;
+                Ok(ChannelState {
+                    channel,
+                    caller_member,
+                })
+            })
+            .await?)
+    }
+
+    /// Posts a message. Returns the message and whether it was created now
+    /// (`false`: an earlier post with the same `client_msg_id`).
+    pub async fn post_message(
+        &self,
+        user: &UserCtx,
+        post: NewPost,
+    ) -> ApiResult<(MessageView, bool)> {
+        let ws = user.caller.workspace_id.as_str();
+        let me = user.caller.user_id.as_str();
+        let channel = &post.channel_id;
+        let ch = channel.as_str();
+        let cmd = PostMessage {
+            message_id: MessageId::generate(ms(), random()),
+            text: post.text.clone(),
+            client_msg_id: post.client_msg_id.clone(),
+            thread_root_id: post.thread_root_id.clone(),
+        };
+        let msg_id = cmd
+            .client_msg_id
+            .as_ref()
+            .map(|c| format!("m:{ch}:{me}:{}", c.as_str()));
+        let (cmd, msg_id) = (&cmd, &msg_id);
+        let outcome = self
+            .log
+            .append_decided(&subjects::channel(ws, ch), |basis| async move {
+                let reply = cmd.thread_root_id.is_some();
+                self.models_at(basis, reply).await?;
+                let channel = self.channel_state(user, channel).await?;
+                let root = match &cmd.thread_root_id {
+                    Some(root) => self.root_facts(root).await?,
+                    None => None,
+                };
+                let decided = decide_post(&user.caller, &PostState { channel, root }, cmd);
+                if decided.is_ok() {
+                    if let Some(cid) = &cmd.client_msg_id {
+                        // Beyond JetStream's de-dup window, the history model remembers.
+                        let (c, m, cid) =
+                            (ch.to_string(), me.to_string(), cid.as_str().to_string());
+                        if let Some(row) = self
+                            .history
+                            .read(move |conn| history::message_by_client_id(conn, &c, &m, &cid))
+                            .await?
+                        {
+                            return Ok(Decision::Done(MessageView::from_row(row)));
+                        }
+                    }
+                }
+                settle(
+                    basis,
+                    decided,
+                    |seq, body| Self::envelope(ws, ch, me, seq, body),
+                    msg_id.clone(),
+                )
+            })
+            .await?;
+        let a = match outcome {
+            Outcome::Done(existing) => return Ok((existing, false)),
+            Outcome::Appended(a) => a,
+        };
+        if a.duplicate {
+            // The stream de-duplicated a retry: answer with the original, as
+            // the history model has it now (it may have been edited).
+            self.history_progress
+                .wait_for(a.stream_seq, FRESHNESS_WAIT)
+                .await;
+            let original = message_from_envelope(&a.envelope);
+            if let Some(id) = original.as_ref().map(|m| m.id.clone()) {
+                if let Some(row) = self.history.read(move |c| history::message(c, &id)).await? {
+                    return Ok((MessageView::from_row(row), false));
+                }
+            }
+            return original
+                .map(|m| (m, false))
+                .ok_or_else(|| ApiError::internal("post_message", &"duplicate is not a message"));
+        }
+        let view = message_from_envelope(&a.envelope).ok_or_else(|| {
+            ApiError::internal("post_message", &"appended event is not a message")
+        })?;
+        Ok((view, true))
+    }
+
+    async fn root_facts(&self, root: &MessageId) -> ApiResult<Option<RootFacts>> {
+        let id = root.as_str().to_string();
+        let row = self.history.read(move |c| history::message(c, &id)).await?;
+        Ok(row.map(|r| RootFacts {
+            channel_id: r.channel_id,
+            is_reply: r.thread_root_id.is_some(),
+            deleted: r.deleted,
+        }))
+    }
+
+    pub async fn messages(
+        &self,
+        user: &UserCtx,
+        channel: &str,
+        page: history::Page,
+        limit: u32,
+    ) -> ApiResult<(Vec<MessageRow>, bool)> {
+        let facts = self.authorize(user, channel, Action::Read).await?;
+        Ok(self
+            .history
+            .read(move |c| history::messages(c, &facts.id, page, limit))
+            .await?)
+    }
+
+    pub async fn events(
+        &self,
+        user: &UserCtx,
+        channel: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> ApiResult<(Vec<history::EventRow>, u64)> {
+        let facts = self.authorize(user, channel, Action::Read).await?;
+        Ok(self
+            .history
+            .read(move |c| {
+                let events = history::events(c, &facts.id, after_seq, limit)?;
+                let head = history::head_seq(c, &facts.id)?;
+                Ok((events, head))
+            })
+            .await?)
+    }
+}

@@ -1,0 +1,208 @@
+//! The command side: authentication, loading the state a decision needs,
+//! the pure decisions of `switchboard_core::commands`, and conditional
+//! appends to the log. HTTP handlers and the `admin` CLI both go through
+//! here, so there is one way to change state:
+//!
+//! ```text
+//! POST → parse (newtypes) → load state at the subject head → decide (pure)
+//!      → append iff the head is unchanged (else re-load, re-decide) → fold → deliver
+//! ```
+//!
+//! Consistency rules kept here:
+//! - a decision sees every event up to the head it appends after: the read
+//!   models it consults are caught up to the head as last read from the
+//!   server (later events on the subject were appended by this process and
+//!   are waited for through `acl_acked`), and a conflict re-decides;
+//! - read-your-writes: reads wait (bounded) until the projections have
+//!   applied every append this process acknowledged (and, after a restart,
+//!   the log head found at start-up);
+//! - a refusal is never based on a stale read model: before refusing, the
+//!   decision is re-made with the read models caught up to the log head.
+
+mod auth;
+mod channels;
+mod members;
+pub mod messages;
+mod tenants;
+
+use crate::error::{ApiError, ApiResult};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use switchboard_core::events::{Body, Envelope};
+use switchboard_core::ids::EventId;
+use switchboard_core::secret::hex;
+use switchboard_core::DomainError;
+use switchboard_projections::{Progress, Readers};
+use switchboard_streams::{Basis, Decision, Log};
+
+pub use crate::extract::UserCtx;
+
+/// How long a read waits for projections to apply the caller's own writes.
+const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // The OS RNG failing is not recoverable; ids and tokens must be random.
+    getrandom::fill(&mut b).expect("operating system random number generator failed");
+    b
+}
+
+fn ms() -> u64 {
+    now_ms().max(0) as u64
+}
+
+pub fn new_token() -> String {
+    format!("sbt_{}", hex(&random::<24>()))
+}
+
+/// The platform's command side and read models.
+pub struct Commands {
+    pub log: Log,
+    pub acl: Readers,
+    pub history: Readers,
+    pub acl_progress: Progress,
+    pub history_progress: Progress,
+    operator_token_hash: Option<String>,
+    /// Highest stream sequence of an acknowledged append through this
+    /// process that changes the ACL model (anything but a message post).
+    /// Decisions wait for the ACL model to reach it, so a user's own
+    /// archive/leave/create is in force for that user's next request.
+    acl_acked: AtomicU64,
+    /// Token hash → user, for a few seconds: authentication is on every
+    /// request and users are never altered in place by the API (a future
+    /// deactivation must also clear this).
+    sessions: Mutex<HashMap<String, (UserCtx, Instant)>>,
+}
+
+impl Commands {
+    pub fn new(
+        log: Log,
+        acl: Readers,
+        history: Readers,
+        acl_progress: Progress,
+        history_progress: Progress,
+        operator_token_hash: Option<String>,
+    ) -> Commands {
+        Commands {
+            log,
+            acl,
+            history,
+            acl_progress,
+            history_progress,
+            operator_token_hash,
+            acl_acked: AtomicU64::new(0),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Treats everything up to `seq` (the log head found at start-up) as
+    /// acknowledged: after a restart, reads and writes wait for the read
+    /// models to catch up to it instead of answering from a stale model.
+    pub fn note_startup_head(&self, seq: u64) {
+        self.log.note_acked(seq);
+        self.note_acl_write(seq);
+    }
+
+    fn note_acl_write(&self, stream_seq: u64) {
+        self.acl_acked.fetch_max(stream_seq, Ordering::AcqRel);
+    }
+
+    /// Waits until both read models reflect every write this process has
+    /// acknowledged (so a read after any acknowledged write through this
+    /// gateway sees it). A read that cannot get there in time answers 503
+    /// rather than a stale page. Across gateways, reads are eventually
+    /// consistent (bounded by projection lag).
+    pub async fn fresh_reads(&self) -> ApiResult<()> {
+        let seq = self.log.last_acked();
+        if seq > 0
+            && !(wait(&self.acl_progress, seq).await && wait(&self.history_progress, seq).await)
+        {
+            return Err(behind("the read models are"));
+        }
+        Ok(())
+    }
+
+    /// Catches the ACL model up to the log's current head (bounded), so a
+    /// refusal is never a stale answer.
+    async fn acl_catch_up(&self) -> ApiResult<()> {
+        let head = self.log.last_seq().await?;
+        if !wait(&self.acl_progress, head).await {
+            return Err(behind("the membership read model is"));
+        }
+        Ok(())
+    }
+
+    /// Waits until the read models a decision consults have applied what
+    /// the decision must see: the basis (the subject head as last read from
+    /// the server), every ACL change this process acknowledged, and on a
+    /// re-check before a refusal, the whole log head. `history` also waits
+    /// for the history model (decisions about thread roots).
+    async fn models_at(&self, basis: Basis, history: bool) -> ApiResult<()> {
+        let mut seq = basis.must_see.max(self.acl_acked.load(Ordering::Acquire));
+        if basis.recheck {
+            seq = seq.max(self.log.last_seq().await?);
+        }
+        if !wait(&self.acl_progress, seq).await {
+            return Err(behind("the membership read model is"));
+        }
+        if history && !wait(&self.history_progress, seq.max(self.log.last_acked())).await {
+            return Err(behind("the history read model is"));
+        }
+        Ok(())
+    }
+
+    fn envelope(ws: &str, channel: &str, actor: &str, seq: u64, body: Body) -> Envelope {
+        Envelope {
+            event_id: EventId::generate(ms(), random()).into_string(),
+            workspace_id: ws.to_string(),
+            channel_id: channel.to_string(),
+            actor_id: actor.to_string(),
+            ts_ms: now_ms(),
+            channel_seq: seq,
+            body: Some(body),
+        }
+    }
+}
+
+/// What a decision's result means for the append: an event to append, or a
+/// refusal that is re-checked against fresh state before it is final.
+fn settle<T>(
+    basis: Basis,
+    decided: Result<Body, DomainError>,
+    envelope: impl FnOnce(u64, Body) -> Envelope,
+    msg_id: Option<String>,
+) -> ApiResult<Decision<T>> {
+    match decided {
+        Ok(body) => Ok(Decision::Append {
+            envelope: envelope(basis.head.subject_seq + 1, body),
+            msg_id,
+        }),
+        Err(e) => refuse(basis, e),
+    }
+}
+
+/// A refusal against a cached head is re-made against the log head first.
+fn refuse<T>(basis: Basis, e: DomainError) -> ApiResult<Decision<T>> {
+    if basis.recheck {
+        Err(e.into())
+    } else {
+        Ok(Decision::Recheck)
+    }
+}
+
+async fn wait(progress: &Progress, seq: u64) -> bool {
+    seq == 0 || progress.wait_for(seq, FRESHNESS_WAIT).await
+}
+
+fn behind(what: &str) -> ApiError {
+    ApiError::unavailable(format!("{what} catching up with the log; retry shortly"))
+}
