@@ -1,6 +1,14 @@
 //! The membership/ACL read model: workspaces, users (with token hashes),
 //! channels (with their head `channel_seq`) and channel members. It answers
 //! authentication and every authorization question.
+//!
+//! The write path decides against this model (caught up to the workspace
+//! subject's head, appending conditionally on it), so an event that
+//! collides with an existing row on a UNIQUE constraint (a taken handle,
+//! token or channel name, an existing id) can only come from a bug or a
+//! foreign writer. The fold then fails loudly instead of dropping the
+//! event: the runner stalls on it and reports it (see `runner`). Exact
+//! replays never get here; the checkpoint skips them.
 
 use crate::runner::Projector;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -47,9 +55,13 @@ impl Projector for Acl {
                  creator_id TEXT NOT NULL,
                  archived INTEGER NOT NULL DEFAULT 0,
                  head_seq INTEGER NOT NULL DEFAULT 0,
-                 created_ms INTEGER NOT NULL,
-                 UNIQUE (workspace_id, name)
+                 created_ms INTEGER NOT NULL
              );
+             -- Names are unique among a workspace's channels; a DM's name
+             -- is not in that namespace. (Files created before this index
+             -- also keep a table-wide UNIQUE (workspace_id, name).)
+             CREATE UNIQUE INDEX IF NOT EXISTS channels_by_name
+                 ON channels (workspace_id, name) WHERE direct = 0;
              CREATE TABLE IF NOT EXISTS members (
                  channel_id TEXT NOT NULL,
                  user_id TEXT NOT NULL,
@@ -81,11 +93,10 @@ impl Projector for Acl {
                 .execute(params![env.workspace_id, b.name, env.ts_ms])?;
             }
             Body::UserAdded(b) => {
-                // A handle or token already taken is ignored: the write path
-                // decides against this model, so only a foreign writer could
-                // produce one, and the first event wins on every replay.
+                // No OR IGNORE: a taken id, handle or token is an error
+                // (see the module docs).
                 tx.prepare_cached(
-                    "INSERT OR IGNORE INTO users
+                    "INSERT INTO users
                          (id, workspace_id, handle, display_name, role, token_hash, created_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
@@ -100,34 +111,35 @@ impl Projector for Acl {
                 ])?;
             }
             Body::ChannelCreated(b) => {
-                let created = tx
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO channels
+                // No OR IGNORE: a taken id or (non-DM) name is an error.
+                tx.prepare_cached(
+                    "INSERT INTO channels
                          (id, workspace_id, name, private, direct, topic, creator_id, created_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    ch,
+                    env.workspace_id,
+                    b.name,
+                    b.private,
+                    b.kind() == ChannelKind::Direct,
+                    b.topic,
+                    env.actor_id,
+                    env.ts_ms
+                ])?;
+                for user in &b.member_ids {
+                    // OR IGNORE: a user listed twice is one member.
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO members (channel_id, user_id, since_seq)
+                         VALUES (?1, ?2, 0)",
                     )?
-                    .execute(params![
-                        ch,
-                        env.workspace_id,
-                        b.name,
-                        b.private,
-                        b.kind() == ChannelKind::Direct,
-                        b.topic,
-                        env.actor_id,
-                        env.ts_ms
-                    ])?;
-                if created == 1 {
-                    for user in &b.member_ids {
-                        tx.prepare_cached(
-                            "INSERT OR IGNORE INTO members (channel_id, user_id, since_seq)
-                             VALUES (?1, ?2, 0)",
-                        )?
-                        .execute(params![ch, user])?;
-                    }
+                    .execute(params![ch, user])?;
                 }
             }
             Body::ChannelRenamed(b) => {
-                tx.prepare_cached("UPDATE OR IGNORE channels SET name = ?2 WHERE id = ?1")?
+                // No OR IGNORE either: renaming onto a taken name is an
+                // error, not a rename that silently did not happen.
+                tx.prepare_cached("UPDATE channels SET name = ?2 WHERE id = ?1")?
                     .execute(params![ch, b.name])?;
             }
             Body::ChannelArchived(_) => {
@@ -144,6 +156,9 @@ impl Projector for Acl {
     }
 }
 
+/// Makes `user` a member from `seq` on. OR IGNORE: a join or invite of a
+/// current member changes nothing (membership was continuous, so
+/// `since_seq` stays where it began); a rejoin after leaving starts anew.
 fn add_member(tx: &Transaction<'_>, ch: &str, user: &str, seq: i64) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT OR IGNORE INTO members (channel_id, user_id, since_seq) VALUES (?1, ?2, ?3)",
@@ -305,14 +320,17 @@ pub fn visible_channels(
     rows.collect()
 }
 
+/// The (non-DM) channel named `name` in `ws`. DM names are not a namespace.
 pub fn channel_id_by_name(
     conn: &Connection,
     ws: &str,
     name: &str,
 ) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT id FROM channels WHERE workspace_id = ?1 AND name = ?2")?
-        .query_row([ws, name], |r| r.get(0))
-        .optional()
+    conn.prepare_cached(
+        "SELECT id FROM channels WHERE workspace_id = ?1 AND name = ?2 AND direct = 0",
+    )?
+    .query_row([ws, name], |r| r.get(0))
+    .optional()
 }
 
 pub fn channel_exists(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
@@ -387,3 +405,6 @@ pub fn small_channels_of(
     let rows = stmt.query_map(rusqlite::params![user, max_members], |r| r.get(0))?;
     rows.collect()
 }
+
+#[cfg(test)]
+mod tests;

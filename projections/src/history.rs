@@ -3,7 +3,9 @@
 //! each channel's head `channel_seq`.
 //!
 //! A tombstone (`MessageDeleted`) makes the model forget the text: the
-//! message row and every stored event that carried the text are scrubbed.
+//! message row and every stored event that carried the text are scrubbed,
+//! and a text-carrying event for the message that arrives after the
+//! tombstone is stored already scrubbed.
 
 use crate::runner::Projector;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -78,10 +80,18 @@ impl Projector for History {
         let Some(body) = &env.body else { return Ok(()) };
         let ch = env.channel_id.as_str();
         let (message_id, payload) = event_body(body);
+        // An event carrying text for a message already tombstoned (an edit
+        // that raced the delete) is stored scrubbed, the same way the
+        // tombstone scrubs the events before it, so the text never reaches
+        // the file in any order of edit and delete.
         tx.prepare_cached(
             "INSERT OR IGNORE INTO events
                  (channel_id, seq, stream_seq, type, ts_ms, actor_id, message_id, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,
+                 CASE WHEN ?4 IN ('message_posted', 'message_edited')
+                           AND EXISTS (SELECT 1 FROM messages WHERE id = ?7 AND deleted = 1)
+                      THEN json_set(?8, '$.text', '', '$.deleted', json('true'))
+                      ELSE ?8 END)",
         )?
         .execute(params![
             ch,
@@ -134,13 +144,17 @@ impl Projector for History {
                 .execute(params![b.message_id, b.text, env.ts_ms])?;
             }
             Body::MessageDeleted(b) => {
-                tx.prepare_cached("UPDATE messages SET text = '', deleted = 1, attachment_ids = '[]' WHERE id = ?1")?
-            .execute([&b.message_id],
-                )?;
-                tx.prepare_cached("UPDATE events SET body = json_set(body, '$.text', '', '$.deleted', json('true'))
-                     WHERE message_id = ?1 AND type IN ('message_posted', 'message_edited')")?
-            .execute([&b.message_id],
-                )?;
+                tx.prepare_cached(
+                    "UPDATE messages SET text = '', deleted = 1, attachment_ids = '[]'
+                     WHERE id = ?1",
+                )?
+                .execute([&b.message_id])?;
+                // Keep in step with the scrub in the INSERT INTO events above.
+                tx.prepare_cached(
+                    "UPDATE events SET body = json_set(body, '$.text', '', '$.deleted', json('true'))
+                     WHERE message_id = ?1 AND type IN ('message_posted', 'message_edited')",
+                )?
+                .execute([&b.message_id])?;
                 tx.prepare_cached("DELETE FROM reactions WHERE message_id = ?1")?
                     .execute([&b.message_id])?;
             }
@@ -389,3 +403,6 @@ pub fn head_seq(conn: &Connection, channel: &str) -> rusqlite::Result<u64> {
         .query_row([channel], |r| r.get(0))?;
     Ok(seq.unwrap_or(0) as u64)
 }
+
+#[cfg(test)]
+mod tests;

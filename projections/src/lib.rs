@@ -12,9 +12,11 @@ pub mod acl;
 mod db;
 pub mod history;
 mod runner;
+#[cfg(test)]
+mod testkit;
 
 pub use db::{checksum_of, open_writer, Readers};
-pub use runner::{live_checksum, rebuild, Progress, Projector, Rebuilt, Runner};
+pub use runner::{live_checksum, rebuild, BatchError, Progress, Projector, Rebuilt, Runner};
 
 /// Errors of the read side.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,15 @@
 //! The fetch → fold → commit loop shared by every projector.
+//!
+//! A batch of events and the checkpoint commit together or not at all. An
+//! event the fold cannot apply (a UNIQUE conflict, a panic) is a bug in the
+//! fold or in the decision that accepted it: the runner logs it, reports it
+//! through [`Progress::health`] and retries from the checkpoint with
+//! backoff, never skipping past it.
 
 use crate::db::{checksum_of, open_writer};
 use futures_util::StreamExt;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchboard_core::events::Envelope;
 use switchboard_streams::{Log, LogError, LogEvent, ReplayStream};
@@ -17,6 +23,11 @@ const BATCH: usize = 2_000;
 /// wait up to [`LINGER`] to fill.
 const BUSY_BATCH: usize = 2;
 const LINGER: Duration = Duration::from_millis(10);
+/// Pause before re-reading the log after a read failed (NATS away).
+const LOG_RETRY: Duration = Duration::from_millis(300);
+/// First and longest pause before retrying a batch that failed to fold.
+const FOLD_RETRY_FIRST: Duration = Duration::from_millis(300);
+const FOLD_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// A read model: its schema and its pure fold.
 pub trait Projector: Send + Sync + 'static {
@@ -37,22 +48,115 @@ pub trait Projector: Send + Sync + 'static {
     ) -> rusqlite::Result<()>;
 }
 
-/// How far a projector has applied the log (a stream sequence).
+/// Why a batch was not applied. Either way its transaction rolled back:
+/// nothing of the batch is in the read model and the checkpoint did not
+/// move.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The fold rejected this event (e.g. it collides with an existing row
+    /// on a UNIQUE constraint). The log holds it, so this is a bug in the
+    /// fold or in the decision that appended it: retrying fails the same
+    /// way until the code is fixed, and the projector stalls on it.
+    #[error("folding stream seq {stream_seq} ({subject}) failed: {source}")]
+    Fold {
+        stream_seq: u64,
+        subject: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The read model's store failed (busy, I/O, disk full) outside any
+    /// one event's fold; may clear on retry.
+    #[error("read model store: {0}")]
+    Store(#[from] rusqlite::Error),
+}
+
+/// How far a projector has applied the log (a stream sequence), and
+/// whether it is stuck.
 #[derive(Clone)]
-pub struct Progress(watch::Receiver<u64>);
+pub struct Progress {
+    applied: watch::Receiver<u64>,
+    health: watch::Receiver<Option<String>>,
+}
 
 impl Progress {
     pub fn current(&self) -> u64 {
-        *self.0.borrow()
+        *self.applied.borrow()
+    }
+
+    /// `None` while the projector folds normally; `Some(last error)` while
+    /// its last batch failed (a fold conflict, a panic in the fold, the
+    /// store failing) and it is retrying with backoff, i.e. stalled at
+    /// [`Progress::current`]. Cleared by the next batch that commits.
+    pub fn health(&self) -> Option<String> {
+        self.health.borrow().clone()
     }
 
     /// Waits until the projector has applied stream sequence `seq`, at most
     /// `timeout`. Returns whether it got there.
     pub async fn wait_for(&self, seq: u64, timeout: Duration) -> bool {
-        let mut rx = self.0.clone();
+        let mut rx = self.applied.clone();
         tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= seq))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// The runner's side of [`Progress`].
+struct Reporter {
+    applied: watch::Sender<u64>,
+    health: watch::Sender<Option<String>>,
+}
+
+impl Reporter {
+    fn new(checkpoint: u64) -> (Reporter, Progress) {
+        let (applied, applied_rx) = watch::channel(checkpoint);
+        let (health, health_rx) = watch::channel(None);
+        (
+            Reporter { applied, health },
+            Progress {
+                applied: applied_rx,
+                health: health_rx,
+            },
+        )
+    }
+
+    fn committed(&self, checkpoint: u64) {
+        self.applied.send_replace(checkpoint);
+        self.health.send_if_modified(|h| h.take().is_some());
+    }
+
+    fn failing(&self, why: String) {
+        self.health.send_replace(Some(why));
+    }
+}
+
+/// Exponential backoff between retries of a failing batch, so an event
+/// that can never be folded costs a retry every few seconds, not a hot
+/// loop.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(FOLD_RETRY_FIRST)
+    }
+
+    fn reset(&mut self) {
+        self.0 = FOLD_RETRY_FIRST;
+    }
+
+    /// The pause before the next retry; doubles up to [`FOLD_RETRY_MAX`].
+    fn next_delay(&mut self) -> Duration {
+        let d = self.0;
+        self.0 = (d * 2).min(FOLD_RETRY_MAX);
+        d
+    }
+}
+
+/// Sleeps `d` unless `cancel` fires first.
+async fn pause(cancel: &CancellationToken, d: Duration) {
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::sleep(d) => {}
     }
 }
 
@@ -78,8 +182,12 @@ fn read_checkpoint(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
 
 /// Applies `batch` and moves the checkpoint, in one transaction. Events at
 /// or below the checkpoint (already applied, possibly by another process)
-/// are skipped. Returns the new checkpoint.
-fn apply_batch<P: Projector>(conn: &mut Connection, batch: &[LogEvent]) -> rusqlite::Result<u64> {
+/// are skipped. Returns the new checkpoint; on error nothing of the batch
+/// is applied (the transaction rolls back when dropped).
+pub(crate) fn apply_batch<P: Projector>(
+    conn: &mut Connection,
+    batch: &[LogEvent],
+) -> Result<u64, BatchError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut checkpoint = read_checkpoint(&tx, P::NAME)?;
     for ev in batch {
@@ -87,7 +195,13 @@ fn apply_batch<P: Projector>(conn: &mut Connection, batch: &[LogEvent]) -> rusql
             continue;
         }
         match &ev.envelope {
-            Some(env) => P::apply(&tx, ev.stream_seq, &ev.subject, env)?,
+            Some(env) => P::apply(&tx, ev.stream_seq, &ev.subject, env).map_err(|source| {
+                BatchError::Fold {
+                    stream_seq: ev.stream_seq,
+                    subject: ev.subject.clone(),
+                    source,
+                }
+            })?,
             None => tracing::warn!(
                 projector = P::NAME,
                 seq = ev.stream_seq,
@@ -106,13 +220,24 @@ fn apply_batch<P: Projector>(conn: &mut Connection, batch: &[LogEvent]) -> rusql
     Ok(checkpoint)
 }
 
+/// Creates the checkpoint table and the projector's schema; idempotent.
+pub(crate) fn migrate_model<P: Projector>(conn: &Connection) -> rusqlite::Result<()> {
+    migrate_checkpoint(conn)?;
+    P::migrate(conn)
+}
+
 /// Opens (creating if needed) a read model file and migrates it.
 fn open_model<P: Projector>(path: &Path) -> rusqlite::Result<(Connection, u64)> {
     let conn = open_writer(path)?;
-    migrate_checkpoint(&conn)?;
-    P::migrate(&conn)?;
+    migrate_model::<P>(&conn)?;
     let cp = read_checkpoint(&conn, P::NAME)?;
     Ok((conn, cp))
+}
+
+/// The checkpoint the model at `conn` has committed.
+#[cfg(test)]
+pub(crate) fn checkpoint_of<P: Projector>(conn: &Connection) -> rusqlite::Result<u64> {
+    read_checkpoint(conn, P::NAME)
 }
 
 /// Checkpoint and checksum of a read model, read in one snapshot.
@@ -126,38 +251,36 @@ pub fn live_checksum<P: Projector>(conn: &mut Connection) -> rusqlite::Result<(u
 
 /// A projector bound to its file, ready to run.
 pub struct Runner<P: Projector> {
-    conn: Connection,
+    writer: Writer<P>,
     checkpoint: u64,
-    progress: watch::Sender<u64>,
-    _p: std::marker::PhantomData<P>,
+    reporter: Reporter,
 }
 
 impl<P: Projector> Runner<P> {
     pub fn open(path: &Path) -> rusqlite::Result<(Runner<P>, Progress)> {
         let (conn, checkpoint) = open_model::<P>(path)?;
-        let (tx, rx) = watch::channel(checkpoint);
+        let (reporter, progress) = Reporter::new(checkpoint);
         Ok((
             Runner {
-                conn,
+                writer: Writer::new(path, conn),
                 checkpoint,
-                progress: tx,
-                _p: std::marker::PhantomData,
+                reporter,
             },
-            Progress(rx),
+            progress,
         ))
     }
 
-    /// Follows the log until `cancel` fires. Transient failures (NATS gone,
-    /// SQLite busy) are logged and retried from the last checkpoint.
+    /// Follows the log until `cancel` fires. Failures (NATS gone, SQLite
+    /// busy, an event the fold rejects, a panic in the fold) are logged
+    /// and retried from the last checkpoint; a failing fold is retried
+    /// with exponential backoff and reported by [`Progress::health`].
     pub async fn run(self, log: Log, cancel: CancellationToken) {
         let Runner {
-            conn,
+            mut writer,
             mut checkpoint,
-            progress,
-            ..
+            reporter,
         } = self;
-        let mut conn = Some(conn);
-        let backoff = Duration::from_millis(300);
+        let mut backoff = Backoff::new();
         let mut connects = log.connects();
         let mut last_batch = 0usize;
         while !cancel.is_cancelled() {
@@ -170,7 +293,8 @@ impl<P: Projector> Runner<P> {
                 Ok(s) => Pump::new(s),
                 Err(e) => {
                     tracing::warn!(projector = P::NAME, error = %e, "cannot read the log; retrying");
-                    tokio::select! { _ = cancel.cancelled() => break, _ = tokio::time::sleep(backoff) => continue }
+                    pause(&cancel, LOG_RETRY).await;
+                    continue;
                 }
             };
             loop {
@@ -186,7 +310,7 @@ impl<P: Projector> Runner<P> {
                     Some(Ok(ev)) => vec![ev],
                     Some(Err(e)) => {
                         tracing::warn!(projector = P::NAME, error = %e, "log read failed; resuming from checkpoint");
-                        tokio::time::sleep(backoff).await;
+                        pause(&cancel, LOG_RETRY).await;
                         break;
                     }
                     None => break,
@@ -209,28 +333,18 @@ impl<P: Projector> Runner<P> {
                     }
                 }
                 last_batch = batch.len();
-                let Some(mut c) = conn.take() else { return };
-                let (c, result) = match tokio::task::spawn_blocking(move || {
-                    let r = apply_batch::<P>(&mut c, &batch);
-                    (c, r)
-                })
-                .await
-                {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::error!(projector = P::NAME, error = %e, "fold task panicked; projector stops");
-                        return;
-                    }
-                };
-                conn = Some(c);
-                match result {
+                match writer.fold(batch).await {
                     Ok(cp) => {
                         checkpoint = cp;
-                        progress.send_replace(cp);
+                        reporter.committed(cp);
+                        backoff.reset();
                     }
-                    Err(e) => {
-                        tracing::error!(projector = P::NAME, error = %e, "fold failed; retrying from checkpoint");
-                        tokio::time::sleep(backoff).await;
+                    Err(why) => {
+                        // Nothing of the batch was committed: drop the
+                        // events read ahead and re-read from the
+                        // checkpoint after the pause.
+                        reporter.failing(why);
+                        pause(&cancel, backoff.next_delay()).await;
                         break;
                     }
                 }
@@ -238,6 +352,112 @@ impl<P: Projector> Runner<P> {
         }
         tracing::info!(projector = P::NAME, checkpoint, "projector stopped");
     }
+}
+
+/// The projector's writer connection, which folds batches on the blocking
+/// pool. A panic in the fold takes the connection with it (its open
+/// transaction rolls back as it drops); the next batch reopens the file.
+struct Writer<P: Projector> {
+    path: PathBuf,
+    conn: Option<Connection>,
+    _p: std::marker::PhantomData<P>,
+}
+
+impl<P: Projector> Writer<P> {
+    fn new(path: &Path, conn: Connection) -> Writer<P> {
+        Writer {
+            path: path.to_path_buf(),
+            conn: Some(conn),
+            _p: std::marker::PhantomData,
+        }
+    }
+
+    /// Applies `batch` and its checkpoint in one transaction, returning the
+    /// new checkpoint. On failure nothing was committed; the failure is
+    /// logged at error level here and returned as a message for
+    /// [`Progress::health`].
+    async fn fold(&mut self, batch: Vec<LogEvent>) -> Result<u64, String> {
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.reopen().await?,
+        };
+        let first = batch.first().map_or(0, |ev| ev.stream_seq);
+        let last = batch.last().map_or(0, |ev| ev.stream_seq);
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = apply_batch::<P>(&mut conn, &batch);
+            (conn, r)
+        })
+        .await;
+        let err = match joined {
+            Ok((conn, r)) => {
+                self.conn = Some(conn);
+                match r {
+                    Ok(cp) => return Ok(cp),
+                    Err(e) => e,
+                }
+            }
+            Err(e) => {
+                let why = panic_message(e);
+                tracing::error!(
+                    projector = P::NAME,
+                    first_seq = first,
+                    last_seq = last,
+                    error = %why,
+                    "fold task failed; reopening the read model and retrying from the checkpoint"
+                );
+                return Err(format!(
+                    "fold of stream seqs {first}..={last} failed: {why}"
+                ));
+            }
+        };
+        match &err {
+            BatchError::Fold {
+                stream_seq,
+                subject,
+                source,
+            } => tracing::error!(
+                projector = P::NAME,
+                seq = stream_seq,
+                subject = %subject,
+                error = %source,
+                "the fold rejected an event the log holds; stalled on it, retrying with backoff"
+            ),
+            BatchError::Store(e) => tracing::error!(
+                projector = P::NAME,
+                first_seq = first,
+                last_seq = last,
+                error = %e,
+                "read model store failed; retrying from the checkpoint"
+            ),
+        }
+        Err(err.to_string())
+    }
+
+    /// Opens the file again after a panic took the connection.
+    async fn reopen(&self) -> Result<Connection, String> {
+        let path = self.path.clone();
+        let why = match tokio::task::spawn_blocking(move || open_model::<P>(&path)).await {
+            Ok(Ok((conn, _))) => return Ok(conn),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => panic_message(e),
+        };
+        tracing::error!(projector = P::NAME, error = %why, "cannot reopen the read model; retrying with backoff");
+        Err(format!("cannot reopen the read model: {why}"))
+    }
+}
+
+/// What a failed blocking task said: the panic's message if it panicked.
+fn panic_message(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return e.to_string();
+    }
+    let payload = e.into_panic();
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string payload".to_string());
+    format!("panicked: {msg}")
 }
 
 /// Outcome of a rebuild.
@@ -333,3 +553,6 @@ impl Drop for Pump {
         self.task.abort();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,345 @@
+//! Given events, expect rows: the membership/ACL fold on in-memory SQLite.
+
+use super::*;
+use crate::testkit::*;
+use crate::BatchError;
+
+fn model() -> Model<Acl> {
+    Model::new()
+}
+
+/// A workspace with users alice, bob and carol and a public channel `C1`
+/// ("general") alice created.
+fn setup(m: &mut Model<Acl>, f: &mut Feed) {
+    m.apply(&[
+        f.ws("", "", workspace_created("acme")),
+        f.ws("", "", user_added("alice", "alice", "t-alice")),
+        f.ws("", "alice", user_added("bob", "bob", "t-bob")),
+        f.ws("", "alice", user_added("carol", "carol", "t-carol")),
+        f.ws(
+            "C1",
+            "alice",
+            channel_created("general", ChannelKind::Channel, &["alice"]),
+        ),
+    ]);
+}
+
+fn view(m: &Model<Acl>, ch: &str) -> ChannelView {
+    channel_view(m.conn(), "alice", ch)
+        .expect("query")
+        .unwrap_or_else(|| panic!("channel {ch} exists"))
+}
+
+fn member_ids(m: &Model<Acl>, ch: &str) -> Vec<String> {
+    members(m.conn(), ch)
+        .expect("query")
+        .into_iter()
+        .map(|u| u.id)
+        .collect()
+}
+
+fn since_seq(m: &Model<Acl>, ch: &str, user: &str) -> i64 {
+    m.int(
+        "SELECT since_seq FROM members WHERE channel_id = ?1 AND user_id = ?2",
+        [ch, user],
+    )
+}
+
+#[test]
+fn workspace_user_and_channel_created_make_rows() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    assert_eq!(m.checkpoint(), 5);
+    let ws = workspace(m.conn(), WS).expect("query").expect("workspace");
+    assert_eq!(ws.name, "acme");
+
+    let bob = user(m.conn(), WS, "bob").expect("query").expect("bob");
+    assert_eq!(
+        (bob.handle.as_str(), bob.display_name.as_str()),
+        ("bob", "BOB")
+    );
+    assert!(!bob.is_admin());
+    let by_token = user_by_token_hash(m.conn(), "t-bob").expect("query");
+    assert_eq!(by_token.map(|u| u.id).as_deref(), Some("bob"));
+    assert!(user(m.conn(), "W2", "bob").expect("query").is_none());
+    assert_eq!(users(m.conn(), WS).expect("query").len(), 3);
+
+    let c = view(&m, "C1");
+    assert_eq!(
+        (c.name.as_str(), c.creator_id.as_str()),
+        ("general", "alice")
+    );
+    assert!(!c.private && !c.direct && !c.archived);
+    assert_eq!((c.member_count, c.head_seq), (1, 0));
+    assert!(c.is_member);
+    assert_eq!(
+        channel_id_by_name(m.conn(), WS, "general").expect("query"),
+        Some("C1".to_string())
+    );
+    assert_eq!(since_seq(&m, "C1", "alice"), 0);
+}
+
+#[test]
+fn channel_created_makes_every_listed_user_a_member() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[f.ws(
+        "D1",
+        "alice",
+        channel_created("dm-1", ChannelKind::Direct, &["bob", "alice", "bob"]),
+    )]);
+    assert_eq!(member_ids(&m, "D1"), ["alice", "bob"]);
+    assert_eq!(since_seq(&m, "D1", "bob"), 0);
+    let dm = view(&m, "D1");
+    assert!(dm.direct && dm.private);
+}
+
+#[test]
+fn join_leave_and_rejoin_move_since_seq() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[
+        f.ch("C1", "alice", posted("M1", "hi")),
+        f.ch("C1", "bob", joined("bob")),
+    ]);
+    assert_eq!(member_ids(&m, "C1"), ["alice", "bob"]);
+    assert_eq!(since_seq(&m, "C1", "bob"), 2);
+
+    m.apply(&[f.ch("C1", "bob", left("bob"))]);
+    assert_eq!(member_ids(&m, "C1"), ["alice"]);
+    assert!(!AclDirectory(m.conn())
+        .is_member("C1", "bob")
+        .expect("query"));
+
+    m.apply(&[f.ch("C1", "bob", joined("bob"))]);
+    assert_eq!(since_seq(&m, "C1", "bob"), 4, "a rejoin starts anew");
+}
+
+#[test]
+fn a_join_while_already_a_member_keeps_since_seq() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[
+        f.ch("C1", "bob", joined("bob")),
+        f.ch("C1", "alice", invited("bob")),
+    ]);
+    assert_eq!(since_seq(&m, "C1", "bob"), 1);
+}
+
+#[test]
+fn invite_and_remove() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[f.ch("C1", "alice", invited("carol"))]);
+    assert!(AclDirectory(m.conn())
+        .is_member("C1", "carol")
+        .expect("query"));
+    assert_eq!(since_seq(&m, "C1", "carol"), 1);
+    assert_eq!(
+        small_channels_of(m.conn(), "carol", 10).expect("query"),
+        ["C1"]
+    );
+    m.apply(&[f.ch("C1", "alice", removed("carol"))]);
+    assert_eq!(member_ids(&m, "C1"), ["alice"]);
+}
+
+#[test]
+fn archive_marks_the_channel() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[f.ch("C1", "alice", archived())]);
+    assert!(view(&m, "C1").archived);
+    let facts = AclDirectory(m.conn())
+        .channel("C1")
+        .expect("query")
+        .expect("facts");
+    assert!(facts.archived);
+}
+
+#[test]
+fn head_seq_follows_every_event_on_the_channel_subject() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[
+        f.ch("C1", "alice", posted("M1", "hi")),
+        f.ch("C1", "bob", joined("bob")),
+        f.ch("C1", "bob", reacted("M1", "+1")),
+        f.ch("C9", "bob", posted("M2", "nowhere")),
+        f.ws("", "alice", user_added("dave", "dave", "t-dave")),
+        f.user("bob", read_marker("C1", 3)),
+    ]);
+    assert_eq!(view(&m, "C1").head_seq, 3);
+    assert!(!channel_exists(m.conn(), "C9").expect("query"));
+    assert_eq!(m.checkpoint(), 11);
+}
+
+#[test]
+fn a_batch_applied_twice_is_applied_once() {
+    let mut f = Feed::new();
+    let (mut once, mut twice) = (model(), model());
+    setup(&mut once, &mut f);
+    let mut f2 = Feed::new();
+    setup(&mut twice, &mut f2);
+    let batch = [
+        f.ws(
+            "C2",
+            "alice",
+            channel_created("random", ChannelKind::Channel, &["alice"]),
+        ),
+        f.ws("", "alice", user_added("dave", "dave", "t-dave")),
+        f.ch("C1", "bob", joined("bob")),
+        f.ch("C1", "bob", left("bob")),
+        f.ch("C2", "alice", invited("dave")),
+    ];
+    once.apply(&batch);
+    twice.apply(&batch);
+    assert_eq!(twice.apply(&batch), 10);
+    assert_eq!(twice.checksum(), once.checksum());
+    // And both halves of a batch that straddles the checkpoint.
+    let mut f3 = Feed::new();
+    let mut split = model();
+    setup(&mut split, &mut f3);
+    split.apply(&batch[..2]);
+    split.apply(&batch);
+    assert_eq!(split.checksum(), once.checksum());
+}
+
+/// A fold-time conflict is a bug that stops the projector: the event is
+/// not dropped, the batch rolls back and the checkpoint stays put.
+#[test]
+fn a_second_channel_with_a_taken_name_fails_the_batch() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    let before = m.checksum();
+    let fine = f.ws(
+        "C2",
+        "bob",
+        channel_created("random", ChannelKind::Channel, &["bob"]),
+    );
+    let clash = f.ws(
+        "C3",
+        "bob",
+        channel_created("general", ChannelKind::Channel, &["bob"]),
+    );
+    let err = m
+        .try_apply(&[fine.clone(), clash.clone()])
+        .expect_err("a taken name must not fold");
+    match err {
+        BatchError::Fold {
+            stream_seq,
+            subject,
+            ..
+        } => {
+            assert_eq!(stream_seq, clash.stream_seq);
+            assert_eq!(subject, clash.subject);
+        }
+        other => panic!("expected a fold error, got {other}"),
+    }
+    assert_eq!(m.checkpoint(), 5, "the checkpoint does not move");
+    assert_eq!(m.checksum(), before, "the whole batch rolled back");
+    assert!(!channel_exists(m.conn(), "C2").expect("query"));
+    // Retrying fails the same way: the projector stalls on the event.
+    assert!(m.try_apply(&[clash]).is_err());
+    assert_eq!(m.checkpoint(), 5);
+    // The events before it still fold on their own.
+    assert_eq!(m.apply(&[fine]), 6);
+}
+
+#[test]
+fn a_second_channel_with_a_taken_id_fails() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    let clash = f.ws(
+        "C1",
+        "bob",
+        channel_created("other", ChannelKind::Channel, &["bob"]),
+    );
+    assert!(matches!(
+        m.try_apply(&[clash]),
+        Err(BatchError::Fold { .. })
+    ));
+    assert_eq!(m.checkpoint(), 5);
+    assert_eq!(view(&m, "C1").name, "general");
+}
+
+#[test]
+fn a_user_with_a_taken_handle_token_or_id_fails() {
+    for clash in [
+        user_added("bob2", "bob", "t-bob2"),
+        user_added("bob2", "bob2", "t-bob"),
+        user_added("bob", "bob2", "t-bob2"),
+    ] {
+        let (mut m, mut f) = (model(), Feed::new());
+        setup(&mut m, &mut f);
+        let ev = f.ws("", "alice", clash);
+        assert!(
+            matches!(m.try_apply(&[ev]), Err(BatchError::Fold { .. })),
+            "{:?}",
+            handles(&m)
+        );
+        assert_eq!(m.checkpoint(), 5);
+        assert_eq!(users(m.conn(), WS).expect("query").len(), 3);
+    }
+}
+
+fn handles(m: &Model<Acl>) -> Vec<String> {
+    users(m.conn(), WS)
+        .expect("query")
+        .into_iter()
+        .map(|u| u.handle)
+        .collect()
+}
+
+#[test]
+fn a_rename_onto_a_taken_name_fails() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[f.ws(
+        "C2",
+        "alice",
+        channel_created("random", ChannelKind::Channel, &["alice"]),
+    )]);
+    let rename = f.ch(
+        "C2",
+        "alice",
+        Body::ChannelRenamed(switchboard_core::events::ChannelRenamed {
+            name: "general".into(),
+        }),
+    );
+    assert!(m.try_apply(&[rename]).is_err());
+    assert_eq!(view(&m, "C2").name, "random");
+}
+
+#[test]
+fn dm_names_are_not_in_the_channel_namespace() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[
+        f.ws(
+            "D1",
+            "alice",
+            channel_created("general", ChannelKind::Direct, &["alice", "bob"]),
+        ),
+        f.ws(
+            "D2",
+            "alice",
+            channel_created("general", ChannelKind::Direct, &["alice", "carol"]),
+        ),
+    ]);
+    assert!(view(&m, "D1").direct && view(&m, "D2").direct);
+    assert_eq!(
+        channel_id_by_name(m.conn(), WS, "general").expect("query"),
+        Some("C1".to_string())
+    );
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[f.ws(
+        "D1",
+        "alice",
+        channel_created("dm-x", ChannelKind::Direct, &["alice", "bob"]),
+    )]);
+    assert_eq!(
+        channel_id_by_name(m.conn(), WS, "dm-x").expect("query"),
+        None
+    );
+}

@@ -1,0 +1,299 @@
+//! Given events, expect rows: the history fold on in-memory SQLite.
+
+use super::*;
+use crate::testkit::*;
+use switchboard_core::events::ChannelKind;
+
+const CH: &str = "C1";
+
+fn model() -> Model<History> {
+    Model::new()
+}
+
+fn msg(m: &Model<History>, id: &str) -> MessageRow {
+    message(m.conn(), id)
+        .expect("query")
+        .unwrap_or_else(|| panic!("message {id} exists"))
+}
+
+fn all_events(m: &Model<History>) -> Vec<EventRow> {
+    events(m.conn(), CH, 0, 1_000).expect("query")
+}
+
+/// Every `text` any stored event body of the channel still carries.
+fn texts_in_events(m: &Model<History>) -> Vec<String> {
+    all_events(m)
+        .iter()
+        .filter_map(|e| {
+            e.body
+                .get("text")
+                .and_then(|t| t.as_str())
+                .map(String::from)
+        })
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+#[test]
+fn a_post_makes_a_message_row_and_an_event_row() {
+    let (mut m, mut f) = (model(), Feed::new());
+    let cp = m.apply(&[f.ch(CH, "alice", posted("M1", "hello"))]);
+    assert_eq!(cp, 1);
+    assert_eq!(m.checkpoint(), 1);
+
+    let row = msg(&m, "M1");
+    assert_eq!(
+        (row.channel_id.as_str(), row.seq, row.ts_ms),
+        (CH, 1, 1_000)
+    );
+    assert_eq!(
+        (row.sender_id.as_str(), row.text.as_str()),
+        ("alice", "hello")
+    );
+    assert_eq!(
+        (row.reply_count, row.edited_ms, row.deleted),
+        (0, None, false)
+    );
+    assert_eq!(row.thread_root_id, None);
+
+    let evs = all_events(&m);
+    assert_eq!(evs.len(), 1);
+    assert_eq!((evs[0].seq, evs[0].kind.as_str()), (1, "message_posted"));
+    assert_eq!(evs[0].actor_id, "alice");
+    assert_eq!(evs[0].body["text"], "hello");
+    assert_eq!(evs[0].body["message_id"], "M1");
+}
+
+#[test]
+fn events_off_channel_subjects_are_not_history() {
+    let (mut m, mut f) = (model(), Feed::new());
+    let cp = m.apply(&[
+        f.ws("", "", workspace_created("acme")),
+        f.user("alice", read_marker(CH, 3)),
+    ]);
+    assert_eq!(cp, 2, "skipped events still move the checkpoint");
+    assert_eq!(m.int("SELECT COUNT(*) FROM events", []), 0);
+}
+
+#[test]
+fn thread_replies_bump_the_roots_reply_count() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", posted("R", "root")),
+        f.ch(CH, "bob", reply("A", "R", "one")),
+    ]);
+    m.apply(&[f.ch(CH, "carol", reply("B", "R", "two"))]);
+    assert_eq!(msg(&m, "R").reply_count, 2);
+    assert_eq!(msg(&m, "A").thread_root_id.as_deref(), Some("R"));
+    // Replies are not top-level messages.
+    let (page, more) = messages(m.conn(), CH, Page::Before(None), 10).expect("query");
+    assert_eq!(
+        page.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["R"]
+    );
+    assert!(!more);
+}
+
+#[test]
+fn a_batch_applied_twice_is_applied_once() {
+    let mut f = Feed::new();
+    let batch = [
+        f.ch(CH, "alice", posted("R", "root")),
+        f.ch(CH, "bob", reply("A", "R", "one")),
+        f.ch(CH, "bob", reacted("R", "+1")),
+        f.ch(CH, "alice", edited("R", "root, edited")),
+    ];
+    let (mut once, mut twice) = (model(), model());
+    once.apply(&batch);
+    twice.apply(&batch);
+    let cp = twice.apply(&batch);
+    assert_eq!(cp, 4);
+    assert_eq!(msg(&twice, "R").reply_count, 1);
+    assert_eq!(twice.checksum(), once.checksum());
+}
+
+#[test]
+fn a_post_folded_twice_bumps_the_reply_count_once() {
+    // Below the checkpoint: the fold itself is idempotent for posts.
+    let (mut m, mut f) = (model(), Feed::new());
+    let root = f.ch(CH, "alice", posted("R", "root"));
+    let answer = f.ch(CH, "bob", reply("A", "R", "one"));
+    m.apply(&[root]);
+    let tx = m.conn_mut().transaction().expect("transaction");
+    for _ in 0..2 {
+        let env = answer.envelope.as_ref().expect("envelope");
+        History::apply(&tx, answer.stream_seq, &answer.subject, env).expect("apply");
+    }
+    tx.commit().expect("commit");
+    assert_eq!(msg(&m, "R").reply_count, 1);
+}
+
+#[test]
+fn a_second_post_with_the_same_client_msg_id_keeps_the_first() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", posted_with_client_id("M1", "first", "k1")),
+        f.ch(CH, "alice", posted_with_client_id("M2", "second", "k1")),
+    ]);
+    let first = message_by_client_id(m.conn(), CH, "alice", "k1")
+        .expect("query")
+        .expect("found");
+    assert_eq!((first.id.as_str(), first.text.as_str()), ("M1", "first"));
+    assert!(message(m.conn(), "M2").expect("query").is_none());
+    // Both events stay in the channel's history.
+    assert_eq!(all_events(&m).len(), 2);
+}
+
+#[test]
+fn an_edit_updates_text_and_edited_ms() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[f.ch(CH, "alice", posted("M1", "helo"))]);
+    m.apply(&[f.ch(CH, "alice", edited("M1", "hello"))]);
+    let row = msg(&m, "M1");
+    assert_eq!(row.text, "hello");
+    assert_eq!(row.edited_ms, Some(2_000));
+    let evs = all_events(&m);
+    assert_eq!(evs[1].kind, "message_edited");
+    assert_eq!(evs[1].body["text"], "hello");
+}
+
+#[test]
+fn a_delete_scrubs_the_text_from_messages_and_every_stored_event() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", posted("M1", "secret")),
+        f.ch(CH, "alice", edited("M1", "more secret")),
+        f.ch(CH, "bob", posted("M2", "kept")),
+    ]);
+    m.apply(&[f.ch(CH, "alice", deleted("M1"))]);
+    let row = msg(&m, "M1");
+    assert!(row.deleted);
+    assert_eq!(row.text, "");
+    assert_eq!(texts_in_events(&m), ["kept"]);
+    let evs = all_events(&m);
+    assert_eq!(evs[0].body["deleted"], true);
+    assert_eq!(evs[1].body["deleted"], true);
+    assert_eq!(evs[3].kind, "message_deleted");
+}
+
+/// Regression: the event body used to be stored before the fold looked at
+/// the event, so an edit appended after the delete (an edit that raced the
+/// tombstone) put its text back into `events`.
+#[test]
+fn a_late_edit_after_a_delete_does_not_bring_the_text_back() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", posted("M1", "secret")),
+        f.ch(CH, "alice", deleted("M1")),
+    ]);
+    m.apply(&[f.ch(CH, "alice", edited("M1", "late secret"))]);
+    let row = msg(&m, "M1");
+    assert_eq!(
+        (row.text.as_str(), row.deleted, row.edited_ms),
+        ("", true, None)
+    );
+    assert!(texts_in_events(&m).is_empty(), "{:?}", all_events(&m));
+    let late = &all_events(&m)[2];
+    assert_eq!(late.kind, "message_edited");
+    assert_eq!(late.body["deleted"], true);
+    // The stored bytes are the ones the tombstone writes for an edit it
+    // scrubs, whichever of the two came first.
+    let scrubbed_before = {
+        let (mut m, mut f) = (model(), Feed::new());
+        m.apply(&[
+            f.ch(CH, "alice", posted("M1", "secret")),
+            f.ch(CH, "alice", edited("M1", "late secret")),
+            f.ch(CH, "alice", deleted("M1")),
+        ]);
+        all_events(&m)[1].body.clone()
+    };
+    assert_eq!(late.body, scrubbed_before);
+}
+
+#[test]
+fn a_late_edit_in_the_same_batch_as_the_delete_is_scrubbed_too() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", posted("M1", "secret")),
+        f.ch(CH, "alice", deleted("M1")),
+        f.ch(CH, "alice", edited("M1", "late secret")),
+    ]);
+    assert!(texts_in_events(&m).is_empty(), "{:?}", all_events(&m));
+    let blob = m.int("SELECT COUNT(*) FROM events WHERE body LIKE '%secret%'", []);
+    assert_eq!(blob, 0);
+}
+
+#[test]
+fn reactions_are_added_and_removed_per_user_and_emoji() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", posted("M1", "hi")),
+        f.ch(CH, "bob", reacted("M1", "+1")),
+        f.ch(CH, "carol", reacted("M1", "+1")),
+        f.ch(CH, "carol", reacted("M1", "+1")),
+        f.ch(CH, "bob", reacted("M1", "eyes")),
+    ]);
+    let row = msg(&m, "M1");
+    assert_eq!(row.reactions.len(), 2);
+    assert_eq!(row.reactions[0].emoji, "+1");
+    assert_eq!(row.reactions[0].count, 2);
+    assert_eq!(row.reactions[0].user_ids, ["bob", "carol"]);
+
+    m.apply(&[f.ch(CH, "bob", unreacted("M1", "+1"))]);
+    let row = msg(&m, "M1");
+    assert_eq!(row.reactions[0].user_ids, ["carol"]);
+    assert_eq!(row.reactions[1].emoji, "eyes");
+}
+
+#[test]
+fn a_reaction_on_a_deleted_message_is_ignored() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", posted("M1", "hi")),
+        f.ch(CH, "alice", deleted("M1")),
+        f.ch(CH, "bob", reacted("M1", "+1")),
+    ]);
+    assert!(msg(&m, "M1").reactions.is_empty());
+    assert_eq!(m.int("SELECT COUNT(*) FROM reactions", []), 0);
+    // The event itself is history.
+    assert_eq!(all_events(&m)[2].kind, "reaction_added");
+}
+
+#[test]
+fn a_delete_removes_the_messages_reactions() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", posted("M1", "hi")),
+        f.ch(CH, "alice", posted("M2", "there")),
+        f.ch(CH, "bob", reacted("M1", "+1")),
+        f.ch(CH, "bob", reacted("M2", "+1")),
+    ]);
+    m.apply(&[f.ch(CH, "alice", deleted("M1"))]);
+    assert!(msg(&m, "M1").reactions.is_empty());
+    assert_eq!(msg(&m, "M2").reactions.len(), 1);
+}
+
+#[test]
+fn head_seq_is_the_last_channel_seq_applied() {
+    let (mut m, mut f) = (model(), Feed::new());
+    assert_eq!(head_seq(m.conn(), CH).expect("query"), 0);
+    m.apply(&[
+        f.ch(CH, "alice", posted("M1", "hi")),
+        f.ws(
+            "C2",
+            "alice",
+            channel_created("other", ChannelKind::Channel, &[]),
+        ),
+        f.ch("C2", "alice", joined("bob")),
+        f.ch(CH, "alice", joined("bob")),
+        f.ch(CH, "bob", reacted("M1", "+1")),
+    ]);
+    assert_eq!(head_seq(m.conn(), CH).expect("query"), 3);
+    assert_eq!(head_seq(m.conn(), "C2").expect("query"), 1);
+    assert_eq!(m.checkpoint(), 5);
+    let after = events(m.conn(), CH, 1, 10).expect("query");
+    assert_eq!(
+        after.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["member_joined", "reaction_added"]
+    );
+}

@@ -1,0 +1,226 @@
+//! Given-events-expect-rows tests without a server: a [`Feed`] numbers
+//! envelopes the way the log does (stream seq, dense per-subject seq) and a
+//! [`Model`] folds them into in-memory SQLite through the runner's own
+//! `apply_batch`, checkpoint included.
+
+use crate::runner::{apply_batch, checkpoint_of, migrate_model, BatchError, Projector};
+use crate::sql::Connection;
+use std::collections::HashMap;
+use switchboard_core::events::{self, Body, ChannelKind, Envelope, Role};
+use switchboard_streams::{subjects, LogEvent};
+
+/// The workspace every test event lives in.
+pub const WS: &str = "W1";
+
+/// A read model of `P` in memory.
+pub struct Model<P: Projector> {
+    conn: Connection,
+    _p: std::marker::PhantomData<P>,
+}
+
+impl<P: Projector> Model<P> {
+    pub fn new() -> Model<P> {
+        let conn = Connection::open_in_memory().expect("in-memory SQLite");
+        migrate_model::<P>(&conn).expect("migrate");
+        Model {
+            conn,
+            _p: std::marker::PhantomData,
+        }
+    }
+
+    /// Folds `batch` as the runner does; returns the new checkpoint.
+    pub fn try_apply(&mut self, batch: &[LogEvent]) -> Result<u64, BatchError> {
+        apply_batch::<P>(&mut self.conn, batch)
+    }
+
+    /// Folds `batch`, which must succeed.
+    pub fn apply(&mut self, batch: &[LogEvent]) -> u64 {
+        self.try_apply(batch).expect("batch applies")
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// For folding below the checkpoint, straight through `P::apply`.
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    pub fn checkpoint(&self) -> u64 {
+        checkpoint_of::<P>(&self.conn).expect("checkpoint")
+    }
+
+    /// The checksum over the read model's tables (not the checkpoint).
+    pub fn checksum(&self) -> String {
+        crate::checksum_of(&self.conn, P::TABLES).expect("checksum")
+    }
+
+    /// One integer from `sql` (for rows no query function exposes).
+    pub fn int(&self, sql: &str, params: impl rusqlite::Params) -> i64 {
+        self.conn.query_row(sql, params, |r| r.get(0)).expect(sql)
+    }
+}
+
+/// Numbers events like the log: stream seqs 1, 2, 3, … and a dense seq per
+/// subject (`channel_seq`). Timestamps derive from the stream seq.
+#[derive(Default)]
+pub struct Feed {
+    stream_seq: u64,
+    subject_seqs: HashMap<String, u64>,
+}
+
+impl Feed {
+    pub fn new() -> Feed {
+        Feed::default()
+    }
+
+    fn event(&mut self, subject: String, channel: &str, actor: &str, body: Body) -> LogEvent {
+        self.stream_seq += 1;
+        let seq = self.subject_seqs.entry(subject.clone()).or_default();
+        *seq += 1;
+        LogEvent {
+            stream_seq: self.stream_seq,
+            subject,
+            envelope: Some(Envelope {
+                event_id: format!("E{}", self.stream_seq),
+                workspace_id: WS.to_string(),
+                channel_id: channel.to_string(),
+                actor_id: actor.to_string(),
+                ts_ms: 1_000 * self.stream_seq as i64,
+                channel_seq: *seq,
+                body: Some(body),
+            }),
+        }
+    }
+
+    /// An event on the workspace subject (`channel` is set only for
+    /// `ChannelCreated`).
+    pub fn ws(&mut self, channel: &str, actor: &str, body: Body) -> LogEvent {
+        self.event(subjects::workspace(WS), channel, actor, body)
+    }
+
+    /// An event on `channel`'s subject.
+    pub fn ch(&mut self, channel: &str, actor: &str, body: Body) -> LogEvent {
+        self.event(subjects::channel(WS, channel), channel, actor, body)
+    }
+
+    /// An event on `user`'s subject.
+    pub fn user(&mut self, user: &str, body: Body) -> LogEvent {
+        self.event(subjects::user(WS, user), "", user, body)
+    }
+}
+
+// ----- event bodies -----
+
+pub fn workspace_created(name: &str) -> Body {
+    Body::WorkspaceCreated(events::WorkspaceCreated { name: name.into() })
+}
+
+pub fn user_added(id: &str, handle: &str, token_hash: &str) -> Body {
+    Body::UserAdded(events::UserAdded {
+        user_id: id.into(),
+        handle: handle.into(),
+        display_name: handle.to_uppercase(),
+        role: Role::Member as i32,
+        token_hash: token_hash.into(),
+    })
+}
+
+pub fn channel_created(name: &str, kind: ChannelKind, members: &[&str]) -> Body {
+    Body::ChannelCreated(events::ChannelCreated {
+        name: name.into(),
+        private: kind == ChannelKind::Direct,
+        topic: String::new(),
+        kind: kind as i32,
+        member_ids: members.iter().map(|m| m.to_string()).collect(),
+    })
+}
+
+pub fn archived() -> Body {
+    Body::ChannelArchived(events::ChannelArchived {})
+}
+
+pub fn joined(user: &str) -> Body {
+    Body::MemberJoined(events::MemberJoined {
+        user_id: user.into(),
+    })
+}
+
+pub fn left(user: &str) -> Body {
+    Body::MemberLeft(events::MemberLeft {
+        user_id: user.into(),
+    })
+}
+
+pub fn invited(user: &str) -> Body {
+    Body::MemberInvited(events::MemberInvited {
+        user_id: user.into(),
+    })
+}
+
+pub fn removed(user: &str) -> Body {
+    Body::MemberRemoved(events::MemberRemoved {
+        user_id: user.into(),
+    })
+}
+
+pub fn posted(id: &str, text: &str) -> Body {
+    Body::MessagePosted(events::MessagePosted {
+        message_id: id.into(),
+        text: text.into(),
+        ..Default::default()
+    })
+}
+
+pub fn posted_with_client_id(id: &str, text: &str, client_msg_id: &str) -> Body {
+    Body::MessagePosted(events::MessagePosted {
+        message_id: id.into(),
+        text: text.into(),
+        client_msg_id: client_msg_id.into(),
+        ..Default::default()
+    })
+}
+
+pub fn reply(id: &str, root: &str, text: &str) -> Body {
+    Body::MessagePosted(events::MessagePosted {
+        message_id: id.into(),
+        text: text.into(),
+        thread_root_id: root.into(),
+        ..Default::default()
+    })
+}
+
+pub fn edited(id: &str, text: &str) -> Body {
+    Body::MessageEdited(events::MessageEdited {
+        message_id: id.into(),
+        text: text.into(),
+    })
+}
+
+pub fn deleted(id: &str) -> Body {
+    Body::MessageDeleted(events::MessageDeleted {
+        message_id: id.into(),
+    })
+}
+
+pub fn reacted(id: &str, emoji: &str) -> Body {
+    Body::ReactionAdded(events::ReactionAdded {
+        message_id: id.into(),
+        emoji: emoji.into(),
+    })
+}
+
+pub fn unreacted(id: &str, emoji: &str) -> Body {
+    Body::ReactionRemoved(events::ReactionRemoved {
+        message_id: id.into(),
+        emoji: emoji.into(),
+    })
+}
+
+pub fn read_marker(channel: &str, seq: u64) -> Body {
+    Body::ReadMarkerMoved(events::ReadMarkerMoved {
+        channel_id: channel.into(),
+        seq,
+    })
+}
