@@ -321,6 +321,7 @@ async fn rebuild(a: RebuildArgs) -> Result<()> {
                 actor_id: "Ubench".into(),
                 ts_ms: 1_700_000_000_000 + i as i64,
                 channel_seq: seqs[c],
+                fence_seq: 0,
                 body: Some(Body::MessagePosted(MessagePosted {
                     message_id: format!("M{i}"),
                     text: format!(

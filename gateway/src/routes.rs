@@ -236,21 +236,31 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    let core = &s.commands;
-    let acl = core.acl_progress.current();
-    let history = core.history_progress.current();
-    let connected = core.log.is_connected();
+    let c = &s.commands;
+    let acl = c.acl_progress.current();
+    let history = c.history_progress.current();
+    let connected = c.log.is_connected();
+    // A projector whose last batch failed (fold conflict, panic, store
+    // error) is retrying with backoff: not ready. The detail is logged; the
+    // probe only says which projector is stalled.
+    let stalled: Vec<&str> = [("acl", &c.acl_progress), ("history", &c.history_progress)]
+        .into_iter()
+        .filter(|(_, p)| p.health().is_some())
+        .map(|(name, _)| name)
+        .collect();
     let body = json!({
         "jetstream": connected,
         "startup_head": s.startup_head,
         "projectors": {"acl": acl, "history": history},
+        "stalled": stalled,
     });
-    if connected && acl >= s.startup_head && history >= s.startup_head {
+    if connected && stalled.is_empty() && acl >= s.startup_head && history >= s.startup_head {
         (StatusCode::OK, Json(body)).into_response()
     } else {
-        let mut err =
-            ApiError::unavailable("not ready: JetStream unreachable or projectors catching up")
-                .into_response();
+        let mut err = ApiError::unavailable(
+            "not ready: JetStream unreachable, a projector stalled or catching up",
+        )
+        .into_response();
         *err.body_mut() = axum::body::Body::from(
             json!({"error": {"code": "unavailable", "message": "not ready"}, "status": body})
                 .to_string(),

@@ -379,7 +379,7 @@ impl<P: Projector> Writer<P> {
     async fn fold(&mut self, batch: Vec<LogEvent>) -> Result<u64, String> {
         let mut conn = match self.conn.take() {
             Some(c) => c,
-            None => self.reopen().await?,
+            None => Self::reopen(self.path.clone()).await?,
         };
         let first = batch.first().map_or(0, |ev| ev.stream_seq);
         let last = batch.last().map_or(0, |ev| ev.stream_seq);
@@ -434,8 +434,9 @@ impl<P: Projector> Writer<P> {
     }
 
     /// Opens the file again after a panic took the connection.
-    async fn reopen(&self) -> Result<Connection, String> {
-        let path = self.path.clone();
+    /// (Takes the path, not `&self`: the writer's connection is not `Sync`,
+    /// and the runner's future must stay `Send`.)
+    async fn reopen(path: PathBuf) -> Result<Connection, String> {
         let why = match tokio::task::spawn_blocking(move || open_model::<P>(&path)).await {
             Ok(Ok((conn, _))) => return Ok(conn),
             Ok(Err(e)) => e.to_string(),

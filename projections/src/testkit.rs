@@ -89,6 +89,7 @@ impl Feed {
                 actor_id: actor.to_string(),
                 ts_ms: 1_000 * self.stream_seq as i64,
                 channel_seq: *seq,
+                fence_seq: 0,
                 body: Some(body),
             }),
         }

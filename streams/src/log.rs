@@ -30,7 +30,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchboard_core::events::Envelope;
+use switchboard_core::events::{Body, Envelope};
 use thiserror::Error;
 use tokio::sync::watch;
 
@@ -66,13 +66,25 @@ impl Default for LogConfig {
 pub struct Head {
     pub stream_seq: u64,
     pub subject_seq: u64,
+    /// The head event's `fence_seq` (see the `.proto`).
+    pub fence_seq: u64,
 }
 
 impl Head {
     pub const EMPTY: Head = Head {
         stream_seq: 0,
         subject_seq: 0,
+        fence_seq: 0,
     };
+
+    /// The `fence_seq` of an event with `body` appended after this head:
+    /// every event but a post moves the fence to itself.
+    fn fence_after(&self, body: Option<&Body>) -> u64 {
+        match body {
+            Some(Body::MessagePosted(_)) => self.fence_seq,
+            _ => self.subject_seq + 1,
+        }
+    }
 }
 
 /// What a decision is made against (see [`Log::append_decided`]).
@@ -346,6 +358,7 @@ impl Log {
                 Ok(Head {
                     stream_seq: msg.sequence,
                     subject_seq: env.channel_seq,
+                    fence_seq: env.fence_seq,
                 })
             }
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(Head::EMPTY),
@@ -496,7 +509,7 @@ impl Log {
                 must_see: known.read_at,
                 recheck,
             };
-            let (envelope, msg_id) = match decide(basis).await {
+            let (mut envelope, msg_id) = match decide(basis).await {
                 Ok(Decision::Append { envelope, msg_id }) => (envelope, msg_id),
                 Ok(Decision::Done(t)) => return Ok(Outcome::Done(t)),
                 Ok(Decision::Recheck) if !recheck => {
@@ -511,6 +524,8 @@ impl Log {
                 }
                 Err(e) => return Err(e),
             };
+            envelope.fence_seq = known.head.fence_after(envelope.body.as_ref());
+            let fence_seq = envelope.fence_seq;
             let id = msg_id.unwrap_or_else(|| envelope.event_id.clone());
             match self.append_at(subject, known.head, envelope, &id).await {
                 Ok(appended) => {
@@ -522,6 +537,7 @@ impl Log {
                             head: Head {
                                 stream_seq: appended.stream_seq,
                                 subject_seq: known.head.subject_seq + 1,
+                                fence_seq,
                             },
                             read_at: known.read_at,
                         });
@@ -529,12 +545,28 @@ impl Log {
                     return Ok(Outcome::Appended(appended));
                 }
                 Err(AppendError::Conflict) => {
-                    *cached = None;
                     // Another writer won the race: back off a little, more
                     // with each attempt, so two writers don't collide in
-                    // lock-step; then decide again on the new head.
+                    // lock-step; then read the new head and decide again at
+                    // once (the head is read after the pause: the shorter
+                    // the time from reading it to publishing, the better the
+                    // chance against a busy writer). When only posts came in
+                    // between (the fence did not move), the state the
+                    // decision read is still current: the read models need
+                    // not catch up to the new head first, so a moderator is
+                    // not starved by a busy channel.
                     let spread = (attempt as u64 + 1).min(20) * 200;
                     tokio::time::sleep(Duration::from_micros(jitter(spread))).await;
+                    let head = self.fetch_head(subject).await.map_err(|e| match e {
+                        LogError::Unavailable(m) => AppendError::Unavailable(m),
+                        LogError::Corrupt(_) => AppendError::Failed(e.to_string()),
+                    })?;
+                    let read_at = if head.fence_seq == known.head.fence_seq {
+                        known.read_at
+                    } else {
+                        head.stream_seq
+                    };
+                    *cached = Some(KnownHead { head, read_at });
                 }
                 Err(e) => {
                     *cached = None;

@@ -168,6 +168,8 @@ impl Commands {
             actor_id: actor.to_string(),
             ts_ms: now_ms(),
             channel_seq: seq,
+            // Set by the append path from the head it appends after.
+            fence_seq: 0,
             body: Some(body),
         }
     }
