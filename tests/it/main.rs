@@ -8,5 +8,6 @@ mod harness;
 mod idempotency;
 mod outsiders;
 mod realtime;
+mod realtime_limits;
 mod rebuild;
 mod walkthrough;
