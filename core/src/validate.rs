@@ -1,7 +1,13 @@
 //! Input newtypes, parsed once at the edge. Past the edge an invalid value
 //! cannot be represented.
+//!
+//! "Blank" means "renders as nothing": besides whitespace, zero-width,
+//! bidi-control and other format characters count as blank, so a name or a
+//! message made only of them is refused like an empty one (otherwise it
+//! shows as an empty row that cannot be told apart from a missing one).
 
 use crate::DomainError;
+use std::fmt;
 
 /// Longest message text, in characters (Unicode scalar values).
 pub const MAX_TEXT_CHARS: usize = 40_000;
@@ -9,10 +15,44 @@ pub const MAX_TEXT_CHARS: usize = 40_000;
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
 
+/// A character that renders as nothing on its own: whitespace, control
+/// characters, and the zero-width / bidi / format characters (mostly
+/// Unicode category Cf) plus the "filler" letters that display blank.
+pub fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}' // soft hyphen
+                | '\u{034F}' // combining grapheme joiner
+                | '\u{061C}' // Arabic letter mark
+                | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' // Hangul fillers
+                | '\u{17B4}' | '\u{17B5}' // Khmer inherent vowels
+                | '\u{180B}'..='\u{180F}' // Mongolian variation selectors, vowel separator
+                | '\u{200B}'..='\u{200F}' // zero-width space/non-joiner/joiner, LRM, RLM
+                | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
+                | '\u{2060}'..='\u{206F}' // word joiner, invisible operators, bidi isolates
+                | '\u{2800}' // Braille pattern blank
+                | '\u{FE00}'..='\u{FE0F}' // variation selectors
+                | '\u{FEFF}' // zero-width no-break space (BOM)
+                | '\u{FFF9}'..='\u{FFFB}' // interlinear annotation controls
+                | '\u{1BCA0}'..='\u{1BCA3}' // shorthand format controls
+                | '\u{1D173}'..='\u{1D17A}' // musical symbol format controls
+                | '\u{E0000}'..='\u{E007F}' // tag characters
+                | '\u{E0100}'..='\u{E01EF}' // variation selectors supplement
+        )
+}
+
+/// True when `s` would render as nothing (empty, or only
+/// [`is_invisible`] characters).
+pub fn is_blank(s: &str) -> bool {
+    s.chars().all(is_invisible)
+}
+
 fn clean_line(field: &str, s: &str, max: usize) -> Result<String, DomainError> {
     let t = s.trim();
-    if t.is_empty() {
-        return Err(DomainError::invalid(format!("{field} must not be empty")));
+    if is_blank(t) {
+        return Err(DomainError::invalid(format!("{field} must not be blank")));
     }
     if t.chars().count() > max {
         return Err(DomainError::invalid(format!(
@@ -34,8 +74,8 @@ pub struct MessageText(String);
 
 impl MessageText {
     pub fn parse(s: &str) -> Result<Self, DomainError> {
-        if s.trim().is_empty() {
-            return Err(DomainError::invalid("text must not be empty"));
+        if is_blank(s) {
+            return Err(DomainError::invalid("text must not be blank"));
         }
         if s.chars().count() > MAX_TEXT_CHARS {
             return Err(DomainError::invalid(format!(
@@ -140,6 +180,63 @@ impl ClientMsgId {
     }
 }
 
+/// The largest sequence number a client may send: the read models keep
+/// seqs as SQLite `INTEGER` (i64), so anything above would wrap negative.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
+
+/// A channel sequence number sent by a client (`after_seq`, `before`, a
+/// subscribe's `last_seen_seq`, an SSE cursor): an integer 0..=[`MAX_SEQ`].
+/// Anything else (negative, fractional, a string, too large) is refused,
+/// never read as 0 (which would mean "replay everything").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seq(u64);
+
+impl Seq {
+    /// Parses the decimal text of a query parameter or cursor (`field`
+    /// names it in the error).
+    pub fn parse(field: &str, s: &str) -> Result<Self, DomainError> {
+        let n = (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten();
+        match n {
+            Some(n) if n <= MAX_SEQ => Ok(Seq(n)),
+            _ => Err(DomainError::invalid(format!(
+                "{field} must be an integer from 0 to {MAX_SEQ}"
+            ))),
+        }
+    }
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// JSON numbers only: `-1`, `1.5`, `"5"`, `2^64` are refused with a message
+/// that says what is expected (and names no Rust type).
+impl<'de> serde::Deserialize<'de> for Seq {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Seq;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a sequence number (an integer from 0 to {MAX_SEQ})")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Seq, E> {
+                if n <= MAX_SEQ {
+                    Ok(Seq(n))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Unsigned(n), &self))
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Seq, E> {
+                u64::try_from(n)
+                    .map(Seq)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+            }
+        }
+        d.deserialize_u64(Visitor)
+    }
+}
+
 /// A page size: absent means [`DEFAULT_LIMIT`]; otherwise 1..=[`MAX_LIMIT`].
 pub fn parse_limit(limit: Option<i64>) -> Result<u32, DomainError> {
     match limit {
@@ -189,6 +286,71 @@ mod tests {
         assert!(Handle::parse("Ada").is_err());
         assert!(DisplayName::parse("name", "  Ada  ").is_ok());
         assert!(DisplayName::parse("name", "a\u{7}").is_err());
+    }
+
+    #[test]
+    fn invisible_only_is_blank() {
+        for blank in [
+            "\u{200B}",
+            "\u{200B}\u{200C}\u{200D}\u{200E}\u{200F}",
+            "\u{202A}\u{202B}\u{202C}\u{202D}\u{202E}",
+            "\u{2060}\u{2061}\u{2062}\u{2063}\u{2064}",
+            "\u{2066}\u{2067}\u{2068}\u{2069}",
+            "\u{FEFF}",
+            " \u{200B} \u{FEFF}\t",
+            "\u{3164}\u{115F}",
+            "\u{E0020}\u{E007F}",
+            "\u{0}\u{1}",
+        ] {
+            assert!(is_blank(blank), "{blank:?}");
+            assert!(MessageText::parse(blank).is_err(), "{blank:?}");
+            assert!(DisplayName::parse("name", blank).is_err(), "{blank:?}");
+            assert!(parse_topic(Some(blank)).is_err(), "{blank:?}");
+        }
+        // Visible text that carries them is still text.
+        for ok in ["hi\u{200B}", "\u{202E}abc", "a\u{FE0F}", "👍🏽", "日本"] {
+            assert!(!is_blank(ok), "{ok:?}");
+            assert!(MessageText::parse(ok).is_ok(), "{ok:?}");
+        }
+        assert!(DisplayName::parse("name", "Ada\u{200D}").is_ok());
+    }
+
+    #[test]
+    fn seqs() {
+        assert_eq!(Seq::parse("after_seq", "0").map(Seq::get), Ok(0));
+        assert_eq!(
+            Seq::parse("after_seq", "9223372036854775807").map(Seq::get),
+            Ok(MAX_SEQ)
+        );
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.5",
+            "x",
+            " 1",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+        ] {
+            assert!(Seq::parse("after_seq", bad).is_err(), "{bad:?}");
+        }
+        let json = |s: &str| serde_json::from_str::<Seq>(s).map(Seq::get);
+        assert_eq!(json("7").ok(), Some(7));
+        assert_eq!(json("9223372036854775807").ok(), Some(MAX_SEQ));
+        for bad in [
+            "-1",
+            "1.5",
+            "1e3",
+            "\"5\"",
+            "null",
+            "9223372036854775808",
+            "18446744073709551616",
+        ] {
+            let err = json(bad).expect_err(bad).to_string();
+            assert!(err.contains("sequence number"), "{bad}: {err}");
+            assert!(!err.contains("u64"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! The one error type of the HTTP API: a status, a snake_case code from
-//! API.md and a human message. Internal details are logged, never sent.
+//! API.md and a human message. Internal details are logged, never sent:
+//! serde messages are rewritten so they name no Rust type
+//! ([`client_message`]), and [`json_errors`] gives every error response
+//! the API's JSON shape, including those axum answers by itself.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -125,3 +128,161 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The last word on error bodies (a `map_response` layer over the whole
+/// router). Handlers and extractors answer with [`ApiError`], but axum
+/// answers some requests itself — 405 with an empty body from the method
+/// router, text/plain rejections of extractors used directly. Any error
+/// response that is not JSON gets the API's shape here, keeping its status
+/// and headers (`Allow`, `Retry-After`); its original text is dropped
+/// because it may name internal types.
+pub async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || crate::extract::is_json_content_type(resp.headers())
+    {
+        return resp;
+    }
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this method is not allowed on this path; the Allow header lists those that are",
+        ),
+        StatusCode::NOT_FOUND => ("not_found", "route not found"),
+        StatusCode::UNAUTHORIZED => ("unauthorized", "a valid bearer token is required"),
+        StatusCode::FORBIDDEN => ("forbidden", "forbidden"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests; try again later"),
+        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "try again"),
+        s if s.is_server_error() => ("internal", "internal error"),
+        _ => ("invalid_request", "the request is malformed"),
+    };
+    let (parts, _) = resp.into_parts();
+    let mut out = ApiError::new(status, code, message).into_response();
+    for name in parts.headers.keys() {
+        if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH {
+            continue;
+        }
+        out.headers_mut().remove(name);
+        for value in parts.headers.get_all(name) {
+            out.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// Rewrites a serde error message for a client: serde says "expected
+/// struct PostMessageReq" or "expected u64" where a client needs "expected
+/// an object" or "expected a non-negative integer". serde_json's
+/// " at line L column C" suffix is dropped too (callers name the field).
+pub fn client_message(serde_msg: &str) -> String {
+    let msg = strip_position(serde_msg).replace("unknown variant ", "unknown value ");
+    let msg = msg.as_str();
+    // Longest first: "struct variant X" before "struct X".
+    const PHRASES: &[(&str, &str)] = &[
+        ("internally tagged enum ", "an object with a known type"),
+        ("adjacently tagged enum ", "an object"),
+        ("untagged enum ", "the expected shape"),
+        ("struct variant ", "an object"),
+        ("tuple variant ", "an array"),
+        ("newtype variant ", "a value"),
+        ("unit variant ", "a value"),
+        ("tuple struct ", "an array"),
+        ("newtype struct ", "a value"),
+        ("unit struct ", "null"),
+        ("struct ", "an object"),
+        ("enum ", "one of the allowed values"),
+    ];
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '<' | '>');
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    let mut at_word_start = true;
+    while let Some(c) = rest.chars().next() {
+        if at_word_start {
+            if let Some((p, with)) = PHRASES.iter().find(|(p, _)| rest.starts_with(p)) {
+                let after = &rest[p.len()..];
+                let name_len = after.find(|c| !is_ident(c)).unwrap_or(after.len());
+                if name_len > 0 {
+                    out.push_str(with);
+                    rest = &after[name_len..];
+                    at_word_start = false;
+                    continue;
+                }
+            }
+            let word_len = rest.find(|c| !is_ident(c)).unwrap_or(rest.len());
+            if let Some(with) = primitive(&rest[..word_len]) {
+                out.push_str(with);
+                rest = &rest[word_len..];
+                at_word_start = false;
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+        at_word_start = !is_ident(c);
+    }
+    out
+}
+
+/// How a client should read serde's name of a primitive type.
+fn primitive(word: &str) -> Option<&'static str> {
+    match word {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => Some("a non-negative integer"),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => Some("an integer"),
+        "f32" | "f64" => Some("a number"),
+        _ => None,
+    }
+}
+
+fn strip_position(msg: &str) -> &str {
+    if let Some(i) = msg.rfind(" at line ") {
+        let tail = &msg[i + " at line ".len()..];
+        let mut words = tail.split(' ');
+        let shape = (words.next(), words.next(), words.next(), words.next());
+        if let (Some(l), Some("column"), Some(c), None) = shape {
+            if [l, c]
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return &msg[..i];
+            }
+        }
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_message;
+
+    #[test]
+    fn serde_messages_name_no_rust_types() {
+        for (serde, want) in [
+            (
+                "invalid type: sequence, expected struct PostMessageReq at line 1 column 0",
+                "invalid type: sequence, expected an object",
+            ),
+            (
+                "invalid length 2, expected struct PostMessageReq with 5 elements",
+                "invalid length 2, expected an object with 5 elements",
+            ),
+            (
+                "invalid type: string \"x\", expected u64 at line 1 column 12",
+                "invalid type: string \"x\", expected a non-negative integer",
+            ),
+            (
+                "invalid type: sequence, expected internally tagged enum ClientFrame",
+                "invalid type: sequence, expected an object with a known type",
+            ),
+            ("missing field `text`", "missing field `text`"),
+            (
+                "unknown variant `x`, expected `online` or `away`",
+                "unknown value `x`, expected `online` or `away`",
+            ),
+            // Words that merely contain a type name are left alone.
+            ("field `u64x` of destruct", "field `u64x` of destruct"),
+        ] {
+            assert_eq!(client_message(serde), want);
+        }
+    }
+}

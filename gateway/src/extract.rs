@@ -1,47 +1,130 @@
 //! Request extractors whose rejections speak API.md's error shape:
-//! [`ApiJson`] for bodies and [`Auth`] for the bearer token.
+//! [`ApiJson`] for bodies, [`Path`] for path parameters and [`Auth`] for
+//! the bearer token. Rejection texts are our own: axum's and serde's name
+//! internal Rust types ("…PostMessageReq…"), which a client must not see.
 
-use crate::error::ApiError;
+use crate::error::{client_message, ApiError};
 use crate::state::AppState;
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
-use serde::de::DeserializeOwned;
+use axum::http::{header, HeaderMap, StatusCode};
+use serde::de::{DeserializeOwned, IgnoredAny};
 use switchboard_core::authz::Caller;
 use switchboard_projections::acl::UserView;
 
-/// A JSON body. Malformed JSON → 400, wrong shape → 422, too large → 413,
-/// all as `invalid_request` / `payload_too_large`.
+/// A JSON object body. Malformed JSON → 400; well-formed but the wrong
+/// shape (not an object, missing or mistyped fields) → 422; too large →
+/// 413; as `invalid_request` / `payload_too_large`.
+///
+/// Only objects are accepted: serde would otherwise read an array as a
+/// struct's fields in order (`["C1","hi",null,null,[]]` as a message),
+/// which no client means and which dodges field-level checks.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !is_json_content_type(req.headers()) {
+            return Err(ApiError::invalid(
+                "expected a JSON body with Content-Type: application/json",
+            ));
         }
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is too large",
+                )
+            } else {
+                ApiError::invalid("the request body could not be read")
+            }
+        })?;
+        parse_object(&bytes).map(ApiJson)
     }
 }
 
-fn json_rejection(r: JsonRejection) -> ApiError {
-    let status = r.status();
-    let text = r.body_text();
-    match r {
-        JsonRejection::JsonDataError(_) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", text)
+fn unprocessable(message: String) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+}
+
+fn malformed(e: &serde_json::Error) -> ApiError {
+    ApiError::invalid(format!("the body is not valid JSON: {e}"))
+}
+
+/// Parses a body that must be one JSON object into `T`.
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<IgnoredAny>(bytes) {
+            Ok(_) => unprocessable("the body must be a JSON object".into()),
+            Err(e) => malformed(&e),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        if e.inner().classify() != serde_json::error::Category::Data {
+            return malformed(e.inner());
         }
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::invalid("expected a JSON body with Content-Type: application/json")
+        let field = match e.path().to_string() {
+            p if p == "." => "body".to_string(),
+            p => p,
+        };
+        unprocessable(format!(
+            "{field}: {}",
+            client_message(&e.inner().to_string())
+        ))
+    })?;
+    de.end().map_err(|e| malformed(&e))?;
+    Ok(value)
+}
+
+/// `application/json` or `application/<something>+json`, any parameters.
+pub(crate) fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
+        _ => false,
+    }
+}
+
+/// Path parameters. A segment that is not valid UTF-8 once
+/// percent-decoded (`/v1/channels/%FF`) → 400 `invalid_request`.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(match e.kind() {
+                ErrorKind::InvalidUtf8InPathParam { key } => ApiError::invalid(format!(
+                    "path: `{key}` is not valid UTF-8 once percent-decoded"
+                )),
+                _ => ApiError::invalid("path: a parameter is malformed"),
+            }),
+            // The route and the handler disagree: a bug here, not the client's.
+            Err(e) => Err(ApiError::internal("path parameters", &e)),
         }
-        _ if status == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large",
-        ),
-        _ => ApiError::invalid(text),
     }
 }
 
@@ -75,6 +158,14 @@ impl Auth {
 /// A user-only endpoint's caller.
 pub struct User(pub UserCtx);
 
+/// The token of an `Authorization: Bearer <token>` header. The scheme is
+/// case-insensitive (RFC 7235 §2.1): `bearer x` and `BEARER x` work too.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
@@ -83,9 +174,7 @@ impl FromRequestParts<AppState> for Auth {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+            .and_then(bearer_token)
             .ok_or_else(ApiError::unauthorized)?;
         state.commands.authenticate(token).await
     }
@@ -99,5 +188,86 @@ impl FromRequestParts<AppState> for User {
             .await?
             .user()
             .map(User)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct PostMessageReq {
+        channel_id: String,
+        text: String,
+        client_msg_id: Option<String>,
+    }
+
+    fn err(body: &str) -> ApiError {
+        match parse_object::<PostMessageReq>(body.as_bytes()) {
+            Ok(v) => panic!("{body} was accepted: {v:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn only_objects_and_no_type_names() {
+        assert!(parse_object::<PostMessageReq>(br#" {"channel_id":"C1","text":"hi"} "#).is_ok());
+        for (body, status) in [
+            (r#"["C1","hi",null]"#, 422),
+            (r#"["C1","hi"]"#, 422),
+            ("\"x\"", 422),
+            ("7", 422),
+            ("null", 422),
+            ("", 400),
+            ("[1,", 400),
+            ("{\"channel_id\":", 400),
+            (r#"{"channel_id":"C1","text":"hi"} x"#, 400),
+            (r#"{"channel_id":"C1"}"#, 422),
+            (r#"{"channel_id":7,"text":"hi"}"#, 422),
+        ] {
+            let e = err(body);
+            assert_eq!(
+                (e.status.as_u16(), e.code),
+                (status, "invalid_request"),
+                "{body}"
+            );
+            for leak in ["PostMessageReq", "struct", "String", "u64", "alloc"] {
+                assert!(!e.message.contains(leak), "{body}: {}", e.message);
+            }
+        }
+        assert_eq!(
+            err(r#"{"channel_id":"C1"}"#).message,
+            "body: missing field `text`"
+        );
+        assert!(err(r#"{"channel_id":7,"text":"x"}"#)
+            .message
+            .starts_with("channel_id: invalid type: integer `7`"));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer t1", "bearer t1", "BEARER t1", "bEaReR   t1 "] {
+            assert_eq!(bearer_token(v), Some("t1"), "{v}");
+        }
+        for v in ["Bearer", "Bearer ", "Basic t1", "Bearert1", "t1"] {
+            assert_eq!(bearer_token(v), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn json_content_types() {
+        let ok = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, ct.parse().expect("header"));
+            is_json_content_type(&h)
+        };
+        assert!(ok("application/json"));
+        assert!(ok("application/json; charset=utf-8"));
+        assert!(ok("Application/JSON"));
+        assert!(ok("application/cloudevents+json"));
+        assert!(!ok("text/json"));
+        assert!(!ok("text/plain"));
     }
 }

@@ -4,12 +4,12 @@
 
 use crate::commands::messages::NewPost;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, Auth, User};
+use crate::extract::{ApiJson, Auth, Path, User};
 use crate::openapi::{self, Op};
 use crate::state::AppState;
 use crate::views::{channel_json, event_json, user_json, workspace_json, MessageView};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use switchboard_core::commands::members::MemberCommand;
 use switchboard_core::ids::{ChannelId, MessageId, UserId};
-use switchboard_core::validate::{parse_limit, ClientMsgId, MessageText};
+use switchboard_core::validate::{parse_limit, ClientMsgId, MessageText, Seq};
 use switchboard_projections::history::Page;
 
 /// Largest request body (a 40,000-character message in 4-byte UTF-8 fits).
@@ -191,6 +191,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(limits)
+        .layer(axum::middleware::map_response(crate::error::json_errors))
         .with_state(state)
 }
 
@@ -207,13 +208,13 @@ fn params(q: Params) -> ApiResult<HashMap<String, String>> {
         .map_err(|e| ApiError::invalid(e.body_text()))
 }
 
+/// A seq query parameter: 0..=i64::MAX (larger ones would wrap negative
+/// in the read models and page from the wrong end).
 fn seq_param(p: &HashMap<String, String>, name: &str) -> ApiResult<Option<u64>> {
-    p.get(name)
-        .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| ApiError::invalid(format!("{name} must be a non-negative integer")))
-        })
-        .transpose()
+    Ok(p.get(name)
+        .map(|v| Seq::parse(name, v))
+        .transpose()?
+        .map(Seq::get))
 }
 
 fn limit_param(p: &HashMap<String, String>) -> ApiResult<Option<i64>> {

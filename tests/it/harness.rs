@@ -314,6 +314,30 @@ impl Api {
         }
     }
 
+    /// A request with exactly these headers (no bearer added); returns the
+    /// response and its headers.
+    pub async fn with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> (Resp, reqwest::header::HeaderMap) {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.expect("HTTP request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (Resp { status, body }, headers)
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Resp {
         self.call(Method::GET, path, Some(token), None).await
     }
@@ -481,6 +505,51 @@ impl Ws {
             .send(Message::Text(v.to_string().into()))
             .await
             .expect("ws send");
+    }
+
+    /// Sends a text frame as is (not necessarily valid JSON).
+    pub async fn send_text(&mut self, text: &str) {
+        self.inner
+            .send(Message::Text(text.into()))
+            .await
+            .expect("ws send");
+    }
+
+    /// Sends several frames in one write (a burst the server reads back
+    /// to back).
+    pub async fn send_burst(&mut self, frames: &[Value]) {
+        for f in frames {
+            self.inner
+                .feed(Message::Text(f.to_string().into()))
+                .await
+                .expect("ws feed");
+        }
+        self.inner.flush().await.expect("ws flush");
+    }
+
+    /// Writes raw bytes on the socket, under the WebSocket framing (for
+    /// frames a well-behaved client library would not send).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let tcp = self.inner.get_mut();
+        tcp.write_all(bytes).await.expect("raw write");
+        tcp.flush().await.expect("raw flush");
+    }
+
+    /// Whether the server closes the connection (a close frame, EOF or a
+    /// reset) within `timeout`; other frames are skipped.
+    pub async fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            match tokio::time::timeout(left, self.inner.next()).await {
+                Err(_) => return false,
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
     }
 
     pub async fn subscribe(&mut self, channels: &[(&str, u64)]) {

@@ -9,6 +9,7 @@ mod harness;
 mod idempotency;
 mod outsiders;
 mod realtime;
+mod realtime_limits;
 mod rebuild;
 mod regressions;
 mod walkthrough;

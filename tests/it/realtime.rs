@@ -7,9 +7,9 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const T: Duration = Duration::from_secs(15);
+pub(crate) const T: Duration = Duration::from_secs(15);
 
-async fn setup(api: &Api) -> (String, String, String, String) {
+pub(crate) async fn setup(api: &Api) -> (String, String, String, String) {
     let ws = api.workspace("Acme").await;
     let (_, ada) = api.user(&ws, "ada", "admin").await;
     let (_, bob) = api.user(&ws, "bob", "member").await;

@@ -12,11 +12,16 @@
 //!   the events it could not take;
 //! - after a user leaves or is removed, nothing after that event's seq
 //!   reaches its connections; after a join, delivery starts without a
-//!   reconnect.
+//!   reconnect;
+//! - what one client can make a gateway hold or do is bounded: frame size,
+//!   channels per connection ([`MAX_CHANNELS_PER_CONNECTION`]), typing and
+//!   presence rates.
 
+pub mod frames;
 mod hub;
 mod session;
 pub mod sse;
+pub mod throttle;
 pub mod tickets;
 pub mod ws;
 
@@ -24,6 +29,12 @@ pub use hub::Hub;
 pub use session::Session;
 
 use std::time::Duration;
+
+/// Most channels one connection (WebSocket or SSE) may follow, counting
+/// those it follows because the user joined them while connected. Each
+/// costs a forwarder task and a hub receiver; past this, subscribing is
+/// refused with a `too_many_subscriptions` error frame (SSE: a 400).
+pub const MAX_CHANNELS_PER_CONNECTION: usize = 100;
 
 /// Settings of real-time delivery.
 #[derive(Debug, Clone)]
@@ -219,18 +230,27 @@ impl Realtime {
         }
     }
 
+    /// A status the user's client set. An unchanged status is not written
+    /// or announced again (connections already coalesce their changes, see
+    /// [`throttle`]).
     pub async fn presence_set(&self, user: &UserCtx, status: &'static str) {
-        {
+        let changed = {
             let mut local = self
                 .local
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(e) = local.get_mut(&user.caller.user_id) {
-                e.1 = status;
+            match local.get_mut(&user.caller.user_id) {
+                Some(e) if e.1 != status => {
+                    e.1 = status;
+                    true
+                }
+                _ => false,
             }
+        };
+        if changed {
+            self.put_status(user, status).await;
+            self.announce(user, status).await;
         }
-        self.put_status(user, status).await;
-        self.announce(user, status).await;
     }
 
     pub async fn presence_disconnected(&self, user: &UserCtx) {

@@ -3,7 +3,7 @@
 //! queue, and the resyncs owed to it.
 
 use super::hub::{rt_event_from_row, Hub, Item, RtEvent};
-use super::{subjects, RealtimeConfig};
+use super::{subjects, RealtimeConfig, MAX_CHANNELS_PER_CONNECTION};
 use crate::commands::Commands;
 use crate::extract::UserCtx;
 use serde_json::json;
@@ -134,7 +134,39 @@ impl Session {
         self.subscribe_inner(channel, after, true).await
     }
 
+    /// Whether following `channel` keeps the connection within
+    /// [`MAX_CHANNELS_PER_CONNECTION`] (re-subscribing to a followed
+    /// channel always does). Ended forwarders are dropped first.
+    fn has_room(subs: &mut HashMap<String, tokio::task::JoinHandle<()>>, channel: &str) -> bool {
+        subs.retain(|_, t| !t.is_finished());
+        subs.contains_key(channel) || subs.len() < MAX_CHANNELS_PER_CONNECTION
+    }
+
+    async fn refuse_too_many(&self, channel: &str) {
+        let message = format!(
+            "at most {MAX_CHANNELS_PER_CONNECTION} channels per connection; unsubscribe from one first"
+        );
+        self.send_text(super::frames::error_frame(
+            "too_many_subscriptions",
+            Some(channel),
+            &message,
+        ))
+        .await;
+    }
+
     async fn subscribe_inner(self: &Arc<Self>, channel: String, after: u64, if_absent: bool) {
+        // Checked before the membership query (so a flood of subscribes
+        // past the cap costs nothing) and again under the lock below.
+        let room = {
+            let mut subs = self
+                .subs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Self::has_room(&mut subs, &channel)
+        };
+        if !room {
+            return self.refuse_too_many(&channel).await;
+        }
         if let Err(e) = self
             .core
             .authorize(&self.user, &channel, Action::Read)
@@ -151,18 +183,28 @@ impl Session {
             .await;
             return;
         }
-        let mut subs = self
-            .subs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if if_absent && subs.get(&channel).is_some_and(|t| !t.is_finished()) {
-            return;
-        }
-        let this = self.clone();
-        let ch = channel.clone();
-        let task = tokio::spawn(async move { this.forward(ch, after).await });
-        if let Some(old) = subs.insert(channel, task) {
-            old.abort();
+        let refused = {
+            let mut subs = self
+                .subs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if if_absent && subs.get(&channel).is_some_and(|t| !t.is_finished()) {
+                return;
+            }
+            if Self::has_room(&mut subs, &channel) {
+                let this = self.clone();
+                let ch = channel.clone();
+                let task = tokio::spawn(async move { this.forward(ch, after).await });
+                if let Some(old) = subs.insert(channel.clone(), task) {
+                    old.abort();
+                }
+                false
+            } else {
+                true
+            }
+        };
+        if refused {
+            self.refuse_too_many(&channel).await;
         }
     }
 

@@ -2,8 +2,12 @@
 //! as Server-Sent Events. Each SSE `id` is a cursor over every subscribed
 //! channel (`<id>:<seq>,…`); sent back as `Last-Event-ID` it resumes each
 //! channel where it stopped and takes precedence over `channels`.
+//! A cursor with a seq that is not an integer 0..=i64::MAX, or with more
+//! than [`MAX_CHANNELS_PER_CONNECTION`] channels, is refused with 400
+//! before anything opens (and before a `?ticket=` is spent).
 
 use super::session::{Out, Session};
+use super::MAX_CHANNELS_PER_CONNECTION;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
@@ -13,11 +17,9 @@ use axum::response::{IntoResponse, Response};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
+use switchboard_core::validate::Seq;
 use switchboard_core::ChannelId;
 use tokio::sync::mpsc;
-
-/// Most channels one SSE stream may follow (the cursor rides in a header).
-const MAX_SSE_CHANNELS: usize = 100;
 
 /// Parses `<id>:<seq>,<id>:<seq>`.
 pub fn parse_cursor(s: &str) -> Result<BTreeMap<String, u64>, ApiError> {
@@ -25,14 +27,12 @@ pub fn parse_cursor(s: &str) -> Result<BTreeMap<String, u64>, ApiError> {
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (id, seq) = part.split_once(':').unwrap_or((part, "0"));
         let id = ChannelId::parse(id)?.into_string();
-        let seq = seq
-            .parse::<u64>()
-            .map_err(|_| ApiError::invalid("channels: expected <channel_id>:<seq>,…"))?;
-        out.insert(id, seq);
+        let seq = Seq::parse("channels: each seq", seq)?;
+        out.insert(id, seq.get());
     }
-    if out.len() > MAX_SSE_CHANNELS {
+    if out.len() > MAX_CHANNELS_PER_CONNECTION {
         return Err(ApiError::invalid(format!(
-            "at most {MAX_SSE_CHANNELS} channels per stream"
+            "at most {MAX_CHANNELS_PER_CONNECTION} channels per stream"
         )));
     }
     Ok(out)
@@ -47,8 +47,8 @@ fn cursor_string(c: &BTreeMap<String, u64>) -> String {
 
 pub async fn stream(State(state): State<AppState>, req: axum::extract::Request) -> Response {
     let (mut parts, _) = req.into_parts();
-    let user = match super::ws::realtime_caller(&mut parts, &state).await {
-        Ok(u) => u,
+    let credential = match super::ws::realtime_credential(&mut parts, &state).await {
+        Ok(c) => c,
         Err(e) => return e.into_response(),
     };
     let headers: &HeaderMap = &parts.headers;
@@ -67,6 +67,10 @@ pub async fn stream(State(state): State<AppState>, req: axum::extract::Request) 
         None => {
             return ApiError::invalid("channels=<channel_id>:<seq>,… is required").into_response()
         }
+    };
+    let user = match credential.redeem(&state) {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
     };
     let rt = state.realtime.clone();
     let (session, out, hello) = rt.open_session(user).await;

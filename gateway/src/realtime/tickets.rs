@@ -1,7 +1,9 @@
 //! Single-use, short-lived tickets for browser WebSocket/SSE auth (a
 //! browser cannot set an Authorization header on a WebSocket).
 //! Kept in this gateway's memory: a ticket is redeemed at the gateway that
-//! issued it (sticky routing), and is gone on restart.
+//! issued it (sticky routing), and is gone on restart. A ticket is spent
+//! only once its stream is certain to open ([`Tickets::redeem`] after the
+//! request was otherwise accepted).
 
 use crate::extract::UserCtx;
 use std::collections::HashMap;
@@ -23,6 +25,18 @@ impl Tickets {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.retain(|_, (_, at)| at.elapsed() < TICKET_TTL);
         map.insert(ticket, (user, Instant::now()));
+    }
+
+    /// Whether the ticket would be accepted now, without spending it: a
+    /// request that fails after this check (no WebSocket upgrade, bad
+    /// channels) leaves the ticket usable.
+    pub fn is_live(&self, ticket: &str) -> bool {
+        let map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(ticket)
+            .is_some_and(|(_, at)| at.elapsed() < TICKET_TTL)
     }
 
     /// Takes the ticket: valid once, within [`TICKET_TTL`].

@@ -1,56 +1,105 @@
 //! `GET /v1/realtime`: the WebSocket transport. The socket is split into a
-//! reader task (client frames) and a writer loop (queued frames, owed
-//! resyncs, heartbeats).
+//! reader task (client frames, parsed into [`ClientFrame`]; presence
+//! changes coalesced) and a writer loop (queued frames, owed resyncs,
+//! heartbeats).
+//!
+//! What one client can make the server hold is bounded: a message and a
+//! single frame are at most [`MAX_FRAME`] bytes (tungstenite would
+//! otherwise buffer a frame announced as 16 MiB for as long as the client
+//! trickles it), a connection follows at most
+//! [`super::MAX_CHANNELS_PER_CONNECTION`] channels, and presence frames
+//! cost at most one change per [`PRESENCE_INTERVAL`].
 
+use super::frames::{self, ClientFrame, Status};
 use super::session::Session;
+use super::throttle::{Coalescer, PRESENCE_INTERVAL};
 use crate::error::ApiError;
 use crate::extract::UserCtx;
 use crate::state::AppState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequest, FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Largest client message, and largest single frame: chat frames are
+/// small, and a frame is buffered whole before it is checked.
+pub const MAX_FRAME: usize = 64 * 1024;
+
+/// Who is opening a real-time stream, before anything is spent.
+pub enum Credential {
+    /// A single-use ticket that was live when checked.
+    Ticket(String),
+    User(UserCtx),
+}
+
 /// The caller of a real-time endpoint: a bearer token, or a single-use
 /// `?ticket=` (browsers). A missing, bad or used ticket is refused with 401
-/// before any upgrade.
-pub async fn realtime_caller(parts: &mut Parts, state: &AppState) -> Result<UserCtx, ApiError> {
+/// before any upgrade; a live one is only checked here and spent by
+/// [`Credential::redeem`] once the stream is certain to open.
+pub async fn realtime_credential(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<Credential, ApiError> {
     let q: Query<HashMap<String, String>> =
         Query::try_from_uri(&parts.uri).unwrap_or_else(|_| Query(HashMap::new()));
     if let Some(ticket) = q.get("ticket") {
-        return state
-            .realtime
-            .tickets
-            .redeem(ticket)
-            .ok_or_else(ApiError::unauthorized);
+        return if state.realtime.tickets.is_live(ticket) {
+            Ok(Credential::Ticket(ticket.clone()))
+        } else {
+            Err(ApiError::unauthorized())
+        };
     }
     crate::extract::User::from_request_parts(parts, state)
         .await
-        .map(|crate::extract::User(u)| u)
+        .map(|crate::extract::User(u)| Credential::User(u))
+}
+
+impl Credential {
+    /// The user; spends a ticket (401 if another request spent it since).
+    pub fn redeem(self, state: &AppState) -> Result<UserCtx, ApiError> {
+        match self {
+            Credential::User(u) => Ok(u),
+            Credential::Ticket(t) => state
+                .realtime
+                .tickets
+                .redeem(&t)
+                .ok_or_else(ApiError::unauthorized),
+        }
+    }
 }
 
 pub async fn upgrade(State(state): State<AppState>, req: axum::extract::Request) -> Response {
-    let (mut parts, body) = req.into_parts();
-    let user = match realtime_caller(&mut parts, &state).await {
-        Ok(u) => u,
+    let (mut parts, _body) = req.into_parts();
+    let credential = match realtime_credential(&mut parts, &state).await {
+        Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let req = axum::extract::Request::from_parts(parts, body);
-    let ws = match WebSocketUpgrade::from_request(req, &state).await {
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(ws) => ws,
-        Err(r) => return ApiError::invalid(r.body_text()).into_response(),
+        Err(_) => {
+            return ApiError::invalid(
+                "this endpoint is a WebSocket: send a GET with Connection: upgrade, \
+                 Upgrade: websocket, Sec-WebSocket-Version: 13 and Sec-WebSocket-Key",
+            )
+            .into_response()
+        }
+    };
+    let user = match credential.redeem(&state) {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
     };
     // tungstenite's defaults are 128 KiB read and write buffers per socket;
     // chat frames are small, and 20k idle connections must fit in memory.
     ws.read_buffer_size(2 * 1024)
         .write_buffer_size(4 * 1024)
-        .max_message_size(64 * 1024)
+        .max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
         .on_upgrade(move |socket| run(socket, state, user))
 }
 
@@ -71,16 +120,31 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
     let start = Instant::now();
     let last_heard = Arc::new(AtomicU64::new(0));
 
-    // Reader: client frames.
+    // Reader: client frames, and the coalesced presence change once due.
+    // A read error (a frame over MAX_FRAME, a protocol error) ends it, and
+    // with it the connection.
     let mut reader = {
         let session = session.clone();
         let last_heard = last_heard.clone();
         let rt = rt.clone();
         tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
+            let mut presence = Coalescer::<Status>::new(PRESENCE_INTERVAL);
+            loop {
+                let msg = tokio::select! {
+                    m = stream.next() => m,
+                    () = sleep_until(presence.deadline()) => {
+                        if let Some(s) = presence.take_due(tokio::time::Instant::now()) {
+                            rt.presence_set(&session.user, s.as_str()).await;
+                        }
+                        continue;
+                    }
+                };
+                let Some(Ok(msg)) = msg else { break };
                 last_heard.store(ms_since(start), Ordering::Relaxed);
                 match msg {
-                    Message::Text(t) => handle_frame(&session, &rt, t.as_str()).await,
+                    Message::Text(t) => {
+                        handle_frame(&session, &rt, &mut presence, t.as_str()).await
+                    }
                     Message::Close(_) => break,
                     _ => {}
                 }
@@ -131,24 +195,28 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
     rt.presence_disconnected(&session.user).await;
 }
 
-async fn handle_frame(session: &Arc<Session>, rt: &super::Realtime, text: &str) {
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
-        session
-            .send_text(json!({"type": "error", "code": "invalid_request", "message": "frames are JSON objects"}).to_string())
-            .await;
-        return;
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn handle_frame(
+    session: &Arc<Session>,
+    rt: &super::Realtime,
+    presence: &mut Coalescer<Status>,
+    text: &str,
+) {
+    let frame = match frames::parse(text) {
+        Ok(f) => f,
+        Err(message) => return invalid(session, &message).await,
     };
-    match v["type"].as_str() {
-        Some("subscribe") => {
-            let Some(map) = v["channels"].as_object() else {
-                return invalid(
-                    session,
-                    "subscribe needs channels: {channel_id: last_seen_seq}",
-                )
-                .await;
-            };
-            for (ch, seq) in map {
-                if switchboard_core::ChannelId::parse(ch).is_err() {
+    match frame {
+        ClientFrame::Subscribe { channels } => {
+            for (ch, seq) in channels {
+                if switchboard_core::ChannelId::parse(&ch).is_err() {
                     session
                         .send_text(
                             json!({"type": "error", "code": "not_a_member", "channel_id": ch})
@@ -157,37 +225,27 @@ async fn handle_frame(session: &Arc<Session>, rt: &super::Realtime, text: &str) 
                         .await;
                     continue;
                 }
-                session
-                    .subscribe(ch.clone(), seq.as_u64().unwrap_or(0))
-                    .await;
+                session.subscribe(ch, seq.get()).await;
             }
         }
-        Some("unsubscribe") => {
-            for ch in v["channels"].as_array().into_iter().flatten() {
-                if let Some(ch) = ch.as_str() {
-                    session.unsubscribe(ch);
-                }
+        ClientFrame::Unsubscribe { channels } => {
+            for ch in channels {
+                session.unsubscribe(&ch);
             }
         }
-        Some("typing") => match v["channel_id"].as_str() {
-            Some(ch) => session.typing(ch).await,
-            None => invalid(session, "typing needs channel_id").await,
-        },
-        Some("ping") => session.send_text(json!({"type": "pong"}).to_string()).await,
-        Some("presence") => match v["status"].as_str() {
-            Some("online") => rt.presence_set(&session.user, "online").await,
-            Some("away") => rt.presence_set(&session.user, "away").await,
-            _ => invalid(session, "presence status must be online or away").await,
-        },
-        _ => invalid(session, "unknown frame type").await,
+        ClientFrame::Typing { channel_id } => session.typing(&channel_id).await,
+        ClientFrame::Ping => session.send_text(json!({"type": "pong"}).to_string()).await,
+        ClientFrame::Presence { status } => {
+            if let Some(s) = presence.offer(status, tokio::time::Instant::now()) {
+                rt.presence_set(&session.user, s.as_str()).await;
+            }
+        }
     }
 }
 
 async fn invalid(session: &Session, message: &str) {
     session
-        .send_text(
-            json!({"type": "error", "code": "invalid_request", "message": message}).to_string(),
-        )
+        .send_text(frames::error_frame("invalid_request", None, message))
         .await;
 }
 
