@@ -3,7 +3,7 @@
 use crate::harness::{Nats, Server};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,14 +23,16 @@ async fn kill9_mid_burst_loses_nothing_acknowledged_and_applies_once() {
     // Writers post top-level messages and thread replies until the server
     // dies; every 201 is recorded.
     let stop = Arc::new(AtomicBool::new(false));
+    let acked_n = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for w in 0..8 {
-        let (api, ada, ch, root, stop) = (
+        let (api, ada, ch, root, stop, acked_n) = (
             api.clone(),
             ada.clone(),
             ch.clone(),
             root.clone(),
             stop.clone(),
+            acked_n.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
@@ -50,7 +52,8 @@ async fn kill9_mid_burst_loses_nothing_acknowledged_and_applies_once() {
                     .await
                 {
                     Ok(r) if r.status == 201 => {
-                        acked.push(r.body["id"].as_str().expect("id").to_string())
+                        acked.push(r.body["id"].as_str().expect("id").to_string());
+                        acked_n.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(_) => {}
                     Err(_) => break, // the server is gone
@@ -60,7 +63,15 @@ async fn kill9_mid_burst_loses_nothing_acknowledged_and_applies_once() {
             (w % 2 == 1, acked)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Kill it mid-burst: once a few hundred posts were acknowledged.
+    let burst = Instant::now();
+    while acked_n.load(Ordering::Relaxed) < 300 {
+        assert!(
+            burst.elapsed() < Duration::from_secs(20),
+            "the burst never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     server.kill9();
     stop.store(true, Ordering::Relaxed);
     let mut acked_top = HashSet::new();
@@ -190,9 +201,10 @@ async fn nats_down_gives_503_and_recovery_needs_no_restart() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    // Give any buffered publish every chance to surface, then check that
-    // nothing refused as "not stored" was appended later.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A publish async-nats had buffered while disconnected would be flushed
+    // on the reconnect ahead of anything sent later on the same connection,
+    // so once "last" is stored, any such publish would be too: check that
+    // nothing refused as "not stored" was appended.
     api.send(&ada, &ch, "last").await.expect(201);
     let events = api.all_events(&ada, &ch).await;
     let texts: Vec<&str> = events.iter().filter_map(|e| e["text"].as_str()).collect();

@@ -561,6 +561,25 @@ impl Ws {
             .await;
     }
 
+    /// Subscribes to `channel` so that event `seq` (which must exist) is
+    /// replayed, and waits for it: once it arrives the channel's live feed is
+    /// in place (a forwarder registers its subscription before replaying),
+    /// so no fixed sleep is needed before posting. Returns the frames read.
+    pub async fn subscribe_live(&mut self, channel: &str, seq: u64) -> Vec<Value> {
+        assert!(seq >= 1, "replay needs an existing event");
+        self.subscribe(&[(channel, seq - 1)]).await;
+        let frames = self
+            .frames_until(Duration::from_secs(10), |f| {
+                f["type"] == "event" && f["channel_id"] == channel && f["seq"].as_u64() == Some(seq)
+            })
+            .await;
+        assert!(
+            frames.iter().any(|f| f["seq"].as_u64() == Some(seq)),
+            "event {seq} of {channel} was never replayed: {frames:?}"
+        );
+        frames
+    }
+
     /// The next JSON frame, or None on timeout or close.
     pub async fn frame(&mut self, timeout: Duration) -> Option<Value> {
         let deadline = Instant::now() + timeout;

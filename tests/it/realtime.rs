@@ -53,7 +53,8 @@ async fn resume_after_disconnect_during_burst_is_exactly_once_in_order() {
     assert_contiguous(&seen1, 1, "first connection");
     first.close().await; // disconnect in the middle of the burst
     let last = *seen1.last().expect("saw events");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Stay away while the burst goes on.
+    api.wait_head(&ada, &ch, last + 10).await;
 
     let mut second = Ws::connect(&server.base, &bob).await;
     second.subscribe(&[(&ch, last)]).await;
@@ -83,10 +84,9 @@ async fn slow_reader_gets_resync_and_others_get_everything() {
     let api = server.api();
     let (_, ada, bob, ch) = setup(&api).await;
     let mut fast = Ws::connect(&server.base, &ada).await;
-    fast.subscribe(&[(&ch, 1)]).await;
+    fast.subscribe_live(&ch, 1).await;
     let mut slow = Ws::connect(&server.base, &bob).await;
-    slow.subscribe(&[(&ch, 1)]).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    slow.subscribe_live(&ch, 1).await;
 
     const N: u64 = 250;
     let big = "x".repeat(30_000);
@@ -145,9 +145,8 @@ async fn removal_stops_delivery_and_join_starts_it() {
     let (_, carol) = api.user(&ws, "carol", "member").await;
 
     let mut b = Ws::connect(&server.base, &bob).await;
-    b.subscribe(&[(&ch, 1)]).await;
+    b.subscribe_live(&ch, 1).await;
     let mut c = Ws::connect(&server.base, &carol).await; // not a member yet
-    tokio::time::sleep(Duration::from_millis(200)).await;
     api.send(&ada, &ch, "before").await.expect(201);
     let removal = api
         .delete(&format!("/v1/channels/{ch}/members/{bob_id}"), &ada)
@@ -262,12 +261,16 @@ async fn typing_is_throttled_and_members_only() {
     let (ws, ada, bob, ch) = setup(&api).await;
     let (_, carol) = api.user(&ws, "carol", "member").await;
     let mut a = Ws::connect(&server.base, &ada).await;
-    a.subscribe(&[(&ch, 1)]).await;
+    a.subscribe_live(&ch, 1).await;
     let mut b = Ws::connect(&server.base, &bob).await;
-    b.subscribe(&[(&ch, 1)]).await;
+    b.subscribe_live(&ch, 1).await;
     let mut c = Ws::connect(&server.base, &carol).await;
     c.subscribe(&[(&ch, 1)]).await; // refused: not a member
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = c.frames_until(T, |f| f["type"] == "error").await;
+    assert!(
+        refused.iter().any(|f| f["code"] == "not_a_member"),
+        "{refused:?}"
+    );
     for _ in 0..5 {
         b.send(json!({"type": "typing", "channel_id": ch})).await;
     }
@@ -303,8 +306,7 @@ async fn presence_follows_connections_and_expires_after_missed_heartbeats() {
         .expect("id")
         .to_string();
     let mut a = Ws::connect(&server.base, &ada).await;
-    a.subscribe(&[(&ch, 1)]).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.subscribe_live(&ch, 1).await;
     let status = |api: Api, ada: String, bob_id: String| async move {
         api.get(&format!("/v1/presence?user_ids={bob_id}"), &ada)
             .await
@@ -365,8 +367,7 @@ async fn two_gateways_kill9_and_reconnect_lose_nothing() {
     let (_, ada, bob, ch) = setup(&api_a).await;
     // bob listens on gateway B; ada posts through A.
     let mut w = Ws::connect(&b.base, &bob).await;
-    w.subscribe(&[(&ch, 1)]).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    w.subscribe_live(&ch, 1).await;
     const N: u64 = 120;
     let writer = {
         let (api, ada, ch) = (api_a.clone(), ada.clone(), ch.clone());
