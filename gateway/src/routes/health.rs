@@ -106,7 +106,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
 /// OpenAPI 3.1, generated from the route table that also builds the
 /// router.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = TAG, responses(
-    (status = 200, description = "the OpenAPI document", content_type = "application/json"),
+    (status = 200, description = "the OpenAPI document", body = Object),
 ))]
 pub(super) async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
