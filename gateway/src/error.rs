@@ -1,26 +1,125 @@
-//! The one error type of the HTTP API: a status, a snake_case code from
-//! API.md and a human message. Internal details are logged, never sent:
-//! serde messages are rewritten so they name no Rust type
-//! ([`client_message`]), and [`json_errors`] gives every error response
-//! the API's JSON shape, including those axum answers by itself.
+//! The one error type of the HTTP API: a status, a code from the fixed
+//! set of API.md ([`ErrorCode`]) and a human message. Internal details are
+//! logged, never sent: serde messages are rewritten so they name no Rust
+//! type ([`client_message`]), and [`json_errors`] gives every error
+//! response the API's JSON shape, including those axum answers by itself.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use std::fmt;
 use switchboard_core::DomainError;
 use switchboard_projections::ReadError;
 use switchboard_streams::{AppendError, LogError};
+use utoipa::ToSchema;
+
+/// What went wrong, for a client to branch on (the `code` of an error
+/// body, or of a real-time `error` frame). The status goes with the call
+/// site: `invalid_request` is a 400 or a 422, `forbidden` and
+/// `not_a_member` are both 403.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 401: no valid credential.
+    Unauthorized,
+    /// 403: authenticated, not allowed.
+    Forbidden,
+    /// 403: not a member of a channel whose existence the caller may know.
+    NotAMember,
+    /// 404: also where revealing existence would leak across tenants or
+    /// private channels.
+    NotFound,
+    /// 400 (malformed) or 422 (well-formed, wrong shape).
+    InvalidRequest,
+    /// 409.
+    Conflict,
+    /// 413.
+    PayloadTooLarge,
+    /// 429, with `Retry-After`.
+    RateLimited,
+    /// 503, with `Retry-After`: the log could not be written or read.
+    Unavailable,
+    /// 405; the `Allow` header lists the methods that are.
+    MethodNotAllowed,
+    /// 500; details are in the server log only.
+    Internal,
+    /// A real-time connection follows as many channels as it may.
+    TooManySubscriptions,
+}
+
+impl ErrorCode {
+    /// Every code, for tests and documentation.
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotAMember,
+        ErrorCode::NotFound,
+        ErrorCode::InvalidRequest,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Internal,
+        ErrorCode::TooManySubscriptions,
+    ];
+
+    /// The wire form (the same as its serde form).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotAMember => "not_a_member",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Internal => "internal",
+            ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the wire form, for code that still holds codes as text.
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For people; names no internal type.
+    pub message: String,
+}
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -28,33 +127,55 @@ impl ApiError {
         }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+    }
+    /// Well-formed but the wrong shape (a body field missing or mistyped).
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidRequest,
+            message,
+        )
     }
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "a valid bearer token is required",
         )
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
     }
     pub fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("{what} not found"),
         )
     }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
+    }
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            "the request body is too large",
+        )
+    }
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            message,
+        )
     }
     pub fn internal(context: &str, err: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %err, "{context}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "internal error",
         )
     }
@@ -66,9 +187,13 @@ impl From<DomainError> for ApiError {
         match e {
             DomainError::Invalid(_) => ApiError::invalid(msg),
             DomainError::Forbidden(_) => ApiError::forbidden(msg),
-            DomainError::NotAMember => ApiError::new(StatusCode::FORBIDDEN, "not_a_member", msg),
-            DomainError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", msg),
-            DomainError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
+            DomainError::NotAMember => {
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::NotAMember, msg)
+            }
+            DomainError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, msg)
+            }
+            DomainError::Conflict(_) => ApiError::conflict(msg),
         }
     }
 }
@@ -105,11 +230,9 @@ impl From<AppendError> for ApiError {
                      Retrying with the same client_msg_id is safe",
                 )
             }
-            AppendError::Conflict => ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "too many concurrent writes to this channel; retry",
-            ),
+            AppendError::Conflict => {
+                ApiError::conflict("too many concurrent writes to this channel; retry")
+            }
             AppendError::Failed(_) => ApiError::internal("append failed", &e),
         }
     }
@@ -117,7 +240,12 @@ impl From<AppendError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
@@ -145,17 +273,21 @@ pub async fn json_errors(resp: Response) -> Response {
     }
     let (code, message) = match status {
         StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             "this method is not allowed on this path; the Allow header lists those that are",
         ),
-        StatusCode::NOT_FOUND => ("not_found", "route not found"),
-        StatusCode::UNAUTHORIZED => ("unauthorized", "a valid bearer token is required"),
-        StatusCode::FORBIDDEN => ("forbidden", "forbidden"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
-        StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests; try again later"),
-        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "try again"),
-        s if s.is_server_error() => ("internal", "internal error"),
-        _ => ("invalid_request", "the request is malformed"),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "route not found"),
+        StatusCode::UNAUTHORIZED => (ErrorCode::Unauthorized, "a valid bearer token is required"),
+        StatusCode::FORBIDDEN => (ErrorCode::Forbidden, "forbidden"),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            (ErrorCode::PayloadTooLarge, "the request body is too large")
+        }
+        StatusCode::TOO_MANY_REQUESTS => {
+            (ErrorCode::RateLimited, "too many requests; try again later")
+        }
+        StatusCode::SERVICE_UNAVAILABLE => (ErrorCode::Unavailable, "try again"),
+        s if s.is_server_error() => (ErrorCode::Internal, "internal error"),
+        _ => (ErrorCode::InvalidRequest, "the request is malformed"),
     };
     let (parts, _) = resp.into_parts();
     let mut out = ApiError::new(status, code, message).into_response();
@@ -253,7 +385,32 @@ fn strip_position(msg: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::client_message;
+    use super::{client_message, ApiError, ErrorCode};
+    use axum::response::IntoResponse;
+
+    #[test]
+    fn codes_serialize_as_their_wire_form() {
+        for code in ErrorCode::ALL {
+            assert_eq!(
+                serde_json::to_value(code).ok(),
+                Some(serde_json::Value::from(code.as_str()))
+            );
+            assert_eq!(code, code.as_str());
+        }
+    }
+
+    #[tokio::test]
+    async fn error_body_keeps_its_shape() {
+        let resp = ApiError::not_found("channel").into_response();
+        assert_eq!(resp.status(), 404);
+        let bytes = axum::body::to_bytes(resp.into_body(), 1024)
+            .await
+            .expect("body");
+        assert_eq!(
+            &bytes[..],
+            br#"{"error":{"code":"not_found","message":"channel not found"}}"#
+        );
+    }
 
     #[test]
     fn serde_messages_name_no_rust_types() {

@@ -1,7 +1,8 @@
 //! Request extractors whose rejections speak API.md's error shape:
-//! [`ApiJson`] for bodies, [`Path`] for path parameters and [`Auth`] for
-//! the bearer token. Rejection texts are our own: axum's and serde's name
-//! internal Rust types ("…PostMessageReq…"), which a client must not see.
+//! [`ApiJson`] for bodies, [`Query`] for query strings, [`Path`] for path
+//! parameters and [`Auth`] for the bearer token. Rejection texts are our
+//! own: axum's and serde's name internal Rust types ("…PostMessageReq…"),
+//! which a client must not see.
 
 use crate::error::{client_message, ApiError};
 use crate::state::AppState;
@@ -35,21 +36,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body is too large",
-                )
+                ApiError::payload_too_large()
             } else {
                 ApiError::invalid("the request body could not be read")
             }
         })?;
         parse_object(&bytes).map(ApiJson)
     }
-}
-
-fn unprocessable(message: String) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
 }
 
 fn malformed(e: &serde_json::Error) -> ApiError {
@@ -60,7 +53,7 @@ fn malformed(e: &serde_json::Error) -> ApiError {
 pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(match serde_json::from_slice::<IgnoredAny>(bytes) {
-            Ok(_) => unprocessable("the body must be a JSON object".into()),
+            Ok(_) => ApiError::unprocessable("the body must be a JSON object"),
             Err(e) => malformed(&e),
         });
     }
@@ -69,17 +62,43 @@ pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if e.inner().classify() != serde_json::error::Category::Data {
             return malformed(e.inner());
         }
-        let field = match e.path().to_string() {
-            p if p == "." => "body".to_string(),
-            p => p,
-        };
-        unprocessable(format!(
-            "{field}: {}",
-            client_message(&e.inner().to_string())
-        ))
+        ApiError::unprocessable(field_message(&e, "body"))
     })?;
     de.end().map_err(|e| malformed(&e))?;
     Ok(value)
+}
+
+/// `<field>: <what is wrong>`, naming `whole` when the whole input is.
+fn field_message<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>, whole: &str) -> String {
+    let message = client_message(&e.inner().to_string());
+    match e.path().to_string() {
+        p if p == "." => format!("{whole}: {message}"),
+        p => format!("{p}: {message}"),
+    }
+}
+
+/// A typed query string (a struct of optional or defaulted fields). A
+/// value of the wrong type or out of range, a missing required parameter
+/// or a repeated one → 400 `invalid_request` naming the parameter.
+/// Unknown parameters are ignored.
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parse_query(parts.uri.query().unwrap_or("")).map(Query)
+    }
+}
+
+/// Parses a query string (without the `?`) into `T`.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| ApiError::invalid(field_message(&e, "query")))
 }
 
 /// `application/json` or `application/<something>+json`, any parameters.
@@ -194,6 +213,7 @@ impl FromRequestParts<AppState> for User {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]
@@ -230,7 +250,7 @@ mod tests {
             let e = err(body);
             assert_eq!(
                 (e.status.as_u16(), e.code),
-                (status, "invalid_request"),
+                (status, ErrorCode::InvalidRequest),
                 "{body}"
             );
             for leak in ["PostMessageReq", "struct", "String", "u64", "alloc"] {

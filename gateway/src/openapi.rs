@@ -1,92 +1,97 @@
-//! The OpenAPI 3.1 document, generated from the route table that also
-//! builds the router.
+//! The OpenAPI 3.1 document served at `/v1/openapi.json`. Its paths,
+//! parameters, request bodies and responses come from the handlers'
+//! `#[utoipa::path]` and the types they name (`ToSchema`, `IntoParams`),
+//! collected by the route table that also builds the router
+//! ([`crate::routes`]). This module adds what every operation shares: the
+//! two bearer schemes and the error response.
 
-use crate::routes::Route;
-use serde_json::{json, Map, Value};
+use crate::error::ErrorBody;
+use std::sync::OnceLock;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi as _, ToSchema};
 
-/// One documented operation of a route.
-pub struct Op {
-    pub method: &'static str,
-    pub summary: &'static str,
-    pub auth: &'static str,
-    pub body: Option<&'static str>,
-    pub params: &'static [&'static str],
-    pub created: bool,
-}
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Switchboard API",
+        version = "v1",
+        description = "Event-sourced, multi-tenant team messaging. \
+            The contract is API.md; this reference is generated from the code."
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerSchemes)
+)]
+struct Base;
 
-impl Op {
-    pub const fn new(method: &'static str, summary: &'static str, auth: &'static str) -> Op {
-        Op {
-            method,
-            summary,
-            auth,
-            body: None,
-            params: &[],
-            created: false,
+struct BearerSchemes;
+
+impl Modify for BearerSchemes {
+    fn modify(&self, doc: &mut OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        for (name, description) in [
+            (
+                "user",
+                "a user's or bot's token: `Authorization: Bearer <token>`",
+            ),
+            (
+                "operator",
+                "the server operator's token (SWITCHBOARD_ADMIN_TOKEN)",
+            ),
+        ] {
+            let scheme = HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(description))
+                .build();
+            components.add_security_scheme(name, SecurityScheme::Http(scheme));
         }
     }
-    pub const fn body(mut self, example: &'static str) -> Op {
-        self.body = Some(example);
-        self
-    }
-    pub const fn params(mut self, names: &'static [&'static str]) -> Op {
-        self.params = names;
-        self
-    }
-    pub const fn created(mut self) -> Op {
-        self.created = true;
-        self
-    }
 }
 
-fn error_schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {"error": {"type": "object", "properties": {
-            "code": {"type": "string"}, "message": {"type": "string"}}}}
+/// The document before the routes are added.
+pub(crate) fn base() -> OpenApi {
+    Base::openapi()
+}
+
+/// The whole document, built once.
+pub fn document() -> &'static OpenApi {
+    static DOC: OnceLock<OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = crate::routes::table().into_openapi();
+        for item in doc.paths.paths.values_mut() {
+            operations(item).for_each(add_error_response);
+        }
+        doc
     })
 }
 
-pub fn document(routes: &[Route]) -> Value {
-    let mut paths = Map::new();
-    for r in routes {
-        let mut item = Map::new();
-        let path_params: Vec<Value> = r
-            .path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        for op in r.ops {
-            let mut parameters = path_params.clone();
-            parameters.extend(op.params.iter().map(|name| {
-                json!({"name": name, "in": "query", "required": false, "schema": {"type": "integer"}})
-            }));
-            let ok = if op.created { "201" } else { "200" };
-            let mut o = json!({
-                "summary": op.summary,
-                "x-auth": op.auth,
-                "parameters": parameters,
-                "responses": {
-                    ok: {"description": "success"},
-                    "default": {"description": "error", "content": {"application/json": {"schema": error_schema()}}}
-                }
-            });
-            if op.auth != "none" {
-                o["security"] = json!([{"bearer": []}]);
-            }
-            if let Some(example) = op.body {
-                let example: Value = serde_json::from_str(example).unwrap_or(Value::Null);
-                o["requestBody"] = json!({"required": true, "content": {"application/json": {"example": example}}});
-            }
-            item.insert(op.method.to_string(), o);
-        }
-        paths.insert(r.path.to_string(), Value::Object(item));
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "Switchboard API", "version": "v1"},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "paths": paths,
-    })
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
+}
+
+/// Every operation may fail with the API's error body (`default`: any
+/// status its own responses do not list).
+fn add_error_response(op: &mut Operation) {
+    let error = ResponseBuilder::new()
+        .description("an error: the status, and a code from API.md")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+                .build(),
+        )
+        .build();
+    op.responses
+        .responses
+        .entry("default".to_string())
+        .or_insert(error.into());
 }

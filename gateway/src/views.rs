@@ -1,28 +1,65 @@
 //! The JSON shapes of API.md, built from read-model rows or from a freshly
-//! appended envelope.
+//! appended envelope. Each is a type deriving `ToSchema`, so the OpenAPI
+//! document describes exactly what is serialized.
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 use switchboard_core::events::{Body, Envelope};
 use switchboard_core::time::rfc3339_ms;
 use switchboard_projections::acl::{ChannelView, UserView, WorkspaceView};
 use switchboard_projections::history::{EventRow, MessageRow, Reaction};
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Serialize)]
+/// A message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Message)]
 pub struct MessageView {
     pub id: String,
     pub channel_id: String,
+    /// The channel's dense sequence number of the post.
     pub seq: i64,
+    /// RFC 3339 UTC with milliseconds, assigned by the server.
     pub ts: String,
     pub sender_id: String,
+    /// Empty once deleted.
     pub text: String,
     pub thread_root_id: Option<String>,
     pub reply_count: i64,
-    pub reactions: Vec<Reaction>,
+    pub reactions: Vec<ReactionView>,
     pub edited_ts: Option<String>,
     pub deleted: bool,
-    pub attachments: Vec<Value>,
+    pub attachments: Vec<AttachmentRef>,
     pub client_msg_id: Option<String>,
+}
+
+/// One emoji's reactions to a message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Reaction)]
+pub struct ReactionView {
+    pub emoji: String,
+    pub count: usize,
+    pub user_ids: Vec<String>,
+}
+
+impl From<Reaction> for ReactionView {
+    fn from(r: Reaction) -> Self {
+        ReactionView {
+            emoji: r.emoji,
+            count: r.count,
+            user_ids: r.user_ids,
+        }
+    }
+}
+
+/// A file attached to a message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Attachment)]
+pub struct AttachmentRef {
+    pub id: String,
+}
+
+fn attachments(ids: impl IntoIterator<Item = String>) -> Vec<AttachmentRef> {
+    ids.into_iter().map(|id| AttachmentRef { id }).collect()
 }
 
 impl MessageView {
@@ -36,14 +73,10 @@ impl MessageView {
             text: r.text,
             thread_root_id: r.thread_root_id,
             reply_count: r.reply_count,
-            reactions: r.reactions,
+            reactions: r.reactions.into_iter().map(ReactionView::from).collect(),
             edited_ts: r.edited_ms.map(rfc3339_ms),
             deleted: r.deleted,
-            attachments: r
-                .attachment_ids
-                .into_iter()
-                .map(|id| json!({"id": id}))
-                .collect(),
+            attachments: attachments(r.attachment_ids),
             client_msg_id: r.client_msg_id,
         }
     }
@@ -67,55 +100,184 @@ pub fn message_from_envelope(env: &Envelope) -> Option<MessageView> {
         reactions: Vec::new(),
         edited_ts: None,
         deleted: false,
-        attachments: b
-            .attachment_ids
-            .iter()
-            .map(|id| json!({"id": id}))
-            .collect(),
+        attachments: attachments(b.attachment_ids.iter().cloned()),
         client_msg_id: opt(&b.client_msg_id),
     })
 }
 
-pub fn event_json(e: EventRow) -> Value {
-    let mut v = json!({
-        "seq": e.seq,
-        "type": e.kind,
-        "ts": rfc3339_ms(e.ts_ms),
-        "actor_id": e.actor_id,
-    });
-    if let (Value::Object(out), Value::Object(body)) = (&mut v, e.body) {
-        for (k, val) in body {
-            out.entry(k).or_insert(val);
-        }
+/// One event of a channel's log: the fields every event has, then those
+/// of its type (`message_posted` carries `message_id`, `text`, …).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Event)]
+pub struct EventJson {
+    pub seq: i64,
+    /// The event type, e.g. `message_posted`, `member_joined`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub ts: String,
+    pub actor_id: String,
+    /// The type's own fields; never one of the common ones above.
+    #[serde(flatten)]
+    pub body: Map<String, Value>,
+}
+
+pub fn event_json(e: EventRow) -> EventJson {
+    let mut body = match e.body {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    // The common fields win over a body field of the same name.
+    body.retain(|k, _| !matches!(k.as_str(), "seq" | "type" | "ts" | "actor_id"));
+    EventJson {
+        seq: e.seq,
+        kind: e.kind,
+        ts: rfc3339_ms(e.ts_ms),
+        actor_id: e.actor_id,
+        body,
     }
-    v
 }
 
-pub fn user_json(u: &UserView) -> Value {
-    json!({
-        "id": u.id,
-        "workspace_id": u.workspace_id,
-        "handle": u.handle,
-        "display_name": u.display_name,
-        "role": u.role,
-    })
+/// A user of a workspace.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = User)]
+pub struct UserJson {
+    pub id: String,
+    pub workspace_id: String,
+    pub handle: String,
+    pub display_name: String,
+    /// `member` or `admin`.
+    pub role: String,
 }
 
-pub fn workspace_json(w: &WorkspaceView) -> Value {
-    json!({"id": w.id, "name": w.name})
+pub fn user_json(u: &UserView) -> UserJson {
+    UserJson {
+        id: u.id.clone(),
+        workspace_id: u.workspace_id.clone(),
+        handle: u.handle.clone(),
+        display_name: u.display_name.clone(),
+        role: u.role.clone(),
+    }
 }
 
-pub fn channel_json(c: &ChannelView) -> Value {
-    json!({
-        "id": c.id,
-        "name": c.name,
-        "private": c.private,
-        "direct": c.direct,
-        "topic": c.topic,
-        "archived": c.archived,
-        "creator_id": c.creator_id,
-        "member_count": c.member_count,
-        "head_seq": c.head_seq,
-        "is_member": c.is_member,
-    })
+/// A workspace (tenant).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Workspace)]
+pub struct WorkspaceJson {
+    pub id: String,
+    pub name: String,
+}
+
+pub fn workspace_json(w: &WorkspaceView) -> WorkspaceJson {
+    WorkspaceJson {
+        id: w.id.clone(),
+        name: w.name.clone(),
+    }
+}
+
+/// A channel as the caller sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Channel)]
+pub struct ChannelJson {
+    pub id: String,
+    pub name: String,
+    pub private: bool,
+    /// A direct-message channel (`POST /v1/dms`).
+    pub direct: bool,
+    pub topic: String,
+    /// Read-only once archived.
+    pub archived: bool,
+    pub creator_id: String,
+    pub member_count: i64,
+    /// The seq of the channel's latest event.
+    pub head_seq: i64,
+    /// Whether the caller is a member.
+    pub is_member: bool,
+}
+
+pub fn channel_json(c: &ChannelView) -> ChannelJson {
+    ChannelJson {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        private: c.private,
+        direct: c.direct,
+        topic: c.topic.clone(),
+        archived: c.archived,
+        creator_id: c.creator_id.clone(),
+        member_count: c.member_count,
+        head_seq: c.head_seq,
+        is_member: c.is_member,
+    }
+}
+
+/// A member of a channel.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Member)]
+pub struct MemberJson {
+    pub user_id: String,
+    pub handle: String,
+    pub display_name: String,
+    pub role: String,
+}
+
+/// `GET /v1/users`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserJson>,
+}
+
+/// `GET /v1/channels`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChannelList {
+    pub channels: Vec<ChannelJson>,
+}
+
+/// `GET /v1/channels/{id}/members`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MemberList {
+    pub members: Vec<MemberJson>,
+}
+
+/// A user just created; its token is shown this once.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NewUser {
+    #[serde(flatten)]
+    pub user: UserJson,
+    pub token: String,
+}
+
+/// `GET /v1/me`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Me {
+    pub user: UserJson,
+    /// `null` only while the read model does not hold it yet.
+    pub workspace: Option<WorkspaceJson>,
+}
+
+/// A membership change or archive, appended as event `seq` of the channel.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Appended {
+    pub ok: bool,
+    pub seq: u64,
+}
+
+impl Appended {
+    pub fn at(seq: u64) -> Appended {
+        Appended { ok: true, seq }
+    }
+}
+
+/// A page of a channel's history.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessagePage {
+    pub messages: Vec<MessageView>,
+    /// More messages lie beyond this page in its direction.
+    pub has_more: bool,
+}
+
+/// A channel's events after a seq (resume / gap fill).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventPage {
+    pub events: Vec<EventJson>,
+    /// The seq of the channel's latest event.
+    pub head_seq: u64,
 }

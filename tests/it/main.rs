@@ -7,6 +7,7 @@ mod decide_race;
 mod faults;
 mod harness;
 mod idempotency;
+mod openapi;
 mod outsiders;
 mod realtime;
 mod realtime_limits;

@@ -1,0 +1,194 @@
+//! Channels and membership: create, list and read channels, join, leave,
+//! invite, remove, archive, and direct-message channels. Membership
+//! changes answer with the seq of the event they appended.
+
+use super::{channel_id, created_or_ok};
+use crate::error::ApiResult;
+use crate::extract::{ApiJson, Path, User, UserCtx};
+use crate::state::AppState;
+use crate::views::{channel_json, Appended, ChannelJson, ChannelList, MemberList};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use switchboard_core::commands::members::MemberCommand;
+use switchboard_core::ids::UserId;
+use utoipa::ToSchema;
+
+const TAG: &str = "channels";
+
+#[derive(Deserialize, ToSchema)]
+pub(super) struct CreateChannel {
+    /// Unique per workspace.
+    name: String,
+    #[serde(default)]
+    private: bool,
+    topic: Option<String>,
+}
+
+/// Create a channel; the creator becomes a member.
+#[utoipa::path(post, path = "/v1/channels", tag = TAG, security(("user" = [])),
+    request_body = CreateChannel,
+    responses((status = 201, description = "created", body = ChannelJson)))]
+pub(super) async fn create_channel(
+    State(s): State<AppState>,
+    User(u): User,
+    ApiJson(req): ApiJson<CreateChannel>,
+) -> ApiResult<(StatusCode, Json<ChannelJson>)> {
+    let ch = s
+        .commands
+        .create_channel(&u, &req.name, req.private, req.topic.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(channel_json(&ch))))
+}
+
+/// Channels the caller may see: public ones and those it belongs to.
+#[utoipa::path(get, path = "/v1/channels", tag = TAG, security(("user" = [])),
+    responses((status = 200, description = "the channels", body = ChannelList)))]
+pub(super) async fn list_channels(
+    State(s): State<AppState>,
+    User(u): User,
+) -> ApiResult<Json<Value>> {
+    let chans = s.commands.channels(&u).await?;
+    Ok(Json(
+        json!({"channels": chans.iter().map(channel_json).collect::<Vec<_>>()}),
+    ))
+}
+
+/// A channel (public, or private and the caller is a member).
+#[utoipa::path(get, path = "/v1/channels/{id}", tag = TAG, security(("user" = [])),
+    responses((status = 200, description = "the channel", body = ChannelJson)))]
+pub(super) async fn get_channel(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ChannelJson>> {
+    let id = channel_id(&id)?;
+    Ok(Json(channel_json(
+        &s.commands.channel(&u, id.as_str()).await?,
+    )))
+}
+
+/// A channel's members.
+#[utoipa::path(get, path = "/v1/channels/{id}/members", tag = TAG, security(("user" = [])),
+    responses((status = 200, description = "the members", body = MemberList)))]
+pub(super) async fn list_members(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = channel_id(&id)?;
+    let members = s.commands.members(&u, id.as_str()).await?;
+    let members: Vec<Value> = members
+        .iter()
+        .map(|m| {
+            json!({"user_id": m.id, "handle": m.handle, "display_name": m.display_name, "role": m.role})
+        })
+        .collect();
+    Ok(Json(json!({"members": members})))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(super) struct Invite {
+    user_id: String,
+}
+
+/// Invite a user (private channels: members only).
+#[utoipa::path(post, path = "/v1/channels/{id}/members", tag = TAG, security(("user" = [])),
+    request_body = Invite,
+    responses((status = 200, description = "invited", body = Appended)))]
+pub(super) async fn invite_member(
+    s: State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<Invite>,
+) -> ApiResult<Json<Appended>> {
+    let target = UserId::parse(&req.user_id)?;
+    membership(s, u, &id, MemberCommand::Invite(target)).await
+}
+
+/// Remove a member.
+///
+/// Workspace admins and the channel's creator; anyone for themself.
+#[utoipa::path(delete, path = "/v1/channels/{id}/members/{user}", tag = TAG,
+    security(("user" = [])),
+    responses((status = 200, description = "removed", body = Appended)))]
+pub(super) async fn remove_member(
+    s: State<AppState>,
+    User(u): User,
+    Path((id, user)): Path<(String, String)>,
+) -> ApiResult<Json<Appended>> {
+    let target = UserId::parse(&user)?;
+    membership(s, u, &id, MemberCommand::Remove(target)).await
+}
+
+/// Join a public channel.
+#[utoipa::path(post, path = "/v1/channels/{id}/join", tag = TAG, security(("user" = [])),
+    responses((status = 200, description = "joined", body = Appended)))]
+pub(super) async fn join(
+    s: State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Appended>> {
+    membership(s, u, &id, MemberCommand::Join).await
+}
+
+/// Leave a channel.
+#[utoipa::path(post, path = "/v1/channels/{id}/leave", tag = TAG, security(("user" = [])),
+    responses((status = 200, description = "left", body = Appended)))]
+pub(super) async fn leave(
+    s: State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Appended>> {
+    membership(s, u, &id, MemberCommand::Leave).await
+}
+
+async fn membership(
+    State(s): State<AppState>,
+    u: UserCtx,
+    id: &str,
+    cmd: MemberCommand,
+) -> ApiResult<Json<Appended>> {
+    let id = channel_id(id)?;
+    let seq = s.commands.change_membership(&u, &id, cmd).await?;
+    Ok(Json(Appended::at(seq)))
+}
+
+/// Archive a channel (admin or creator); it becomes read-only.
+#[utoipa::path(post, path = "/v1/channels/{id}/archive", tag = TAG, security(("user" = [])),
+    responses((status = 200, description = "archived", body = Appended)))]
+pub(super) async fn archive(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Appended>> {
+    let id = channel_id(&id)?;
+    Ok(Json(Appended::at(s.commands.archive(&u, &id).await?)))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(super) struct Dms {
+    /// The other users (the caller is always included).
+    user_ids: Vec<String>,
+}
+
+/// Open a direct-message channel.
+///
+/// The channel of exactly this set of users, the caller included; the
+/// same set always gets the same channel.
+#[utoipa::path(post, path = "/v1/dms", tag = TAG, security(("user" = [])),
+    request_body = Dms,
+    responses(
+        (status = 201, description = "created now", body = ChannelJson),
+        (status = 200, description = "it existed", body = ChannelJson),
+    ))]
+pub(super) async fn open_dm(
+    State(s): State<AppState>,
+    User(u): User,
+    ApiJson(req): ApiJson<Dms>,
+) -> ApiResult<(StatusCode, Json<ChannelJson>)> {
+    let (ch, created) = s.commands.open_dm(&u, &req.user_ids).await?;
+    Ok((created_or_ok(created), Json(channel_json(&ch))))
+}

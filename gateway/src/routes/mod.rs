@@ -1,0 +1,102 @@
+//! The v1 routes, one module per resource: [`tenants`], [`channels`],
+//! [`messages`], [`realtime`] and [`health`] (probes and the reference).
+//!
+//! [`table`] is the one route table. Each handler's `#[utoipa::path]`
+//! states its method, path, parameters, body and responses, and
+//! `utoipa_axum::routes!` mounts the handler at exactly that method and
+//! path while adding the same operation to the OpenAPI document, so the
+//! published reference ([`crate::openapi`]) cannot drift from what is
+//! served.
+
+mod channels;
+mod health;
+mod messages;
+mod realtime;
+mod tenants;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::Router;
+use switchboard_core::ids::ChannelId;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Largest request body (a 40,000-character message in 4-byte UTF-8 fits).
+const BODY_LIMIT: usize = 256 * 1024;
+
+/// Every route: the router and the paths of the OpenAPI document.
+pub(crate) fn table() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::openapi::base())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::openapi))
+        .routes(routes!(tenants::create_workspace))
+        .routes(routes!(tenants::create_user))
+        .routes(routes!(tenants::me))
+        .routes(routes!(tenants::users))
+        .routes(routes!(channels::list_channels))
+        .routes(routes!(channels::create_channel))
+        .routes(routes!(channels::get_channel))
+        .routes(routes!(channels::list_members))
+        .routes(routes!(channels::invite_member))
+        .routes(routes!(channels::remove_member))
+        .routes(routes!(channels::join))
+        .routes(routes!(channels::leave))
+        .routes(routes!(channels::archive))
+        .routes(routes!(channels::open_dm))
+        .routes(routes!(messages::post_message))
+        .routes(routes!(messages::list_messages))
+        .routes(routes!(messages::list_events))
+        .routes(routes!(realtime::websocket))
+        .routes(routes!(realtime::issue_ticket))
+        .routes(routes!(realtime::sse))
+        .routes(routes!(realtime::presence))
+}
+
+/// Requests in progress at once; past that new ones are shed with 503
+/// instead of queueing without bound.
+const MAX_IN_FLIGHT: usize = 4096;
+/// A request that has not produced its response by then gets 503. Longer
+/// than the append path's own 5 s ack timeout, so it only catches hangs;
+/// real-time streams are not affected (their response starts at once).
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Builds the router from [`table`].
+pub fn app(state: AppState) -> Router {
+    let (router, _) = table().split_for_parts();
+    let limits = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            |err: tower::BoxError| async move {
+                if err.is::<tower::timeout::error::Elapsed>() {
+                    ApiError::unavailable("the request took too long; try again")
+                } else {
+                    ApiError::unavailable("the server is overloaded; try again")
+                }
+            },
+        ))
+        .load_shed()
+        .concurrency_limit(MAX_IN_FLIGHT)
+        .timeout(REQUEST_TIMEOUT);
+    router
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(limits)
+        .layer(axum::middleware::map_response(crate::error::json_errors))
+        .with_state(state)
+}
+
+/// A channel id from a path segment.
+fn channel_id(raw: &str) -> ApiResult<ChannelId> {
+    Ok(ChannelId::parse(raw)?)
+}
+
+/// 201 for what a request created, 200 for what an earlier one did.
+fn created_or_ok(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
