@@ -9,6 +9,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}"
 nats-server --version
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
+  # nextest does not run doc tests; the core's pin that id kinds don't mix.
+  cargo test --doc -p switchboard-core
 else
   cargo test --workspace --no-fail-fast "$@"
 fi

@@ -9,35 +9,40 @@
 //! (messages, events) is for members only (`NotAMember`).
 
 use crate::commands::ChannelState;
+use crate::ids::{ChannelId, UserId, WorkspaceId};
 use crate::DomainError;
 
 /// What the rules need to know about a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelFacts {
-    pub id: String,
-    pub workspace_id: String,
+    pub id: ChannelId,
+    pub workspace_id: WorkspaceId,
     pub name: String,
     pub private: bool,
     pub direct: bool,
     pub archived: bool,
-    pub creator_id: String,
+    pub creator_id: UserId,
 }
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub workspace_id: String,
-    pub user_id: String,
+    pub workspace_id: WorkspaceId,
+    pub user_id: UserId,
     pub admin: bool,
 }
 
 /// The questions authorization asks of the read model.
 pub trait Directory {
     type Error;
-    fn channel(&self, channel_id: &str) -> Result<Option<ChannelFacts>, Self::Error>;
-    fn is_member(&self, channel_id: &str, user_id: &str) -> Result<bool, Self::Error>;
+    fn channel(&self, channel_id: &ChannelId) -> Result<Option<ChannelFacts>, Self::Error>;
+    fn is_member(&self, channel_id: &ChannelId, user_id: &UserId) -> Result<bool, Self::Error>;
     /// The user exists in this workspace.
-    fn user_in_workspace(&self, workspace_id: &str, user_id: &str) -> Result<bool, Self::Error>;
+    fn user_in_workspace(
+        &self,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
+    ) -> Result<bool, Self::Error>;
 }
 
 /// What the caller wants to read of a channel. (Changes are decided by
@@ -56,7 +61,7 @@ pub enum Action {
 pub fn authorize<D: Directory>(
     dir: &D,
     caller: &Caller,
-    channel_id: &str,
+    channel_id: &ChannelId,
     action: Action,
 ) -> Result<ChannelFacts, Result<DomainError, D::Error>> {
     let channel = dir.channel(channel_id).map_err(Err)?;
@@ -91,14 +96,14 @@ mod tests {
 
     impl Directory for Map {
         type Error = Infallible;
-        fn channel(&self, id: &str) -> Result<Option<ChannelFacts>, Infallible> {
-            Ok(self.channels.get(id).cloned())
+        fn channel(&self, id: &ChannelId) -> Result<Option<ChannelFacts>, Infallible> {
+            Ok(self.channels.get(id.as_str()).cloned())
         }
-        fn is_member(&self, ch: &str, u: &str) -> Result<bool, Infallible> {
-            Ok(self.members.contains(&(ch.into(), u.into())))
+        fn is_member(&self, ch: &ChannelId, u: &UserId) -> Result<bool, Infallible> {
+            Ok(self.members.contains(&(ch.to_string(), u.to_string())))
         }
-        fn user_in_workspace(&self, ws: &str, u: &str) -> Result<bool, Infallible> {
-            Ok(self.users.contains(&(ws.into(), u.into())))
+        fn user_in_workspace(&self, ws: &WorkspaceId, u: &UserId) -> Result<bool, Infallible> {
+            Ok(self.users.contains(&(ws.to_string(), u.to_string())))
         }
     }
 
@@ -106,7 +111,7 @@ mod tests {
         ChannelFacts {
             id: id.into(),
             workspace_id: "W1".into(),
-            name: id.into(),
+            name: id.to_string(),
             private,
             direct: false,
             archived: false,
@@ -159,7 +164,7 @@ mod tests {
         for ch in ["pub", "priv"] {
             for action in [Action::See, Action::Read] {
                 assert_eq!(
-                    refusal(authorize(&d, &outsider, ch, action)),
+                    refusal(authorize(&d, &outsider, &ChannelId::from(ch), action)),
                     Some(DomainError::NotFound("channel"))
                 );
             }
@@ -172,12 +177,17 @@ mod tests {
         let bob = caller("W1", "bob");
         for action in [Action::See, Action::Read] {
             assert_eq!(
-                refusal(authorize(&d, &bob, "priv", action)),
+                refusal(authorize(&d, &bob, &ChannelId::from("priv"), action)),
                 Some(DomainError::NotFound("channel"))
             );
         }
         assert_eq!(
-            refusal(authorize(&d, &caller("W1", "alice"), "priv", Action::Read)),
+            refusal(authorize(
+                &d,
+                &caller("W1", "alice"),
+                &ChannelId::from("priv"),
+                Action::Read
+            )),
             None
         );
     }
@@ -186,9 +196,12 @@ mod tests {
     fn public_content_is_for_members() {
         let d = dir();
         let bob = caller("W1", "bob");
-        assert_eq!(refusal(authorize(&d, &bob, "pub", Action::See)), None);
         assert_eq!(
-            refusal(authorize(&d, &bob, "pub", Action::Read)),
+            refusal(authorize(&d, &bob, &ChannelId::from("pub"), Action::See)),
+            None
+        );
+        assert_eq!(
+            refusal(authorize(&d, &bob, &ChannelId::from("pub"), Action::Read)),
             Some(DomainError::NotAMember)
         );
     }

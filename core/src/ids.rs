@@ -5,6 +5,22 @@
 //! New ids are ULID-like: a one-letter kind prefix, 48 bits of milliseconds
 //! and 80 random bits in Crockford base32. The caller supplies time and
 //! randomness (core does no I/O).
+//!
+//! Each kind of id is its own type: one never compiles where another is
+//! expected (checked by `cargo test --doc -p switchboard-core`, which
+//! `deploy/test.sh` runs):
+//!
+//! ```compile_fail
+//! use switchboard_core::ids::{ChannelId, UserId};
+//! fn wants_a_channel(_: &ChannelId) {}
+//! wants_a_channel(&UserId::from_trusted("U1".into()));
+//! ```
+//!
+//! ```
+//! use switchboard_core::ids::{ChannelId, UserId};
+//! fn wants_a_channel(_: &ChannelId) {}
+//! wants_a_channel(&ChannelId::from_trusted("C1".into()));
+//! ```
 
 use crate::DomainError;
 use std::fmt;
@@ -80,6 +96,30 @@ macro_rules! id_type {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
+            }
+        }
+
+        /// Test fixtures only: production code parses or generates ids.
+        #[cfg(test)]
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+
+        /// Read as a string where one is expected (subjects, SQL, JSON);
+        /// never the other way: a string or another kind of id does not
+        /// become a `$name` without `parse`.
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
             }
         }
 

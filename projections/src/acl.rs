@@ -15,6 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 use switchboard_core::authz::{ChannelFacts, Directory};
 use switchboard_core::events::{Body, ChannelKind, Envelope, Role};
+use switchboard_core::ids::{ChannelId, UserId, WorkspaceId};
 use switchboard_streams::subjects;
 
 pub struct Acl;
@@ -354,40 +355,41 @@ pub struct AclDirectory<'a>(pub &'a Connection);
 impl Directory for AclDirectory<'_> {
     type Error = rusqlite::Error;
 
-    fn channel(&self, id: &str) -> rusqlite::Result<Option<ChannelFacts>> {
+    fn channel(&self, id: &ChannelId) -> rusqlite::Result<Option<ChannelFacts>> {
         self.0
             .prepare_cached(
                 "SELECT id, workspace_id, name, private, direct, archived, creator_id
                  FROM channels WHERE id = ?1",
             )?
-            .query_row([id], |r| {
+            .query_row([id.as_str()], |r| {
+                // Ids read back from the model this process folded.
                 Ok(ChannelFacts {
-                    id: r.get(0)?,
-                    workspace_id: r.get(1)?,
+                    id: ChannelId::from_trusted(r.get(0)?),
+                    workspace_id: WorkspaceId::from_trusted(r.get(1)?),
                     name: r.get(2)?,
                     private: r.get(3)?,
                     direct: r.get(4)?,
                     archived: r.get(5)?,
-                    creator_id: r.get(6)?,
+                    creator_id: UserId::from_trusted(r.get(6)?),
                 })
             })
             .optional()
     }
 
-    fn is_member(&self, ch: &str, user: &str) -> rusqlite::Result<bool> {
+    fn is_member(&self, ch: &ChannelId, user: &UserId) -> rusqlite::Result<bool> {
         self.0
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM members WHERE channel_id = ?1 AND user_id = ?2)",
             )?
-            .query_row([ch, user], |r| r.get(0))
+            .query_row([ch.as_str(), user.as_str()], |r| r.get(0))
     }
 
-    fn user_in_workspace(&self, ws: &str, user: &str) -> rusqlite::Result<bool> {
+    fn user_in_workspace(&self, ws: &WorkspaceId, user: &UserId) -> rusqlite::Result<bool> {
         self.0
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND workspace_id = ?2)",
             )?
-            .query_row([user, ws], |r| r.get(0))
+            .query_row([user.as_str(), ws.as_str()], |r| r.get(0))
     }
 }
 

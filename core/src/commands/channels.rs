@@ -50,7 +50,7 @@ pub fn decide_create(
         private: cmd.private,
         topic: cmd.topic.clone(),
         kind: ChannelKind::Channel as i32,
-        member_ids: vec![caller.user_id.clone()],
+        member_ids: vec![caller.user_id.as_str().to_string()],
     }))
 }
 
@@ -87,7 +87,7 @@ impl OpenDm {
     /// The DM of `others` + the caller: the same set always yields the same id.
     pub fn new(caller: &Caller, others: Vec<UserId>) -> Result<OpenDm, DomainError> {
         let mut members = others;
-        members.push(UserId::from_trusted(caller.user_id.clone()));
+        members.push(caller.user_id.clone());
         members.sort();
         members.dedup();
         if members.len() > MAX_DM_MEMBERS {

@@ -49,7 +49,7 @@ pub fn decide_member(
     if ch.direct {
         return Err(fixed_membership());
     }
-    let me = caller.user_id.clone();
+    let me = caller.user_id.as_str().to_string();
     match cmd {
         MemberCommand::Join if ch.archived => Err(archived()),
         MemberCommand::Join if member => Err(DomainError::Conflict("already a member".into())),
@@ -65,10 +65,12 @@ pub fn decide_member(
         MemberCommand::Invite(u) => Ok(Body::MemberInvited(MemberInvited {
             user_id: u.as_str().to_string(),
         })),
-        MemberCommand::Remove(u) if u.as_str() == caller.user_id => {
+        MemberCommand::Remove(u) if *u == caller.user_id => {
             decide_member(caller, state, target, &MemberCommand::Leave)
         }
-        MemberCommand::Remove(_) if !(caller.admin || (member && ch.creator_id == me)) => {
+        MemberCommand::Remove(_)
+            if !(caller.admin || (member && ch.creator_id == caller.user_id)) =>
+        {
             Err(DomainError::Forbidden(
                 "only a workspace admin or the channel's creator may remove members".into(),
             ))

@@ -3,7 +3,7 @@
 use super::{archived, ChannelState};
 use crate::authz::Caller;
 use crate::events::{Body, MessagePosted};
-use crate::ids::MessageId;
+use crate::ids::{ChannelId, MessageId};
 use crate::validate::{ClientMsgId, MessageText};
 use crate::DomainError;
 
@@ -19,7 +19,7 @@ pub struct PostMessage {
 /// What a reply needs to know about its root, as the history model has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootFacts {
-    pub channel_id: String,
+    pub channel_id: ChannelId,
     /// The root is itself a reply.
     pub is_reply: bool,
     pub deleted: bool,

@@ -2,7 +2,7 @@
 
 use crate::authz::Caller;
 use crate::events::{Body, Role, UserAdded, WorkspaceCreated};
-use crate::ids::UserId;
+use crate::ids::{UserId, WorkspaceId};
 use crate::validate::{DisplayName, Handle};
 use crate::DomainError;
 
@@ -44,12 +44,12 @@ pub struct WorkspaceState {
 /// only an admin of this workspace may add users to it.
 pub fn decide_create_user(
     by: Option<&Caller>,
-    workspace_id: &str,
+    workspace_id: &WorkspaceId,
     state: WorkspaceState,
     cmd: &CreateUser,
 ) -> Result<Body, DomainError> {
     if let Some(u) = by {
-        if u.workspace_id != workspace_id {
+        if u.workspace_id != *workspace_id {
             return Err(DomainError::NotFound("workspace"));
         }
         if !u.admin {
@@ -98,20 +98,20 @@ mod tests {
     #[test]
     fn operators_and_workspace_admins_add_users() {
         assert!(matches!(
-            decide_create_user(None, "W1", FREE, &cmd()),
+            decide_create_user(None, &"W1".into(), FREE, &cmd()),
             Ok(Body::UserAdded(u)) if u.handle == "dave" && u.token_hash == "h"
         ));
-        assert!(decide_create_user(Some(&admin("root")), "W1", FREE, &cmd()).is_ok());
+        assert!(decide_create_user(Some(&admin("root")), &"W1".into(), FREE, &cmd()).is_ok());
     }
 
     #[test]
     fn refusals() {
         assert!(matches!(
-            decide_create_user(Some(&caller("bob")), "W1", FREE, &cmd()),
+            decide_create_user(Some(&caller("bob")), &"W1".into(), FREE, &cmd()),
             Err(DomainError::Forbidden(_))
         ));
         assert_eq!(
-            decide_create_user(Some(&admin("root")), "W2", FREE, &cmd()),
+            decide_create_user(Some(&admin("root")), &"W2".into(), FREE, &cmd()),
             Err(DomainError::NotFound("workspace"))
         );
         let gone = WorkspaceState {
@@ -119,7 +119,7 @@ mod tests {
             handle_taken: false,
         };
         assert_eq!(
-            decide_create_user(None, "W1", gone, &cmd()),
+            decide_create_user(None, &"W1".into(), gone, &cmd()),
             Err(DomainError::NotFound("workspace"))
         );
         let taken = WorkspaceState {
@@ -127,7 +127,7 @@ mod tests {
             handle_taken: true,
         };
         assert!(matches!(
-            decide_create_user(None, "W1", taken, &cmd()),
+            decide_create_user(None, &"W1".into(), taken, &cmd()),
             Err(DomainError::Conflict(_))
         ));
         assert!(Role::parse("owner").is_err());

@@ -5,6 +5,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, UserCtx};
 use std::time::{Duration, Instant};
 use switchboard_core::authz::{self, Action, Caller, ChannelFacts};
+use switchboard_core::ids::{ChannelId, UserId, WorkspaceId};
 use switchboard_core::secret::{constant_time_eq, token_hash};
 use switchboard_projections::acl::{self, AclDirectory};
 
@@ -41,8 +42,8 @@ impl Commands {
             }
         };
         let caller = Caller {
-            workspace_id: user.workspace_id.clone(),
-            user_id: user.id.clone(),
+            workspace_id: WorkspaceId::from_trusted(user.workspace_id.clone()),
+            user_id: UserId::from_trusted(user.id.clone()),
             admin: user.is_admin(),
         };
         let ctx = UserCtx { user, caller };
@@ -71,10 +72,10 @@ impl Commands {
     async fn check(
         &self,
         caller: &Caller,
-        channel: &str,
+        channel: &ChannelId,
         action: Action,
     ) -> ApiResult<Result<ChannelFacts, ApiError>> {
-        let (caller, channel) = (caller.clone(), channel.to_string());
+        let (caller, channel) = (caller.clone(), channel.clone());
         self.acl
             .read(
                 move |c| match authz::authorize(&AclDirectory(c), &caller, &channel, action) {
@@ -94,7 +95,7 @@ impl Commands {
     pub async fn authorize(
         &self,
         user: &UserCtx,
-        channel: &str,
+        channel: &ChannelId,
         action: Action,
     ) -> ApiResult<ChannelFacts> {
         self.fresh_reads().await?;
@@ -111,7 +112,12 @@ impl Commands {
     /// ACL model is first caught up to it, bounded). Real-time delivery asks
     /// this whenever it skips events it could not see, so a removal hidden
     /// in the skipped range still ends delivery.
-    pub async fn may_read_at(&self, user: &UserCtx, channel: &str, at: u64) -> ApiResult<bool> {
+    pub async fn may_read_at(
+        &self,
+        user: &UserCtx,
+        channel: &ChannelId,
+        at: u64,
+    ) -> ApiResult<bool> {
         if !wait(&self.acl_progress, at).await {
             return Err(behind("the membership read model is"));
         }

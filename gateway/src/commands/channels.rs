@@ -178,21 +178,24 @@ impl Commands {
         );
         Ok(self
             .acl
-            .read(move |c| acl::visible_channels(c, &ws, &me))
+            .read(move |c| acl::visible_channels(c, ws.as_str(), me.as_str()))
             .await?)
     }
 
-    pub async fn channel(&self, user: &UserCtx, channel: &str) -> ApiResult<ChannelView> {
+    pub async fn channel(&self, user: &UserCtx, channel: &ChannelId) -> ApiResult<ChannelView> {
         let facts = self.authorize(user, channel, Action::See).await?;
         let me = user.caller.user_id.clone();
         self.acl
-            .read(move |c| acl::channel_view(c, &me, &facts.id))
+            .read(move |c| acl::channel_view(c, me.as_str(), facts.id.as_str()))
             .await?
             .ok_or_else(|| ApiError::not_found("channel"))
     }
 
-    pub async fn members(&self, user: &UserCtx, channel: &str) -> ApiResult<Vec<UserView>> {
+    pub async fn members(&self, user: &UserCtx, channel: &ChannelId) -> ApiResult<Vec<UserView>> {
         let facts = self.authorize(user, channel, Action::See).await?;
-        Ok(self.acl.read(move |c| acl::members(c, &facts.id)).await?)
+        Ok(self
+            .acl
+            .read(move |c| acl::members(c, facts.id.as_str()))
+            .await?)
     }
 }

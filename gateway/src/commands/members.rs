@@ -5,7 +5,7 @@ use super::{settle, Commands, UserCtx};
 use crate::error::ApiResult;
 use switchboard_core::authz::Directory;
 use switchboard_core::commands::members::{decide_member, MemberCommand, Target};
-use switchboard_core::ids::ChannelId;
+use switchboard_core::ids::{ChannelId, UserId, WorkspaceId};
 use switchboard_projections::acl::AclDirectory;
 use switchboard_streams::{subjects, Outcome};
 
@@ -27,7 +27,7 @@ impl Commands {
                 self.models_at(basis, false).await?;
                 let state = self.channel_state(user, channel).await?;
                 let target = match cmd.target() {
-                    Some(u) => self.target(ws, ch, u.as_str()).await?,
+                    Some(u) => self.target(&user.caller.workspace_id, channel, u).await?,
                     None => Target::default(),
                 };
                 let decided = decide_member(&user.caller, &state, target, cmd);
@@ -62,8 +62,13 @@ impl Commands {
         Ok(seq)
     }
 
-    async fn target(&self, ws: &str, channel: &str, user: &str) -> ApiResult<Target> {
-        let (ws, ch, u) = (ws.to_string(), channel.to_string(), user.to_string());
+    async fn target(
+        &self,
+        ws: &WorkspaceId,
+        channel: &ChannelId,
+        user: &UserId,
+    ) -> ApiResult<Target> {
+        let (ws, ch, u) = (ws.clone(), channel.clone(), user.clone());
         Ok(self
             .acl
             .read(move |c| {

@@ -30,7 +30,7 @@ impl Commands {
         user: &UserCtx,
         channel: &ChannelId,
     ) -> ApiResult<ChannelState> {
-        let (ch, me) = (channel.as_str().to_string(), user.caller.user_id.clone());
+        let (ch, me) = (channel.clone(), user.caller.user_id.clone());
         Ok(self
             .acl
             .read(move |c| {
@@ -130,7 +130,7 @@ impl Commands {
         let id = root.as_str().to_string();
         let row = self.history.read(move |c| history::message(c, &id)).await?;
         Ok(row.map(|r| RootFacts {
-            channel_id: r.channel_id,
+            channel_id: ChannelId::from_trusted(r.channel_id),
             is_reply: r.thread_root_id.is_some(),
             deleted: r.deleted,
         }))
@@ -139,21 +139,21 @@ impl Commands {
     pub async fn messages(
         &self,
         user: &UserCtx,
-        channel: &str,
+        channel: &ChannelId,
         page: history::Page,
         limit: u32,
     ) -> ApiResult<(Vec<MessageRow>, bool)> {
         let facts = self.authorize(user, channel, Action::Read).await?;
         Ok(self
             .history
-            .read(move |c| history::messages(c, &facts.id, page, limit))
+            .read(move |c| history::messages(c, facts.id.as_str(), page, limit))
             .await?)
     }
 
     pub async fn events(
         &self,
         user: &UserCtx,
-        channel: &str,
+        channel: &ChannelId,
         after_seq: u64,
         limit: u32,
     ) -> ApiResult<(Vec<history::EventRow>, u64)> {
@@ -161,8 +161,8 @@ impl Commands {
         Ok(self
             .history
             .read(move |c| {
-                let events = history::events(c, &facts.id, after_seq, limit)?;
-                let head = history::head_seq(c, &facts.id)?;
+                let events = history::events(c, facts.id.as_str(), after_seq, limit)?;
+                let head = history::head_seq(c, facts.id.as_str())?;
                 Ok((events, head))
             })
             .await?)

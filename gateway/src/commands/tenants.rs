@@ -52,7 +52,7 @@ impl Commands {
         };
         let by = by.map(|u| &u.caller);
         let who = by.map_or("", |u| u.user_id.as_str());
-        let (w, cmd) = (ws.as_str(), &cmd);
+        let (w, cmd, ws_id) = (ws.as_str(), &cmd, &ws);
         let outcome = self
             .log
             .append_decided::<(), _, _, _>(&subjects::workspace(w), |basis| async move {
@@ -69,7 +69,7 @@ impl Commands {
                     .await?;
                 settle(
                     basis,
-                    decide_create_user(by, w, state, cmd),
+                    decide_create_user(by, ws_id, state, cmd),
                     |seq, body| Self::envelope(w, "", who, seq, body),
                     None,
                 )
@@ -93,13 +93,16 @@ impl Commands {
 
     pub async fn me(&self, user: &UserCtx) -> ApiResult<(UserView, Option<WorkspaceView>)> {
         let ws = user.caller.workspace_id.clone();
-        let w = self.acl.read(move |c| acl::workspace(c, &ws)).await?;
+        let w = self
+            .acl
+            .read(move |c| acl::workspace(c, ws.as_str()))
+            .await?;
         Ok((user.user.clone(), w))
     }
 
     pub async fn users(&self, user: &UserCtx) -> ApiResult<Vec<UserView>> {
         self.fresh_reads().await?;
         let ws = user.caller.workspace_id.clone();
-        Ok(self.acl.read(move |c| acl::users(c, &ws)).await?)
+        Ok(self.acl.read(move |c| acl::users(c, ws.as_str())).await?)
     }
 }

@@ -209,7 +209,9 @@ impl Hub {
             .followers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let list = f.entry(session.user.caller.user_id.clone()).or_default();
+        let list = f
+            .entry(session.user.caller.user_id.to_string())
+            .or_default();
         list.retain(|w| w.strong_count() > 0);
         list.push(Arc::downgrade(session));
     }

@@ -206,7 +206,7 @@ impl Realtime {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let e = local
-                .entry(user.caller.user_id.clone())
+                .entry(user.caller.user_id.to_string())
                 .or_insert((0, "online"));
             e.0 += 1;
             e.0 == 1
@@ -223,7 +223,7 @@ impl Realtime {
                 .local
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            local.get(&user.caller.user_id).map(|e| e.1)
+            local.get(user.caller.user_id.as_str()).map(|e| e.1)
         };
         if let Some(s) = status {
             self.put_status(user, s).await;
@@ -239,7 +239,7 @@ impl Realtime {
                 .local
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match local.get_mut(&user.caller.user_id) {
+            match local.get_mut(user.caller.user_id.as_str()) {
                 Some(e) if e.1 != status => {
                     e.1 = status;
                     true
@@ -259,13 +259,13 @@ impl Realtime {
                 .local
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match local.get_mut(&user.caller.user_id) {
+            match local.get_mut(user.caller.user_id.as_str()) {
                 Some(e) if e.0 > 1 => {
                     e.0 -= 1;
                     false
                 }
                 Some(_) => {
-                    local.remove(&user.caller.user_id);
+                    local.remove(user.caller.user_id.as_str());
                     true
                 }
                 None => false,

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard_core::authz::Action;
+use switchboard_core::ids::ChannelId;
 use switchboard_projections::history;
 use tokio::sync::{broadcast, mpsc, Notify};
 
@@ -167,11 +168,17 @@ impl Session {
         if !room {
             return self.refuse_too_many(&channel).await;
         }
-        if let Err(e) = self
-            .core
-            .authorize(&self.user, &channel, Action::Read)
-            .await
-        {
+        // Channels are keyed by their string here; a malformed id is just
+        // a channel nobody can read.
+        let authorized = match ChannelId::parse(&channel) {
+            Ok(id) => self
+                .core
+                .authorize(&self.user, &id, Action::Read)
+                .await
+                .map(drop),
+            Err(_) => Err(crate::error::ApiError::not_found("channel")),
+        };
+        if let Err(e) = authorized {
             let code = if e.code == "unavailable" {
                 "unavailable"
             } else {
@@ -300,7 +307,11 @@ impl Session {
     /// Checks membership as of stream sequence `at`; refuses the channel
     /// when the user may no longer read it. Returns whether to go on.
     async fn still_member(&self, channel: &str, at: u64) -> bool {
-        match self.core.may_read_at(&self.user, channel, at).await {
+        let Ok(id) = ChannelId::parse(channel) else {
+            self.refuse(channel, "not_a_member").await;
+            return false;
+        };
+        match self.core.may_read_at(&self.user, &id, at).await {
             Ok(true) => true,
             Ok(false) => {
                 self.refuse(channel, "not_a_member").await;
@@ -424,7 +435,7 @@ impl Session {
                     }
                 }
                 Ok(Item::Ephemeral { from_user, frame }) => {
-                    if from_user != self.user.caller.user_id {
+                    if from_user != self.user.caller.user_id.as_str() {
                         let _ = self.out.try_send(Out {
                             channel: None,
                             seq: 0,
@@ -457,7 +468,7 @@ impl Session {
             .await;
             return;
         }
-        let key = (self.user.caller.user_id.clone(), channel.to_string());
+        let key = (self.user.caller.user_id.to_string(), channel.to_string());
         {
             let mut t = self
                 .typing

@@ -65,9 +65,7 @@ pub(super) async fn get_channel(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ChannelJson>> {
     let id = channel_id(&id)?;
-    Ok(Json(channel_json(
-        &s.commands.channel(&u, id.as_str()).await?,
-    )))
+    Ok(Json(channel_json(&s.commands.channel(&u, &id).await?)))
 }
 
 /// A channel's members.
@@ -79,7 +77,7 @@ pub(super) async fn list_members(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = channel_id(&id)?;
-    let members = s.commands.members(&u, id.as_str()).await?;
+    let members = s.commands.members(&u, &id).await?;
     let members: Vec<Value> = members
         .iter()
         .map(|m| {

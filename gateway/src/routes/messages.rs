@@ -120,10 +120,7 @@ pub(super) async fn list_messages(
 ) -> ApiResult<Json<MessagePage>> {
     let id = channel_id(&id)?;
     let page = q.page()?;
-    let (rows, has_more) = s
-        .commands
-        .messages(&u, id.as_str(), page, q.limit.get())
-        .await?;
+    let (rows, has_more) = s.commands.messages(&u, &id, page, q.limit.get()).await?;
     let messages = rows.into_iter().map(MessageView::from_row).collect();
     Ok(Json(MessagePage { messages, has_more }))
 }
@@ -156,10 +153,7 @@ pub(super) async fn list_events(
 ) -> ApiResult<Json<EventPage>> {
     let id = channel_id(&id)?;
     let after = q.after_seq.map_or(0, Seq::get);
-    let (events, head_seq) = s
-        .commands
-        .events(&u, id.as_str(), after, q.limit.get())
-        .await?;
+    let (events, head_seq) = s.commands.events(&u, &id, after, q.limit.get()).await?;
     let events = events.into_iter().map(event_json).collect();
     Ok(Json(EventPage { events, head_seq }))
 }

@@ -3,6 +3,7 @@
 use super::*;
 use crate::testkit::*;
 use crate::BatchError;
+use switchboard_core::ids::{ChannelId, UserId};
 
 fn model() -> Model<Acl> {
     Model::new()
@@ -108,7 +109,10 @@ fn join_leave_and_rejoin_move_since_seq() {
     m.apply(&[f.ch("C1", "bob", left("bob"))]);
     assert_eq!(member_ids(&m, "C1"), ["alice"]);
     assert!(!AclDirectory(m.conn())
-        .is_member("C1", "bob")
+        .is_member(
+            &ChannelId::from_trusted("C1".into()),
+            &UserId::from_trusted("bob".into())
+        )
         .expect("query"));
 
     m.apply(&[f.ch("C1", "bob", joined("bob"))]);
@@ -132,7 +136,10 @@ fn invite_and_remove() {
     setup(&mut m, &mut f);
     m.apply(&[f.ch("C1", "alice", invited("carol"))]);
     assert!(AclDirectory(m.conn())
-        .is_member("C1", "carol")
+        .is_member(
+            &ChannelId::from_trusted("C1".into()),
+            &UserId::from_trusted("carol".into())
+        )
         .expect("query"));
     assert_eq!(since_seq(&m, "C1", "carol"), 1);
     assert_eq!(
@@ -150,7 +157,7 @@ fn archive_marks_the_channel() {
     m.apply(&[f.ch("C1", "alice", archived())]);
     assert!(view(&m, "C1").archived);
     let facts = AclDirectory(m.conn())
-        .channel("C1")
+        .channel(&ChannelId::from_trusted("C1".into()))
         .expect("query")
         .expect("facts");
     assert!(facts.archived);
