@@ -8,6 +8,7 @@ pub mod commands;
 pub mod error;
 pub mod extract;
 mod openapi;
+pub mod paging;
 pub mod realtime;
 mod routes;
 pub mod state;

@@ -6,6 +6,7 @@ use crate::commands::messages::NewPost;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Auth, Path, User};
 use crate::openapi::{self, Op};
+use crate::paging::{self, ListQuery};
 use crate::state::AppState;
 use crate::views::{channel_json, event_json, user_json, workspace_json, MessageView};
 use axum::extract::rejection::QueryRejection;
@@ -68,13 +69,15 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         path: "/v1/users",
-        ops: &[Op::new("get", "The workspace's users", USER)],
+        ops: &[Op::new("get", "The workspace's users in handle order; limit 1-1000 (default 200), cursor = a next_cursor", USER)
+            .params(&["limit", "cursor"])],
         handler: || get(users),
     },
     Route {
         path: "/v1/channels",
         ops: &[
-            Op::new("get", "Channels the caller may see: public ones and those it belongs to", USER),
+            Op::new("get", "Channels the caller may see (public ones and those it belongs to) in name order; limit 1-1000 (default 1000), cursor = a next_cursor", USER)
+                .params(&["limit", "cursor"]),
             Op::new("post", "Create a channel; the creator becomes a member", USER)
                 .body(r#"{"name":"string","private":"bool","topic":"string?"}"#).created(),
         ],
@@ -88,7 +91,8 @@ pub static ROUTES: &[Route] = &[
     Route {
         path: "/v1/channels/{id}/members",
         ops: &[
-            Op::new("get", "A channel's members", USER),
+            Op::new("get", "A channel's members in user id order; limit 1-1000 (default 200), cursor = a next_cursor", USER)
+                .params(&["limit", "cursor"]),
             Op::new("post", "Invite a user (private channels: members only)", USER).body(r#"{"user_id":"string"}"#),
         ],
         handler: || get(list_members).post(invite_member),
@@ -333,11 +337,13 @@ async fn me(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> 
     })))
 }
 
-async fn users(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
-    let users = s.commands.users(&u).await?;
-    Ok(Json(
-        json!({"users": users.iter().map(user_json).collect::<Vec<_>>()}),
-    ))
+async fn users(State(s): State<AppState>, User(u): User, q: Params) -> ApiResult<Json<Value>> {
+    let page = ListQuery::parse(&params(q)?, paging::DEFAULT_LIMIT)?;
+    let users = s.commands.users(&u, &page).await?;
+    Ok(Json(json!({
+        "users": users.items.iter().map(user_json).collect::<Vec<_>>(),
+        "next_cursor": users.next_cursor,
+    })))
 }
 
 #[derive(Deserialize)]
@@ -360,11 +366,17 @@ async fn create_channel(
     Ok((StatusCode::CREATED, Json(channel_json(&ch))))
 }
 
-async fn list_channels(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
-    let chans = s.commands.channels(&u).await?;
-    Ok(Json(
-        json!({"channels": chans.iter().map(channel_json).collect::<Vec<_>>()}),
-    ))
+async fn list_channels(
+    State(s): State<AppState>,
+    User(u): User,
+    q: Params,
+) -> ApiResult<Json<Value>> {
+    let page = ListQuery::parse(&params(q)?, paging::DEFAULT_CHANNELS_LIMIT)?;
+    let chans = s.commands.channels(&u, &page).await?;
+    Ok(Json(json!({
+        "channels": chans.items.iter().map(channel_json).collect::<Vec<_>>(),
+        "next_cursor": chans.next_cursor,
+    })))
 }
 
 async fn get_channel(
@@ -382,16 +394,22 @@ async fn list_members(
     State(s): State<AppState>,
     User(u): User,
     Path(id): Path<String>,
+    q: Params,
 ) -> ApiResult<Json<Value>> {
     let id = channel_id(&id)?;
-    let members = s.commands.members(&u, id.as_str()).await?;
+    let page = ListQuery::parse(&params(q)?, paging::DEFAULT_LIMIT)?;
+    let members = s.commands.members(&u, id.as_str(), &page).await?;
+    let next_cursor = members.next_cursor;
     let members: Vec<Value> = members
+        .items
         .iter()
         .map(|m| {
             json!({"user_id": m.id, "handle": m.handle, "display_name": m.display_name, "role": m.role})
         })
         .collect();
-    Ok(Json(json!({"members": members})))
+    Ok(Json(
+        json!({"members": members, "next_cursor": next_cursor}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -590,7 +608,7 @@ async fn presence(State(s): State<AppState>, User(u): User, q: Params) -> ApiRes
         let ws = ws.clone();
         s.commands
             .acl
-            .read(move |c| {
+            .read_rows(ids.len() as u32, move |c| {
                 let mut out = Vec::new();
                 for id in ids {
                     if switchboard_projections::acl::user(c, &ws, &id)?.is_some() {

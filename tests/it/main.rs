@@ -8,6 +8,7 @@ mod faults;
 mod harness;
 mod idempotency;
 mod outsiders;
+mod reads;
 mod realtime;
 mod realtime_limits;
 mod rebuild;

@@ -185,7 +185,7 @@ impl Realtime {
         let channels = self
             .core
             .acl
-            .read(move |c| acl::small_channels_of(c, &me, max))
+            .read_page(move |c| acl::small_channels_of(c, &me, max))
             .await
             .unwrap_or_default();
         let frame = serde_json::json!({"type": "presence", "user_id": user.caller.user_id, "status": status}).to_string();
