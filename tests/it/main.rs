@@ -13,4 +13,5 @@ mod realtime;
 mod realtime_limits;
 mod rebuild;
 mod regressions;
+mod shutdown;
 mod walkthrough;
