@@ -213,7 +213,7 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
     }
     reader.abort();
     session.close();
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
     rt.presence_disconnected(&session.user).await;
 }
 
