@@ -15,7 +15,6 @@ use std::time::Duration;
 use switchboard_core::secret::token_hash;
 use switchboard_gateway::{app, Platform};
 use switchboard_streams::{connect, Log, LogConfig};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -214,6 +213,11 @@ async fn shutdown_signal() {
     }
 }
 
+/// How long `serve` waits, after the shutdown signal, for open HTTP
+/// responses to finish. Real-time streams end at once; this bounds a
+/// request stuck on a client that does not read.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
 async fn serve(args: ServeArgs) -> Result<()> {
     let data = &args.common.data;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
@@ -234,16 +238,29 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let addr = listener.local_addr()?;
     println!("switchboard listening on http://{addr}");
     tracing::info!(%addr, data = %data.display(), "serving");
-    let cancel = CancellationToken::new();
-    let stop = cancel.clone();
+    // One token: the signal cancels it, the HTTP server stops accepting and
+    // waits for open responses, and every WebSocket/SSE stream ends (close
+    // frame 1001 / end of the event stream) so that wait is short.
+    let closing = platform.closing();
+    let stop = closing.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
         stop.cancel();
     });
     let server = axum::serve(listener, app(platform.state()))
-        .with_graceful_shutdown(cancel.clone().cancelled_owned());
-    let result = server.await.context("HTTP server failed");
+        .with_graceful_shutdown(closing.clone().cancelled_owned());
+    let drained = async {
+        closing.cancelled().await;
+        tokio::time::sleep(DRAIN_GRACE).await;
+    };
+    let result = tokio::select! {
+        r = async { server.await } => r.context("HTTP server failed"),
+        () = drained => {
+            tracing::warn!("connections still open {DRAIN_GRACE:?} after the shutdown signal; exiting anyway");
+            Ok(())
+        }
+    };
     platform.shutdown().await;
     if let Some(n) = local_nats {
         n.stop().await;

@@ -200,7 +200,12 @@ impl From<DomainError> for ApiError {
 
 impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> Self {
-        ApiError::internal("read model query failed", &e)
+        match e {
+            ReadError::Busy => {
+                ApiError::unavailable("the read model is momentarily locked; retry shortly")
+            }
+            e => ApiError::internal("read model query failed", &e),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod error;
 pub mod extract;
 mod openapi;
+pub mod paging;
 mod query;
 pub mod realtime;
 mod routes;

@@ -1,5 +1,6 @@
 //! The running platform: the log handle, the projectors (each a supervised
-//! task with a cancellation path), and the shared state handlers see.
+//! task with a cancellation path), real-time delivery (its streams end when
+//! [`Platform::closing`] fires), and the shared state handlers see.
 
 use crate::commands::Commands;
 use crate::realtime::{Realtime, RealtimeConfig};
@@ -31,6 +32,10 @@ pub struct Platform {
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
+
+/// How long shutdown waits for WebSocket sessions to send their close
+/// frames.
+pub const SESSIONS_GRACE: Duration = Duration::from_secs(5);
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -80,7 +85,8 @@ impl Platform {
             operator_token_hash,
         ));
         commands.note_startup_head(startup_head);
-        let realtime = Arc::new(Realtime::new(commands.clone(), realtime).await);
+        let realtime =
+            Arc::new(Realtime::new(commands.clone(), realtime, cancel.child_token()).await);
         Ok(Platform {
             commands,
             realtime,
@@ -110,8 +116,23 @@ impl Platform {
         }
     }
 
-    /// Stops the projectors after their current batch.
+    /// Cancelled when shutdown begins (cancel it to begin): every
+    /// WebSocket and SSE stream ends, so the HTTP server's graceful
+    /// shutdown, which waits for open responses, can finish. Pass
+    /// `closing().cancelled_owned()` to `with_graceful_shutdown`.
+    pub fn closing(&self) -> CancellationToken {
+        self.realtime.closing.clone()
+    }
+
+    /// Ends the real-time streams (waiting up to [`SESSIONS_GRACE`] for
+    /// their close frames), then stops the projectors after their current
+    /// batch.
     pub async fn shutdown(self) {
+        if !self.realtime.closed(SESSIONS_GRACE).await {
+            tracing::warn!(
+                "real-time sessions still closing after {SESSIONS_GRACE:?}; stopping anyway"
+            );
+        }
         self.cancel.cancel();
         self.tracker.wait().await;
     }

@@ -219,22 +219,37 @@ pub struct MemberJson {
     pub role: String,
 }
 
+pub fn member_json(u: &UserView) -> MemberJson {
+    MemberJson {
+        user_id: u.id.clone(),
+        handle: u.handle.clone(),
+        display_name: u.display_name.clone(),
+        role: u.role.clone(),
+    }
+}
+
 /// `GET /v1/users`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UserList {
     pub users: Vec<UserJson>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/channels`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ChannelList {
     pub channels: Vec<ChannelJson>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/channels/{id}/members`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MemberList {
     pub members: Vec<MemberJson>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// A user just created; its token is shown this once.

@@ -69,7 +69,10 @@ impl Projector for Acl {
                  since_seq INTEGER NOT NULL,
                  PRIMARY KEY (channel_id, user_id)
              ) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS members_by_user ON members (user_id, channel_id);",
+             CREATE INDEX IF NOT EXISTS members_by_user ON members (user_id, channel_id);
+             -- Pages of a workspace's channels in name order (DMs too).
+             CREATE INDEX IF NOT EXISTS channels_by_workspace
+                 ON channels (workspace_id, name, id);",
         )
     }
 
@@ -251,12 +254,51 @@ pub fn user_by_handle(
     .optional()
 }
 
-pub fn users(conn: &Connection, ws: &str) -> rusqlite::Result<Vec<UserView>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {USER_COLS} FROM users WHERE workspace_id = ?1 ORDER BY handle"
+/// Most rows one page of a list read may carry; callers clamp to it, so a
+/// read costs the same however large the workspace or channel is.
+pub const MAX_PAGE: u32 = 1000;
+
+/// One page of a list read in key order, and whether more rows follow it.
+#[derive(Debug, Clone)]
+pub struct Listing<T> {
+    pub rows: Vec<T>,
+    pub more: bool,
+}
+
+/// Runs a keyset query whose last parameter is its `LIMIT`: fetches one
+/// row more than the page to learn whether more follow.
+fn listing<T>(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: &[&dyn rusqlite::ToSql],
+    limit: u32,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Listing<T>> {
+    let limit = limit.clamp(1, MAX_PAGE);
+    let fetch = i64::from(limit) + 1;
+    let mut all: Vec<&dyn rusqlite::ToSql> = params.to_vec();
+    all.push(&fetch);
+    let mut rows = stmt
+        .query_map(all.as_slice(), row)?
+        .collect::<rusqlite::Result<Vec<T>>>()?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok(Listing { rows, more })
+}
+
+/// The users of `ws` in handle order, after `after_handle` (`""`: from the
+/// start), at most `limit` (≤ [`MAX_PAGE`]). Keyset on the
+/// `(workspace_id, handle)` index: a page costs `limit` index steps.
+pub fn users(
+    conn: &Connection,
+    ws: &str,
+    after_handle: &str,
+    limit: u32,
+) -> rusqlite::Result<Listing<UserView>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {USER_COLS} FROM users
+         WHERE workspace_id = ?1 AND handle > ?2 ORDER BY handle LIMIT ?3"
     ))?;
-    let rows = stmt.query_map([ws], user_row)?;
-    rows.collect()
+    listing(&mut stmt, params![ws, after_handle], limit, user_row)
 }
 
 pub fn workspace(conn: &Connection, id: &str) -> rusqlite::Result<Option<WorkspaceView>> {
@@ -304,21 +346,28 @@ pub fn channel_view(
     .optional()
 }
 
-/// The channels `viewer` may see in `ws`: public ones and those it is in.
+/// The channels `viewer` may see in `ws` (public ones and those it is in),
+/// in `(name, id)` order after `after` (`None`: from the start), at most
+/// `limit` (≤ [`MAX_PAGE`]). Walks the `(workspace_id, name, id)` index, so
+/// a page costs the channels it passes over, not the whole workspace —
+/// unless most of those are private ones the viewer is not in.
 pub fn visible_channels(
     conn: &Connection,
     ws: &str,
     viewer: &str,
-) -> rusqlite::Result<Vec<ChannelView>> {
-    let mut stmt = conn.prepare(&format!(
+    after: Option<(&str, &str)>,
+    limit: u32,
+) -> rusqlite::Result<Listing<ChannelView>> {
+    // A name is never empty, so ("", "") sorts before every channel.
+    let (name, id) = after.unwrap_or(("", ""));
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {CHANNEL_COLS} FROM channels c
-         WHERE c.workspace_id = ?2
+         WHERE c.workspace_id = ?2 AND (c.name, c.id) > (?3, ?4)
            AND (c.private = 0
                 OR EXISTS (SELECT 1 FROM members m WHERE m.channel_id = c.id AND m.user_id = ?1))
-         ORDER BY c.name"
+         ORDER BY c.name, c.id LIMIT ?5"
     ))?;
-    let rows = stmt.query_map([viewer, ws], channel_row)?;
-    rows.collect()
+    listing(&mut stmt, params![viewer, ws, name, id], limit, channel_row)
 }
 
 /// The (non-DM) channel named `name` in `ws`. DM names are not a namespace.
@@ -339,14 +388,23 @@ pub fn channel_exists(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
         .query_row([id], |r| r.get(0))
 }
 
-pub fn members(conn: &Connection, channel: &str) -> rusqlite::Result<Vec<UserView>> {
-    let mut stmt = conn.prepare(
+/// The members of `channel` in user id order, after `after_user` (`""`:
+/// from the start), at most `limit` (≤ [`MAX_PAGE`]). User id order walks
+/// the primary key, so a page costs its own rows even in a 20,000-member
+/// channel; handle order would sort every member for each page (measured:
+/// ~10 ms against ~0.7 ms for 1,000 of 20,000).
+pub fn members(
+    conn: &Connection,
+    channel: &str,
+    after_user: &str,
+    limit: u32,
+) -> rusqlite::Result<Listing<UserView>> {
+    let mut stmt = conn.prepare_cached(
         "SELECT u.id, u.workspace_id, u.handle, u.display_name, u.role
          FROM members m JOIN users u ON u.id = m.user_id
-         WHERE m.channel_id = ?1 ORDER BY u.handle",
+         WHERE m.channel_id = ?1 AND m.user_id > ?2 ORDER BY m.user_id LIMIT ?3",
     )?;
-    let rows = stmt.query_map([channel], user_row)?;
-    rows.collect()
+    listing(&mut stmt, params![channel, after_user], limit, user_row)
 }
 
 /// The authorization questions, answered from this read model.
@@ -394,6 +452,9 @@ impl Directory for AclDirectory<'_> {
 }
 
 /// The channels `user` is in that have at most `max_members` members.
+/// Each channel's members are counted only up to `max_members + 1` (no
+/// member beyond that position), so a big channel costs no more than a
+/// small one.
 pub fn small_channels_of(
     conn: &Connection,
     user: &str,
@@ -402,9 +463,10 @@ pub fn small_channels_of(
     let mut stmt = conn.prepare_cached(
         "SELECT m.channel_id FROM members m
          WHERE m.user_id = ?1
-           AND (SELECT COUNT(*) FROM members x WHERE x.channel_id = m.channel_id) <= ?2",
+           AND NOT EXISTS (SELECT 1 FROM members x WHERE x.channel_id = m.channel_id
+                           LIMIT 1 OFFSET ?2)",
     )?;
-    let rows = stmt.query_map(rusqlite::params![user, max_members], |r| r.get(0))?;
+    let rows = stmt.query_map(rusqlite::params![user, max_members.max(0)], |r| r.get(0))?;
     rows.collect()
 }
 

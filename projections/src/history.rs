@@ -11,6 +11,7 @@ use crate::runner::Projector;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 use serde_json::json;
+use std::collections::HashMap;
 use switchboard_core::events::{Body, Envelope};
 use switchboard_streams::subjects;
 
@@ -275,29 +276,49 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     })
 }
 
+/// Fills in the reactions of `rows` with one query for the whole page
+/// (the ids go in as one JSON array): per message, one entry per emoji in
+/// emoji order, its user ids in order.
 fn with_reactions(
     conn: &Connection,
     mut rows: Vec<MessageRow>,
 ) -> rusqlite::Result<Vec<MessageRow>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT emoji, user_id FROM reactions WHERE message_id = ?1 ORDER BY emoji, user_id",
-    )?;
-    for m in &mut rows {
-        let mut q = stmt.query([&m.id])?;
+    if rows.is_empty() {
+        return Ok(rows);
+    }
+    let index: HashMap<&str, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.id.as_str(), i))
+        .collect();
+    let ids = serde_json::Value::from(index.keys().copied().collect::<Vec<_>>()).to_string();
+    let mut found: Vec<(usize, String, String)> = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT message_id, emoji, user_id FROM reactions
+             WHERE message_id IN (SELECT value FROM json_each(?1))
+             ORDER BY message_id, emoji, user_id",
+        )?;
+        let mut q = stmt.query([&ids])?;
         while let Some(r) = q.next()? {
-            let emoji: String = r.get(0)?;
-            let user: String = r.get(1)?;
-            match m.reactions.last_mut() {
-                Some(last) if last.emoji == emoji => {
-                    last.user_ids.push(user);
-                    last.count += 1;
-                }
-                _ => m.reactions.push(Reaction {
-                    emoji,
-                    count: 1,
-                    user_ids: vec![user],
-                }),
+            let id: String = r.get(0)?;
+            if let Some(&i) = index.get(id.as_str()) {
+                found.push((i, r.get(1)?, r.get(2)?));
             }
+        }
+    }
+    for (i, emoji, user) in found {
+        let reactions = &mut rows[i].reactions;
+        match reactions.last_mut() {
+            Some(last) if last.emoji == emoji => {
+                last.user_ids.push(user);
+                last.count += 1;
+            }
+            _ => reactions.push(Reaction {
+                emoji,
+                count: 1,
+                user_ids: vec![user],
+            }),
         }
     }
     Ok(rows)

@@ -34,15 +34,27 @@ fn wait_port(port: u16, timeout: Duration) -> bool {
 /// A nats-server with JetStream on a free port and a temp store.
 pub struct Nats {
     pub port: u16,
+    /// The HTTP monitoring port (`-m`), when started with one.
+    pub monitor: Option<u16>,
     dir: TempDir,
     child: Option<Child>,
 }
 
 impl Nats {
     pub fn start() -> Nats {
+        Self::start_inner(None)
+    }
+
+    /// Also serves the monitoring endpoints (`/varz`, …) on a free port.
+    pub fn start_monitored() -> Nats {
+        Self::start_inner(Some(free_port()))
+    }
+
+    fn start_inner(monitor: Option<u16>) -> Nats {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut n = Nats {
             port: free_port(),
+            monitor,
             dir,
             child: None,
         };
@@ -51,15 +63,13 @@ impl Nats {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("nats-server")
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
+        let mut cmd = Command::new("nats-server");
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(m) = self.monitor {
+            cmd.args(["-m", &m.to_string()]);
+        }
+        let child = cmd
+            .args(["-js", "-sd"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -88,6 +98,22 @@ impl Nats {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// A counter of the server's `/varz` (e.g. `in_msgs`: messages the
+    /// server received from clients, JetStream API requests included).
+    /// Needs [`Nats::start_monitored`].
+    pub async fn varz(&self, field: &str) -> u64 {
+        let port = self.monitor.expect("started with Nats::start_monitored");
+        let v: Value = reqwest::get(format!("http://127.0.0.1:{port}/varz"))
+            .await
+            .expect("GET /varz")
+            .json()
+            .await
+            .expect("varz JSON");
+        v[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("varz has no counter {field}: {v}"))
     }
 
     /// The log's last stream sequence, asked of JetStream directly.
@@ -185,6 +211,28 @@ impl Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Sends SIGTERM (through `kill`, no libc) and waits up to `timeout`
+    /// for the process to exit. Returns its exit status, or `None` if it
+    /// was still running then (it is killed with -9 in that case).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = c.try_wait().expect("wait for switchboard") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
     }
 
     /// Starts it again on the same data dir.
@@ -552,6 +600,24 @@ impl Ws {
         }
     }
 
+    /// The close frame's code if the server closes the connection within
+    /// `timeout` (`Some(None)`: closed without a close frame); other frames
+    /// are skipped. `None`: still open.
+    pub async fn close_code(&mut self, timeout: Duration) -> Option<Option<u16>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match tokio::time::timeout(left, self.inner.next()).await {
+                Err(_) => return None,
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return Some(frame.map(|f| u16::from(f.code)))
+                }
+                Ok(None) | Ok(Some(Err(_))) => return Some(None),
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
     pub async fn subscribe(&mut self, channels: &[(&str, u64)]) {
         let map: serde_json::Map<String, Value> = channels
             .iter()
@@ -644,7 +710,34 @@ pub struct Sse {
     buf: String,
 }
 
+/// How an SSE stream stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SseEnd {
+    /// The response body ended cleanly (the server finished it).
+    Ended,
+    /// The connection broke mid-body.
+    Broken,
+    /// Still open when the time was up.
+    Open,
+}
+
 impl Sse {
+    /// Reads (and drops) events until the stream stops or `timeout` passes.
+    pub async fn end_within(&mut self, timeout: Duration) -> SseEnd {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return SseEnd::Open;
+            };
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Err(_) => return SseEnd::Open,
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None)) => return SseEnd::Ended,
+                Ok(Err(_)) => return SseEnd::Broken,
+            }
+        }
+    }
+
     pub async fn connect(
         base: &str,
         token: &str,

@@ -12,6 +12,7 @@ fn probes(ch: &str, victim: &str) -> Vec<(&'static str, String, Option<serde_jso
     vec![
         ("GET", format!("/v1/channels/{ch}"), None),
         ("GET", format!("/v1/channels/{ch}/members"), None),
+        ("GET", format!("/v1/channels/{ch}/members?limit=1000"), None),
         ("GET", format!("/v1/channels/{ch}/messages"), None),
         (
             "GET",
@@ -82,6 +83,23 @@ async fn outsiders_get_nothing_on_any_path() {
     api.send(&ada, &public, SECRET).await.expect(201);
     api.send(&ada, &private, SECRET).await.expect(201);
     let log_before = nats.log_len().await;
+    // Cursors of Acme's lists, as a member got them (one row per page).
+    let next = |b: serde_json::Value| b["next_cursor"].as_str().expect("a next page").to_string();
+    let users_cursor = next(api.get("/v1/users?limit=1", &ada).await.expect(200));
+    let channels_cursor = next(api.get("/v1/channels?limit=1", &ada).await.expect(200));
+    api.post(&format!("/v1/channels/{public}/join"), &carol, json!({}))
+        .await
+        .expect(200);
+    let members_cursor = next(
+        api.get(&format!("/v1/channels/{public}/members?limit=1"), &ada)
+            .await
+            .expect(200),
+    );
+    api.post(&format!("/v1/channels/{public}/leave"), &carol, json!({}))
+        .await
+        .expect(200);
+    let log_before = log_before + 2;
+    assert_eq!(nats.log_len().await, log_before);
 
     // 1. Another workspace: everything is "not found", for both channels.
     for ch in [&public, &private] {
@@ -108,6 +126,32 @@ async fn outsiders_get_nothing_on_any_path() {
         Some(1),
         "eve sees only her workspace"
     );
+    // Acme's cursors position Eve in her own lists, never in Acme's.
+    for path in [
+        format!("/v1/users?cursor={users_cursor}"),
+        format!("/v1/users?limit=1000&cursor={users_cursor}"),
+    ] {
+        let page = api.get(&path, &eve).await.expect(200);
+        for u in page["users"].as_array().expect("users") {
+            assert_eq!(u["workspace_id"], other_ws.as_str(), "{path}: {page}");
+        }
+    }
+    let page = api
+        .get(&format!("/v1/channels?cursor={channels_cursor}"), &eve)
+        .await
+        .expect(200);
+    assert_eq!(page["channels"].as_array().map(Vec::len), Some(0), "{page}");
+    assert!(page["next_cursor"].is_null(), "{page}");
+    for ch in [&public, &private] {
+        let r = api
+            .get(
+                &format!("/v1/channels/{ch}/members?cursor={members_cursor}"),
+                &eve,
+            )
+            .await;
+        r.expect_err(404, "not_found");
+        assert_no_leak(&r, "eve members with a cursor");
+    }
     // Eve is an admin, but of another workspace.
     api.post(
         &format!("/v1/workspaces/{ws}/users"),
@@ -142,6 +186,32 @@ async fn outsiders_get_nothing_on_any_path() {
         !listed.to_string().contains(&private),
         "private channel listed to a non-member"
     );
+    // Page by page, and from Ada's cursor, too.
+    let mut cursor = String::new();
+    loop {
+        let page = api
+            .get(&format!("/v1/channels?limit=1&cursor={cursor}"), &carol)
+            .await
+            .expect(200);
+        assert!(!page.to_string().contains(&private), "{page}");
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    let page = api
+        .get(&format!("/v1/channels?cursor={channels_cursor}"), &carol)
+        .await
+        .expect(200);
+    assert!(!page.to_string().contains(&private), "{page}");
+    let r = api
+        .get(
+            &format!("/v1/channels/{private}/members?cursor={members_cursor}&limit=5"),
+            &carol,
+        )
+        .await;
+    r.expect_err(404, "not_found");
+    assert_no_leak(&r, "carol private members with a cursor");
 
     // 3. A user who left: bob joins the public channel, is invited to the
     //    private one, reads both, then leaves / is removed.

@@ -3,6 +3,7 @@
 
 use super::{ms, random, refuse, settle, Commands, UserCtx};
 use crate::error::{ApiError, ApiResult};
+use crate::paging::{ListQuery, Paged};
 use switchboard_core::authz::Action;
 use switchboard_core::commands::channels::{
     decide_archive, decide_create, decide_open_dm, CreateChannel, DmState, NameState, OpenDm,
@@ -170,16 +171,27 @@ impl Commands {
         }
     }
 
-    pub async fn channels(&self, user: &UserCtx) -> ApiResult<Vec<ChannelView>> {
+    /// A page of the channels the caller may see in its workspace, in
+    /// name order.
+    pub async fn channels(
+        &self,
+        user: &UserCtx,
+        page: &ListQuery,
+    ) -> ApiResult<Paged<ChannelView>> {
         self.fresh_reads().await?;
         let (ws, me) = (
             user.caller.workspace_id.clone(),
             user.caller.user_id.clone(),
         );
-        Ok(self
+        let (after, limit) = (page.after_two()?, page.limit);
+        let listing = self
             .acl
-            .read(move |c| acl::visible_channels(c, ws.as_str(), me.as_str()))
-            .await?)
+            .read_page(move |c| {
+                let after = after.as_ref().map(|(n, i)| (n.as_str(), i.as_str()));
+                acl::visible_channels(c, &ws, &me, after, limit)
+            })
+            .await?;
+        Ok(Paged::of(listing, |ch| vec![&ch.name, &ch.id]))
     }
 
     pub async fn channel(&self, user: &UserCtx, channel: &ChannelId) -> ApiResult<ChannelView> {
@@ -191,11 +203,20 @@ impl Commands {
             .ok_or_else(|| ApiError::not_found("channel"))
     }
 
-    pub async fn members(&self, user: &UserCtx, channel: &ChannelId) -> ApiResult<Vec<UserView>> {
+    /// A page of a channel's members (user id order), for a caller who
+    /// may see the channel.
+    pub async fn members(
+        &self,
+        user: &UserCtx,
+        channel: &ChannelId,
+        page: &ListQuery,
+    ) -> ApiResult<Paged<UserView>> {
         let facts = self.authorize(user, channel, Action::See).await?;
-        Ok(self
+        let (after, limit) = (page.after_one()?, page.limit);
+        let listing = self
             .acl
-            .read(move |c| acl::members(c, facts.id.as_str()))
-            .await?)
+            .read_page(move |c| acl::members(c, &facts.id, &after, limit))
+            .await?;
+        Ok(Paged::of(listing, |u| vec![&u.id]))
     }
 }

@@ -146,7 +146,7 @@ impl Commands {
         let facts = self.authorize(user, channel, Action::Read).await?;
         Ok(self
             .history
-            .read(move |c| history::messages(c, facts.id.as_str(), page, limit))
+            .read_rows(limit, move |c| history::messages(c, &facts.id, page, limit))
             .await?)
     }
 
@@ -160,9 +160,9 @@ impl Commands {
         let facts = self.authorize(user, channel, Action::Read).await?;
         Ok(self
             .history
-            .read(move |c| {
-                let events = history::events(c, facts.id.as_str(), after_seq, limit)?;
-                let head = history::head_seq(c, facts.id.as_str())?;
+            .read_rows(limit, move |c| {
+                let events = history::events(c, &facts.id, after_seq, limit)?;
+                let head = history::head_seq(c, &facts.id)?;
                 Ok((events, head))
             })
             .await?)

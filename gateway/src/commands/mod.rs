@@ -21,6 +21,7 @@
 
 mod auth;
 mod channels;
+mod head;
 mod members;
 pub mod messages;
 mod tenants;
@@ -81,6 +82,12 @@ pub struct Commands {
     /// request and users are never altered in place by the API (a future
     /// deactivation must also clear this).
     sessions: Mutex<HashMap<String, (UserCtx, Instant)>>,
+    /// Token hashes found in no user after the ACL model was caught up to
+    /// a log head read after the request arrived, for a few seconds.
+    unknown_tokens: Mutex<HashMap<String, Instant>>,
+    /// The log head for refusals, asked of JetStream by one request at a
+    /// time and at most every 50 ms.
+    head: head::HeadProbe,
 }
 
 impl Commands {
@@ -101,6 +108,8 @@ impl Commands {
             operator_token_hash,
             acl_acked: AtomicU64::new(0),
             sessions: Mutex::new(HashMap::new()),
+            unknown_tokens: Mutex::new(HashMap::new()),
+            head: head::HeadProbe::default(),
         }
     }
 
@@ -131,10 +140,12 @@ impl Commands {
         Ok(())
     }
 
-    /// Catches the ACL model up to the log's current head (bounded), so a
-    /// refusal is never a stale answer.
-    async fn acl_catch_up(&self) -> ApiResult<()> {
-        let head = self.log.last_seq().await?;
+    /// Catches the ACL model up to the log head as of some moment after
+    /// `since` (bounded), so a refusal is never a stale answer. The head
+    /// comes from the shared probe (see `head`): a crowd of refusals costs
+    /// one JetStream request per [`head::PROBE_INTERVAL`], not one each.
+    async fn acl_catch_up(&self, since: tokio::time::Instant) -> ApiResult<()> {
+        let head = self.head.head_since(since, || self.log.last_seq()).await?;
         if !wait(&self.acl_progress, head).await {
             return Err(behind("the membership read model is"));
         }

@@ -2,6 +2,7 @@
 
 use super::{ms, new_token, random, settle, Commands, UserCtx};
 use crate::error::{ApiError, ApiResult};
+use crate::paging::{ListQuery, Paged};
 use switchboard_core::commands::tenants::{
     decide_create_user, decide_create_workspace, CreateUser, WorkspaceState,
 };
@@ -100,9 +101,15 @@ impl Commands {
         Ok((user.user.clone(), w))
     }
 
-    pub async fn users(&self, user: &UserCtx) -> ApiResult<Vec<UserView>> {
+    /// A page of the caller's workspace's users, in handle order.
+    pub async fn users(&self, user: &UserCtx, page: &ListQuery) -> ApiResult<Paged<UserView>> {
         self.fresh_reads().await?;
         let ws = user.caller.workspace_id.clone();
-        Ok(self.acl.read(move |c| acl::users(c, ws.as_str())).await?)
+        let (after, limit) = (page.after_one()?, page.limit);
+        let listing = self
+            .acl
+            .read_page(move |c| acl::users(c, &ws, &after, limit))
+            .await?;
+        Ok(Paged::of(listing, |u| vec![&u.handle]))
     }
 }

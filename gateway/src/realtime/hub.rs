@@ -376,7 +376,7 @@ async fn fill(
         let limit = (before - last - 1).min(500) as u32;
         let rows = core
             .history
-            .read(move |c| history::events(c, &ch, from, limit))
+            .read_rows(limit, move |c| history::events(c, &ch, from, limit))
             .await
             .unwrap_or_default();
         if rows.is_empty() {

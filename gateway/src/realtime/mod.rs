@@ -15,7 +15,11 @@
 //!   reconnect;
 //! - what one client can make a gateway hold or do is bounded: frame size,
 //!   channels per connection ([`MAX_CHANNELS_PER_CONNECTION`]), typing and
-//!   presence rates.
+//!   presence rates;
+//! - shutdown ends every stream: each WebSocket and SSE loop selects on
+//!   [`Realtime::closing`]; a WebSocket gets a close frame 1001 (going
+//!   away), an SSE response ends, and new streams are refused with 503.
+//!   Clients resume elsewhere from their last seqs.
 
 pub mod frames;
 mod hub;
@@ -86,6 +90,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use switchboard_projections::acl;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The real-time side of one gateway.
 pub struct Realtime {
@@ -97,6 +103,11 @@ pub struct Realtime {
     presence: Option<kv::Store>,
     /// This gateway's open connections per user, and the user's status.
     local: Mutex<HashMap<String, (usize, &'static str)>>,
+    /// Cancelled when the gateway begins to shut down: every stream ends.
+    pub closing: CancellationToken,
+    /// The WebSocket sessions (which outlive their HTTP request, so the
+    /// server's graceful shutdown does not wait for them; this does).
+    sessions: TaskTracker,
 }
 
 /// Presence KV bucket; keys `<workspace>.<user>`, values a status, expiring
@@ -104,7 +115,13 @@ pub struct Realtime {
 pub const PRESENCE_BUCKET: &str = "sb_presence";
 
 impl Realtime {
-    pub async fn new(core: Arc<Commands>, config: RealtimeConfig) -> Realtime {
+    /// Real-time delivery for one gateway, ending its streams when
+    /// `closing` is cancelled.
+    pub async fn new(
+        core: Arc<Commands>,
+        config: RealtimeConfig,
+        closing: CancellationToken,
+    ) -> Realtime {
         let client = core.log.client().clone();
         let js = async_nats::jetstream::new(client.clone());
         let presence = js
@@ -132,7 +149,28 @@ impl Realtime {
             core,
             presence,
             local: Mutex::new(HashMap::new()),
+            closing,
+            sessions: TaskTracker::new(),
         }
+    }
+
+    /// Runs a WebSocket session as a tracked task (see [`Realtime::closed`]).
+    pub fn track<F>(&self, session: F) -> tokio_util::task::task_tracker::TrackedFuture<F>
+    where
+        F: std::future::Future<Output = ()>,
+    {
+        self.sessions.track_future(session)
+    }
+
+    /// Ends every stream (if shutdown has not begun yet) and waits until
+    /// the WebSocket sessions have sent their close frames and cleaned up,
+    /// at most `timeout`. Returns whether they all finished.
+    pub async fn closed(&self, timeout: std::time::Duration) -> bool {
+        self.closing.cancel();
+        self.sessions.close();
+        tokio::time::timeout(timeout, self.sessions.wait())
+            .await
+            .is_ok()
     }
 
     /// Opens a session for `user` (either transport): marks the user
@@ -185,7 +223,7 @@ impl Realtime {
         let channels = self
             .core
             .acl
-            .read(move |c| acl::small_channels_of(c, &me, max))
+            .read_page(move |c| acl::small_channels_of(c, &me, max))
             .await
             .unwrap_or_default();
         let frame = serde_json::json!({"type": "presence", "user_id": user.caller.user_id, "status": status}).to_string();

@@ -265,7 +265,7 @@ impl Session {
             let rows = match self
                 .core
                 .history
-                .read(move |c| history::events(c, &ch, from, limit))
+                .read_rows(limit, move |c| history::events(c, &ch, from, limit))
                 .await
             {
                 Ok(rows) => rows,

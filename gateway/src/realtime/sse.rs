@@ -5,6 +5,7 @@
 //! A cursor with a seq that is not an integer 0..=i64::MAX, or with more
 //! than [`MAX_CHANNELS_PER_CONNECTION`] channels, is refused with 400
 //! before anything opens (and before a `?ticket=` is spent).
+//! The stream ends when the gateway shuts down ([`super::Realtime::closing`]).
 
 use super::session::{Out, Session};
 use super::MAX_CHANNELS_PER_CONNECTION;
@@ -46,6 +47,9 @@ fn cursor_string(c: &BTreeMap<String, u64>) -> String {
 }
 
 pub async fn stream(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+    if state.realtime.closing.is_cancelled() {
+        return super::ws::shutting_down().into_response();
+    }
     let (mut parts, _) = req.into_parts();
     let credential = match super::ws::realtime_credential(&mut parts, &state).await {
         Ok(c) => c,
@@ -150,6 +154,9 @@ async fn step(state: StepState) -> Option<(Result<Event, Infallible>, StepState)
         }
         tokio::select! {
             biased;
+            // Shutdown ends the response (the server's graceful shutdown
+            // waits for it); the client resumes with Last-Event-ID.
+            () = guard.rt.closing.cancelled() => return None,
             _ = session.wake.notified() => {
                 for (ch, after, frame) in session.take_resyncs() {
                     // The cursor must never claim what the client did not

@@ -16,7 +16,7 @@ use super::throttle::{Coalescer, PRESENCE_INTERVAL};
 use crate::error::ApiError;
 use crate::extract::UserCtx;
 use crate::state::AppState;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -75,6 +75,9 @@ impl Credential {
 }
 
 pub async fn upgrade(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+    if state.realtime.closing.is_cancelled() {
+        return shutting_down().into_response();
+    }
     let (mut parts, _body) = req.into_parts();
     let credential = match realtime_credential(&mut parts, &state).await {
         Ok(c) => c,
@@ -96,12 +99,21 @@ pub async fn upgrade(State(state): State<AppState>, req: axum::extract::Request)
     };
     // tungstenite's defaults are 128 KiB read and write buffers per socket;
     // chat frames are small, and 20k idle connections must fit in memory.
+    let rt = state.realtime.clone();
     ws.read_buffer_size(2 * 1024)
         .write_buffer_size(4 * 1024)
         .max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
-        .on_upgrade(move |socket| run(socket, state, user))
+        .on_upgrade(move |socket| rt.track(run(socket, state, user)))
 }
+
+/// The answer to a stream opened while the gateway shuts down.
+pub fn shutting_down() -> ApiError {
+    ApiError::unavailable("the server is shutting down; reconnect (to another gateway)")
+}
+
+/// How long the close frame sent at shutdown may take to go out.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn ms_since(start: Instant) -> u64 {
     start.elapsed().as_millis() as u64
@@ -160,6 +172,16 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
     loop {
         let ok = tokio::select! {
             biased;
+            () = rt.closing.cancelled() => {
+                // Going away: the client reconnects (elsewhere) with its
+                // last seqs; frames still queued here are replayed then.
+                let bye = CloseFrame {
+                    code: close_code::AWAY,
+                    reason: "server shutting down".into(),
+                };
+                send(&mut sink, Message::Close(Some(bye)), CLOSE_GRACE).await;
+                false
+            }
             _ = session.wake.notified() => {
                 let mut ok = true;
                 for (_, _, frame) in session.take_resyncs() {
@@ -191,7 +213,7 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
     }
     reader.abort();
     session.close();
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
     rt.presence_disconnected(&session.user).await;
 }
 

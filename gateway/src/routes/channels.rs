@@ -4,14 +4,14 @@
 
 use super::{channel_id, created_or_ok};
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, Path, User, UserCtx};
+use crate::extract::{ApiJson, Path, Query, User, UserCtx};
+use crate::paging::{self, ListParams};
 use crate::state::AppState;
-use crate::views::{channel_json, Appended, ChannelJson, ChannelList, MemberList};
+use crate::views::{channel_json, member_json, Appended, ChannelJson, ChannelList, MemberList};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use switchboard_core::commands::members::MemberCommand;
 use switchboard_core::ids::UserId;
 use utoipa::ToSchema;
@@ -43,17 +43,21 @@ pub(super) async fn create_channel(
     Ok((StatusCode::CREATED, Json(channel_json(&ch))))
 }
 
-/// Channels the caller may see: public ones and those it belongs to.
-#[utoipa::path(get, path = "/v1/channels", tag = TAG, security(("user" = [])),
+/// A page of the channels the caller may see (public ones and those it
+/// belongs to), in name order.
+#[utoipa::path(get, path = "/v1/channels", tag = TAG, security(("user" = [])), params(ListParams),
     responses((status = 200, description = "the channels", body = ChannelList)))]
 pub(super) async fn list_channels(
     State(s): State<AppState>,
     User(u): User,
-) -> ApiResult<Json<Value>> {
-    let chans = s.commands.channels(&u).await?;
-    Ok(Json(
-        json!({"channels": chans.iter().map(channel_json).collect::<Vec<_>>()}),
-    ))
+    Query(q): Query<ListParams>,
+) -> ApiResult<Json<ChannelList>> {
+    let page = q.page(paging::DEFAULT_CHANNELS_LIMIT)?;
+    let page = s.commands.channels(&u, &page).await?;
+    Ok(Json(ChannelList {
+        channels: page.items.iter().map(channel_json).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// A channel (public, or private and the caller is a member).
@@ -68,23 +72,24 @@ pub(super) async fn get_channel(
     Ok(Json(channel_json(&s.commands.channel(&u, &id).await?)))
 }
 
-/// A channel's members.
-#[utoipa::path(get, path = "/v1/channels/{id}/members", tag = TAG, security(("user" = [])),
+/// A page of a channel's members, in user id order.
+#[utoipa::path(get, path = "/v1/channels/{id}/members", tag = TAG, security(("user" = [])), params(ListParams),
     responses((status = 200, description = "the members", body = MemberList)))]
 pub(super) async fn list_members(
     State(s): State<AppState>,
     User(u): User,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+    Query(q): Query<ListParams>,
+) -> ApiResult<Json<MemberList>> {
     let id = channel_id(&id)?;
-    let members = s.commands.members(&u, &id).await?;
-    let members: Vec<Value> = members
-        .iter()
-        .map(|m| {
-            json!({"user_id": m.id, "handle": m.handle, "display_name": m.display_name, "role": m.role})
-        })
-        .collect();
-    Ok(Json(json!({"members": members})))
+    let page = s
+        .commands
+        .members(&u, &id, &q.page(paging::DEFAULT_LIMIT)?)
+        .await?;
+    Ok(Json(MemberList {
+        members: page.items.iter().map(member_json).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]

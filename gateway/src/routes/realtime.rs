@@ -134,7 +134,7 @@ pub(super) async fn presence(
         let ws = ws.clone();
         s.commands
             .acl
-            .read(move |c| {
+            .read_rows(ids.len() as u32, move |c| {
                 let mut out = Vec::new();
                 for id in ids {
                     if switchboard_projections::acl::user(c, &ws, &id)?.is_some() {

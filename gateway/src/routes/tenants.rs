@@ -2,14 +2,14 @@
 //! or a workspace admin), and who the caller is.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, Auth, Path, User};
+use crate::extract::{ApiJson, Auth, Path, Query, User};
+use crate::paging::{self, ListParams};
 use crate::state::AppState;
 use crate::views::{user_json, workspace_json, Me, NewUser, UserList, WorkspaceJson};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 const TAG: &str = "tenants";
@@ -98,12 +98,20 @@ pub(super) async fn me(State(s): State<AppState>, User(u): User) -> ApiResult<Js
     }))
 }
 
-/// The workspace's users.
-#[utoipa::path(get, path = "/v1/users", tag = TAG, security(("user" = [])),
+/// A page of the workspace's users, in handle order.
+#[utoipa::path(get, path = "/v1/users", tag = TAG, security(("user" = [])), params(ListParams),
     responses((status = 200, description = "the users", body = UserList)))]
-pub(super) async fn users(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
-    let users = s.commands.users(&u).await?;
-    Ok(Json(
-        json!({"users": users.iter().map(user_json).collect::<Vec<_>>()}),
-    ))
+pub(super) async fn users(
+    State(s): State<AppState>,
+    User(u): User,
+    Query(q): Query<ListParams>,
+) -> ApiResult<Json<UserList>> {
+    let page = s
+        .commands
+        .users(&u, &q.page(paging::DEFAULT_LIMIT)?)
+        .await?;
+    Ok(Json(UserList {
+        users: page.items.iter().map(user_json).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }

@@ -32,8 +32,9 @@ fn view(m: &Model<Acl>, ch: &str) -> ChannelView {
 }
 
 fn member_ids(m: &Model<Acl>, ch: &str) -> Vec<String> {
-    members(m.conn(), ch)
+    members(m.conn(), ch, "", MAX_PAGE)
         .expect("query")
+        .rows
         .into_iter()
         .map(|u| u.id)
         .collect()
@@ -63,7 +64,10 @@ fn workspace_user_and_channel_created_make_rows() {
     let by_token = user_by_token_hash(m.conn(), "t-bob").expect("query");
     assert_eq!(by_token.map(|u| u.id).as_deref(), Some("bob"));
     assert!(user(m.conn(), "W2", "bob").expect("query").is_none());
-    assert_eq!(users(m.conn(), WS).expect("query").len(), 3);
+    assert_eq!(
+        users(m.conn(), WS, "", MAX_PAGE).expect("query").rows.len(),
+        3
+    );
 
     let c = view(&m, "C1");
     assert_eq!(
@@ -285,13 +289,17 @@ fn a_user_with_a_taken_handle_token_or_id_fails() {
             handles(&m)
         );
         assert_eq!(m.checkpoint(), 5);
-        assert_eq!(users(m.conn(), WS).expect("query").len(), 3);
+        assert_eq!(
+            users(m.conn(), WS, "", MAX_PAGE).expect("query").rows.len(),
+            3
+        );
     }
 }
 
 fn handles(m: &Model<Acl>) -> Vec<String> {
-    users(m.conn(), WS)
+    users(m.conn(), WS, "", MAX_PAGE)
         .expect("query")
+        .rows
         .into_iter()
         .map(|u| u.handle)
         .collect()
@@ -349,4 +357,170 @@ fn dm_names_are_not_in_the_channel_namespace() {
         channel_id_by_name(m.conn(), WS, "dm-x").expect("query"),
         None
     );
+}
+
+/// Every row of a keyset listing, page by page, resuming after `key` of
+/// the last row of each page.
+fn all_pages<T>(limit: u32, mut page: impl FnMut(Option<&T>, u32) -> Listing<T>) -> (Vec<T>, usize)
+where
+    T: Clone,
+{
+    let (mut out, mut pages): (Vec<T>, usize) = (Vec::new(), 0);
+    let mut last: Option<T> = None;
+    loop {
+        let l = page(last.as_ref(), limit);
+        pages += 1;
+        assert!(l.rows.len() <= limit as usize);
+        out.extend(l.rows.iter().cloned());
+        last = l.rows.last().cloned();
+        if !l.more {
+            return (out, pages);
+        }
+        assert!(pages < 1000, "paging never ends");
+    }
+}
+
+/// A workspace with `n` users u000.. (handles in reverse order of ids),
+/// all in public channel `C1`.
+fn crowd(n: usize) -> (Model<Acl>, Feed) {
+    let (mut m, mut f) = (model(), Feed::new());
+    let mut batch = vec![f.ws("", "", workspace_created("acme"))];
+    let ids: Vec<String> = (0..n).map(|i| format!("u{i:03}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let handle = format!("h{:03}", n - i);
+        batch.push(f.ws("", "", user_added(id, &handle, &format!("t-{id}"))));
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    batch.push(f.ws(
+        "C1",
+        "u000",
+        channel_created("general", ChannelKind::Channel, &refs),
+    ));
+    m.apply(&batch);
+    (m, f)
+}
+
+#[test]
+fn users_and_members_page_through_everyone_once_in_key_order() {
+    let (m, _) = crowd(25);
+    for limit in [1, 2, 7, 25, 26, MAX_PAGE] {
+        let (users, _) = all_pages(limit, |last: Option<&UserView>, l| {
+            let after = last.map_or("", |u| u.handle.as_str());
+            super::users(m.conn(), WS, after, l).expect("users")
+        });
+        let handles: Vec<&str> = users.iter().map(|u| u.handle.as_str()).collect();
+        let mut sorted = handles.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(handles, sorted, "handle order, no repeats (limit {limit})");
+        assert_eq!(handles.len(), 25);
+
+        let (members, pages) = all_pages(limit, |last: Option<&UserView>, l| {
+            let after = last.map_or("", |u| u.id.as_str());
+            super::members(m.conn(), "C1", after, l).expect("members")
+        });
+        let ids: Vec<&str> = members.iter().map(|u| u.id.as_str()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(ids, sorted, "user id order, no repeats (limit {limit})");
+        assert_eq!(ids.len(), 25);
+        assert_eq!(pages, 25usize.div_ceil(limit as usize).max(1));
+    }
+    // A limit past the cap is the cap; zero is one row.
+    assert_eq!(
+        super::users(m.conn(), WS, "", 0).expect("users").rows.len(),
+        1
+    );
+    assert_eq!(
+        super::users(m.conn(), WS, "", u32::MAX)
+            .expect("users")
+            .rows
+            .len(),
+        25
+    );
+    // Another workspace's listing is empty, whatever the cursor.
+    assert!(super::users(m.conn(), "W2", "", 10)
+        .expect("users")
+        .rows
+        .is_empty());
+}
+
+#[test]
+fn a_member_leaving_between_pages_shifts_nothing() {
+    let (mut m, mut f) = crowd(10);
+    let first = super::members(m.conn(), "C1", "", 4).expect("page 1");
+    assert!(first.more);
+    let after = first.rows.last().map(|u| u.id.clone()).expect("a row");
+    // One member of the first page leaves, and one of the rest.
+    m.apply(&[
+        f.ch("C1", "u000", removed("u001")),
+        f.ch("C1", "u000", removed("u007")),
+    ]);
+    let rest = super::members(m.conn(), "C1", &after, 100).expect("page 2");
+    let ids: Vec<&str> = rest.rows.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(ids, ["u004", "u005", "u006", "u008", "u009"]);
+    assert!(!rest.more);
+}
+
+#[test]
+fn visible_channels_page_by_name_and_skip_others_private_ones() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[
+        f.ws(
+            "C2",
+            "bob",
+            channel_created("board", ChannelKind::Channel, &["bob"]),
+        ),
+        f.ws(
+            "C3",
+            "alice",
+            channel_created("alpha", ChannelKind::Channel, &["alice"]),
+        ),
+        f.ws(
+            "C4",
+            "alice",
+            channel_created("zeta", ChannelKind::Channel, &["alice"]),
+        ),
+        f.ws(
+            "D1",
+            "alice",
+            channel_created("dm", ChannelKind::Direct, &["alice", "bob"]),
+        ),
+    ]);
+    // The test feed makes only DMs private; C2 is a private channel.
+    m.conn_mut()
+        .execute("UPDATE channels SET private = 1 WHERE id = 'C2'", [])
+        .expect("private");
+    let names = |viewer: &str, limit: u32| -> Vec<String> {
+        let (rows, _) = all_pages(limit, |last: Option<&ChannelView>, l| {
+            let after = last.map(|c| (c.name.as_str(), c.id.as_str()));
+            visible_channels(m.conn(), WS, viewer, after, l).expect("channels")
+        });
+        rows.into_iter().map(|c| c.name).collect()
+    };
+    for limit in [1, 2, 10] {
+        assert_eq!(names("alice", limit), ["alpha", "dm", "general", "zeta"]);
+        assert_eq!(
+            names("bob", limit),
+            ["alpha", "board", "dm", "general", "zeta"]
+        );
+        assert_eq!(names("carol", limit), ["alpha", "general", "zeta"]);
+    }
+}
+
+#[test]
+fn small_channels_count_members_only_up_to_the_bound() {
+    let (m, _) = crowd(12);
+    assert_eq!(
+        small_channels_of(m.conn(), "u003", 12).expect("query"),
+        ["C1"]
+    );
+    assert!(small_channels_of(m.conn(), "u003", 11)
+        .expect("query")
+        .is_empty());
+    assert!(small_channels_of(m.conn(), "u003", 0)
+        .expect("query")
+        .is_empty());
 }

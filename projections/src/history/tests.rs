@@ -245,6 +245,95 @@ fn reactions_are_added_and_removed_per_user_and_emoji() {
     assert_eq!(row.reactions[1].emoji, "eyes");
 }
 
+/// A page's reactions, one message at a time (the query the page-wide one
+/// replaced), as the reference the page must equal.
+fn reactions_one_by_one(m: &Model<History>, id: &str) -> Vec<(String, usize, Vec<String>)> {
+    let mut stmt = m
+        .conn()
+        .prepare_cached(
+            "SELECT emoji, user_id FROM reactions WHERE message_id = ?1 ORDER BY emoji, user_id",
+        )
+        .expect("prepare");
+    let mut out: Vec<(String, usize, Vec<String>)> = Vec::new();
+    let rows = stmt
+        .query_map([id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .expect("query");
+    for row in rows {
+        let (emoji, user) = row.expect("row");
+        match out.last_mut() {
+            Some(last) if last.0 == emoji => {
+                last.1 += 1;
+                last.2.push(user);
+            }
+            _ => out.push((emoji, 1, vec![user])),
+        }
+    }
+    out
+}
+
+#[test]
+fn a_pages_reactions_come_from_one_query_and_match_the_per_message_ones() {
+    let (mut m, mut f) = (model(), Feed::new());
+    let mut batch = Vec::new();
+    for i in 0..30 {
+        batch.push(f.ch(CH, "alice", posted(&format!("M{i:02}"), "hi")));
+    }
+    // Reactions on every third message, emojis and users out of order.
+    for i in (0..30).step_by(3) {
+        let id = format!("M{i:02}");
+        for (user, emoji) in [
+            ("carol", "eyes"),
+            ("bob", "+1"),
+            ("alice", "eyes"),
+            ("dave", "+1"),
+            ("bob", "zzz"),
+        ] {
+            batch.push(f.ch(CH, user, reacted(&id, emoji)));
+        }
+    }
+    batch.push(f.ch(CH, "dave", unreacted("M03", "+1")));
+    m.apply(&batch);
+
+    let (page, more) = messages(m.conn(), CH, Page::Before(None), 20).expect("page");
+    assert!(more);
+    assert_eq!(page.len(), 20);
+    let mut with = 0;
+    for row in &page {
+        let got: Vec<(String, usize, Vec<String>)> = row
+            .reactions
+            .iter()
+            .map(|r| (r.emoji.clone(), r.count, r.user_ids.clone()))
+            .collect();
+        assert_eq!(got, reactions_one_by_one(&m, &row.id), "message {}", row.id);
+        with += usize::from(!got.is_empty());
+    }
+    assert_eq!(with, 6, "M10..M29: M12, M15, … M27 have reactions");
+    let m03 = msg(&m, "M03");
+    assert_eq!(m03.reactions[0].user_ids, ["bob"]);
+    assert_eq!(m03.reactions[1].user_ids, ["alice", "carol"]);
+
+    // The page query walks the primary key per id, never the whole table.
+    let plan: Vec<String> = m
+        .conn()
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT message_id, emoji, user_id FROM reactions
+             WHERE message_id IN (SELECT value FROM json_each(?1))
+             ORDER BY message_id, emoji, user_id",
+        )
+        .expect("prepare")
+        .query_map(["[]"], |r| r.get::<_, String>(3))
+        .expect("plan")
+        .collect::<Result<_, _>>()
+        .expect("plan rows");
+    assert!(
+        plan.iter()
+            .any(|p| p.contains("SEARCH reactions USING PRIMARY KEY")),
+        "{plan:?}"
+    );
+}
+
 #[test]
 fn a_reaction_on_a_deleted_message_is_ignored() {
     let (mut m, mut f) = (model(), Feed::new());
