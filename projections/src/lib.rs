@@ -16,7 +16,10 @@ mod runner;
 mod testkit;
 
 pub use db::{checksum_of, open_writer, Readers};
-pub use runner::{live_checksum, rebuild, BatchError, Progress, Projector, Rebuilt, Runner};
+pub use runner::{
+    apply_batch, live_checksum, open_model, rebuild, BatchError, Progress, Projector, Rebuilt,
+    Runner,
+};
 
 /// Errors of the read side.
 #[derive(Debug, thiserror::Error)]
