@@ -55,18 +55,25 @@ pub struct Row {
     pub command: String,
 }
 
-/// Markdown: `| measurement | median (min–max) | command |`.
+/// Markdown: `| measurement | median (min–max) | command |`, the command
+/// on the first row of each benchmark (the rows below it share it).
 pub fn table(rows: &[Row], runs: usize) -> String {
     let mut s =
         format!("| measurement | median (min–max) of {runs} runs | command |\n|---|---|---|\n");
+    let mut last_command = "";
     for r in rows {
+        let command = if r.command == last_command {
+            String::new()
+        } else {
+            format!("`{}`", r.command)
+        };
+        last_command = &r.command;
         s.push_str(&format!(
-            "| {}: {} | {} {} | `{}` |\n",
+            "| {}: {} | {} {} | {command} |\n",
             r.measurement,
             r.figure.name,
             r.figure.text(),
             r.figure.unit,
-            r.command
         ));
     }
     s
@@ -136,9 +143,9 @@ pub async fn run(a: AllArgs) -> Result<Vec<Row>> {
         })
     });
     let header = format!(
-        "machine: {}\nnats-server: {}\nswitchboard: commit {commit}\ndate: {}{}",
+        "machine: {}\n{}\nswitchboard: commit {commit}\ndate: {}{}",
         machine(),
-        first_line("nats-server", &["--version"]).unwrap_or_else(|| "unknown".into()),
+        first_line("nats-server", &["--version"]).unwrap_or_else(|| "nats-server: unknown".into()),
         first_line("date", &["-u", "+%Y-%m-%d"]).unwrap_or_default(),
         if cfg!(debug_assertions) {
             "\nWARNING: debug build of the load generator; figures are not representative"
@@ -215,7 +222,8 @@ pub async fn run(a: AllArgs) -> Result<Vec<Row>> {
         max_in_flight: 4096,
         quiet: 2.0,
         no_floor: false,
-        pid: a.pid,
+        // Memory is measured on idle connections (below), not under load.
+        pid: None,
         runs,
         nats: a.nats.clone(),
     };
@@ -237,6 +245,7 @@ pub async fn run(a: AllArgs) -> Result<Vec<Row>> {
     let r = fanout::run(FanoutArgs {
         connections: a.idle_connections,
         rate: 0.0,
+        pid: a.pid,
         ..fan
     })
     .await?;
@@ -258,26 +267,41 @@ mod tests {
     use super::*;
     use crate::stats::Spread;
 
-    #[test]
-    fn table_has_a_row_per_figure_with_its_command() {
-        let rows = vec![Row {
+    fn row(name: &str, unit: &'static str, median: f64, command: &str) -> Row {
+        Row {
             measurement: "POST".into(),
             figure: FigureSpread {
-                name: "POST p99".into(),
-                unit: "ms",
+                name: name.into(),
+                unit,
                 spread: Spread {
-                    median: 2.5,
-                    min: 2.0,
-                    max: 3.25,
+                    median,
+                    min: median - 0.5,
+                    max: median + 0.75,
                     runs: 3,
                 },
             },
-            command: "switchboard-bench send --runs 3".into(),
-        }];
+            command: command.into(),
+        }
+    }
+
+    #[test]
+    fn table_has_a_row_per_figure_and_each_benchmarks_command() {
+        let rows = vec![
+            row("p50", "ms", 1.0, "switchboard-bench send --runs 3"),
+            row("p99", "ms", 2.5, "switchboard-bench send --runs 3"),
+            row(
+                "rate",
+                "events/s",
+                1000.0,
+                "switchboard-bench rebuild --runs 3",
+            ),
+        ];
         assert_eq!(
             table(&rows, 3),
             "| measurement | median (min–max) of 3 runs | command |\n|---|---|---|\n\
-             | POST: POST p99 | 2.50 (2.00–3.25) ms | `switchboard-bench send --runs 3` |\n"
+             | POST: p50 | 1.00 (0.50–1.75) ms | `switchboard-bench send --runs 3` |\n\
+             | POST: p99 | 2.50 (2.00–3.25) ms |  |\n\
+             | POST: rate | 1,000 (1,000–1,001) events/s | `switchboard-bench rebuild --runs 3` |\n"
         );
     }
 
