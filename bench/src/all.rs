@@ -157,6 +157,35 @@ pub async fn run(a: AllArgs) -> Result<Vec<Row>> {
     let (runs, dur) = (a.runs.max(1), a.duration);
     let mut rows = Vec::new();
 
+    // First, on the fresh server: RSS growth per connection is only
+    // meaningful before other connections have come and gone.
+    println!("== fanout, idle connections");
+    let idle = FanoutArgs {
+        url: a.url.clone(),
+        token: a.token.clone(),
+        connections: a.idle_connections,
+        channel_size: 50,
+        channels: None,
+        rate: 0.0,
+        duration: dur,
+        max_in_flight: 4096,
+        quiet: 2.0,
+        no_floor: true,
+        pid: a.pid,
+        // RSS is measured in the first run only (see `fanout`).
+        runs: 1,
+        nats: a.nats.clone(),
+    };
+    let r = fanout::run(idle.clone()).await?;
+    rows.extend(figure_rows(
+        &format!("{} idle WebSocket connections", a.idle_connections),
+        &format!(
+            "switchboard-bench fanout --connections {} --channel-size 50 --rate 0 --runs 1",
+            a.idle_connections
+        ),
+        &r,
+    ));
+
     let closed = SendArgs {
         url: a.url.clone(),
         token: a.token.clone(),
@@ -169,7 +198,7 @@ pub async fn run(a: AllArgs) -> Result<Vec<Row>> {
         runs,
         nats: a.nats.clone(),
     };
-    println!("== send, closed loop");
+    println!("\n== send, closed loop");
     let r = send::run(closed.clone()).await?;
     rows.extend(figure_rows(
         "POST /v1/messages, closed loop, 32 clients, 16 channels",
@@ -212,23 +241,16 @@ pub async fn run(a: AllArgs) -> Result<Vec<Row>> {
     ));
 
     let fan = FanoutArgs {
-        url: a.url.clone(),
-        token: a.token.clone(),
         connections: a.fanout_connections,
-        channel_size: 50,
-        channels: None,
         rate: a.fanout_rate,
-        duration: dur,
-        max_in_flight: 4096,
-        quiet: 2.0,
         no_floor: false,
-        // Memory is measured on idle connections (below), not under load.
+        // Memory was measured on idle connections, above.
         pid: None,
         runs,
-        nats: a.nats.clone(),
+        ..idle
     };
     println!("\n== fanout");
-    let r = fanout::run(fan.clone()).await?;
+    let r = fanout::run(fan).await?;
     rows.extend(figure_rows(
         &format!(
             "fan-out, {} connections, channels of 50, {:.0} msgs/s",
@@ -237,23 +259,6 @@ pub async fn run(a: AllArgs) -> Result<Vec<Row>> {
         &format!(
             "switchboard-bench fanout --connections {} --channel-size 50 --rate {:.0} --duration {dur} --runs {runs}",
             a.fanout_connections, a.fanout_rate
-        ),
-        &r,
-    ));
-
-    println!("\n== fanout, idle connections");
-    let r = fanout::run(FanoutArgs {
-        connections: a.idle_connections,
-        rate: 0.0,
-        pid: a.pid,
-        ..fan
-    })
-    .await?;
-    rows.extend(figure_rows(
-        &format!("{} idle WebSocket connections", a.idle_connections),
-        &format!(
-            "switchboard-bench fanout --connections {} --channel-size 50 --rate 0 --runs {runs}",
-            a.idle_connections
         ),
         &r,
     ));

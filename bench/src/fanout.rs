@@ -58,8 +58,8 @@ pub struct FanoutArgs {
     /// Skip the core NATS and WebSocket echo floors.
     #[arg(long)]
     pub no_floor: bool,
-    /// Server process id for RSS (default with `--rate 0`: the
-    /// `switchboard serve` found in /proc).
+    /// Server process id for RSS, measured in the first run (default with
+    /// `--rate 0`: the `switchboard serve` found in /proc).
     #[arg(long)]
     pub pid: Option<u32>,
     /// Repetitions; each is printed, then the median of each figure.
@@ -248,7 +248,14 @@ pub async fn run(a: FanoutArgs) -> Result<Runs<FanoutRun>> {
     let mut runs = Vec::new();
     for i in 1..=a.runs.max(1) {
         println!("run {i}:");
-        let mut r = one_run(&a, &http, &base, &s, shape, pid).await?;
+        // RSS is measured in the first run only: the server keeps the
+        // memory a run's closed connections freed and reuses it for the
+        // next run's, so later runs would show almost no growth.
+        let rss_pid = if i == 1 { pid } else { None };
+        if i > 1 && pid.is_some() {
+            println!("  (server RSS: first run only)");
+        }
+        let mut r = one_run(&a, &http, &base, &s, shape, rss_pid).await?;
         if let Some(url) = &nats_url {
             let n = floor::nats(url, shape).await?;
             println!(
@@ -327,9 +334,13 @@ async fn one_run(
         .await?;
         let (mut tally, stop) = fleet.tally();
         fleet.push(tokio::spawn(async move {
+            // Registered once: a fresh `cancelled()` per frame would lock
+            // the token shared by every receiver on each frame.
+            let stopped = stop.cancelled();
+            tokio::pin!(stopped);
             loop {
                 let frame = tokio::select! {
-                    _ = stop.cancelled() => break,
+                    _ = &mut stopped => break,
                     f = sock.next() => f,
                 };
                 let t = match frame {

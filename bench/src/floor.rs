@@ -67,9 +67,12 @@ pub async fn nats(url: &str, shape: Shape) -> Result<PathRun> {
         let (mut tally, stop) = fleet.tally();
         fleet.push(tokio::spawn(async move {
             let _client = client;
+            // Registered once, not per message (see `fanout`).
+            let stopped = stop.cancelled();
+            tokio::pin!(stopped);
             loop {
                 tokio::select! {
-                    _ = stop.cancelled() => break,
+                    _ = &mut stopped => break,
                     m = sub.next() => match m {
                         Some(m) => {
                             tally.record(std::str::from_utf8(&m.payload).unwrap_or(""));
@@ -173,9 +176,11 @@ async fn echo_conn(stream: tokio::net::TcpStream, hub: Groups, cancel: Cancellat
     let (tx, mut rx) = mpsc::channel::<Message>(ECHO_QUEUE);
     let writer_cancel = cancel.clone();
     let writer = tokio::spawn(async move {
+        let stopped = writer_cancel.cancelled();
+        tokio::pin!(stopped);
         loop {
             tokio::select! {
-                _ = writer_cancel.cancelled() => break,
+                _ = &mut stopped => break,
                 m = rx.recv() => match m {
                     Some(m) => if sink.send(m).await.is_err() { break },
                     None => break,
@@ -183,9 +188,11 @@ async fn echo_conn(stream: tokio::net::TcpStream, hub: Groups, cancel: Cancellat
             }
         }
     });
+    let stopped = cancel.cancelled();
+    tokio::pin!(stopped);
     loop {
         let frame = tokio::select! {
-            _ = cancel.cancelled() => break,
+            _ = &mut stopped => break,
             f = frames.next() => f,
         };
         let Some(Ok(Message::Text(t))) = frame else {
@@ -249,9 +256,11 @@ pub async fn websocket(shape: Shape) -> Result<PathRun> {
         let mut sock = s.context("WebSocket floor connection")?;
         let (mut tally, stop) = fleet.tally();
         fleet.push(tokio::spawn(async move {
+            let stopped = stop.cancelled();
+            tokio::pin!(stopped);
             loop {
                 tokio::select! {
-                    _ = stop.cancelled() => break,
+                    _ = &mut stopped => break,
                     m = sock.next() => match m {
                         Some(Ok(Message::Text(t))) => {
                             tally.record(t.as_str());

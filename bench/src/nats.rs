@@ -78,12 +78,18 @@ pub fn started_by_serve(data: &Path) -> Option<String> {
 pub async fn resolve(given: Option<&str>, data: &Path) -> Result<(String, Option<ScratchNats>)> {
     if let Some(url) = given {
         crate::client::require_loopback(url)?;
+        println!("baseline nats-server: {url} (given)");
         return Ok((url.to_string(), None));
     }
     if let Some(url) = started_by_serve(data) {
         crate::client::require_loopback(&url)?;
+        println!(
+            "baseline nats-server: {url} (the server's, from {})",
+            data.display()
+        );
         return Ok((url, None));
     }
     let scratch = ScratchNats::start().await?;
+    println!("baseline nats-server: {} (scratch)", scratch.url);
     Ok((scratch.url.clone(), Some(scratch)))
 }
