@@ -1,10 +1,9 @@
 //! `switchboard`: one binary, thin. Subcommands: `serve` (gateway +
 //! projectors, optionally a local nats-server), `admin` (offline workspace
 //! and user creation), `rebuild` (replay the log into fresh read models and
-//! compare checksums), `bench` (throughput and latency measurements).
+//! compare checksums). The load generators are `switchboard-bench`, a
+//! separate binary (`bench/`), so the shipped binary ships only the server.
 
-mod bench;
-mod fanout;
 mod nats;
 mod rebuild;
 
@@ -41,11 +40,6 @@ enum Command {
     /// Replay the log into fresh read models and print a checksum per read
     /// model, compared with the live read models at the same log position.
     Rebuild(rebuild::RebuildArgs),
-    /// Measure throughput and latency (see README "Benchmarks").
-    Bench {
-        #[command(subcommand)]
-        which: bench::Bench,
-    },
 }
 
 /// Where the log and read models are.
@@ -161,7 +155,6 @@ fn main() -> Result<()> {
             Command::Serve(args) => serve(args).await,
             Command::Admin { common, action } => admin(common, action).await,
             Command::Rebuild(args) => rebuild::run(args).await,
-            Command::Bench { which } => bench::run(which).await,
         }
     })
 }

@@ -18,7 +18,10 @@ mod testkit;
 pub use db::{
     checksum_of, open_writer, Readers, INLINE_ROWS, PAGE_READS_AT_ONCE, READ_BUSY_TIMEOUT,
 };
-pub use runner::{live_checksum, rebuild, BatchError, Progress, Projector, Rebuilt, Runner};
+pub use runner::{
+    apply_batch, live_checksum, open_model, rebuild, BatchError, Progress, Projector, Rebuilt,
+    Runner,
+};
 
 /// Errors of the read side.
 #[derive(Debug, thiserror::Error)]

@@ -184,7 +184,10 @@ fn read_checkpoint(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
 /// or below the checkpoint (already applied, possibly by another process)
 /// are skipped. Returns the new checkpoint; on error nothing of the batch
 /// is applied (the transaction rolls back when dropped).
-pub(crate) fn apply_batch<P: Projector>(
+///
+/// Public so that a benchmark's baseline folds with exactly the runner's
+/// statements and commits, minus the log (`switchboard-bench rebuild`).
+pub fn apply_batch<P: Projector>(
     conn: &mut Connection,
     batch: &[LogEvent],
 ) -> Result<u64, BatchError> {
@@ -226,8 +229,9 @@ pub(crate) fn migrate_model<P: Projector>(conn: &Connection) -> rusqlite::Result
     P::migrate(conn)
 }
 
-/// Opens (creating if needed) a read model file and migrates it.
-fn open_model<P: Projector>(path: &Path) -> rusqlite::Result<(Connection, u64)> {
+/// Opens (creating if needed) a read model file and migrates it; returns
+/// the writer connection and its checkpoint.
+pub fn open_model<P: Projector>(path: &Path) -> rusqlite::Result<(Connection, u64)> {
     let conn = open_writer(path)?;
     migrate_model::<P>(&conn)?;
     let cp = read_checkpoint(&conn, P::NAME)?;

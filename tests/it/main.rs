@@ -2,6 +2,7 @@
 //! store) and the real `switchboard` binary, and talks HTTP to it.
 
 mod bad_input;
+mod bench;
 mod concurrency;
 mod decide_race;
 mod faults;
