@@ -8,6 +8,7 @@ mod nats;
 mod rebuild;
 
 use anyhow::{Context, Result};
+use axum::serve::ListenerExt;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -240,6 +241,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
         shutdown_signal().await;
         tracing::info!("shutting down");
         stop.cancel();
+    });
+    // Small frames (real-time events, JSON answers) go out at once: with
+    // Nagle's algorithm a WebSocket frame can wait ~40 ms for the peer's
+    // delayed ACK (seen as p99 stalls in the bench's WebSocket floor).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
     });
     let server = axum::serve(listener, app(platform.state()))
         .with_graceful_shutdown(closing.clone().cancelled_owned());
