@@ -93,9 +93,10 @@ pub struct Basis {
     /// The subject's head the event will be appended after.
     pub head: Head,
     /// The read models the decision consults must have applied the log up
-    /// to this stream sequence (the head as last read from the server;
-    /// every later event on the subject was appended, and so decided and
-    /// noted, by this process).
+    /// to this stream sequence: the head as last read from the server, or
+    /// the last event appended here that can change decisions (anything but
+    /// a post), whichever is later; every event after it on the subject is
+    /// a post this process appended.
     pub must_see: u64,
     /// The decision is being re-made against a freshly read head because
     /// the previous attempt was about to refuse: catch the read models up
@@ -530,16 +531,24 @@ impl Log {
             match self.append_at(subject, known.head, envelope, &id).await {
                 Ok(appended) => {
                     if !appended.duplicate {
-                        // Every event after `read_at` is still one this
-                        // process appended and decided, so decisions on the
-                        // next head need not wait for more than before.
+                        // The next decision on this subject must see this
+                        // event if it can change decisions (it moved the
+                        // fence); a post cannot, so after one the read
+                        // models need not reach more than before. Set here,
+                        // under the subject's lock, so no later decision in
+                        // this process can slip in before it is required.
+                        let read_at = if fence_seq == known.head.fence_seq {
+                            known.read_at
+                        } else {
+                            appended.stream_seq
+                        };
                         *cached = Some(KnownHead {
                             head: Head {
                                 stream_seq: appended.stream_seq,
                                 subject_seq: known.head.subject_seq + 1,
                                 fence_seq,
                             },
-                            read_at: known.read_at,
+                            read_at,
                         });
                     }
                     return Ok(Outcome::Appended(appended));

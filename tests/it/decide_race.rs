@@ -41,7 +41,24 @@ async fn posts_never_land_after_the_posters_removal_or_an_archive() {
     let nats = Nats::start();
     let a = Server::start(&nats);
     let b = Server::start(&nats);
-    let (api_a, api_b) = (a.api(), b.api());
+    race(a.api(), b.api()).await;
+}
+
+/// The same race inside one process: the removal's append and the next
+/// post's decision meet at the subject's append lock. (The window this
+/// closes — a removal noted only after the lock was released — is a few
+/// instructions wide; this test did not catch it when reintroduced. It
+/// covers the single-process path; the fix is argued in `append_decided`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn posts_never_land_after_a_removal_through_the_same_server() {
+    let nats = Nats::start();
+    let a = Server::start(&nats);
+    race(a.api(), a.api()).await;
+}
+
+/// Ada (admin, on `api_a`) ends bob's membership or archives the channel
+/// while bob (on `api_b`) posts in a loop; no post may land after it.
+async fn race(api_a: Api, api_b: Api) {
     let ws = api_a.workspace("Acme").await;
     let (_, ada) = api_a.user(&ws, "ada", "admin").await;
     let (bob_id, bob) = api_a.user(&ws, "bob", "member").await;

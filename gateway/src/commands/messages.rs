@@ -12,7 +12,7 @@ use switchboard_core::ids::{ChannelId, MessageId};
 use switchboard_core::validate::{ClientMsgId, MessageText};
 use switchboard_projections::acl::AclDirectory;
 use switchboard_projections::history::{self, MessageRow};
-use switchboard_streams::{subjects, Decision, Outcome};
+use switchboard_streams::{subjects, Outcome};
 
 /// A post as the HTTP edge parsed it.
 #[derive(Debug, Clone)]
@@ -66,43 +66,67 @@ impl Commands {
             .client_msg_id
             .as_ref()
             .map(|c| format!("m:{ch}:{me}:{}", c.as_str()));
+        let reply = cmd.thread_root_id.is_some();
+        // Read before taking the channel's append lock, so that concurrent
+        // posters to one channel overlap these reads with each other's
+        // appends; the decision uses them only if they cover its basis.
+        let read_at = self.acl_progress.current();
+        let early = PostState {
+            channel: self.channel_state(user, channel).await?,
+            root: match &cmd.thread_root_id {
+                Some(root) => self.root_facts(root).await?,
+                None => None,
+            },
+        };
+        if let (Ok(_), Some(cid)) = (decide_post(&user.caller, &early, &cmd), &cmd.client_msg_id) {
+            // A retry beyond JetStream's de-dup window: the history model
+            // remembers (within the window the stream answers "duplicate").
+            let (c, m, cid) = (ch.to_string(), me.to_string(), cid.as_str().to_string());
+            if let Some(row) = self
+                .history
+                .read(move |conn| history::message_by_client_id(conn, &c, &m, &cid))
+                .await?
+            {
+                return Ok((MessageView::from_row(row), false));
+            }
+        }
+        let mut early = (!reply).then_some(early);
         let (cmd, msg_id) = (&cmd, &msg_id);
         let outcome = self
             .log
-            .append_decided(&subjects::channel(ws, ch), |basis| async move {
-                let reply = cmd.thread_root_id.is_some();
-                self.models_at(basis, reply).await?;
-                let channel = self.channel_state(user, channel).await?;
-                let root = match &cmd.thread_root_id {
-                    Some(root) => self.root_facts(root).await?,
-                    None => None,
-                };
-                let decided = decide_post(&user.caller, &PostState { channel, root }, cmd);
-                if decided.is_ok() {
-                    if let Some(cid) = &cmd.client_msg_id {
-                        // Beyond JetStream's de-dup window, the history model remembers.
-                        let (c, m, cid) =
-                            (ch.to_string(), me.to_string(), cid.as_str().to_string());
-                        if let Some(row) = self
-                            .history
-                            .read(move |conn| history::message_by_client_id(conn, &c, &m, &cid))
-                            .await?
-                        {
-                            return Ok(Decision::Done(MessageView::from_row(row)));
+            .append_decided::<(), _, _, _>(&subjects::channel(ws, ch), |basis| {
+                let early = early.take().filter(|_| self.covers(read_at, basis));
+                async move {
+                    let state = match early {
+                        Some(state) => state,
+                        None => {
+                            self.models_at(basis, reply).await?;
+                            PostState {
+                                channel: self.channel_state(user, channel).await?,
+                                root: match &cmd.thread_root_id {
+                                    Some(root) => self.root_facts(root).await?,
+                                    None => None,
+                                },
+                            }
                         }
-                    }
+                    };
+                    settle(
+                        basis,
+                        decide_post(&user.caller, &state, cmd),
+                        |seq, body| Self::envelope(ws, ch, me, seq, body),
+                        msg_id.clone(),
+                    )
                 }
-                settle(
-                    basis,
-                    decided,
-                    |seq, body| Self::envelope(ws, ch, me, seq, body),
-                    msg_id.clone(),
-                )
             })
             .await?;
         let a = match outcome {
-            Outcome::Done(existing) => return Ok((existing, false)),
             Outcome::Appended(a) => a,
+            Outcome::Done(()) => {
+                return Err(ApiError::internal(
+                    "post_message",
+                    &"decision ended without an event",
+                ))
+            }
         };
         if a.duplicate {
             // The stream de-duplicated a retry: answer with the original, as

@@ -171,6 +171,15 @@ impl Commands {
         Ok(())
     }
 
+    /// Whether state read while the ACL model stood at `read_at` may serve a
+    /// decision on `basis` (it reflects everything the basis requires), so
+    /// it need not be read again under the subject's append lock.
+    fn covers(&self, read_at: u64, basis: Basis) -> bool {
+        !basis.recheck
+            && read_at >= basis.must_see
+            && read_at >= self.acl_acked.load(Ordering::Acquire)
+    }
+
     fn envelope(ws: &str, channel: &str, actor: &str, seq: u64, body: Body) -> Envelope {
         Envelope {
             event_id: EventId::generate(ms(), random()).into_string(),
