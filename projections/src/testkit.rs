@@ -196,6 +196,7 @@ pub fn edited(id: &str, text: &str) -> Body {
     Body::MessageEdited(events::MessageEdited {
         message_id: id.into(),
         text: text.into(),
+        mentions: None,
     })
 }
 

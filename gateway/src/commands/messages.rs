@@ -61,6 +61,7 @@ impl Commands {
             text: post.text.clone(),
             client_msg_id: post.client_msg_id.clone(),
             thread_root_id: post.thread_root_id.clone(),
+            also_send_to_channel: false,
         };
         let msg_id = cmd
             .client_msg_id
@@ -77,7 +78,12 @@ impl Commands {
                     Some(root) => self.root_facts(root).await?,
                     None => None,
                 };
-                let decided = decide_post(&user.caller, &PostState { channel, root }, cmd);
+                let state = PostState {
+                    channel,
+                    root,
+                    members_by_handle: Default::default(),
+                };
+                let decided = decide_post(&user.caller, &state, cmd);
                 if decided.is_ok() {
                     if let Some(cid) = &cmd.client_msg_id {
                         // Beyond JetStream's de-dup window, the history model remembers.
