@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod concurrency;
+mod conversation;
 mod decide_race;
 mod faults;
 mod harness;
