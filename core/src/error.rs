@@ -23,6 +23,14 @@ pub enum DomainError {
     /// archived channel). Retrying unchanged fails again.
     #[error("{0}")]
     Conflict(String),
+    /// The channel is archived: its conversation is read-only (members can
+    /// still leave and be removed). Retrying fails again.
+    #[error("channel is archived")]
+    Archived,
+    /// The message already carries as many distinct reactions as it may;
+    /// react with an emoji it already has, or remove one first.
+    #[error("a message has at most {0} distinct reactions")]
+    TooManyReactions(usize),
 }
 
 impl DomainError {

@@ -29,6 +29,9 @@ impl Body {
             Body::ReactionAdded(_) => "reaction_added",
             Body::ReactionRemoved(_) => "reaction_removed",
             Body::ReadMarkerMoved(_) => "read_marker_moved",
+            Body::MessagePinned(_) => "message_pinned",
+            Body::MessageUnpinned(_) => "message_unpinned",
+            Body::ChannelTopicSet(_) => "channel_topic_set",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod mentions;
 pub mod secret;
 pub mod time;
 pub mod validate;

@@ -180,6 +180,149 @@ impl ClientMsgId {
     }
 }
 
+/// A reaction: a shortcode (`+1`, `thumbsup`, `party_parrot`: 1-64 of
+/// `a-z`, `0-9`, `_`, `+`, `-`) or exactly one Unicode emoji sequence — a
+/// pictograph with its optional presentation selector and skin-tone
+/// modifier, several of those joined by ZWJ (U+200D), a keycap, a flag
+/// (two regional indicators) or a tag sequence (subdivision flags). Kept as
+/// sent: `❤` and `❤️` are different reactions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emoji(String);
+
+/// Longest shortcode, in bytes.
+pub const MAX_SHORTCODE_LEN: usize = 64;
+/// Most code points one emoji sequence may have (the longest RGI
+/// sequences, couples with two skin tones, have 10).
+const MAX_EMOJI_CODE_POINTS: usize = 16;
+
+impl Emoji {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let shortcode = !s.is_empty()
+            && s.len() <= MAX_SHORTCODE_LEN
+            && s.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'+' | b'-')
+            });
+        if shortcode || is_emoji_sequence(s) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(DomainError::invalid(
+                "emoji must be a shortcode (1-64 of a-z, 0-9, '_', '+', '-') \
+                 or one Unicode emoji",
+            ))
+        }
+    }
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+const ZWJ: char = '\u{200D}';
+const VS16: char = '\u{FE0F}';
+const VS15: char = '\u{FE0E}';
+const KEYCAP: char = '\u{20E3}';
+const CANCEL_TAG: char = '\u{E007F}';
+
+fn is_skin_tone(c: char) -> bool {
+    ('\u{1F3FB}'..='\u{1F3FF}').contains(&c)
+}
+
+fn is_regional_indicator(c: char) -> bool {
+    ('\u{1F1E6}'..='\u{1F1FF}').contains(&c)
+}
+
+fn is_tag(c: char) -> bool {
+    ('\u{E0020}'..='\u{E007E}').contains(&c)
+}
+
+/// Unicode's `Extended_Pictographic` (emoji-data 15.1), in ranges: the
+/// characters an emoji sequence is built from.
+fn is_pictographic(c: char) -> bool {
+    matches!(c,
+        '\u{00A9}' | '\u{00AE}' | '\u{203C}' | '\u{2049}' | '\u{2122}' | '\u{2139}'
+        | '\u{2194}'..='\u{2199}' | '\u{21A9}'..='\u{21AA}' | '\u{231A}'..='\u{231B}'
+        | '\u{2328}' | '\u{2388}' | '\u{23CF}' | '\u{23E9}'..='\u{23F3}'
+        | '\u{23F8}'..='\u{23FA}' | '\u{24C2}' | '\u{25AA}'..='\u{25AB}' | '\u{25B6}'
+        | '\u{25C0}' | '\u{25FB}'..='\u{25FE}' | '\u{2600}'..='\u{2605}'
+        | '\u{2607}'..='\u{2612}' | '\u{2614}'..='\u{2685}' | '\u{2690}'..='\u{2705}'
+        | '\u{2708}'..='\u{2712}' | '\u{2714}' | '\u{2716}' | '\u{271D}' | '\u{2721}'
+        | '\u{2728}' | '\u{2733}'..='\u{2734}' | '\u{2744}' | '\u{2747}' | '\u{274C}'
+        | '\u{274E}' | '\u{2753}'..='\u{2755}' | '\u{2757}' | '\u{2763}'..='\u{2767}'
+        | '\u{2795}'..='\u{2797}' | '\u{27A1}' | '\u{27B0}' | '\u{27BF}'
+        | '\u{2934}'..='\u{2935}' | '\u{2B05}'..='\u{2B07}' | '\u{2B1B}'..='\u{2B1C}'
+        | '\u{2B50}' | '\u{2B55}' | '\u{3030}' | '\u{303D}' | '\u{3297}' | '\u{3299}'
+        | '\u{1F000}'..='\u{1F0FF}' | '\u{1F10D}'..='\u{1F10F}' | '\u{1F12F}'
+        | '\u{1F16C}'..='\u{1F171}' | '\u{1F17E}'..='\u{1F17F}' | '\u{1F18E}'
+        | '\u{1F191}'..='\u{1F19A}' | '\u{1F1AD}'..='\u{1F1E5}'
+        | '\u{1F201}'..='\u{1F20F}' | '\u{1F21A}' | '\u{1F22F}'
+        | '\u{1F232}'..='\u{1F23A}' | '\u{1F23C}'..='\u{1F23F}'
+        | '\u{1F249}'..='\u{1F3FA}' | '\u{1F400}'..='\u{1F53D}'
+        | '\u{1F546}'..='\u{1F64F}' | '\u{1F680}'..='\u{1F6FF}'
+        | '\u{1F774}'..='\u{1F77F}' | '\u{1F7D5}'..='\u{1F7FF}'
+        | '\u{1F80C}'..='\u{1F80F}' | '\u{1F848}'..='\u{1F84F}'
+        | '\u{1F85A}'..='\u{1F85F}' | '\u{1F888}'..='\u{1F88F}'
+        | '\u{1F8AE}'..='\u{1F8FF}' | '\u{1F90C}'..='\u{1F93A}'
+        | '\u{1F93C}'..='\u{1F945}' | '\u{1F947}'..='\u{1FAFF}'
+        | '\u{1FC00}'..='\u{1FFFD}'
+    )
+}
+
+/// One element of a ZWJ sequence: a pictograph, then optionally a
+/// presentation selector, a skin tone (itself optionally followed by
+/// VS16), or tags closed by CANCEL TAG.
+fn emoji_element(cs: &[char]) -> Option<usize> {
+    let mut i = 0;
+    if !cs.first().copied().is_some_and(is_pictographic) {
+        return None;
+    }
+    i += 1;
+    if matches!(cs.get(i), Some(&VS16) | Some(&VS15)) {
+        i += 1;
+    }
+    if cs.get(i).copied().is_some_and(is_skin_tone) {
+        i += 1;
+        if cs.get(i) == Some(&VS16) {
+            i += 1;
+        }
+    } else if cs.get(i).copied().is_some_and(is_tag) {
+        while cs.get(i).copied().is_some_and(is_tag) {
+            i += 1;
+        }
+        if cs.get(i) != Some(&CANCEL_TAG) {
+            return None;
+        }
+        i += 1;
+    }
+    Some(i)
+}
+
+/// Exactly one emoji sequence (no text around it, no second emoji).
+fn is_emoji_sequence(s: &str) -> bool {
+    let cs: Vec<char> = s.chars().take(MAX_EMOJI_CODE_POINTS + 1).collect();
+    if cs.is_empty() || cs.len() > MAX_EMOJI_CODE_POINTS {
+        return false;
+    }
+    // Keycap: [0-9#*] VS16? U+20E3.
+    if matches!(cs[0], '0'..='9' | '#' | '*') {
+        return matches!(cs[1..], [KEYCAP] | [VS16, KEYCAP]);
+    }
+    // Flag: two regional indicators.
+    if is_regional_indicator(cs[0]) {
+        return cs.len() == 2 && is_regional_indicator(cs[1]);
+    }
+    let mut i = 0;
+    loop {
+        match emoji_element(&cs[i..]) {
+            Some(n) => i += n,
+            None => return false,
+        }
+        match cs.get(i) {
+            None => return true,
+            Some(&ZWJ) => i += 1,
+            Some(_) => return false,
+        }
+    }
+}
+
 /// The largest sequence number a client may send: the read models keep
 /// seqs as SQLite `INTEGER` (i64), so anything above would wrap negative.
 pub const MAX_SEQ: u64 = i64::MAX as u64;
@@ -258,7 +401,7 @@ macro_rules! as_str {
         }
     )*};
 }
-as_str!(MessageText, ChannelName, Handle, DisplayName);
+as_str!(MessageText, ChannelName, Handle, DisplayName, Emoji);
 
 #[cfg(test)]
 mod tests {
@@ -350,6 +493,60 @@ mod tests {
             let err = json(bad).expect_err(bad).to_string();
             assert!(err.contains("sequence number"), "{bad}: {err}");
             assert!(!err.contains("u64"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn emoji_are_shortcodes_or_one_emoji_sequence() {
+        for ok in [
+            "+1",
+            "-1",
+            "thumbsup",
+            "party_parrot",
+            "100",
+            &"a".repeat(64),
+            "👍",
+            "👍🏽",
+            "❤️",
+            "❤",
+            "☺️",
+            "👩‍💻",
+            "👨‍👩‍👧‍👦",
+            "👩🏽‍❤️‍💋‍👨🏿",
+            "🏳️‍🌈",
+            "🧑🏿‍🤝‍🧑🏻",
+            "🇫🇷",
+            "1️⃣",
+            "#⃣",
+            "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
+        ] {
+            assert!(Emoji::parse(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "<script>",
+            "Thumbsup",
+            "a b",
+            "a.b",
+            &"a".repeat(65),
+            &"👍".repeat(200),
+            "👍👍",
+            "👍 ",
+            "a👍",
+            "🏽",
+            "\u{200D}",
+            "👩\u{200D}",
+            "\u{200D}👩",
+            "👩\u{200D}\u{200D}💻",
+            "🇫",
+            "🇫🇷🇫",
+            "1\u{FE0F}",
+            "🏴\u{E0067}",
+            "é",
+            "日",
+            "\u{FE0F}",
+        ] {
+            assert!(Emoji::parse(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -46,11 +46,15 @@ pub enum ErrorCode {
     Internal,
     /// A real-time connection follows as many channels as it may.
     TooManySubscriptions,
+    /// 409: the channel is archived; its conversation is read-only.
+    ChannelArchived,
+    /// 409: the message carries as many distinct reactions as it may.
+    TooManyReactions,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::NotAMember,
@@ -63,6 +67,8 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::Internal,
         ErrorCode::TooManySubscriptions,
+        ErrorCode::ChannelArchived,
+        ErrorCode::TooManyReactions,
     ];
 
     /// The wire form (the same as its serde form).
@@ -80,6 +86,8 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Internal => "internal",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::ChannelArchived => "channel_archived",
+            ErrorCode::TooManyReactions => "too_many_reactions",
         }
     }
 }
@@ -194,6 +202,12 @@ impl From<DomainError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, msg)
             }
             DomainError::Conflict(_) => ApiError::conflict(msg),
+            DomainError::Archived => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::ChannelArchived, msg)
+            }
+            DomainError::TooManyReactions(_) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::TooManyReactions, msg)
+            }
         }
     }
 }

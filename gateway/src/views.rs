@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use switchboard_core::events::{Body, Envelope};
 use switchboard_core::time::rfc3339_ms;
 use switchboard_projections::acl::{ChannelView, UserView, WorkspaceView};
-use switchboard_projections::history::{EventRow, MessageRow, Reaction};
+use switchboard_projections::history::{EventRow, MentionsRow, MessageRow, Reaction};
 use utoipa::ToSchema;
 
 /// A message.
@@ -24,12 +24,47 @@ pub struct MessageView {
     /// Empty once deleted.
     pub text: String,
     pub thread_root_id: Option<String>,
+    /// A thread reply that also shows in the channel's history.
+    pub also_send_to_channel: bool,
+    /// Replies in this message's thread.
     pub reply_count: i64,
+    /// When the latest reply was posted (`null`: no replies).
+    pub latest_reply_ts: Option<String>,
+    /// The first five distinct users who replied, in order.
+    pub reply_user_ids: Vec<String>,
+    /// In first-reacted order.
     pub reactions: Vec<ReactionView>,
     pub edited_ts: Option<String>,
+    /// A tombstone: text, mentions, reactions and pin are gone.
     pub deleted: bool,
     pub attachments: Vec<AttachmentRef>,
     pub client_msg_id: Option<String>,
+    /// Resolved when the message was posted or last edited.
+    pub mentions: MentionsView,
+    pub pinned: bool,
+}
+
+/// Who a message mentions, resolved against the channel's members when it
+/// was posted or last edited (a non-member's handle adds nothing).
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(as = Mentions)]
+pub struct MentionsView {
+    /// Members mentioned by `@handle`, in order of first mention.
+    pub user_ids: Vec<String>,
+    /// `@channel` or `@everyone`.
+    pub channel: bool,
+    /// `@here`.
+    pub here: bool,
+}
+
+impl From<MentionsRow> for MentionsView {
+    fn from(m: MentionsRow) -> Self {
+        MentionsView {
+            user_ids: m.user_ids,
+            channel: m.channel,
+            here: m.here,
+        }
+    }
 }
 
 /// One emoji's reactions to a message.
@@ -72,12 +107,17 @@ impl MessageView {
             sender_id: r.sender_id,
             text: r.text,
             thread_root_id: r.thread_root_id,
+            also_send_to_channel: r.also_in_channel,
             reply_count: r.reply_count,
+            latest_reply_ts: r.latest_reply_ms.map(rfc3339_ms),
+            reply_user_ids: r.reply_user_ids,
             reactions: r.reactions.into_iter().map(ReactionView::from).collect(),
             edited_ts: r.edited_ms.map(rfc3339_ms),
             deleted: r.deleted,
             attachments: attachments(r.attachment_ids),
             client_msg_id: r.client_msg_id,
+            mentions: r.mentions.into(),
+            pinned: r.pinned,
         }
     }
 }
@@ -96,12 +136,25 @@ pub fn message_from_envelope(env: &Envelope) -> Option<MessageView> {
         sender_id: env.actor_id.clone(),
         text: b.text.clone(),
         thread_root_id: opt(&b.thread_root_id),
+        also_send_to_channel: b.also_send_to_channel,
         reply_count: 0,
+        latest_reply_ts: None,
+        reply_user_ids: Vec::new(),
         reactions: Vec::new(),
         edited_ts: None,
         deleted: false,
         attachments: attachments(b.attachment_ids.iter().cloned()),
         client_msg_id: opt(&b.client_msg_id),
+        mentions: b
+            .mentions
+            .clone()
+            .map(|m| MentionsView {
+                user_ids: m.user_ids,
+                channel: m.channel,
+                here: m.here,
+            })
+            .unwrap_or_default(),
+        pinned: false,
     })
 }
 
@@ -287,6 +340,12 @@ pub struct MessagePage {
     pub messages: Vec<MessageView>,
     /// More messages lie beyond this page in its direction.
     pub has_more: bool,
+}
+
+/// `GET /v1/channels/{id}/pins`: the most recently pinned first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PinList {
+    pub messages: Vec<MessageView>,
 }
 
 /// A channel's events after a seq (resume / gap fill).

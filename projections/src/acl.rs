@@ -141,10 +141,16 @@ impl Projector for Acl {
                 }
             }
             Body::ChannelRenamed(b) => {
-                // No OR IGNORE either: renaming onto a taken name is an
-                // error, not a rename that silently did not happen.
+                // Appended to the workspace subject (where names are
+                // decided), for the envelope's channel. No OR IGNORE
+                // either: renaming onto a taken name is an error, not a
+                // rename that silently did not happen.
                 tx.prepare_cached("UPDATE channels SET name = ?2 WHERE id = ?1")?
                     .execute(params![ch, b.name])?;
+            }
+            Body::ChannelTopicSet(b) => {
+                tx.prepare_cached("UPDATE channels SET topic = ?2 WHERE id = ?1")?
+                    .execute(params![ch, b.topic])?;
             }
             Body::ChannelArchived(_) => {
                 tx.prepare_cached("UPDATE channels SET archived = 1 WHERE id = ?1")?
@@ -405,6 +411,40 @@ pub fn members(
          WHERE m.channel_id = ?1 AND m.user_id > ?2 ORDER BY m.user_id LIMIT ?3",
     )?;
     listing(&mut stmt, params![channel, after_user], limit, user_row)
+}
+
+/// The members of `channel` among users of `ws` with one of `handles`:
+/// (handle, user id). For resolving mentions: only the handles a text
+/// mentions are looked up, so a post costs the same in a channel of any
+/// size.
+pub fn members_by_handle<'a>(
+    conn: &Connection,
+    ws: &str,
+    channel: &str,
+    handles: impl IntoIterator<Item = &'a str>,
+) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.id FROM users u
+         JOIN members m ON m.channel_id = ?2 AND m.user_id = u.id
+         WHERE u.workspace_id = ?1 AND u.handle = ?3",
+    )?;
+    let mut out = Vec::new();
+    for handle in handles {
+        if let Some(id) = stmt
+            .query_row([ws, channel, handle], |r| r.get::<_, String>(0))
+            .optional()?
+        {
+            out.push((handle.to_string(), id));
+        }
+    }
+    Ok(out)
+}
+
+/// A channel's topic.
+pub fn channel_topic(conn: &Connection, channel: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT topic FROM channels WHERE id = ?1")?
+        .query_row([channel], |r| r.get(0))
+        .optional()
 }
 
 /// The authorization questions, answered from this read model.

@@ -1,21 +1,37 @@
 //! The history read model: every channel event (the resume/gap-fill path),
-//! messages with thread reply counts, edits, tombstones and reactions, and
-//! each channel's head `channel_seq`.
+//! messages with their threads (reply count, latest reply, first repliers),
+//! edits, tombstones, reactions (in first-reacted order), mentions and
+//! pins, and each channel's head `channel_seq`.
 //!
 //! A tombstone (`MessageDeleted`) makes the model forget the text: the
-//! message row and every stored event that carried the text are scrubbed,
-//! and a text-carrying event for the message that arrives after the
-//! tombstone is stored already scrubbed.
+//! message row and every stored event that carried the text (and the
+//! mentions derived from it) are scrubbed, and a text-carrying event for the
+//! message that arrives after the tombstone is stored already scrubbed. A
+//! tombstone also drops the message's reactions and its pin; a deleted
+//! thread root keeps its replies.
 
 use crate::runner::Projector;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
-use switchboard_core::events::{Body, Envelope};
+use switchboard_core::events::{Body, Envelope, Mentions};
 use switchboard_streams::subjects;
 
 pub struct History;
+
+/// The schema's version (`PRAGMA user_version`). A file written by an
+/// older version is emptied and refolded from the log when opened: the
+/// read model is a cache of the log, and the fold of the new version must
+/// see every event again (a replay is what `switchboard rebuild` proves
+/// equal).
+const SCHEMA_VERSION: i64 = 2;
+
+/// How many repliers a thread root lists (the first distinct ones).
+pub const REPLY_USERS: i64 = 5;
+
+/// The stored form of "mentions nobody" (also what a tombstone leaves).
+const NO_MENTIONS: &str = r#"{"channel":false,"here":false,"user_ids":[]}"#;
 
 impl Projector for History {
     const NAME: &'static str = "history";
@@ -26,6 +42,15 @@ impl Projector for History {
     ];
 
     fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(
+                "DROP TABLE IF EXISTS events;
+                 DROP TABLE IF EXISTS messages;
+                 DROP TABLE IF EXISTS reactions;
+                 DELETE FROM checkpoint WHERE projector = 'history';",
+            )?;
+        }
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS events (
                  channel_id TEXT NOT NULL,
@@ -52,7 +77,12 @@ impl Projector for History {
                  edited_ms INTEGER,
                  deleted INTEGER NOT NULL DEFAULT 0,
                  client_msg_id TEXT,
-                 attachment_ids TEXT NOT NULL DEFAULT '[]'
+                 attachment_ids TEXT NOT NULL DEFAULT '[]',
+                 also_in_channel INTEGER NOT NULL DEFAULT 0,
+                 latest_reply_ms INTEGER,
+                 reply_user_ids TEXT NOT NULL DEFAULT '[]',
+                 mentions TEXT NOT NULL,
+                 pinned_seq INTEGER
              );
              CREATE UNIQUE INDEX IF NOT EXISTS messages_by_seq ON messages (channel_id, seq);
              CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client
@@ -60,13 +90,18 @@ impl Projector for History {
                  WHERE client_msg_id IS NOT NULL;
              CREATE INDEX IF NOT EXISTS messages_by_thread ON messages (thread_root_id, seq)
                  WHERE thread_root_id IS NOT NULL;
+             CREATE INDEX IF NOT EXISTS messages_pinned ON messages (channel_id, pinned_seq)
+                 WHERE pinned_seq IS NOT NULL;
+             -- seq: the channel seq of the reaction's event (first-reacted order).
              CREATE TABLE IF NOT EXISTS reactions (
                  message_id TEXT NOT NULL,
                  emoji TEXT NOT NULL,
                  user_id TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
                  PRIMARY KEY (message_id, emoji, user_id)
              ) WITHOUT ROWID;",
-        )
+        )?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
     }
 
     fn apply(
@@ -91,7 +126,8 @@ impl Projector for History {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,
                  CASE WHEN ?4 IN ('message_posted', 'message_edited')
                            AND EXISTS (SELECT 1 FROM messages WHERE id = ?7 AND deleted = 1)
-                      THEN json_set(?8, '$.text', '', '$.deleted', json('true'))
+                      THEN json_set(?8, '$.text', '', '$.deleted', json('true'),
+                                    '$.mentions', json(?9))
                       ELSE ?8 END)",
         )?
         .execute(params![
@@ -102,7 +138,8 @@ impl Projector for History {
             env.ts_ms,
             env.actor_id,
             message_id,
-            payload.to_string()
+            payload.to_string(),
+            NO_MENTIONS
         ])?;
         match body {
             Body::MessagePosted(b) => {
@@ -115,8 +152,8 @@ impl Projector for History {
                     .prepare_cached(
                         "INSERT OR IGNORE INTO messages
                              (id, channel_id, seq, ts_ms, sender_id, text, thread_root_id,
-                              client_msg_id, attachment_ids)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                              client_msg_id, attachment_ids, also_in_channel, mentions)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     )?
                     .execute(params![
                         b.message_id,
@@ -127,45 +164,76 @@ impl Projector for History {
                         b.text,
                         root,
                         client,
-                        json!(b.attachment_ids).to_string()
+                        json!(b.attachment_ids).to_string(),
+                        root.is_some() && b.also_send_to_channel,
+                        mentions_json(b.mentions.as_ref()).to_string()
                     ])?;
                 if inserted == 1 {
                     if let Some(root) = root {
+                        // The first REPLY_USERS distinct repliers, in order.
                         tx.prepare_cached(
-                            "UPDATE messages SET reply_count = reply_count + 1 WHERE id = ?1",
+                            "UPDATE messages SET
+                                 reply_count = reply_count + 1,
+                                 latest_reply_ms = MAX(COALESCE(latest_reply_ms, ?2), ?2),
+                                 reply_user_ids = CASE
+                                     WHEN json_array_length(reply_user_ids) < ?4
+                                          AND NOT EXISTS (SELECT 1 FROM json_each(reply_user_ids)
+                                                          WHERE value = ?3)
+                                     THEN json_insert(reply_user_ids, '$[#]', ?3)
+                                     ELSE reply_user_ids END
+                             WHERE id = ?1",
                         )?
-                        .execute([root])?;
+                        .execute(params![
+                            root,
+                            env.ts_ms,
+                            env.actor_id,
+                            REPLY_USERS
+                        ])?;
                     }
                 }
             }
             Body::MessageEdited(b) => {
                 tx.prepare_cached(
-                    "UPDATE messages SET text = ?2, edited_ms = ?3 WHERE id = ?1 AND deleted = 0",
+                    "UPDATE messages SET text = ?2, edited_ms = ?3, mentions = ?4
+                     WHERE id = ?1 AND deleted = 0",
                 )?
-                .execute(params![b.message_id, b.text, env.ts_ms])?;
+                .execute(params![
+                    b.message_id,
+                    b.text,
+                    env.ts_ms,
+                    mentions_json(b.mentions.as_ref()).to_string()
+                ])?;
             }
             Body::MessageDeleted(b) => {
                 tx.prepare_cached(
-                    "UPDATE messages SET text = '', deleted = 1, attachment_ids = '[]'
+                    "UPDATE messages SET text = '', deleted = 1, attachment_ids = '[]',
+                         mentions = ?2, pinned_seq = NULL
                      WHERE id = ?1",
                 )?
-                .execute([&b.message_id])?;
+                .execute(params![b.message_id, NO_MENTIONS])?;
                 // Keep in step with the scrub in the INSERT INTO events above.
                 tx.prepare_cached(
-                    "UPDATE events SET body = json_set(body, '$.text', '', '$.deleted', json('true'))
+                    "UPDATE events SET body = json_set(body, '$.text', '', '$.deleted', json('true'),
+                                                       '$.mentions', json(?2))
                      WHERE message_id = ?1 AND type IN ('message_posted', 'message_edited')",
                 )?
-                .execute([&b.message_id])?;
+                .execute(params![b.message_id, NO_MENTIONS])?;
                 tx.prepare_cached("DELETE FROM reactions WHERE message_id = ?1")?
                     .execute([&b.message_id])?;
             }
             Body::ReactionAdded(b) => {
+                // OR IGNORE: a repeated reaction keeps its first seq.
                 tx.prepare_cached(
-                    "INSERT OR IGNORE INTO reactions (message_id, emoji, user_id)
-                     SELECT ?1, ?2, ?3 WHERE EXISTS
+                    "INSERT OR IGNORE INTO reactions (message_id, emoji, user_id, seq)
+                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS
                          (SELECT 1 FROM messages WHERE id = ?1 AND deleted = 0)",
                 )?
-                .execute(params![b.message_id, b.emoji, env.actor_id])?;
+                .execute(params![
+                    b.message_id,
+                    b.emoji,
+                    env.actor_id,
+                    env.channel_seq as i64
+                ])?;
             }
             Body::ReactionRemoved(b) => {
                 tx.prepare_cached(
@@ -173,10 +241,30 @@ impl Projector for History {
                 )?
                 .execute(params![b.message_id, b.emoji, env.actor_id])?;
             }
+            Body::MessagePinned(b) => {
+                // A pin keeps its first seq (the pin list is newest first).
+                tx.prepare_cached(
+                    "UPDATE messages SET pinned_seq = ?3
+                     WHERE id = ?1 AND channel_id = ?2 AND deleted = 0 AND pinned_seq IS NULL",
+                )?
+                .execute(params![b.message_id, ch, env.channel_seq as i64])?;
+            }
+            Body::MessageUnpinned(b) => {
+                tx.prepare_cached(
+                    "UPDATE messages SET pinned_seq = NULL WHERE id = ?1 AND channel_id = ?2",
+                )?
+                .execute(params![b.message_id, ch])?;
+            }
             _ => {}
         }
         Ok(())
     }
+}
+
+/// The JSON of a message's mentions, as stored and as served.
+pub fn mentions_json(m: Option<&Mentions>) -> serde_json::Value {
+    let m = m.cloned().unwrap_or_default();
+    json!({"user_ids": m.user_ids, "channel": m.channel, "here": m.here})
 }
 
 /// The event-specific part of an `/events` entry, and the message it
@@ -191,11 +279,17 @@ pub fn event_body(body: &Body) -> (Option<&str>, serde_json::Value) {
                 "client_msg_id": none_if_empty(&b.client_msg_id),
                 "thread_root_id": none_if_empty(&b.thread_root_id),
                 "attachment_ids": b.attachment_ids,
+                "also_send_to_channel": b.also_send_to_channel,
+                "mentions": mentions_json(b.mentions.as_ref()),
             }),
         ),
         Body::MessageEdited(b) => (
             Some(&b.message_id),
-            json!({"message_id": b.message_id, "text": b.text}),
+            json!({
+                "message_id": b.message_id,
+                "text": b.text,
+                "mentions": mentions_json(b.mentions.as_ref()),
+            }),
         ),
         Body::MessageDeleted(b) => (Some(&b.message_id), json!({"message_id": b.message_id})),
         Body::ReactionAdded(b) => (
@@ -210,7 +304,10 @@ pub fn event_body(body: &Body) -> (Option<&str>, serde_json::Value) {
         Body::MemberLeft(b) => (None, json!({"user_id": b.user_id})),
         Body::MemberInvited(b) => (None, json!({"user_id": b.user_id})),
         Body::MemberRemoved(b) => (None, json!({"user_id": b.user_id})),
+        Body::MessagePinned(b) => (Some(&b.message_id), json!({"message_id": b.message_id})),
+        Body::MessageUnpinned(b) => (Some(&b.message_id), json!({"message_id": b.message_id})),
         Body::ChannelRenamed(b) => (None, json!({"name": b.name})),
+        Body::ChannelTopicSet(b) => (None, json!({"topic": b.topic})),
         _ => (None, json!({})),
     }
 }
@@ -243,6 +340,21 @@ pub struct MessageRow {
     pub client_msg_id: Option<String>,
     pub attachment_ids: Vec<String>,
     pub reactions: Vec<Reaction>,
+    /// A thread reply also shown in the channel's history.
+    pub also_in_channel: bool,
+    pub latest_reply_ms: Option<i64>,
+    /// The first [`REPLY_USERS`] distinct repliers.
+    pub reply_user_ids: Vec<String>,
+    pub mentions: MentionsRow,
+    pub pinned: bool,
+}
+
+/// Who a message mentions (resolved when it was posted or last edited).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MentionsRow {
+    pub user_ids: Vec<String>,
+    pub channel: bool,
+    pub here: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -255,10 +367,13 @@ pub struct EventRow {
 }
 
 const MSG_COLS: &str = "id, channel_id, seq, ts_ms, sender_id, text, thread_root_id, reply_count,
-     edited_ms, deleted, client_msg_id, attachment_ids";
+     edited_ms, deleted, client_msg_id, attachment_ids, also_in_channel, latest_reply_ms,
+     reply_user_ids, mentions, pinned_seq IS NOT NULL";
 
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     let attachments: String = r.get(11)?;
+    let repliers: String = r.get(14)?;
+    let mentions: String = r.get(15)?;
     Ok(MessageRow {
         id: r.get(0)?,
         channel_id: r.get(1)?,
@@ -273,6 +388,11 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         client_msg_id: r.get(10)?,
         attachment_ids: serde_json::from_str(&attachments).unwrap_or_default(),
         reactions: Vec::new(),
+        also_in_channel: r.get(12)?,
+        latest_reply_ms: r.get(13)?,
+        reply_user_ids: serde_json::from_str(&repliers).unwrap_or_default(),
+        mentions: serde_json::from_str(&mentions).unwrap_or_default(),
+        pinned: r.get(16)?,
     })
 }
 
@@ -294,10 +414,15 @@ fn with_reactions(
     let ids = serde_json::Value::from(index.keys().copied().collect::<Vec<_>>()).to_string();
     let mut found: Vec<(usize, String, String)> = Vec::new();
     {
+        // One query per page. First-reacted order: per message, emoji by
+        // their earliest current reaction, the users of each in the order
+        // they reacted.
         let mut stmt = conn.prepare_cached(
-            "SELECT message_id, emoji, user_id FROM reactions
+            "SELECT message_id, emoji, user_id,
+                    MIN(seq) OVER (PARTITION BY message_id, emoji) AS first
+             FROM reactions
              WHERE message_id IN (SELECT value FROM json_each(?1))
-             ORDER BY message_id, emoji, user_id",
+             ORDER BY message_id, first, seq",
         )?;
         let mut q = stmt.query([&ids])?;
         while let Some(r) = q.next()? {
@@ -333,8 +458,8 @@ pub enum Page {
     After(u64),
 }
 
-/// A page of a channel's messages (thread replies excluded), and whether
-/// there are more in the same direction.
+/// A page of a channel's messages (thread replies excluded, unless also
+/// sent to the channel), and whether there are more in the same direction.
 pub fn messages(
     conn: &Connection,
     channel: &str,
@@ -345,7 +470,8 @@ pub fn messages(
         Page::Before(before) => (
             format!(
                 "SELECT {MSG_COLS} FROM messages
-                 WHERE channel_id = ?1 AND seq < ?2 AND thread_root_id IS NULL
+                 WHERE channel_id = ?1 AND seq < ?2
+                   AND (thread_root_id IS NULL OR also_in_channel = 1)
                  ORDER BY seq DESC LIMIT ?3"
             ),
             before.map_or(i64::MAX, |s| s as i64),
@@ -353,7 +479,8 @@ pub fn messages(
         Page::After(after) => (
             format!(
                 "SELECT {MSG_COLS} FROM messages
-                 WHERE channel_id = ?1 AND seq > ?2 AND thread_root_id IS NULL
+                 WHERE channel_id = ?1 AND seq > ?2
+                   AND (thread_root_id IS NULL OR also_in_channel = 1)
                  ORDER BY seq ASC LIMIT ?3"
             ),
             after as i64,
@@ -391,6 +518,71 @@ pub fn message_by_client_id(
         .query_row([channel, sender, client_msg_id], message_row)
         .optional()?;
     Ok(with_reactions(conn, row.into_iter().collect())?.pop())
+}
+
+/// A page of a thread's replies after `after_seq`, oldest first, and
+/// whether there are more.
+pub fn replies(
+    conn: &Connection,
+    root: &str,
+    after_seq: u64,
+    limit: u32,
+) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MSG_COLS} FROM messages
+         WHERE thread_root_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    ))?;
+    let mut rows: Vec<MessageRow> = stmt
+        .query_map(
+            params![root, after_seq as i64, i64::from(limit) + 1],
+            message_row,
+        )?
+        .collect::<Result<_, _>>()?;
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok((with_reactions(conn, rows)?, has_more))
+}
+
+/// A channel's pinned messages, the most recently pinned first.
+pub fn pinned(conn: &Connection, channel: &str) -> rusqlite::Result<Vec<MessageRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MSG_COLS} FROM messages
+         WHERE channel_id = ?1 AND pinned_seq IS NOT NULL ORDER BY pinned_seq DESC"
+    ))?;
+    let rows: Vec<MessageRow> = stmt
+        .query_map([channel], message_row)?
+        .collect::<Result<_, _>>()?;
+    with_reactions(conn, rows)
+}
+
+/// How many messages of a channel are pinned.
+pub fn pin_count(conn: &Connection, channel: &str) -> rusqlite::Result<usize> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM messages WHERE channel_id = ?1 AND pinned_seq IS NOT NULL",
+        )?
+        .query_row([channel], |r| r.get(0))?;
+    Ok(n as usize)
+}
+
+/// For a reaction decision: whether `user` reacted to `message` with
+/// `emoji`, whether anyone did, and how many distinct emoji it carries.
+pub fn reaction_facts(
+    conn: &Connection,
+    message: &str,
+    user: &str,
+    emoji: &str,
+) -> rusqlite::Result<(bool, bool, usize)> {
+    conn.prepare_cached(
+        "SELECT
+             EXISTS (SELECT 1 FROM reactions WHERE message_id = ?1 AND emoji = ?3 AND user_id = ?2),
+             EXISTS (SELECT 1 FROM reactions WHERE message_id = ?1 AND emoji = ?3),
+             (SELECT COUNT(DISTINCT emoji) FROM reactions WHERE message_id = ?1)",
+    )?
+    .query_row([message, user, emoji], |r| {
+        let distinct: i64 = r.get(2)?;
+        Ok((r.get(0)?, r.get(1)?, distinct as usize))
+    })
 }
 
 /// Every event of a channel after `after_seq`, in order, at most `limit`.

@@ -196,7 +196,66 @@ pub fn edited(id: &str, text: &str) -> Body {
     Body::MessageEdited(events::MessageEdited {
         message_id: id.into(),
         text: text.into(),
+        mentions: None,
     })
+}
+
+pub fn mentions(user_ids: &[&str], channel: bool, here: bool) -> events::Mentions {
+    events::Mentions {
+        user_ids: user_ids.iter().map(|u| u.to_string()).collect(),
+        channel,
+        here,
+    }
+}
+
+pub fn posted_mentioning(id: &str, text: &str, m: events::Mentions) -> Body {
+    Body::MessagePosted(events::MessagePosted {
+        message_id: id.into(),
+        text: text.into(),
+        mentions: Some(m),
+        ..Default::default()
+    })
+}
+
+pub fn edited_mentioning(id: &str, text: &str, m: events::Mentions) -> Body {
+    Body::MessageEdited(events::MessageEdited {
+        message_id: id.into(),
+        text: text.into(),
+        mentions: Some(m),
+    })
+}
+
+/// A thread reply that is also sent to the channel.
+pub fn reply_to_channel(id: &str, root: &str, text: &str) -> Body {
+    Body::MessagePosted(events::MessagePosted {
+        message_id: id.into(),
+        text: text.into(),
+        thread_root_id: root.into(),
+        also_send_to_channel: true,
+        ..Default::default()
+    })
+}
+
+pub fn pin(id: &str) -> Body {
+    Body::MessagePinned(events::MessagePinned {
+        message_id: id.into(),
+    })
+}
+
+pub fn unpin(id: &str) -> Body {
+    Body::MessageUnpinned(events::MessageUnpinned {
+        message_id: id.into(),
+    })
+}
+
+pub fn topic_set(topic: &str) -> Body {
+    Body::ChannelTopicSet(events::ChannelTopicSet {
+        topic: topic.into(),
+    })
+}
+
+pub fn renamed(name: &str) -> Body {
+    Body::ChannelRenamed(events::ChannelRenamed { name: name.into() })
 }
 
 pub fn deleted(id: &str) -> Body {

@@ -93,7 +93,7 @@ async fn bad_input_is_refused_and_appends_nothing() {
         .expect_err(404, "not_found");
     post(&archived, "x".into())
         .await
-        .expect_err(409, "conflict");
+        .expect_err(409, "channel_archived");
     api.send(&bob, &private, "x")
         .await
         .expect_err(404, "not_found");

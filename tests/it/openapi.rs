@@ -21,6 +21,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/channels"),
     ("post", "/v1/channels"),
     ("get", "/v1/channels/{id}"),
+    ("patch", "/v1/channels/{id}"),
     ("get", "/v1/channels/{id}/members"),
     ("post", "/v1/channels/{id}/members"),
     ("delete", "/v1/channels/{id}/members/{user}"),
@@ -31,6 +32,14 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/messages"),
     ("get", "/v1/channels/{id}/messages"),
     ("get", "/v1/channels/{id}/events"),
+    ("patch", "/v1/messages/{id}"),
+    ("delete", "/v1/messages/{id}"),
+    ("post", "/v1/messages/{id}/reactions"),
+    ("delete", "/v1/messages/{id}/reactions/{emoji}"),
+    ("get", "/v1/messages/{id}/replies"),
+    ("post", "/v1/channels/{id}/pins/{message_id}"),
+    ("delete", "/v1/channels/{id}/pins/{message_id}"),
+    ("get", "/v1/channels/{id}/pins"),
     ("get", "/v1/realtime"),
     ("post", "/v1/realtime/tickets"),
     ("get", "/v1/sse"),
@@ -114,7 +123,9 @@ async fn openapi_lists_every_route_typed() {
         let concrete = path
             .replace("{id}", "C0")
             .replace("{ws}", "W0")
-            .replace("{user}", "U0");
+            .replace("{user}", "U0")
+            .replace("{emoji}", "x")
+            .replace("{message_id}", "M0");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
         let r = api.call(method.clone(), &concrete, None, None).await;
         let unrouted = r.status == 405 || r.body["error"]["message"] == "route not found";
@@ -169,6 +180,7 @@ async fn openapi_lists_every_route_typed() {
     for (path, max_limit) in [
         ("/v1/channels/{id}/messages", 200),
         ("/v1/channels/{id}/events", 1000),
+        ("/v1/messages/{id}/replies", 200),
     ] {
         let op = operation(&doc, "get", path);
         let names: &[&str] = if path.ends_with("messages") {
@@ -225,4 +237,23 @@ async fn openapi_lists_every_route_typed() {
         message,
         "a history page holds messages"
     );
+    // The conversation fields of a message, and the error codes they bring.
+    for field in ["mentions", "reply_user_ids", "latest_reply_ts", "pinned"] {
+        assert!(message["properties"][field].is_object(), "{field}");
+    }
+    let mentions = resolve(&doc, &message["properties"]["mentions"]);
+    assert!(has_type(&mentions["properties"]["here"], "boolean"));
+    let edit = operation(&doc, "patch", "/v1/messages/{id}");
+    let edit_body = json_schema(&doc, &edit["requestBody"]);
+    assert!(has_type(&edit_body["properties"]["text"], "string"));
+    assert_eq!(json_schema(&doc, &edit["responses"]["200"]), message);
+    let error = json_schema(&doc, &edit["responses"]["default"]);
+    let detail = resolve(&doc, &error["properties"]["error"]);
+    let codes = &resolve(&doc, &detail["properties"]["code"])["enum"];
+    for c in ["channel_archived", "too_many_reactions"] {
+        assert!(
+            codes.as_array().is_some_and(|a| a.iter().any(|x| x == c)),
+            "{c} in {codes}"
+        );
+    }
 }

@@ -40,6 +40,75 @@ async fn rebuild_checksums_equal_live_after_mixed_workload() {
             root = m["id"].as_str().expect("id").to_string();
         }
     }
+    // The conversation: mentions, replies also sent to the channel, edits,
+    // reactions added and removed, pins and unpins, deletes (of a pinned,
+    // reacted-to thread root too), a topic and a rename.
+    let m = |v: serde_json::Value| v["id"].as_str().expect("id").to_string();
+    let talk = m(api
+        .send(&ada, &general, "@bob look @here")
+        .await
+        .expect(201));
+    api.post(
+        "/v1/messages",
+        &bob,
+        json!({"channel_id": general, "text": "also here @ada", "thread_root_id": root,
+               "also_send_to_channel": true}),
+    )
+    .await
+    .expect(201);
+    api.patch(
+        &format!("/v1/messages/{talk}"),
+        &ada,
+        json!({"text": "@bob look @channel"}),
+    )
+    .await
+    .expect(200);
+    for (tok, emoji) in [
+        (&bob, "+1"),
+        (&ada, "👍🏽"),
+        (&ada, "+1"),
+        (&bob, "🏳️\u{200D}🌈"),
+    ] {
+        api.post(
+            &format!("/v1/messages/{talk}/reactions"),
+            tok,
+            json!({ "emoji": emoji }),
+        )
+        .await
+        .expect(200);
+    }
+    api.delete(&format!("/v1/messages/{talk}/reactions/%2B1"), &bob)
+        .await
+        .expect(200);
+    for id in [&talk, &root] {
+        api.post(
+            &format!("/v1/channels/{general}/pins/{id}"),
+            &bob,
+            json!({}),
+        )
+        .await
+        .expect(200);
+    }
+    api.delete(&format!("/v1/channels/{general}/pins/{talk}"), &ada)
+        .await
+        .expect(200);
+    api.post(
+        &format!("/v1/messages/{root}/reactions"),
+        &bob,
+        json!({"emoji": "eyes"}),
+    )
+    .await
+    .expect(200);
+    api.delete(&format!("/v1/messages/{root}"), &ada)
+        .await
+        .expect(200);
+    api.patch(
+        &format!("/v1/channels/{general}"),
+        &ada,
+        json!({"name": "town-square", "topic": "everything"}),
+    )
+    .await
+    .expect(200);
     api.delete(&format!("/v1/channels/{secret}/members/{bob_id}"), &ada)
         .await
         .expect(200);

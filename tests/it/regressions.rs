@@ -109,7 +109,7 @@ async fn archived_channels_can_be_left_and_left_creators_cannot_archive() {
     // Still read-only for who is left.
     api.send(&ada, &secret, "after")
         .await
-        .expect_err(409, "conflict");
+        .expect_err(409, "channel_archived");
 
     let open = api.channel(&ada, "open", false).await;
     api.post(&format!("/v1/channels/{open}/leave"), &ada, json!({}))

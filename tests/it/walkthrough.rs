@@ -193,7 +193,7 @@ async fn readme_walkthrough() {
         .expect(200);
     api.send(&ada, &ch_id, "too late")
         .await
-        .expect_err(409, "conflict");
+        .expect_err(409, "channel_archived");
     api.get(&format!("/v1/channels/{ch_id}/messages"), &bob)
         .await
         .expect(200);

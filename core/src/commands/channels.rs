@@ -1,5 +1,11 @@
-//! Channels: create (names unique per workspace), archive, and the
-//! direct-message channel of a member set.
+//! Channels: create and rename (names unique per workspace), topic,
+//! archive, and the direct-message channel of a member set.
+//!
+//! A name is decided against the workspace's channels as of the workspace
+//! subject's head, and the event that takes it (`ChannelCreated`,
+//! `ChannelRenamed`) is appended to that subject conditionally on that
+//! head: two writers cannot both take a name, whichever of create and
+//! rename they do.
 //!
 //! DMs have their own identity space: a DM's id is derived from the
 //! workspace and the sorted member set, and its name is that id, which no
@@ -9,7 +15,10 @@
 
 use super::{archived, ChannelState};
 use crate::authz::Caller;
-use crate::events::{Body, ChannelArchived, ChannelCreated, ChannelKind};
+use crate::authz::ChannelFacts;
+use crate::events::{
+    Body, ChannelArchived, ChannelCreated, ChannelKind, ChannelRenamed, ChannelTopicSet,
+};
 use crate::ids::{ChannelId, UserId};
 use crate::secret::token_hash;
 use crate::validate::ChannelName;
@@ -54,12 +63,18 @@ pub fn decide_create(
     }))
 }
 
-/// Admins, or the creator while still a member, archive a channel.
-pub fn decide_archive(caller: &Caller, state: &ChannelState) -> Result<Body, DomainError> {
+/// Admins, or the creator while still a member, manage a channel (archive
+/// it, rename it, set its topic) while it is live; DMs have nothing to
+/// manage. `what` names the action in refusals.
+fn manage<'a>(
+    caller: &Caller,
+    state: &'a ChannelState,
+    what: &str,
+) -> Result<&'a ChannelFacts, DomainError> {
     let ch = state.visible_to(caller)?;
     if ch.direct {
         return Err(DomainError::invalid(
-            "direct-message channels cannot be archived",
+            "direct-message channels cannot be archived, renamed or given a topic",
         ));
     }
     if ch.archived {
@@ -67,12 +82,58 @@ pub fn decide_archive(caller: &Caller, state: &ChannelState) -> Result<Body, Dom
     }
     let creator_in_channel = ch.creator_id == caller.user_id && state.caller_member;
     if !(caller.admin || creator_in_channel) {
-        return Err(DomainError::Forbidden(
-            "only a workspace admin or the channel's creator (while a member) may archive it"
-                .into(),
-        ));
+        return Err(DomainError::Forbidden(format!(
+            "only a workspace admin or the channel's creator (while a member) may {what} it"
+        )));
     }
+    Ok(ch)
+}
+
+/// Admins, or the creator while still a member, archive a channel.
+pub fn decide_archive(caller: &Caller, state: &ChannelState) -> Result<Body, DomainError> {
+    manage(caller, state, "archive")?;
     Ok(Body::ChannelArchived(ChannelArchived {}))
+}
+
+/// Renames a channel; `names.taken`: another channel of the workspace has
+/// the name. `Ok(None)`: it has that name already.
+pub fn decide_rename(
+    caller: &Caller,
+    state: &ChannelState,
+    names: NameState,
+    name: &ChannelName,
+) -> Result<Option<Body>, DomainError> {
+    let ch = manage(caller, state, "rename")?;
+    if ch.name == name.as_str() {
+        return Ok(None);
+    }
+    if names.taken {
+        return Err(DomainError::Conflict(format!(
+            "a channel named {:?} already exists",
+            name.as_str()
+        )));
+    }
+    Ok(Some(Body::ChannelRenamed(ChannelRenamed {
+        name: name.as_str().to_string(),
+    })))
+}
+
+/// Sets a channel's topic (`topic` parsed by
+/// [`crate::validate::parse_topic`]; empty clears it). `Ok(None)`: it is
+/// the topic already.
+pub fn decide_topic(
+    caller: &Caller,
+    state: &ChannelState,
+    current: &str,
+    topic: &str,
+) -> Result<Option<Body>, DomainError> {
+    manage(caller, state, "set the topic of")?;
+    if current == topic {
+        return Ok(None);
+    }
+    Ok(Some(Body::ChannelTopicSet(ChannelTopicSet {
+        topic: topic.to_string(),
+    })))
 }
 
 /// A direct-message channel for exactly `members` (the caller included).
@@ -225,5 +286,82 @@ mod tests {
             OpenDm::new(&caller("bob"), many),
             Err(DomainError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn renames_and_topics_follow_the_archive_rules() {
+        let name = |n: &str| ChannelName::parse(n).expect("valid");
+        let free = NameState { taken: false };
+        let alice = caller("alice");
+        assert!(matches!(
+            decide_rename(&alice, &state(facts(false), true), free, &name("town")),
+            Ok(Some(Body::ChannelRenamed(r))) if r.name == "town"
+        ));
+        assert!(matches!(
+            decide_rename(
+                &admin("root"),
+                &state(facts(true), true),
+                free,
+                &name("town")
+            ),
+            Ok(Some(_))
+        ));
+        // Its own name again: nothing to do, even if "taken" (by itself).
+        assert_eq!(
+            decide_rename(
+                &alice,
+                &state(facts(false), true),
+                NameState { taken: true },
+                &name("general")
+            ),
+            Ok(None)
+        );
+        assert!(matches!(
+            decide_rename(
+                &alice,
+                &state(facts(false), true),
+                NameState { taken: true },
+                &name("town")
+            ),
+            Err(DomainError::Conflict(_))
+        ));
+        for (who, st) in [
+            (caller("bob"), state(facts(false), true)),
+            (caller("alice"), state(facts(false), false)),
+        ] {
+            assert!(matches!(
+                decide_rename(&who, &st, free, &name("town")),
+                Err(DomainError::Forbidden(_))
+            ));
+            assert!(matches!(
+                decide_topic(&who, &st, "", "new"),
+                Err(DomainError::Forbidden(_))
+            ));
+        }
+        assert!(matches!(
+            decide_rename(
+                &alice,
+                &state(direct(facts(true)), true),
+                free,
+                &name("town")
+            ),
+            Err(DomainError::Invalid(_))
+        ));
+        assert_eq!(
+            decide_topic(&alice, &state(archived_ch(facts(false)), true), "", "x"),
+            Err(DomainError::Archived)
+        );
+        assert_eq!(
+            decide_topic(&caller("bob"), &state(facts(true), false), "", "x"),
+            Err(DomainError::NotFound("channel"))
+        );
+        assert!(matches!(
+            decide_topic(&alice, &state(facts(false), true), "old", "new"),
+            Ok(Some(Body::ChannelTopicSet(t))) if t.topic == "new"
+        ));
+        assert_eq!(
+            decide_topic(&alice, &state(facts(false), true), "same", "same"),
+            Ok(None)
+        );
     }
 }

@@ -1,11 +1,14 @@
-//! Posting a message (thread replies included).
+//! Posting a message (thread replies included), its mentions resolved
+//! against the channel's members as the post is decided.
 
 use super::{archived, ChannelState};
 use crate::authz::Caller;
 use crate::events::{Body, MessagePosted};
-use crate::ids::{ChannelId, MessageId};
+use crate::ids::{ChannelId, MessageId, UserId};
+use crate::mentions;
 use crate::validate::{ClientMsgId, MessageText};
 use crate::DomainError;
+use std::collections::HashMap;
 
 /// A validated post. `message_id` is fresh (the caller's clock and randomness).
 #[derive(Debug, Clone)]
@@ -14,6 +17,8 @@ pub struct PostMessage {
     pub text: MessageText,
     pub client_msg_id: Option<ClientMsgId>,
     pub thread_root_id: Option<MessageId>,
+    /// A reply that also shows in the channel's history.
+    pub also_send_to_channel: bool,
 }
 
 /// What a reply needs to know about its root, as the history model has it.
@@ -31,10 +36,14 @@ pub struct PostState {
     pub channel: ChannelState,
     /// The thread root, when the post is a reply (`None`: not found).
     pub root: Option<RootFacts>,
+    /// Members of the channel among the handles the text mentions:
+    /// handle → user id (see [`mentions::Scan::handles`]).
+    pub members_by_handle: HashMap<String, UserId>,
 }
 
 /// Members post into live channels; a reply's root must be a live
-/// top-level message of the same channel.
+/// top-level message of the same channel. Only a reply may also be sent
+/// to the channel.
 pub fn decide_post(
     caller: &Caller,
     state: &PostState,
@@ -60,7 +69,12 @@ pub fn decide_post(
             Some(_) => {}
             None => return Err(DomainError::NotFound("thread root message")),
         }
+    } else if cmd.also_send_to_channel {
+        return Err(DomainError::invalid(
+            "also_send_to_channel is for thread replies (give thread_root_id)",
+        ));
     }
+    let mentions = mentions::resolve(&mentions::scan(cmd.text.as_str()), &state.members_by_handle);
     Ok(Body::MessagePosted(MessagePosted {
         message_id: cmd.message_id.as_str().to_string(),
         text: cmd.text.clone().into_string(),
@@ -75,6 +89,8 @@ pub fn decide_post(
             .map(|m| m.as_str().to_string())
             .unwrap_or_default(),
         attachment_ids: Vec::new(),
+        also_send_to_channel: cmd.also_send_to_channel,
+        mentions: Some(mentions),
     }))
 }
 
@@ -89,11 +105,16 @@ mod tests {
             text: MessageText::parse("hi").expect("valid"),
             client_msg_id: None,
             thread_root_id: reply_to.map(|r| MessageId::from_trusted(r.into())),
+            also_send_to_channel: false,
         }
     }
 
     fn st(channel: ChannelState, root: Option<RootFacts>) -> PostState {
-        PostState { channel, root }
+        PostState {
+            channel,
+            root,
+            members_by_handle: HashMap::new(),
+        }
     }
 
     fn root(channel: &str, is_reply: bool, deleted: bool) -> Option<RootFacts> {
@@ -168,5 +189,37 @@ mod tests {
                 Err(DomainError::Invalid(_))
             ));
         }
+    }
+
+    #[test]
+    fn only_replies_are_also_sent_to_the_channel() {
+        let bob = caller("bob");
+        let member = || state(facts(false), true);
+        let mut cmd = post(Some("R"));
+        cmd.also_send_to_channel = true;
+        assert!(matches!(
+            decide_post(&bob, &st(member(), root("C1", false, false)), &cmd),
+            Ok(Body::MessagePosted(m)) if m.also_send_to_channel && m.thread_root_id == "R"
+        ));
+        cmd.thread_root_id = None;
+        assert!(matches!(
+            decide_post(&bob, &st(member(), None), &cmd),
+            Err(DomainError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn mentions_of_members_are_recorded_and_others_add_nothing() {
+        let mut s = st(state(facts(false), true), None);
+        s.members_by_handle
+            .insert("carol".into(), UserId::from_trusted("U3".into()));
+        let mut cmd = post(None);
+        cmd.text = MessageText::parse("@carol @dave @channel").expect("valid");
+        let Ok(Body::MessagePosted(m)) = decide_post(&caller("bob"), &s, &cmd) else {
+            panic!("a post");
+        };
+        let m = m.mentions.expect("mentions");
+        assert_eq!(m.user_ids, ["U3"]);
+        assert!(m.channel && !m.here);
     }
 }

@@ -11,10 +11,12 @@
 //! A decision yields exactly one event: one conditional append is atomic,
 //! several would not be.
 //!
-//! One module per command family: [`messages`], [`members`], [`channels`],
+//! One module per command family: [`messages`] (posts), [`conversation`]
+//! (edits, deletes, reactions, pins), [`members`], [`channels`],
 //! [`tenants`]. Nothing here does I/O; ids and time are passed in.
 
 pub mod channels;
+pub mod conversation;
 pub mod members;
 pub mod messages;
 pub mod tenants;
@@ -23,7 +25,7 @@ use crate::authz::{Caller, ChannelFacts};
 use crate::DomainError;
 
 /// What every channel-scoped decision knows about the channel and the caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChannelState {
     /// `None`: no such channel in the read model.
     pub channel: Option<ChannelFacts>,
@@ -49,7 +51,7 @@ impl ChannelState {
 }
 
 fn archived() -> DomainError {
-    DomainError::Conflict("channel is archived".into())
+    DomainError::Archived
 }
 
 fn fixed_membership() -> DomainError {

@@ -1,12 +1,14 @@
-//! Channels: create (unique names), archive, DMs (one channel per member
-//! set, in their own identity space), and the channel reads.
+//! Channels: create and rename (unique names, decided on the workspace
+//! subject), topic, archive, DMs (one channel per member set, in their own
+//! identity space), and the channel reads.
 
-use super::{ms, random, refuse, settle, Commands, UserCtx};
+use super::{ms, random, refuse, settle, unchanged, Commands, UserCtx};
 use crate::error::{ApiError, ApiResult};
 use crate::paging::{ListQuery, Paged};
 use switchboard_core::authz::Action;
 use switchboard_core::commands::channels::{
-    decide_archive, decide_create, decide_open_dm, CreateChannel, DmState, NameState, OpenDm,
+    decide_archive, decide_create, decide_open_dm, decide_rename, decide_topic, CreateChannel,
+    DmState, NameState, OpenDm,
 };
 use switchboard_core::ids::{ChannelId, UserId};
 use switchboard_core::validate::{parse_topic, ChannelName};
@@ -82,6 +84,111 @@ impl Commands {
             })
             .await?;
         self.appended_acl(outcome)
+    }
+
+    /// Changes a channel's name and/or topic (each only if it differs) and
+    /// answers with the channel afterwards.
+    ///
+    /// They are two events on two subjects, so a request giving both is
+    /// not atomic: the rename goes first; should the topic then fail (the
+    /// log unreachable), the rename stands and a retry of the same request
+    /// appends only the topic. Both are decided by the same rule, so one
+    /// is refused after the other succeeded only if the caller lost the
+    /// right in between.
+    pub async fn update_channel(
+        &self,
+        user: &UserCtx,
+        channel: &ChannelId,
+        name: Option<&ChannelName>,
+        topic: Option<&str>,
+    ) -> ApiResult<ChannelView> {
+        if let Some(name) = name {
+            self.rename(user, channel, name).await?;
+        }
+        if let Some(topic) = topic {
+            self.set_topic(user, channel, topic).await?;
+        }
+        self.channel(user, channel).await
+    }
+
+    /// Renames a channel. Names are unique per workspace and decided on the
+    /// workspace subject (see `create_channel`), so the rename is appended
+    /// there, conditionally on that subject's head: a rename and a create
+    /// (or two renames) racing for one name, through any processes, cannot
+    /// both take it. The channel's own state (archived, the caller's
+    /// membership) lives on the channel subject, which this append is not
+    /// conditional on; it is read from the ACL model caught up to the log
+    /// head as of the decision.
+    async fn rename(
+        &self,
+        user: &UserCtx,
+        channel: &ChannelId,
+        name: &ChannelName,
+    ) -> ApiResult<()> {
+        let ws = user.caller.workspace_id.as_str();
+        let me = user.caller.user_id.as_str();
+        let ch = channel.as_str();
+        let outcome = self
+            .log
+            .append_decided::<(), _, _, _>(&subjects::workspace(ws), |basis| async move {
+                self.models_at(basis, false).await?;
+                self.acl_catch_up(tokio::time::Instant::now()).await?;
+                let state = self.channel_state(user, channel).await?;
+                let (w, n) = (ws.to_string(), name.as_str().to_string());
+                let holder = self
+                    .acl
+                    .read(move |c| acl::channel_id_by_name(c, &w, &n))
+                    .await?;
+                let taken = holder.is_some_and(|id| id != ch);
+                match decide_rename(&user.caller, &state, NameState { taken }, name) {
+                    Ok(Some(body)) => settle(
+                        basis,
+                        Ok(body),
+                        |seq, body| Self::envelope(ws, ch, me, seq, body),
+                        None,
+                    ),
+                    Ok(None) => unchanged(basis, ()),
+                    Err(e) => refuse(basis, e),
+                }
+            })
+            .await?;
+        if let Outcome::Appended(a) = outcome {
+            self.note_acl_write(a.stream_seq);
+        }
+        Ok(())
+    }
+
+    async fn set_topic(&self, user: &UserCtx, channel: &ChannelId, topic: &str) -> ApiResult<()> {
+        let ws = user.caller.workspace_id.as_str();
+        let me = user.caller.user_id.as_str();
+        let ch = channel.as_str();
+        let outcome = self
+            .log
+            .append_decided::<(), _, _, _>(&subjects::channel(ws, ch), |basis| async move {
+                self.models_at(basis, false).await?;
+                let state = self.channel_state(user, channel).await?;
+                let c = ch.to_string();
+                let current = self
+                    .acl
+                    .read(move |conn| acl::channel_topic(conn, &c))
+                    .await?
+                    .unwrap_or_default();
+                match decide_topic(&user.caller, &state, &current, topic) {
+                    Ok(Some(body)) => settle(
+                        basis,
+                        Ok(body),
+                        |seq, body| Self::envelope(ws, ch, me, seq, body),
+                        None,
+                    ),
+                    Ok(None) => unchanged(basis, ()),
+                    Err(e) => refuse(basis, e),
+                }
+            })
+            .await?;
+        if let Outcome::Appended(a) = outcome {
+            self.note_acl_write(a.stream_seq);
+        }
+        Ok(())
     }
 
     /// Notes an appended ACL change; returns its channel seq.

@@ -1,16 +1,18 @@
 //! Messages: the post path (decided against the channel at the head it
-//! appends after; idempotent by `client_msg_id`) and the history and event
-//! reads.
+//! appends after; idempotent by `client_msg_id`; mentions resolved against
+//! the members at that head) and the history and event reads.
 
 use super::{ms, random, settle, Commands, UserCtx, FRESHNESS_WAIT};
 use crate::error::{ApiError, ApiResult};
 use crate::views::{message_from_envelope, MessageView};
+use std::collections::HashMap;
 use switchboard_core::authz::{Action, Directory};
 use switchboard_core::commands::messages::{decide_post, PostMessage, PostState, RootFacts};
 use switchboard_core::commands::ChannelState;
-use switchboard_core::ids::{ChannelId, MessageId};
+use switchboard_core::ids::{ChannelId, MessageId, UserId};
+use switchboard_core::mentions::{self, Scan};
 use switchboard_core::validate::{ClientMsgId, MessageText};
-use switchboard_projections::acl::AclDirectory;
+use switchboard_projections::acl::{self, AclDirectory};
 use switchboard_projections::history::{self, MessageRow};
 use switchboard_streams::{subjects, Outcome};
 
@@ -21,9 +23,43 @@ pub struct NewPost {
     pub text: MessageText,
     pub client_msg_id: Option<ClientMsgId>,
     pub thread_root_id: Option<MessageId>,
+    pub also_send_to_channel: bool,
 }
 
 impl Commands {
+    /// The members of `channel` among the handles `scan` mentions (the
+    /// state a mention resolution needs); nothing is read when the text
+    /// mentions no handle.
+    pub(super) async fn mentionable(
+        &self,
+        user: &UserCtx,
+        channel: &ChannelId,
+        scan: &Scan,
+    ) -> ApiResult<HashMap<String, UserId>> {
+        if !scan.has_handles() {
+            return Ok(HashMap::new());
+        }
+        let ws = user.caller.workspace_id.clone();
+        let ch = channel.clone();
+        let handles: Vec<String> = scan.handles().map(String::from).collect();
+        let found = self
+            .acl
+            .read(move |c| {
+                acl::members_by_handle(
+                    c,
+                    ws.as_str(),
+                    ch.as_str(),
+                    handles.iter().map(String::as_str),
+                )
+            })
+            .await?;
+        // Ids read back from the model this process folded.
+        Ok(found
+            .into_iter()
+            .map(|(handle, id)| (handle, UserId::from_trusted(id)))
+            .collect())
+    }
+
     /// The channel as the caller sees it now (facts and own membership).
     pub(super) async fn channel_state(
         &self,
@@ -45,6 +81,25 @@ impl Commands {
             .await?)
     }
 
+    /// What a post is decided against: the channel, the thread root, and
+    /// the members its text mentions.
+    async fn post_state(
+        &self,
+        user: &UserCtx,
+        channel: &ChannelId,
+        cmd: &PostMessage,
+        scan: &mentions::Scan,
+    ) -> ApiResult<PostState> {
+        Ok(PostState {
+            members_by_handle: self.mentionable(user, channel, scan).await?,
+            channel: self.channel_state(user, channel).await?,
+            root: match &cmd.thread_root_id {
+                Some(root) => self.root_facts(root).await?,
+                None => None,
+            },
+        })
+    }
+
     /// Posts a message. Returns the message and whether it was created now
     /// (`false`: an earlier post with the same `client_msg_id`).
     pub async fn post_message(
@@ -61,7 +116,9 @@ impl Commands {
             text: post.text.clone(),
             client_msg_id: post.client_msg_id.clone(),
             thread_root_id: post.thread_root_id.clone(),
+            also_send_to_channel: post.also_send_to_channel,
         };
+        let scan = mentions::scan(cmd.text.as_str());
         let msg_id = cmd
             .client_msg_id
             .as_ref()
@@ -71,13 +128,7 @@ impl Commands {
         // posters to one channel overlap these reads with each other's
         // appends; the decision uses them only if they cover its basis.
         let read_at = self.acl_progress.current();
-        let early = PostState {
-            channel: self.channel_state(user, channel).await?,
-            root: match &cmd.thread_root_id {
-                Some(root) => self.root_facts(root).await?,
-                None => None,
-            },
-        };
+        let early = self.post_state(user, channel, &cmd, &scan).await?;
         if let (Ok(_), Some(cid)) = (decide_post(&user.caller, &early, &cmd), &cmd.client_msg_id) {
             // A retry beyond JetStream's de-dup window: the history model
             // remembers (within the window the stream answers "duplicate").
@@ -91,7 +142,7 @@ impl Commands {
             }
         }
         let mut early = (!reply).then_some(early);
-        let (cmd, msg_id) = (&cmd, &msg_id);
+        let (cmd, msg_id, scan) = (&cmd, &msg_id, &scan);
         let outcome = self
             .log
             .append_decided::<(), _, _, _>(&subjects::channel(ws, ch), |basis| {
@@ -101,13 +152,7 @@ impl Commands {
                         Some(state) => state,
                         None => {
                             self.models_at(basis, reply).await?;
-                            PostState {
-                                channel: self.channel_state(user, channel).await?,
-                                root: match &cmd.thread_root_id {
-                                    Some(root) => self.root_facts(root).await?,
-                                    None => None,
-                                },
-                            }
+                            self.post_state(user, channel, cmd, scan).await?
                         }
                     };
                     settle(

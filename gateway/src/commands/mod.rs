@@ -21,6 +21,7 @@
 
 mod auth;
 mod channels;
+mod conversation;
 mod head;
 mod members;
 pub mod messages;
@@ -216,6 +217,17 @@ fn settle<T>(
 fn refuse<T>(basis: Basis, e: DomainError) -> ApiResult<Decision<T>> {
     if basis.recheck {
         Err(e.into())
+    } else {
+        Ok(Decision::Recheck)
+    }
+}
+
+/// A decision that there is nothing to append (the change is in place
+/// already): against a cached head it is re-made against the log head
+/// first, like a refusal, so "nothing to do" is never a stale answer.
+fn unchanged<T>(basis: Basis, answer: T) -> ApiResult<Decision<T>> {
+    if basis.recheck {
+        Ok(Decision::Done(answer))
     } else {
         Ok(Decision::Recheck)
     }

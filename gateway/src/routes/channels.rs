@@ -1,9 +1,9 @@
-//! Channels and membership: create, list and read channels, join, leave,
-//! invite, remove, archive, and direct-message channels. Membership
+//! Channels and membership: create, list, read and update channels, join,
+//! leave, invite, remove, archive, and direct-message channels. Membership
 //! changes answer with the seq of the event they appended.
 
 use super::{channel_id, created_or_ok};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Path, Query, User, UserCtx};
 use crate::paging::{self, ListParams};
 use crate::state::AppState;
@@ -14,6 +14,7 @@ use axum::Json;
 use serde::Deserialize;
 use switchboard_core::commands::members::MemberCommand;
 use switchboard_core::ids::UserId;
+use switchboard_core::validate::{parse_topic, ChannelName};
 use utoipa::ToSchema;
 
 const TAG: &str = "channels";
@@ -70,6 +71,44 @@ pub(super) async fn get_channel(
 ) -> ApiResult<Json<ChannelJson>> {
     let id = channel_id(&id)?;
     Ok(Json(channel_json(&s.commands.channel(&u, &id).await?)))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(super) struct UpdateChannel {
+    /// A new name, unique per workspace.
+    name: Option<String>,
+    /// A new topic, at most 250 characters; `""` clears it.
+    topic: Option<String>,
+}
+
+/// Rename a channel or set its topic.
+///
+/// Workspace admins, or the channel's creator while a member; not direct
+/// messages, not archived channels (409 `channel_archived`). A field equal
+/// to the current value appends nothing.
+#[utoipa::path(patch, path = "/v1/channels/{id}", tag = TAG, security(("user" = [])),
+    request_body = UpdateChannel,
+    responses((status = 200, description = "the channel afterwards", body = ChannelJson)))]
+pub(super) async fn update_channel(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateChannel>,
+) -> ApiResult<Json<ChannelJson>> {
+    let id = channel_id(&id)?;
+    if req.name.is_none() && req.topic.is_none() {
+        return Err(ApiError::invalid("give a name, a topic, or both"));
+    }
+    let name = req.name.as_deref().map(ChannelName::parse).transpose()?;
+    let topic = match req.topic.as_deref() {
+        Some(t) => Some(parse_topic(Some(t))?),
+        None => None,
+    };
+    let ch = s
+        .commands
+        .update_channel(&u, &id, name.as_ref(), topic.as_deref())
+        .await?;
+    Ok(Json(channel_json(&ch)))
 }
 
 /// A page of a channel's members, in user id order.

@@ -1,6 +1,6 @@
 //! Messages: posting (answered once the log holds it; idempotent by
-//! `client_msg_id`), a channel's history pages, and its raw events after a
-//! seq (the resume / gap-fill path).
+//! `client_msg_id`), editing and deleting, a channel's history pages, and
+//! its raw events after a seq (the resume / gap-fill path).
 
 use super::{channel_id, created_or_ok};
 use crate::commands::messages::NewPost;
@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
+use switchboard_core::commands::conversation::MessageCommand;
 use switchboard_core::ids::{ChannelId, MessageId};
 use switchboard_core::validate::{ClientMsgId, MessageText, Seq};
 use switchboard_projections::history::Page;
@@ -31,6 +32,9 @@ pub(super) struct PostMessageReq {
     client_msg_id: Option<String>,
     /// Post as a reply in this message's thread.
     thread_root_id: Option<String>,
+    /// A reply that also shows in the channel's history (replies only).
+    #[serde(default)]
+    also_send_to_channel: bool,
     /// Not available yet: must be empty.
     #[serde(default)]
     attachment_ids: Vec<String>,
@@ -69,9 +73,62 @@ pub(super) async fn post_message(
             .as_deref()
             .map(MessageId::parse)
             .transpose()?,
+        also_send_to_channel: req.also_send_to_channel,
     };
     let (msg, created) = s.commands.post_message(&u, post).await?;
     Ok((created_or_ok(created), Json(msg)))
+}
+
+/// A message id from a path segment.
+pub(super) fn message_id(raw: &str) -> ApiResult<MessageId> {
+    Ok(MessageId::parse(raw)?)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[schema(as = EditMessage)]
+pub(super) struct EditMessageReq {
+    /// The new text: 1 to 40,000 characters, not only invisible ones.
+    text: String,
+}
+
+/// Edit a message (its author only).
+///
+/// The text is replaced and its mentions resolved anew; `edited_ts` is set.
+/// A deleted message cannot be edited (409 `conflict`), nor one in an
+/// archived channel (409 `channel_archived`). The same text again appends
+/// nothing.
+#[utoipa::path(patch, path = "/v1/messages/{id}", tag = TAG, security(("user" = [])),
+    request_body = EditMessageReq,
+    responses((status = 200, description = "the edited message", body = MessageView)))]
+pub(super) async fn edit_message(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<EditMessageReq>,
+) -> ApiResult<Json<MessageView>> {
+    let id = message_id(&id)?;
+    let cmd = MessageCommand::Edit(MessageText::parse(&req.text)?);
+    Ok(Json(s.commands.message_command(&u, &id, cmd).await?))
+}
+
+/// Delete a message (its author, or a workspace admin).
+///
+/// Leaves a tombstone: the text, mentions, reactions and pin are gone from
+/// every read path; a thread root keeps its replies. Deleting a deleted
+/// message appends nothing and answers the same.
+#[utoipa::path(delete, path = "/v1/messages/{id}", tag = TAG, security(("user" = [])),
+    responses((status = 200, description = "the tombstone", body = MessageView)))]
+pub(super) async fn delete_message(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MessageView>> {
+    let id = message_id(&id)?;
+    Ok(Json(
+        s.commands
+            .message_command(&u, &id, MessageCommand::Delete)
+            .await?,
+    ))
 }
 
 /// `?before=` or `?after_seq=` (not both), and a page size.

@@ -1,5 +1,6 @@
 //! The v1 routes, one module per resource: [`tenants`], [`channels`],
-//! [`messages`], [`realtime`] and [`health`] (probes and the reference).
+//! [`messages`], [`reactions`], [`threads`], [`pins`], [`realtime`] and
+//! [`health`] (probes and the reference).
 //!
 //! [`table`] is the one route table. Each handler's `#[utoipa::path]`
 //! states its method, path, parameters, body and responses, and
@@ -11,8 +12,11 @@
 mod channels;
 mod health;
 mod messages;
+mod pins;
+mod reactions;
 mod realtime;
 mod tenants;
+mod threads;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -39,6 +43,7 @@ pub(crate) fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(channels::list_channels))
         .routes(routes!(channels::create_channel))
         .routes(routes!(channels::get_channel))
+        .routes(routes!(channels::update_channel))
         .routes(routes!(channels::list_members))
         .routes(routes!(channels::invite_member))
         .routes(routes!(channels::remove_member))
@@ -49,6 +54,14 @@ pub(crate) fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::post_message))
         .routes(routes!(messages::list_messages))
         .routes(routes!(messages::list_events))
+        .routes(routes!(messages::edit_message))
+        .routes(routes!(messages::delete_message))
+        .routes(routes!(reactions::add_reaction))
+        .routes(routes!(reactions::remove_reaction))
+        .routes(routes!(threads::list_replies))
+        .routes(routes!(pins::pin))
+        .routes(routes!(pins::unpin))
+        .routes(routes!(pins::list_pins))
         .routes(routes!(realtime::websocket))
         .routes(routes!(realtime::issue_ticket))
         .routes(routes!(realtime::sse))

@@ -314,15 +314,69 @@ fn a_rename_onto_a_taken_name_fails() {
         "alice",
         channel_created("random", ChannelKind::Channel, &["alice"]),
     )]);
-    let rename = f.ch(
-        "C2",
-        "alice",
-        Body::ChannelRenamed(switchboard_core::events::ChannelRenamed {
-            name: "general".into(),
-        }),
-    );
+    let rename = f.ws("C2", "alice", renamed("general"));
     assert!(m.try_apply(&[rename]).is_err());
     assert_eq!(view(&m, "C2").name, "random");
+}
+
+#[test]
+fn a_rename_on_the_workspace_subject_renames_the_envelopes_channel() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[f.ws("C1", "alice", renamed("town-square"))]);
+    let c = view(&m, "C1");
+    assert_eq!(c.name, "town-square");
+    // Not a channel event: the channel's head does not move.
+    assert_eq!(c.head_seq, 0);
+    assert_eq!(
+        channel_id_by_name(m.conn(), WS, "town-square").expect("query"),
+        Some("C1".to_string())
+    );
+    assert_eq!(
+        channel_id_by_name(m.conn(), WS, "general").expect("query"),
+        None
+    );
+    // The old name is free again.
+    m.apply(&[f.ws(
+        "C2",
+        "bob",
+        channel_created("general", ChannelKind::Channel, &["bob"]),
+    )]);
+    assert_eq!(view(&m, "C2").name, "general");
+}
+
+#[test]
+fn a_topic_set_replaces_the_topic() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[f.ch("C1", "alice", topic_set("launch plans"))]);
+    assert_eq!(view(&m, "C1").topic, "launch plans");
+    assert_eq!(
+        channel_topic(m.conn(), "C1").expect("query").as_deref(),
+        Some("launch plans")
+    );
+    m.apply(&[f.ch("C1", "alice", topic_set(""))]);
+    let c = view(&m, "C1");
+    assert_eq!((c.topic.as_str(), c.head_seq), ("", 2));
+}
+
+#[test]
+fn members_by_handle_finds_only_members_of_the_channel() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[f.ch("C1", "bob", joined("bob"))]);
+    let found =
+        members_by_handle(m.conn(), WS, "C1", ["alice", "bob", "carol", "nobody"]).expect("query");
+    assert_eq!(
+        found,
+        [
+            ("alice".to_string(), "alice".to_string()),
+            ("bob".to_string(), "bob".to_string())
+        ]
+    );
+    assert!(members_by_handle(m.conn(), "W2", "C1", ["alice"])
+        .expect("query")
+        .is_empty());
 }
 
 #[test]

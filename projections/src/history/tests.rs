@@ -251,7 +251,8 @@ fn reactions_one_by_one(m: &Model<History>, id: &str) -> Vec<(String, usize, Vec
     let mut stmt = m
         .conn()
         .prepare_cached(
-            "SELECT emoji, user_id FROM reactions WHERE message_id = ?1 ORDER BY emoji, user_id",
+            "SELECT emoji, user_id, MIN(seq) OVER (PARTITION BY emoji) AS first
+             FROM reactions WHERE message_id = ?1 ORDER BY first, seq",
         )
         .expect("prepare");
     let mut out: Vec<(String, usize, Vec<String>)> = Vec::new();
@@ -310,17 +311,22 @@ fn a_pages_reactions_come_from_one_query_and_match_the_per_message_ones() {
         with += usize::from(!got.is_empty());
     }
     assert_eq!(with, 6, "M10..M29: M12, M15, … M27 have reactions");
+    // First-reacted order: carol's `eyes` came first, then bob's `+1`
+    // (dave's `+1` is gone); users in the order they reacted.
     let m03 = msg(&m, "M03");
-    assert_eq!(m03.reactions[0].user_ids, ["bob"]);
-    assert_eq!(m03.reactions[1].user_ids, ["alice", "carol"]);
+    assert_eq!(m03.reactions[0].emoji, "eyes");
+    assert_eq!(m03.reactions[0].user_ids, ["carol", "alice"]);
+    assert_eq!(m03.reactions[1].user_ids, ["bob"]);
 
     // The page query walks the primary key per id, never the whole table.
     let plan: Vec<String> = m
         .conn()
         .prepare(
-            "EXPLAIN QUERY PLAN SELECT message_id, emoji, user_id FROM reactions
+            "EXPLAIN QUERY PLAN SELECT message_id, emoji, user_id,
+                    MIN(seq) OVER (PARTITION BY message_id, emoji) AS first
+             FROM reactions
              WHERE message_id IN (SELECT value FROM json_each(?1))
-             ORDER BY message_id, emoji, user_id",
+             ORDER BY message_id, first, seq",
         )
         .expect("prepare")
         .query_map(["[]"], |r| r.get::<_, String>(3))
@@ -385,4 +391,241 @@ fn head_seq_is_the_last_channel_seq_applied() {
         after.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
         ["member_joined", "reaction_added"]
     );
+}
+
+#[test]
+fn thread_roots_carry_latest_reply_and_the_first_five_distinct_repliers() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[f.ch(CH, "alice", posted("R", "root"))]);
+    let repliers = ["bob", "carol", "bob", "dave", "erin", "frank", "gina"];
+    let batch: Vec<_> = repliers
+        .iter()
+        .enumerate()
+        .map(|(i, u)| f.ch(CH, u, reply(&format!("A{i}"), "R", "re")))
+        .collect();
+    m.apply(&batch);
+    let root = msg(&m, "R");
+    assert_eq!(root.reply_count, 7);
+    assert_eq!(
+        root.reply_user_ids,
+        ["bob", "carol", "dave", "erin", "frank"]
+    );
+    assert_eq!(root.latest_reply_ms, Some(8_000));
+    let plain = msg(&m, "A0");
+    assert_eq!(
+        (plain.latest_reply_ms, plain.reply_user_ids.len()),
+        (None, 0)
+    );
+}
+
+#[test]
+fn replies_page_oldest_first_and_only_those_also_sent_show_in_the_channel() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", posted("R", "root")),
+        f.ch(CH, "bob", reply("A", "R", "one")),
+        f.ch(
+            CH,
+            "bob",
+            reply_to_channel("B", "R", "two, also in the channel"),
+        ),
+        f.ch(CH, "carol", reply("C", "R", "three")),
+        f.ch(CH, "carol", posted("X", "top level")),
+    ]);
+    let (page, more) = messages(m.conn(), CH, Page::After(0), 10).expect("query");
+    let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["R", "B", "X"]);
+    assert!(!more);
+    assert!(page[1].also_in_channel && !page[0].also_in_channel);
+
+    let (first, more) = replies(m.conn(), "R", 0, 2).expect("query");
+    assert_eq!(
+        first.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["A", "B"]
+    );
+    assert!(more);
+    let after = first.last().map(|r| r.seq as u64).expect("a reply");
+    let (rest, more) = replies(m.conn(), "R", after, 2).expect("query");
+    assert_eq!(
+        rest.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["C"]
+    );
+    assert!(!more);
+    // The flag is about replies: a top-level post never carries it.
+    assert!(!msg(&m, "X").also_in_channel);
+}
+
+#[test]
+fn a_deleted_root_keeps_its_replies() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", posted("R", "root secret")),
+        f.ch(CH, "bob", reply("A", "R", "one")),
+        f.ch(CH, "alice", deleted("R")),
+    ]);
+    let root = msg(&m, "R");
+    assert!(root.deleted && root.text.is_empty());
+    assert_eq!(root.reply_count, 1);
+    let (thread, _) = replies(m.conn(), "R", 0, 10).expect("query");
+    assert_eq!(thread.len(), 1);
+    assert_eq!(thread[0].text, "one");
+}
+
+#[test]
+fn mentions_are_stored_replaced_by_an_edit_and_scrubbed_by_a_tombstone() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[f.ch(
+        CH,
+        "alice",
+        posted_mentioning("M1", "@bob @here", mentions(&["bob"], false, true)),
+    )]);
+    let row = msg(&m, "M1");
+    assert_eq!(
+        row.mentions,
+        MentionsRow {
+            user_ids: vec!["bob".into()],
+            channel: false,
+            here: true
+        }
+    );
+    assert_eq!(all_events(&m)[0].body["mentions"]["user_ids"][0], "bob");
+
+    m.apply(&[f.ch(
+        CH,
+        "alice",
+        edited_mentioning("M1", "@carol @channel", mentions(&["carol"], true, false)),
+    )]);
+    let row = msg(&m, "M1");
+    assert_eq!(row.mentions.user_ids, ["carol"]);
+    assert!(row.mentions.channel && !row.mentions.here);
+    assert_eq!(all_events(&m)[1].body["mentions"]["channel"], true);
+
+    m.apply(&[f.ch(CH, "alice", deleted("M1"))]);
+    assert_eq!(msg(&m, "M1").mentions, MentionsRow::default());
+    for e in &all_events(&m)[..2] {
+        assert_eq!(
+            e.body["mentions"],
+            json!({"user_ids": [], "channel": false, "here": false})
+        );
+    }
+    // An event without mentions (written before they existed) reads as none.
+    m.apply(&[f.ch(CH, "bob", posted("M2", "plain"))]);
+    assert_eq!(msg(&m, "M2").mentions, MentionsRow::default());
+}
+
+#[test]
+fn reactions_are_listed_in_first_reacted_order() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", posted("M1", "hi")),
+        f.ch(CH, "carol", reacted("M1", "zzz")),
+        f.ch(CH, "bob", reacted("M1", "+1")),
+        f.ch(CH, "alice", reacted("M1", "zzz")),
+        f.ch(CH, "alice", reacted("M1", "👍🏽")),
+    ]);
+    let row = msg(&m, "M1");
+    let order: Vec<(&str, Vec<&str>)> = row
+        .reactions
+        .iter()
+        .map(|r| {
+            (
+                r.emoji.as_str(),
+                r.user_ids.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("zzz", vec!["carol", "alice"]),
+            ("+1", vec!["bob"]),
+            ("👍🏽", vec!["alice"]),
+        ]
+    );
+    // The emoji moves to where its earliest remaining reaction puts it.
+    m.apply(&[f.ch(CH, "carol", unreacted("M1", "zzz"))]);
+    let emoji: Vec<String> = msg(&m, "M1")
+        .reactions
+        .into_iter()
+        .map(|r| r.emoji)
+        .collect();
+    assert_eq!(emoji, ["+1", "zzz", "👍🏽"]);
+    assert_eq!(
+        reaction_facts(m.conn(), "M1", "alice", "zzz").expect("query"),
+        (true, true, 3)
+    );
+    assert_eq!(
+        reaction_facts(m.conn(), "M1", "bob", "zzz").expect("query"),
+        (false, true, 3)
+    );
+    assert_eq!(
+        reaction_facts(m.conn(), "M1", "bob", "new").expect("query"),
+        (false, false, 3)
+    );
+}
+
+#[test]
+fn pins_are_flagged_listed_newest_first_and_dropped_by_a_tombstone() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", posted("M1", "one")),
+        f.ch(CH, "alice", posted("M2", "two")),
+        f.ch(CH, "alice", posted("M3", "three")),
+        f.ch(CH, "bob", pin("M1")),
+        f.ch(CH, "bob", pin("M3")),
+        f.ch(CH, "bob", pin("M1")),
+    ]);
+    let ids = |m: &Model<History>| {
+        pinned(m.conn(), CH)
+            .expect("query")
+            .into_iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&m), ["M3", "M1"], "a repeated pin keeps its place");
+    assert!(msg(&m, "M1").pinned && !msg(&m, "M2").pinned);
+    assert_eq!(pin_count(m.conn(), CH).expect("query"), 2);
+    m.apply(&[f.ch(CH, "bob", unpin("M3"))]);
+    assert_eq!(ids(&m), ["M1"]);
+    m.apply(&[f.ch(CH, "alice", deleted("M1"))]);
+    assert!(ids(&m).is_empty());
+    assert!(!msg(&m, "M1").pinned);
+    // A pin of a deleted message, or of another channel's, pins nothing.
+    m.apply(&[f.ch(CH, "bob", pin("M1")), f.ch("C2", "bob", pin("M2"))]);
+    assert!(ids(&m).is_empty());
+    let kinds: Vec<String> = all_events(&m).into_iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&"message_pinned".to_string()));
+    assert!(kinds.contains(&"message_unpinned".to_string()));
+}
+
+#[test]
+fn topic_changes_are_channel_events_and_renames_are_not() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", topic_set("plans")),
+        f.ws(CH, "alice", renamed("town")),
+    ]);
+    let evs = all_events(&m);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].kind, "channel_topic_set");
+    assert_eq!(evs[0].body, json!({"topic": "plans"}));
+}
+
+#[test]
+fn a_file_of_an_older_schema_is_refolded_from_the_start() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[f.ch(CH, "alice", posted("M1", "hi"))]);
+    assert_eq!(m.checkpoint(), 1);
+    m.conn()
+        .execute_batch("PRAGMA user_version = 1")
+        .expect("pragma");
+    crate::runner::migrate_model::<History>(m.conn()).expect("migrate");
+    assert_eq!(m.checkpoint(), 0, "the log is folded again");
+    assert_eq!(m.int("SELECT COUNT(*) FROM messages", []), 0);
+    assert_eq!(m.int("PRAGMA user_version", []), SCHEMA_VERSION);
+    // Opening a current file changes nothing.
+    m.apply(&[f.ch(CH, "alice", posted("M2", "again"))]);
+    crate::runner::migrate_model::<History>(m.conn()).expect("migrate");
+    assert_eq!(m.checkpoint(), 2);
+    assert_eq!(m.int("SELECT COUNT(*) FROM messages", []), 1);
 }
