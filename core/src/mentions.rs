@@ -87,15 +87,23 @@ fn code_ranges(text: &str) -> Vec<(usize, usize)> {
             i += 1;
         }
     }
+    // The next run of the same length after each run, found in one pass
+    // from the right (a search per run would be quadratic in the number
+    // of backtick runs, which an attacker chooses).
+    let mut next_same = vec![None; runs.len()];
+    let mut last_of_len: std::collections::HashMap<usize, usize> = Default::default();
+    for k in (0..runs.len()).rev() {
+        next_same[k] = last_of_len.insert(runs[k].1, k);
+    }
     let mut ranges = Vec::new();
     let mut k = 0;
     while k < runs.len() {
         let (open, len) = runs[k];
-        match runs[k + 1..].iter().position(|&(_, l)| l == len) {
+        match next_same[k] {
             Some(j) => {
-                let (close, _) = runs[k + 1 + j];
+                let (close, _) = runs[j];
                 ranges.push((open, close + len));
-                k += j + 2;
+                k = j + 1;
             }
             None => k += 1,
         }
@@ -106,7 +114,11 @@ fn code_ranges(text: &str) -> Vec<(usize, usize)> {
 /// Finds the mentions in `text`.
 pub fn scan(text: &str) -> Scan {
     let code = code_ranges(text);
-    let in_code = |at: usize| code.iter().any(|&(a, b)| a <= at && at < b);
+    // The ranges are sorted and disjoint: a binary search per `@`.
+    let in_code = |at: usize| {
+        let i = code.partition_point(|&(a, _)| a <= at);
+        i > 0 && at < code[i - 1].1
+    };
     let mut out = Scan::default();
     let mut prev: Option<char> = None;
     let mut iter = text.char_indices().peekable();

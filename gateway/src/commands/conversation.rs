@@ -12,7 +12,7 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::views::MessageView;
 use switchboard_core::authz::{Action, Directory};
 use switchboard_core::commands::conversation::{
-    decide_message, MessageCommand, MessageFacts, MessageState, ReactionFacts,
+    decide_message, MessageCommand, MessageFacts, MessageState, ReactionFacts, MAX_PINS,
 };
 use switchboard_core::events::Mentions;
 use switchboard_core::ids::{ChannelId, MessageId, UserId};
@@ -85,7 +85,12 @@ impl Commands {
         };
         let mut found = lookup().await?;
         if found.is_none() {
-            let head = self.log.last_seq().await?;
+            // Through the shared probe: a flood of made-up ids costs one
+            // JetStream request per probe interval, not one each.
+            let head = self
+                .head
+                .head_since(tokio::time::Instant::now(), || self.log.last_seq())
+                .await?;
             if !super::wait(&self.history_progress, head).await {
                 return Err(super::behind("the history read model is"));
             }
@@ -199,7 +204,7 @@ impl Commands {
         let root = root.as_str().to_string();
         Ok(self
             .history
-            .read(move |c| history::replies(c, &root, after_seq, limit))
+            .read_rows(limit, move |c| history::replies(c, &root, after_seq, limit))
             .await?)
     }
 
@@ -208,7 +213,9 @@ impl Commands {
         let facts = self.authorize(user, channel, Action::Read).await?;
         Ok(self
             .history
-            .read(move |c| history::pinned(c, facts.id.as_str()))
+            .read_rows(MAX_PINS as u32, move |c| {
+                history::pinned(c, facts.id.as_str())
+            })
             .await?)
     }
 }

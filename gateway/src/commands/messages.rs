@@ -14,7 +14,7 @@ use switchboard_core::mentions::{self, Scan};
 use switchboard_core::validate::{ClientMsgId, MessageText};
 use switchboard_projections::acl::{self, AclDirectory};
 use switchboard_projections::history::{self, MessageRow};
-use switchboard_streams::{subjects, Outcome};
+use switchboard_streams::{subjects, Decision, Outcome};
 
 /// A post as the HTTP edge parsed it.
 #[derive(Debug, Clone)]
@@ -100,6 +100,25 @@ impl Commands {
         })
     }
 
+    /// The caller's earlier post with this `client_msg_id` in this channel,
+    /// if any: a retry beyond JetStream's de-dup window (within it the
+    /// stream answers "duplicate"), which the history model remembers.
+    async fn posted_before(
+        &self,
+        ch: &str,
+        me: &str,
+        cmd: &PostMessage,
+    ) -> ApiResult<Option<MessageRow>> {
+        let Some(cid) = &cmd.client_msg_id else {
+            return Ok(None);
+        };
+        let (c, m, cid) = (ch.to_string(), me.to_string(), cid.as_str().to_string());
+        Ok(self
+            .history
+            .read(move |conn| history::message_by_client_id(conn, &c, &m, &cid))
+            .await?)
+    }
+
     /// Posts a message. Returns the message and whether it was created now
     /// (`false`: an earlier post with the same `client_msg_id`).
     pub async fn post_message(
@@ -129,15 +148,8 @@ impl Commands {
         // appends; the decision uses them only if they cover its basis.
         let read_at = self.acl_progress.current();
         let early = self.post_state(user, channel, &cmd, &scan).await?;
-        if let (Ok(_), Some(cid)) = (decide_post(&user.caller, &early, &cmd), &cmd.client_msg_id) {
-            // A retry beyond JetStream's de-dup window: the history model
-            // remembers (within the window the stream answers "duplicate").
-            let (c, m, cid) = (ch.to_string(), me.to_string(), cid.as_str().to_string());
-            if let Some(row) = self
-                .history
-                .read(move |conn| history::message_by_client_id(conn, &c, &m, &cid))
-                .await?
-            {
+        if decide_post(&user.caller, &early, &cmd).is_ok() {
+            if let Some(row) = self.posted_before(ch, me, &cmd).await? {
                 return Ok((MessageView::from_row(row), false));
             }
         }
@@ -145,9 +157,10 @@ impl Commands {
         let (cmd, msg_id, scan) = (&cmd, &msg_id, &scan);
         let outcome = self
             .log
-            .append_decided::<(), _, _, _>(&subjects::channel(ws, ch), |basis| {
+            .append_decided(&subjects::channel(ws, ch), |basis| {
                 let early = early.take().filter(|_| self.covers(read_at, basis));
                 async move {
+                    let reread = early.is_none();
                     let state = match early {
                         Some(state) => state,
                         None => {
@@ -155,9 +168,18 @@ impl Commands {
                             self.post_state(user, channel, cmd, scan).await?
                         }
                     };
+                    let decided = decide_post(&user.caller, &state, cmd);
+                    if reread && decided.is_ok() {
+                        // The idempotency lookup above ran only if the early
+                        // state allowed the post; a decision that allows it
+                        // only now must look too.
+                        if let Some(row) = self.posted_before(ch, me, cmd).await? {
+                            return Ok(Decision::Done(MessageView::from_row(row)));
+                        }
+                    }
                     settle(
                         basis,
-                        decide_post(&user.caller, &state, cmd),
+                        decided,
                         |seq, body| Self::envelope(ws, ch, me, seq, body),
                         msg_id.clone(),
                     )
@@ -166,12 +188,7 @@ impl Commands {
             .await?;
         let a = match outcome {
             Outcome::Appended(a) => a,
-            Outcome::Done(()) => {
-                return Err(ApiError::internal(
-                    "post_message",
-                    &"decision ended without an event",
-                ))
-            }
+            Outcome::Done(existing) => return Ok((existing, false)),
         };
         if a.duplicate {
             // The stream de-duplicated a retry: answer with the original, as
