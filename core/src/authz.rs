@@ -22,6 +22,10 @@ pub struct ChannelFacts {
     pub direct: bool,
     pub archived: bool,
     pub creator_id: UserId,
+    /// The `fence_seq` of the channel's latest event as the model has it
+    /// (see the `.proto`): what a decision appended on another subject
+    /// records, so a later change to the channel voids it.
+    pub fence_seq: u64,
 }
 
 /// Who is asking.
@@ -116,6 +120,7 @@ mod tests {
             direct: false,
             archived: false,
             creator_id: "alice".into(),
+            fence_seq: 0,
         }
     }
 

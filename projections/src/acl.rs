@@ -56,7 +56,8 @@ impl Projector for Acl {
                  creator_id TEXT NOT NULL,
                  archived INTEGER NOT NULL DEFAULT 0,
                  head_seq INTEGER NOT NULL DEFAULT 0,
-                 created_ms INTEGER NOT NULL
+                 created_ms INTEGER NOT NULL,
+                 fence_seq INTEGER NOT NULL DEFAULT 0
              );
              -- Names are unique among a workspace's channels; a DM's name
              -- is not in that namespace. (Files created before this index
@@ -73,7 +74,18 @@ impl Projector for Acl {
              -- Pages of a workspace's channels in name order (DMs too).
              CREATE INDEX IF NOT EXISTS channels_by_workspace
                  ON channels (workspace_id, name, id);",
-        )
+        )?;
+        // Files from before `fence_seq`: every event they folded carried
+        // fence 0, which is the column's default, so a rebuild agrees.
+        let has_fence: bool = conn
+            .prepare("SELECT EXISTS (SELECT 1 FROM pragma_table_info('channels') WHERE name = 'fence_seq')")?
+            .query_row([], |r| r.get(0))?;
+        if !has_fence {
+            conn.execute_batch(
+                "ALTER TABLE channels ADD COLUMN fence_seq INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
+        Ok(())
     }
 
     fn apply(
@@ -86,8 +98,10 @@ impl Projector for Acl {
         let ch = env.channel_id.as_str();
         let seq = env.channel_seq as i64;
         if subjects::is_channel(subject) {
-            tx.prepare_cached("UPDATE channels SET head_seq = MAX(head_seq, ?2) WHERE id = ?1")?
-                .execute(params![ch, seq])?;
+            tx.prepare_cached(
+                "UPDATE channels SET head_seq = MAX(head_seq, ?2), fence_seq = ?3 WHERE id = ?1",
+            )?
+            .execute(params![ch, seq, env.fence_seq as i64])?;
         }
         match body {
             Body::WorkspaceCreated(b) => {
@@ -145,8 +159,13 @@ impl Projector for Acl {
                 // decided), for the envelope's channel. No OR IGNORE
                 // either: renaming onto a taken name is an error, not a
                 // rename that silently did not happen.
-                tx.prepare_cached("UPDATE channels SET name = ?2 WHERE id = ?1")?
-                    .execute(params![ch, b.name])?;
+                // Void when the channel changed after the rename was
+                // decided (its fence moved): the rename was not conditional
+                // on the channel's subject, so the fold enforces it.
+                tx.prepare_cached(
+                    "UPDATE channels SET name = ?2 WHERE id = ?1 AND fence_seq <= ?3",
+                )?
+                .execute(params![ch, b.name, b.observed_fence_seq as i64])?;
             }
             Body::ChannelTopicSet(b) => {
                 tx.prepare_cached("UPDATE channels SET topic = ?2 WHERE id = ?1")?
@@ -441,6 +460,12 @@ pub fn members_by_handle<'a>(
 }
 
 /// A channel's topic.
+/// Whether the channel is named `name` now.
+pub fn channel_has_name(conn: &Connection, channel: &str, name: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM channels WHERE id = ?1 AND name = ?2)")?
+        .query_row([channel, name], |r| r.get(0))
+}
+
 pub fn channel_topic(conn: &Connection, channel: &str) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached("SELECT topic FROM channels WHERE id = ?1")?
         .query_row([channel], |r| r.get(0))
@@ -456,7 +481,7 @@ impl Directory for AclDirectory<'_> {
     fn channel(&self, id: &ChannelId) -> rusqlite::Result<Option<ChannelFacts>> {
         self.0
             .prepare_cached(
-                "SELECT id, workspace_id, name, private, direct, archived, creator_id
+                "SELECT id, workspace_id, name, private, direct, archived, creator_id, fence_seq
                  FROM channels WHERE id = ?1",
             )?
             .query_row([id.as_str()], |r| {
@@ -469,6 +494,7 @@ impl Directory for AclDirectory<'_> {
                     direct: r.get(4)?,
                     archived: r.get(5)?,
                     creator_id: UserId::from_trusted(r.get(6)?),
+                    fence_seq: r.get::<_, i64>(7)?.max(0) as u64,
                 })
             })
             .optional()

@@ -63,11 +63,13 @@ impl<P: Projector> Model<P> {
 }
 
 /// Numbers events like the log: stream seqs 1, 2, 3, … and a dense seq per
-/// subject (`channel_seq`). Timestamps derive from the stream seq.
+/// subject (`channel_seq`), and the subject's `fence_seq` (moved by every
+/// event but a post). Timestamps derive from the stream seq.
 #[derive(Default)]
 pub struct Feed {
     stream_seq: u64,
     subject_seqs: HashMap<String, u64>,
+    fences: HashMap<String, u64>,
 }
 
 impl Feed {
@@ -79,6 +81,11 @@ impl Feed {
         self.stream_seq += 1;
         let seq = self.subject_seqs.entry(subject.clone()).or_default();
         *seq += 1;
+        let fence = self.fences.entry(subject.clone()).or_default();
+        if !matches!(body, Body::MessagePosted(_)) {
+            *fence = *seq;
+        }
+        let fence_seq = *fence;
         LogEvent {
             stream_seq: self.stream_seq,
             subject,
@@ -89,7 +96,7 @@ impl Feed {
                 actor_id: actor.to_string(),
                 ts_ms: 1_000 * self.stream_seq as i64,
                 channel_seq: *seq,
-                fence_seq: 0,
+                fence_seq,
                 body: Some(body),
             }),
         }
@@ -254,8 +261,20 @@ pub fn topic_set(topic: &str) -> Body {
     })
 }
 
-pub fn renamed(name: &str) -> Body {
-    Body::ChannelRenamed(events::ChannelRenamed { name: name.into() })
+/// A rename decided against a channel whose fence was `observed`.
+pub fn renamed(name: &str, observed: u64) -> Body {
+    Body::ChannelRenamed(events::ChannelRenamed {
+        name: name.into(),
+        observed_fence_seq: observed,
+    })
+}
+
+impl Feed {
+    /// The `fence_seq` a channel's subject has now.
+    pub fn fence(&self, channel: &str) -> u64 {
+        let subject = switchboard_streams::subjects::channel(WS, channel);
+        self.fences.get(&subject).copied().unwrap_or(0)
+    }
 }
 
 pub fn deleted(id: &str) -> Body {

@@ -115,6 +115,7 @@ pub fn decide_rename(
     }
     Ok(Some(Body::ChannelRenamed(ChannelRenamed {
         name: name.as_str().to_string(),
+        observed_fence_seq: ch.fence_seq,
     })))
 }
 

@@ -86,6 +86,7 @@ pub(crate) mod fixtures {
             direct: false,
             archived: false,
             creator_id: "alice".into(),
+            fence_seq: 0,
         }
     }
 

@@ -3,8 +3,9 @@
 //! identity space), and the channel reads.
 
 use super::{ms, random, refuse, settle, unchanged, Commands, UserCtx};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::paging::{ListQuery, Paged};
+use axum::http::StatusCode;
 use switchboard_core::authz::Action;
 use switchboard_core::commands::channels::{
     decide_archive, decide_create, decide_open_dm, decide_rename, decide_topic, CreateChannel,
@@ -154,6 +155,24 @@ impl Commands {
             .await?;
         if let Outcome::Appended(a) = outcome {
             self.note_acl_write(a.stream_seq);
+            // The rename is void if the channel changed after it was
+            // decided (see `ChannelRenamed.observed_fence_seq`); the ACL
+            // fold decides, so ask it.
+            if !super::wait(&self.acl_progress, a.stream_seq).await {
+                return Err(super::behind("the membership read model is"));
+            }
+            let (c, n) = (ch.to_string(), name.as_str().to_string());
+            let renamed = self
+                .acl
+                .read(move |conn| acl::channel_has_name(conn, &c, &n))
+                .await?;
+            if !renamed {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::Conflict,
+                    "the channel changed while it was being renamed; nothing was renamed, retry",
+                ));
+            }
         }
         Ok(())
     }

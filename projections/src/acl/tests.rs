@@ -306,6 +306,31 @@ fn handles(m: &Model<Acl>) -> Vec<String> {
 }
 
 #[test]
+fn a_rename_is_void_when_the_channel_changed_after_it_was_decided() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    // Decided against the channel as it was; then the channel is archived
+    // (on its own subject) before the rename (on the workspace subject)
+    // is folded.
+    let observed = f.fence("C1");
+    m.apply(&[f.ch("C1", "alice", archived())]);
+    assert!(f.fence("C1") > observed);
+    m.apply(&[f.ws("C1", "alice", renamed("town-square", observed))]);
+    assert_eq!(view(&m, "C1").name, "general", "the rename is void");
+    assert_eq!(
+        channel_id_by_name(m.conn(), WS, "town-square").expect("query"),
+        None,
+        "a void rename takes no name"
+    );
+    // A post does not move the fence: a rename decided before it holds.
+    let observed = f.fence("C1");
+    m.apply(&[f.ch("C1", "alice", posted("M1", "hi"))]);
+    assert_eq!(f.fence("C1"), observed);
+    m.apply(&[f.ws("C1", "alice", renamed("town-square", observed))]);
+    assert_eq!(view(&m, "C1").name, "town-square");
+}
+
+#[test]
 fn a_rename_onto_a_taken_name_fails() {
     let (mut m, mut f) = (model(), Feed::new());
     setup(&mut m, &mut f);
@@ -314,7 +339,7 @@ fn a_rename_onto_a_taken_name_fails() {
         "alice",
         channel_created("random", ChannelKind::Channel, &["alice"]),
     )]);
-    let rename = f.ws("C2", "alice", renamed("general"));
+    let rename = f.ws("C2", "alice", renamed("general", f.fence("C2")));
     assert!(m.try_apply(&[rename]).is_err());
     assert_eq!(view(&m, "C2").name, "random");
 }
@@ -323,7 +348,7 @@ fn a_rename_onto_a_taken_name_fails() {
 fn a_rename_on_the_workspace_subject_renames_the_envelopes_channel() {
     let (mut m, mut f) = (model(), Feed::new());
     setup(&mut m, &mut f);
-    m.apply(&[f.ws("C1", "alice", renamed("town-square"))]);
+    m.apply(&[f.ws("C1", "alice", renamed("town-square", f.fence("C1")))]);
     let c = view(&m, "C1");
     assert_eq!(c.name, "town-square");
     // Not a channel event: the channel's head does not move.

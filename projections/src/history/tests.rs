@@ -603,7 +603,7 @@ fn topic_changes_are_channel_events_and_renames_are_not() {
     let (mut m, mut f) = (model(), Feed::new());
     m.apply(&[
         f.ch(CH, "alice", topic_set("plans")),
-        f.ws(CH, "alice", renamed("town")),
+        f.ws(CH, "alice", renamed("town", 1)),
     ]);
     let evs = all_events(&m);
     assert_eq!(evs.len(), 1);
