@@ -4,6 +4,7 @@
 //! `deploy/bench-all.sh` starts a server and runs this in one command.
 
 use crate::fanout::{self, FanoutArgs};
+use crate::history::{self, HistoryArgs};
 use crate::rebuild::{self, RebuildArgs};
 use crate::send::{self, SendArgs};
 use crate::stats::{FigureSpread, Figures, Runs};
@@ -37,6 +38,10 @@ pub struct AllArgs {
     pub idle_connections: usize,
     #[arg(long, default_value_t = 100_000)]
     pub rebuild_events: u64,
+    /// Messages for `history` (over 100 channels; 0 skips it). Small by
+    /// default: the README's figure at 1M is `history` on its own.
+    #[arg(long, default_value_t = 50_000)]
+    pub history_messages: u64,
     /// Server process id, for RSS (default: the `switchboard serve` in /proc).
     #[arg(long)]
     pub pid: Option<u32>,
@@ -239,6 +244,30 @@ pub async fn run(a: AllArgs) -> Result<Vec<Row>> {
         ),
         &r,
     ));
+
+    if a.history_messages > 0 {
+        println!("\n== history");
+        let r = history::run(HistoryArgs {
+            url: a.url.clone(),
+            token: a.token.clone(),
+            messages: a.history_messages,
+            channels: 100,
+            users: 4,
+            samples: 500,
+            runs,
+            fold_timeout: 1_800,
+            nats: a.nats.clone(),
+        })
+        .await?;
+        rows.extend(figure_rows(
+            &format!("history, {} messages in 100 channels", a.history_messages),
+            &format!(
+                "switchboard-bench history --messages {} --channels 100 --samples 500 --runs {runs}",
+                a.history_messages
+            ),
+            &r,
+        ));
+    }
 
     let fan = FanoutArgs {
         connections: a.fanout_connections,

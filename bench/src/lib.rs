@@ -18,6 +18,7 @@ pub mod client;
 pub mod fanout;
 pub mod fleet;
 pub mod floor;
+pub mod history;
 pub mod nats;
 pub mod rebuild;
 pub mod schedule;
@@ -48,6 +49,9 @@ pub enum Command {
     Fanout(fanout::FanoutArgs),
     /// History projection rebuild rate vs the same fold with no log.
     Rebuild(rebuild::RebuildArgs),
+    /// History reads (latest page, deep page, thread replies) over a large
+    /// folded log, vs the same queries on the read model; the fold rate.
+    History(history::HistoryArgs),
     /// Every benchmark, then the README's table (machine, versions, each
     /// figure's median with its command).
     All(all::AllArgs),
@@ -71,6 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(a) => send::run(a).await.map(drop),
         Command::Fanout(a) => fanout::run(a).await.map(drop),
         Command::Rebuild(a) => rebuild::run(a).await.map(drop),
+        Command::History(a) => history::run(a).await.map(drop),
         Command::All(a) => all::run(a).await.map(drop),
     }
 }

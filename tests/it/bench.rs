@@ -130,3 +130,60 @@ fn the_switchboard_binary_has_no_bench_command() {
     assert!(help.contains("serve") && help.contains("rebuild"), "{help}");
     assert!(!help.contains("bench"), "{help}");
 }
+
+/// `history` against a real server: every generated message is folded,
+/// and each read kind has one sample per request, HTTP and SQLite alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn history_folds_every_message_and_samples_every_read() {
+    let nats = Nats::start();
+    let server = Server::start(&nats);
+    let nats_url = nats.url();
+    let data = server.data.display().to_string();
+    let args = switchboard_bench::history::HistoryArgs::try_parse_from([
+        "history",
+        "--url",
+        &server.base,
+        "--token",
+        OPERATOR,
+        "--messages",
+        "2000",
+        "--channels",
+        "20",
+        "--users",
+        "3",
+        "--samples",
+        "40",
+        "--runs",
+        "2",
+        "--fold-timeout",
+        "120",
+        "--nats",
+        &nats_url,
+        "--data",
+        &data,
+    ])
+    .expect("arguments");
+    let runs = switchboard_bench::history::run(args)
+        .await
+        .expect("history");
+    assert_eq!(runs.runs.len(), 2);
+    for (i, run) in runs.runs.iter().enumerate() {
+        assert_eq!(run.folded_messages, 2000, "{run:?}");
+        // 2,000 posts, a reaction every 7th and an edit every 50th per channel.
+        assert!(run.events > 2000, "{run:?}");
+        assert_eq!(run.fold_rate.is_some(), i == 0, "{run:?}");
+        for pair in [&run.latest, &run.deep, &run.replies] {
+            assert_eq!(pair.errors, 0, "{run:?}");
+            assert_eq!(pair.http.samples, 40, "{run:?}");
+            assert_eq!(pair.raw.samples, 40, "{run:?}");
+            assert!(pair.http.p50 > std::time::Duration::ZERO, "{run:?}");
+        }
+    }
+    let summary = runs.summary();
+    assert!(summary.iter().any(|f| f.name == "latest page HTTP p99"));
+    assert_eq!(
+        runs.get("history fold, append → applied")
+            .map(|f| f.spread.runs),
+        Some(1)
+    );
+}
