@@ -32,6 +32,7 @@ impl Body {
             Body::MessagePinned(_) => "message_pinned",
             Body::MessageUnpinned(_) => "message_unpinned",
             Body::ChannelTopicSet(_) => "channel_topic_set",
+            Body::FileUploaded(_) => "file_uploaded",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! task with a cancellation path), real-time delivery (its streams end when
 //! [`Platform::closing`] fires), and the shared state handlers see.
 
+use crate::commands::files::{self, Files};
 use crate::commands::Commands;
 use crate::realtime::{Realtime, RealtimeConfig};
 use std::path::Path;
@@ -66,6 +67,7 @@ impl Platform {
         data: &Path,
         operator_token_hash: Option<String>,
         realtime: RealtimeConfig,
+        max_file_bytes: u64,
     ) -> Result<Platform, BoxError> {
         std::fs::create_dir_all(data)
             .map_err(|e| format!("creating data dir {}: {e}", data.display()))?;
@@ -75,6 +77,13 @@ impl Platform {
         let (acl, acl_progress) = spawn_projector::<Acl>(data, &log, &tracker, &cancel)?;
         let (history, history_progress) =
             spawn_projector::<History>(data, &log, &tracker, &cancel)?;
+        let files = Files::open(&log, max_file_bytes).await?;
+        tracker.spawn(files::reap(
+            files.clone(),
+            history.clone(),
+            history_progress.clone(),
+            cancel.clone(),
+        ));
         tracker.close();
         let commands = Arc::new(Commands::new(
             log,
@@ -83,6 +92,7 @@ impl Platform {
             acl_progress,
             history_progress,
             operator_token_hash,
+            files,
         ));
         commands.note_startup_head(startup_head);
         let realtime =
