@@ -166,6 +166,25 @@ async fn upload_attach_download_round_trip() {
     assert_eq!(h["content-security-policy"], "default-src 'none'; sandbox");
     assert_eq!(h["content-type"], "text/plain; charset=utf-8");
 
+    // A range.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/files/{id}", api.base))
+        .bearer_auth(&bob)
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(resp.status().as_u16(), 206);
+    assert_eq!(
+        resp.headers()["content-range"],
+        format!("bytes 1000-1999/{}", data.len()).as_str()
+    );
+    assert_eq!(resp.headers()["content-length"], "1000");
+    assert_eq!(
+        resp.bytes().await.expect("bytes").as_ref(),
+        &data[1000..2000]
+    );
+
     let events = api.all_events(&ada, &ch).await;
     let up = events
         .iter()
@@ -339,4 +358,41 @@ async fn a_deleted_messages_file_is_gone() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmHWM`: peak resident set).
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim_start_matches(':').split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{field} in {status}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_upload_is_streamed_not_buffered() {
+    let nats = Nats::start();
+    let server = Server::start_with(&nats, &["--max-file-bytes", "209715200"]);
+    let pid = server.pid().expect("pid");
+    let api = server.api();
+    let ws = api.workspace("Acme").await;
+    let (_, ada) = api.user(&ws, "ada", "member").await;
+    let ch = api.channel(&ada, "general", false).await;
+    // Warm up every path once, then measure the peak across 100 MiB.
+    assert_eq!(
+        upload(&api, &ada, &ch, "warm.bin", bytes(1 << 20)).await.0,
+        201
+    );
+    let before = proc_kib(pid, "VmHWM");
+    let size = 100 << 20;
+    let (status, f) = upload(&api, &ada, &ch, "big.bin", bytes(size)).await;
+    assert_eq!(status, 201, "{f}");
+    assert_eq!(f["size"], size);
+    let grown_mib = proc_kib(pid, "VmHWM").saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 40,
+        "the server's peak RSS grew by {grown_mib} MiB for a 100 MiB upload"
+    );
 }

@@ -3,7 +3,7 @@
 //! rendering it in the platform's origin).
 
 use crate::commands::files::NewUpload;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{Path, Query, User};
 use crate::state::AppState;
 use crate::views::AttachmentRef;
@@ -16,6 +16,7 @@ use futures_util::TryStreamExt;
 use serde::Deserialize;
 use switchboard_core::commands::files::parse_name;
 use switchboard_core::ids::{ChannelId, FileId};
+use tokio::io::AsyncReadExt;
 use tokio_util::io::{ReaderStream, StreamReader};
 use utoipa::IntoParams;
 
@@ -128,20 +129,63 @@ fn disposition(name: &str) -> String {
 /// are 404.
 #[utoipa::path(get, path = "/v1/files/{id}", tag = TAG, security(("user" = [])),
     params(("id" = String, Path, description = "file id")),
-    responses((status = 200, description = "the file's bytes", content_type = "application/octet-stream")))]
+    responses(
+        (status = 200, description = "the file's bytes", content_type = "application/octet-stream"),
+        (status = 206, description = "the requested range of the file's bytes", content_type = "application/octet-stream"),
+    ))]
 pub(super) async fn download(
     State(s): State<AppState>,
     User(u): User,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let id = FileId::parse(&id).map_err(|_| ApiError::not_found("file"))?;
-    let d = s.commands.download(&u, &id).await?;
+    let mut d = s.commands.download(&u, &id).await?;
+    let size = d.file.size;
     let value =
         |v: &str| HeaderValue::from_str(v).map_err(|e| ApiError::internal("a download header", &e));
-    let mut res = Body::from_stream(ReaderStream::new(d.object)).into_response();
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(r) => match byte_range(r, size) {
+            Ok(range) => range,
+            Err(()) => {
+                let mut res = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    ErrorCode::InvalidRequest,
+                    "the range is outside the file",
+                )
+                .into_response();
+                res.headers_mut()
+                    .insert(header::CONTENT_RANGE, value(&format!("bytes */{size}"))?);
+                return Ok(res);
+            }
+        },
+        None => None,
+    };
+    let (mut res, length) = match range {
+        Some((first, last)) => {
+            // Skip to the range's start (the object store reads forward).
+            tokio::io::copy(&mut (&mut d.object).take(first), &mut tokio::io::sink())
+                .await
+                .map_err(|e| ApiError::internal("reading a file", &e))?;
+            let length = last - first + 1;
+            let mut res =
+                Body::from_stream(ReaderStream::new(d.object.take(length))).into_response();
+            *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+            res.headers_mut().insert(
+                header::CONTENT_RANGE,
+                value(&format!("bytes {first}-{last}/{size}"))?,
+            );
+            (res, length)
+        }
+        None => (
+            Body::from_stream(ReaderStream::new(d.object)).into_response(),
+            size,
+        ),
+    };
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, value(&d.file.content_type)?);
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(d.file.size));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(
         header::CONTENT_DISPOSITION,
         value(&disposition(&d.file.name))?,
@@ -161,8 +205,75 @@ pub(super) async fn download(
     Ok(res)
 }
 
+/// One `bytes=a-b`, `bytes=a-` or `bytes=-n` range of a file of `size`
+/// bytes, as inclusive offsets: `Ok(None)` to serve the whole file (no
+/// range, several, or one this does not understand), `Err` when it
+/// starts past the end.
+#[allow(clippy::result_unit_err)]
+pub fn byte_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parse = |s: &str| s.parse::<u64>().ok();
+    let (first, last) = match (a.is_empty(), b.is_empty()) {
+        (true, false) => {
+            let Some(n) = parse(b) else { return Ok(None) };
+            if n == 0 {
+                return Err(());
+            }
+            (size.saturating_sub(n), size.saturating_sub(1))
+        }
+        (false, _) => {
+            let Some(first) = parse(a) else {
+                return Ok(None);
+            };
+            let last = if b.is_empty() {
+                size.saturating_sub(1)
+            } else {
+                match parse(b) {
+                    Some(l) if l >= first => l.min(size.saturating_sub(1)),
+                    _ => return Ok(None),
+                }
+            };
+            (first, last)
+        }
+        (true, true) => return Ok(None),
+    };
+    if size == 0 || first >= size {
+        return Err(());
+    }
+    Ok(Some((first, last)))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ranges() {
+        assert_eq!(byte_range("bytes=0-99", 1000), Ok(Some((0, 99))));
+        assert_eq!(byte_range("bytes=990-2000", 1000), Ok(Some((990, 999))));
+        assert_eq!(byte_range("bytes=10-", 1000), Ok(Some((10, 999))));
+        assert_eq!(byte_range("bytes=-10", 1000), Ok(Some((990, 999))));
+        assert_eq!(byte_range("bytes=-5000", 1000), Ok(Some((0, 999))));
+        assert_eq!(byte_range("bytes=1000-", 1000), Err(()));
+        assert_eq!(byte_range("bytes=-0", 1000), Err(()));
+        for whole in [
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=5-1",
+            "bytes=x-1",
+            "bytes=-",
+        ] {
+            assert_eq!(byte_range(whole, 1000), Ok(None), "{whole}");
+        }
+    }
+
     use super::*;
 
     #[test]
