@@ -138,15 +138,19 @@ async fn upload_attach_download_round_trip() {
     assert_eq!(download(&api, &bob, &id).await.0, 404);
     assert_eq!(download(&api, &ada, &id).await.0, 200);
 
+    let post = json!({"channel_id": ch, "text": "the file", "attachment_ids": [id],
+                      "client_msg_id": "with-a-file"});
     let m = api
-        .post(
-            "/v1/messages",
-            &ada,
-            json!({"channel_id": ch, "text": "the file", "attachment_ids": [id]}),
-        )
+        .post("/v1/messages", &ada, post.clone())
         .await
         .expect(201);
     assert_eq!(m["attachments"], json!([f]));
+    // A retry answers the original (its file is attached to it by now).
+    let again = api.post("/v1/messages", &ada, post).await.expect(200);
+    assert_eq!(
+        (&again["id"], &again["attachments"]),
+        (&m["id"], &json!([f]))
+    );
     let page = api
         .get(&format!("/v1/channels/{ch}/messages"), &bob)
         .await

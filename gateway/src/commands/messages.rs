@@ -150,7 +150,23 @@ impl Commands {
         // appends; the decision uses them only if they cover its basis.
         let read_at = self.acl_progress.current();
         let early = self.post_state(user, channel, &cmd, &scan).await?;
-        if let (Ok(_), Some(cid)) = (decide_post(&user.caller, &early, &cmd), &cmd.client_msg_id) {
+        // A retry of a post that attached files finds them attached (to the
+        // original): it is answered with the original if the post would be
+        // allowed without them, once the history model has every write
+        // this process acknowledged (the original included).
+        let probe = if cmd.attachment_ids.is_empty() || cmd.client_msg_id.is_none() {
+            decide_post(&user.caller, &early, &cmd)
+        } else {
+            self.history_progress
+                .wait_for(self.log.last_acked(), FRESHNESS_WAIT)
+                .await;
+            let bare = PostMessage {
+                attachment_ids: Vec::new(),
+                ..cmd.clone()
+            };
+            decide_post(&user.caller, &early, &bare)
+        };
+        if let (Ok(_), Some(cid)) = (probe, &cmd.client_msg_id) {
             // A retry beyond JetStream's de-dup window: the history model
             // remembers (within the window the stream answers "duplicate").
             let (c, m, cid) = (ch.to_string(), me.to_string(), cid.as_str().to_string());
