@@ -400,3 +400,43 @@ async fn a_large_upload_is_streamed_not_buffered() {
         "the server's peak RSS grew by {grown_mib} MiB for a 100 MiB upload"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_posts_attach_a_file_once() {
+    // Through two `serve` processes: a post that attached files must be
+    // seen by the next decision on the subject in the other process too.
+    let nats = Nats::start();
+    let server = Server::start(&nats);
+    let other = Server::start(&nats);
+    let api = server.api();
+    let apis = [server.api(), other.api()];
+    let ws = api.workspace("Acme").await;
+    let (_, ada) = api.user(&ws, "ada", "member").await;
+    let ch = api.channel(&ada, "general", false).await;
+    for round in 0..10 {
+        let (_, f) = upload(&api, &ada, &ch, "a.txt", bytes(10)).await;
+        let fid = f["id"].as_str().expect("id").to_string();
+        let posts = (0..8).map(|i| {
+            let (api, ada, ch, fid) = (apis[i % 2].clone(), ada.clone(), ch.clone(), fid.clone());
+            tokio::spawn(async move {
+                api.post(
+                    "/v1/messages",
+                    &ada,
+                    json!({"channel_id": ch, "text": format!("r{round} p{i}"),
+                           "attachment_ids": [fid]}),
+                )
+                .await
+            })
+        });
+        let mut codes = Vec::new();
+        for p in posts.collect::<Vec<_>>() {
+            codes.push(p.await.expect("task").status);
+        }
+        codes.sort();
+        assert_eq!(
+            codes,
+            [201, 409, 409, 409, 409, 409, 409, 409],
+            "round {round}"
+        );
+    }
+}
