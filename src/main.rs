@@ -120,6 +120,14 @@ struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_MAX_FILE_BYTES",
           default_value_t = switchboard_gateway::commands::files::DEFAULT_MAX_FILE_BYTES)]
     max_file_bytes: u64,
+    /// Seconds an upload may stay attached to no message before it is
+    /// deleted (default 24 h).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_UNATTACHED_FILE_TTL_SECS",
+        default_value_t = 86_400
+    )]
+    unattached_file_ttl_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -226,10 +234,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
         outbound_queue: args.ws_queue.max(1),
         ..Default::default()
     };
-    let platform = Platform::start(log, data, Some(op_hash), rt, args.max_file_bytes)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("starting projectors")?;
+    let platform = Platform::start(
+        log,
+        data,
+        Some(op_hash),
+        rt,
+        switchboard_gateway::commands::files::FilesConfig {
+            max_bytes: args.max_file_bytes,
+            unattached_ttl: Duration::from_secs(args.unattached_file_ttl_secs),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .context("starting projectors")?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -282,7 +299,7 @@ async fn admin(common: Common, action: AdminAction) -> Result<()> {
         &common.data,
         None,
         Default::default(),
-        switchboard_gateway::commands::files::DEFAULT_MAX_FILE_BYTES,
+        Default::default(),
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -33,6 +33,7 @@ impl Body {
             Body::MessageUnpinned(_) => "message_unpinned",
             Body::ChannelTopicSet(_) => "channel_topic_set",
             Body::FileUploaded(_) => "file_uploaded",
+            Body::FileExpired(_) => "file_expired",
         }
     }
 }

@@ -181,7 +181,7 @@ impl Projector for History {
                               FROM (SELECT f.* FROM json_each(?9) j
                                     JOIN files f ON f.id = j.value
                                     WHERE f.channel_id = ?2 AND f.uploader_id = ?5
-                                      AND f.message_id IS NULL
+                                      AND f.message_id IS NULL AND f.deleted_seq IS NULL
                                     ORDER BY j.key)),
                              ?10, ?11)",
                     )?
@@ -202,7 +202,8 @@ impl Projector for History {
                     tx.prepare_cached(
                         "UPDATE files SET message_id = ?1
                          WHERE id IN (SELECT value FROM json_each(?2))
-                           AND channel_id = ?3 AND uploader_id = ?4 AND message_id IS NULL",
+                           AND channel_id = ?3 AND uploader_id = ?4 AND message_id IS NULL
+                           AND deleted_seq IS NULL",
                     )?
                     .execute(params![
                         b.message_id,
@@ -303,6 +304,14 @@ impl Projector for History {
                 )?
                 .execute(params![b.message_id, ch])?;
             }
+            Body::FileExpired(b) => {
+                tx.prepare_cached(
+                    "UPDATE files SET deleted_seq = ?2
+                     WHERE id = ?1 AND channel_id = ?3 AND message_id IS NULL
+                       AND deleted_seq IS NULL",
+                )?
+                .execute(params![b.file_id, stream_seq as i64, ch])?;
+            }
             Body::FileUploaded(b) => {
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO files (id, workspace_id, channel_id, uploader_id, name,
@@ -374,6 +383,7 @@ pub fn event_body(body: &Body) -> (Option<&str>, serde_json::Value) {
         Body::MessageUnpinned(b) => (Some(&b.message_id), json!({"message_id": b.message_id})),
         Body::ChannelRenamed(b) => (None, json!({"name": b.name})),
         Body::ChannelTopicSet(b) => (None, json!({"topic": b.topic})),
+        Body::FileExpired(b) => (None, json!({"file_id": b.file_id})),
         Body::FileUploaded(b) => (
             None,
             json!({"file_id": b.file_id, "name": b.name, "size": b.size,
@@ -483,8 +493,26 @@ pub fn files(conn: &Connection, ids: &[String]) -> rusqlite::Result<Vec<FileRow>
     rows.collect()
 }
 
-/// Files whose message was deleted by a tombstone at a stream sequence
-/// after `after` (oldest first, at most `limit`): `(deleted_seq, id)`.
+/// Uploads no message attached, still there, uploaded before `before_ms`
+/// (oldest first, at most `limit`): `(workspace_id, channel_id, id)`.
+pub fn unattached_before(
+    conn: &Connection,
+    before_ms: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<(String, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT workspace_id, channel_id, id FROM files
+         WHERE message_id IS NULL AND deleted_seq IS NULL AND ts_ms < ?1
+         ORDER BY ts_ms, id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![before_ms, limit], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    rows.collect()
+}
+
+/// Files deleted (their message's tombstone, or expired unattached) at a
+/// stream sequence after `after` (oldest first, at most `limit`): `(deleted_seq, id)`.
 pub fn deleted_files(
     conn: &Connection,
     after: u64,

@@ -295,6 +295,10 @@ pub fn uploaded(id: &str, name: &str, size: u64) -> Body {
     })
 }
 
+pub fn expired(id: &str) -> Body {
+    Body::FileExpired(events::FileExpired { file_id: id.into() })
+}
+
 pub fn posted_with_files(id: &str, text: &str, files: &[&str]) -> Body {
     Body::MessagePosted(events::MessagePosted {
         message_id: id.into(),

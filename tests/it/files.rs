@@ -440,3 +440,46 @@ async fn concurrent_posts_attach_a_file_once() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unattached_uploads_expire() {
+    let nats = Nats::start();
+    let server = Server::start_with(&nats, &["--unattached-file-ttl-secs", "1"]);
+    let api = server.api();
+    let ws = api.workspace("Acme").await;
+    let (_, ada) = api.user(&ws, "ada", "member").await;
+    let ch = api.channel(&ada, "general", false).await;
+    let id = |v: Value| v["id"].as_str().expect("id").to_string();
+    let lonely = id(upload(&api, &ada, &ch, "a.txt", bytes(10)).await.1);
+    let kept = id(upload(&api, &ada, &ch, "b.txt", bytes(10)).await.1);
+    api.post(
+        "/v1/messages",
+        &ada,
+        json!({"channel_id": ch, "text": "x", "attachment_ids": [kept]}),
+    )
+    .await
+    .expect(201);
+    let start = Instant::now();
+    while download(&api, &ada, &lonely).await.0 != 404 || objects(&nats).await != [kept.clone()] {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the unattached upload never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(download(&api, &ada, &kept).await.0, 200, "attached: kept");
+    api.post(
+        "/v1/messages",
+        &ada,
+        json!({"channel_id": ch, "text": "late", "attachment_ids": [lonely]}),
+    )
+    .await
+    .expect_err(404, "not_found");
+    let events = api.all_events(&ada, &ch).await;
+    let expired: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "file_expired")
+        .collect();
+    assert_eq!(expired.len(), 1, "{events:?}");
+    assert_eq!(expired[0]["file_id"], lonely.as_str());
+}

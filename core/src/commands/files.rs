@@ -64,6 +64,34 @@ pub struct FileFacts {
     pub uploader_id: UserId,
     /// Attached to a message already.
     pub attached: bool,
+    /// Deleted (expired unattached, or its message deleted).
+    pub gone: bool,
+}
+
+/// What expiring an unattached upload needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryFacts {
+    pub attached: bool,
+    pub gone: bool,
+    /// When it was uploaded (ms since the epoch).
+    pub uploaded_ms: i64,
+}
+
+/// An upload no message attached within `ttl_ms` of its upload expires
+/// (`Ok(None)`: nothing to do — attached, gone already, or not old enough).
+pub fn decide_expiry(
+    file_id: &FileId,
+    facts: Option<&ExpiryFacts>,
+    now_ms: i64,
+    ttl_ms: i64,
+) -> Option<Body> {
+    let f = facts?;
+    if f.attached || f.gone || now_ms.saturating_sub(f.uploaded_ms) < ttl_ms {
+        return None;
+    }
+    Some(Body::FileExpired(crate::events::FileExpired {
+        file_id: file_id.as_str().to_string(),
+    }))
 }
 
 /// A post attaches at most [`MAX_ATTACHMENTS`] distinct files, each the
@@ -86,7 +114,7 @@ pub fn check_attachments(
                 "attachment_ids: a file is listed twice",
             ));
         }
-        match found.iter().find(|f| &f.id == id) {
+        match found.iter().find(|f| &f.id == id && !f.gone) {
             Some(f) if &f.channel_id == channel && f.uploader_id == caller.user_id => {
                 if f.attached {
                     return Err(DomainError::Conflict(format!(
@@ -157,7 +185,42 @@ mod tests {
             channel_id: channel.into(),
             uploader_id: uploader.into(),
             attached,
+            gone: false,
         }
+    }
+
+    #[test]
+    fn gone_files_are_not_found_and_only_old_unattached_ones_expire() {
+        let bob = caller("bob");
+        let mut f = file("F1", "C1", "bob", false);
+        f.gone = true;
+        assert_eq!(
+            check_attachments(&bob, &"C1".into(), &["F1".into()], &[f]),
+            Err(DomainError::NotFound("file"))
+        );
+        let id: FileId = "F1".into();
+        let facts = |attached, gone| ExpiryFacts {
+            attached,
+            gone,
+            uploaded_ms: 1_000,
+        };
+        assert!(matches!(
+            decide_expiry(&id, Some(&facts(false, false)), 2_000, 1_000),
+            Some(Body::FileExpired(e)) if e.file_id == "F1"
+        ));
+        assert_eq!(
+            decide_expiry(&id, Some(&facts(false, false)), 1_999, 1_000),
+            None
+        );
+        assert_eq!(
+            decide_expiry(&id, Some(&facts(true, false)), 9_000, 1_000),
+            None
+        );
+        assert_eq!(
+            decide_expiry(&id, Some(&facts(false, true)), 9_000, 1_000),
+            None
+        );
+        assert_eq!(decide_expiry(&id, None, 9_000, 1_000), None);
     }
 
     #[test]

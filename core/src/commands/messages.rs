@@ -234,6 +234,7 @@ mod tests {
             channel_id: "C1".into(),
             uploader_id: "bob".into(),
             attached: false,
+            gone: false,
         });
         assert!(matches!(
             decide_post(&caller("bob"), &s, &cmd),

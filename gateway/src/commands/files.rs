@@ -3,7 +3,7 @@
 //! downloads for the members of the channel the file was shared in; the
 //! bucket objects of deleted messages' files are deleted by [`reap`].
 
-use super::{ms, random, settle, Commands, UserCtx};
+use super::{ms, now_ms, random, settle, unchanged, Commands, UserCtx};
 use crate::error::{ApiError, ApiResult};
 use async_nats::jetstream::object_store::{
     Config as BucketConfig, DeleteErrorKind, GetErrorKind, Object, ObjectStore,
@@ -11,10 +11,11 @@ use async_nats::jetstream::object_store::{
 use async_nats::jetstream::stream::StorageType;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use switchboard_core::authz::Action;
-use switchboard_core::commands::files::{decide_upload, UploadFile};
+use switchboard_core::commands::files::{decide_expiry, decide_upload, ExpiryFacts, UploadFile};
 use switchboard_core::ids::{ChannelId, FileId};
 use switchboard_core::secret::StreamHash;
 use switchboard_core::DomainError;
@@ -26,6 +27,25 @@ use tokio_util::sync::CancellationToken;
 
 /// Default largest upload: 25 MiB.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 25 * 1024 * 1024;
+/// Default time an upload may stay attached to no message: 24 h.
+pub const DEFAULT_UNATTACHED_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The files settings of `serve`.
+#[derive(Debug, Clone, Copy)]
+pub struct FilesConfig {
+    pub max_bytes: u64,
+    /// Uploads no message attached within this long expire.
+    pub unattached_ttl: Duration,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            max_bytes: DEFAULT_MAX_FILE_BYTES,
+            unattached_ttl: DEFAULT_UNATTACHED_TTL,
+        }
+    }
+}
 
 /// Where file bytes live and how large one may be.
 #[derive(Clone)]
@@ -258,6 +278,73 @@ impl Commands {
             Ok(object) => Ok(Download { file, object }),
             Err(e) if e.kind() == GetErrorKind::NotFound => Err(not_found()),
             Err(e) => Err(ApiError::internal("reading a file", &e)),
+        }
+    }
+}
+
+impl Commands {
+    /// Expires the uploads no message attached within `ttl` (at most a
+    /// page of them): one `FileExpired` each, decided on the file's channel
+    /// subject against the history model at its head (a post attaching it
+    /// in the meantime wins). Returns how many expired.
+    pub async fn expire_unattached(&self, ttl: Duration) -> ApiResult<usize> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let before = now_ms().saturating_sub(ttl_ms);
+        let due = self
+            .history
+            .read(move |c| history::unattached_before(c, before, REAP_PAGE))
+            .await?;
+        let mut expired = 0;
+        for (ws, ch, id) in due {
+            let file_id = FileId::from_trusted(id);
+            let (ws, ch, file_id) = (ws.as_str(), ch.as_str(), &file_id);
+            let outcome = self
+                .log
+                .append_decided::<(), ApiError, _, _>(
+                    &subjects::channel(ws, ch),
+                    |basis| async move {
+                        self.models_at(basis, true).await?;
+                        let key = file_id.as_str().to_string();
+                        let facts = self
+                            .history
+                            .read(move |c| history::file(c, &key))
+                            .await?
+                            .map(|f| ExpiryFacts {
+                                attached: f.message_id.is_some(),
+                                gone: f.deleted,
+                                uploaded_ms: f.ts_ms,
+                            });
+                        match decide_expiry(file_id, facts.as_ref(), now_ms(), ttl_ms) {
+                            Some(body) => settle(
+                                basis,
+                                Ok(body),
+                                |seq, body| Self::envelope(ws, ch, "", seq, body),
+                                None,
+                            ),
+                            None => unchanged(basis, ()),
+                        }
+                    },
+                )
+                .await?;
+            if matches!(outcome, Outcome::Appended(_)) {
+                expired += 1;
+            }
+        }
+        Ok(expired)
+    }
+}
+
+/// Expires unattached uploads (see [`Commands::expire_unattached`]) every
+/// quarter of `ttl` (between 100 ms and a minute) until `cancel`.
+pub async fn expire_loop(commands: Arc<Commands>, ttl: Duration, cancel: CancellationToken) {
+    let every = (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = commands.expire_unattached(ttl).await {
+            tracing::warn!(error = ?e, "expiring unattached uploads");
         }
     }
 }

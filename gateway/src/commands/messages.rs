@@ -106,6 +106,7 @@ impl Commands {
                 channel_id: ChannelId::from_trusted(f.channel_id),
                 uploader_id: UserId::from_trusted(f.uploader_id),
                 attached: f.message_id.is_some(),
+                gone: f.deleted,
             })
             .collect();
         Ok(PostState {

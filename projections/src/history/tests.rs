@@ -672,3 +672,28 @@ fn uploads_are_attached_by_their_uploaders_post_and_gone_with_its_tombstone() {
     assert!(!file(m.conn(), "F3").expect("query").expect("row").deleted);
     assert_eq!(deleted_files(m.conn(), gone[0].0, 10).expect("query"), []);
 }
+
+#[test]
+fn an_expired_upload_is_gone_and_cannot_be_attached() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", uploaded("F1", "a.txt", 3)),
+        f.ch(CH, "alice", uploaded("F2", "b.txt", 3)),
+    ]);
+    assert_eq!(
+        unattached_before(m.conn(), 10_000, 10)
+            .expect("query")
+            .len(),
+        2
+    );
+    m.apply(&[f.ch(CH, "alice", posted_with_files("M1", "hi", &["F2"]))]);
+    m.apply(&[f.ch(CH, "", expired("F1")), f.ch(CH, "", expired("F2"))]);
+    assert!(file(m.conn(), "F1").expect("query").expect("row").deleted);
+    assert!(
+        !file(m.conn(), "F2").expect("query").expect("row").deleted,
+        "attached: kept"
+    );
+    let gone = deleted_files(m.conn(), 0, 10).expect("query");
+    assert_eq!(gone.len(), 1);
+    assert_eq!(unattached_before(m.conn(), 10_000, 10).expect("query"), []);
+}
