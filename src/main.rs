@@ -116,6 +116,18 @@ struct ServeArgs {
     /// Frames a real-time connection may have queued before it is resynced.
     #[arg(long, env = "SWITCHBOARD_WS_QUEUE", default_value_t = 512)]
     ws_queue: usize,
+    /// Largest file upload, in bytes (default 25 MiB).
+    #[arg(long, env = "SWITCHBOARD_MAX_FILE_BYTES",
+          default_value_t = switchboard_gateway::commands::files::DEFAULT_MAX_FILE_BYTES)]
+    max_file_bytes: u64,
+    /// Seconds an upload may stay attached to no message before it is
+    /// deleted (default 24 h).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_UNATTACHED_FILE_TTL_SECS",
+        default_value_t = 86_400
+    )]
+    unattached_file_ttl_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -222,10 +234,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
         outbound_queue: args.ws_queue.max(1),
         ..Default::default()
     };
-    let platform = Platform::start(log, data, Some(op_hash), rt)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("starting projectors")?;
+    let platform = Platform::start(
+        log,
+        data,
+        Some(op_hash),
+        rt,
+        switchboard_gateway::commands::files::FilesConfig {
+            max_bytes: args.max_file_bytes,
+            unattached_ttl: Duration::from_secs(args.unattached_file_ttl_secs),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .context("starting projectors")?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -273,9 +294,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
 async fn admin(common: Common, action: AdminAction) -> Result<()> {
     std::fs::create_dir_all(&common.data)?;
     let (log, local_nats) = common.open_log(true).await?;
-    let platform = Platform::start(log, &common.data, None, Default::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let platform = Platform::start(
+        log,
+        &common.data,
+        None,
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     platform
         .catch_up(Duration::from_secs(60))
         .await

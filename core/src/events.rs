@@ -32,6 +32,8 @@ impl Body {
             Body::MessagePinned(_) => "message_pinned",
             Body::MessageUnpinned(_) => "message_unpinned",
             Body::ChannelTopicSet(_) => "channel_topic_set",
+            Body::FileUploaded(_) => "file_uploaded",
+            Body::FileExpired(_) => "file_expired",
         }
     }
 }

@@ -136,6 +136,7 @@ id_type!(UserId, 'U', "user");
 id_type!(ChannelId, 'C', "channel");
 id_type!(MessageId, 'M', "message");
 id_type!(EventId, 'E', "event");
+id_type!(FileId, 'F', "file");
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,7 @@
 //! task with a cancellation path), real-time delivery (its streams end when
 //! [`Platform::closing`] fires), and the shared state handlers see.
 
+use crate::commands::files::{self, Files, FilesConfig};
 use crate::commands::Commands;
 use crate::realtime::{Realtime, RealtimeConfig};
 use std::path::Path;
@@ -66,6 +67,7 @@ impl Platform {
         data: &Path,
         operator_token_hash: Option<String>,
         realtime: RealtimeConfig,
+        files_config: FilesConfig,
     ) -> Result<Platform, BoxError> {
         std::fs::create_dir_all(data)
             .map_err(|e| format!("creating data dir {}: {e}", data.display()))?;
@@ -75,7 +77,13 @@ impl Platform {
         let (acl, acl_progress) = spawn_projector::<Acl>(data, &log, &tracker, &cancel)?;
         let (history, history_progress) =
             spawn_projector::<History>(data, &log, &tracker, &cancel)?;
-        tracker.close();
+        let files = Files::open(&log, files_config.max_bytes).await?;
+        tracker.spawn(files::reap(
+            files.clone(),
+            history.clone(),
+            history_progress.clone(),
+            cancel.clone(),
+        ));
         let commands = Arc::new(Commands::new(
             log,
             acl,
@@ -83,8 +91,15 @@ impl Platform {
             acl_progress,
             history_progress,
             operator_token_hash,
+            files,
         ));
         commands.note_startup_head(startup_head);
+        tracker.spawn(files::expire_loop(
+            commands.clone(),
+            files_config.unattached_ttl,
+            cancel.clone(),
+        ));
+        tracker.close();
         let realtime =
             Arc::new(Realtime::new(commands.clone(), realtime, cancel.child_token()).await);
         Ok(Platform {

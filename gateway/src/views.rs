@@ -91,10 +91,21 @@ impl From<Reaction> for ReactionView {
 #[schema(as = Attachment)]
 pub struct AttachmentRef {
     pub id: String,
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    pub content_type: String,
 }
 
-fn attachments(ids: impl IntoIterator<Item = String>) -> Vec<AttachmentRef> {
-    ids.into_iter().map(|id| AttachmentRef { id }).collect()
+impl From<switchboard_projections::history::FileRef> for AttachmentRef {
+    fn from(f: switchboard_projections::history::FileRef) -> Self {
+        AttachmentRef {
+            id: f.id,
+            name: f.name,
+            size: f.size,
+            content_type: f.content_type,
+        }
+    }
 }
 
 impl MessageView {
@@ -114,7 +125,7 @@ impl MessageView {
             reactions: r.reactions.into_iter().map(ReactionView::from).collect(),
             edited_ts: r.edited_ms.map(rfc3339_ms),
             deleted: r.deleted,
-            attachments: attachments(r.attachment_ids),
+            attachments: r.attachments.into_iter().map(AttachmentRef::from).collect(),
             client_msg_id: r.client_msg_id,
             mentions: r.mentions.into(),
             pinned: r.pinned,
@@ -143,7 +154,8 @@ pub fn message_from_envelope(env: &Envelope) -> Option<MessageView> {
         reactions: Vec::new(),
         edited_ts: None,
         deleted: false,
-        attachments: attachments(b.attachment_ids.iter().cloned()),
+        // Filled in by the post path from the files' facts.
+        attachments: Vec::new(),
         client_msg_id: opt(&b.client_msg_id),
         mentions: b
             .mentions

@@ -25,7 +25,7 @@ pub struct History;
 /// read model is a cache of the log, and the fold of the new version must
 /// see every event again (a replay is what `switchboard rebuild` proves
 /// equal).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// How many repliers a thread root lists (the first distinct ones).
 pub const REPLY_USERS: i64 = 5;
@@ -39,6 +39,7 @@ impl Projector for History {
         ("events", "channel_id, seq"),
         ("messages", "id"),
         ("reactions", "message_id, emoji, user_id"),
+        ("files", "id"),
     ];
 
     fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -48,6 +49,7 @@ impl Projector for History {
                 "DROP TABLE IF EXISTS events;
                  DROP TABLE IF EXISTS messages;
                  DROP TABLE IF EXISTS reactions;
+                 DROP TABLE IF EXISTS files;
                  DELETE FROM checkpoint WHERE projector = 'history';",
             )?;
         }
@@ -77,7 +79,7 @@ impl Projector for History {
                  edited_ms INTEGER,
                  deleted INTEGER NOT NULL DEFAULT 0,
                  client_msg_id TEXT,
-                 attachment_ids TEXT NOT NULL DEFAULT '[]',
+                 attachments TEXT NOT NULL DEFAULT '[]',
                  also_in_channel INTEGER NOT NULL DEFAULT 0,
                  latest_reply_ms INTEGER,
                  reply_user_ids TEXT NOT NULL DEFAULT '[]',
@@ -99,7 +101,27 @@ impl Projector for History {
                  user_id TEXT NOT NULL,
                  seq INTEGER NOT NULL,
                  PRIMARY KEY (message_id, emoji, user_id)
-             ) WITHOUT ROWID;",
+             ) WITHOUT ROWID;
+             -- Uploads (FileUploaded); message_id: the post that attached
+             -- the file; deleted_seq: the stream seq of that post's
+             -- tombstone (the object is then deleted from the bucket).
+             CREATE TABLE IF NOT EXISTS files (
+                 id TEXT PRIMARY KEY,
+                 workspace_id TEXT NOT NULL,
+                 channel_id TEXT NOT NULL,
+                 uploader_id TEXT NOT NULL,
+                 name TEXT NOT NULL,
+                 size INTEGER NOT NULL,
+                 content_type TEXT NOT NULL,
+                 sha256 TEXT NOT NULL,
+                 ts_ms INTEGER NOT NULL,
+                 message_id TEXT,
+                 deleted_seq INTEGER
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS files_by_message ON files (message_id)
+                 WHERE message_id IS NOT NULL;
+             CREATE INDEX IF NOT EXISTS files_deleted ON files (deleted_seq)
+                 WHERE deleted_seq IS NOT NULL;",
         )?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
     }
@@ -152,8 +174,16 @@ impl Projector for History {
                     .prepare_cached(
                         "INSERT OR IGNORE INTO messages
                              (id, channel_id, seq, ts_ms, sender_id, text, thread_root_id,
-                              client_msg_id, attachment_ids, also_in_channel, mentions)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                              client_msg_id, attachments, also_in_channel, mentions)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                             (SELECT json_group_array(json_object('id', id, 'name', name,
+                                         'size', size, 'content_type', content_type))
+                              FROM (SELECT f.* FROM json_each(?9) j
+                                    JOIN files f ON f.id = j.value
+                                    WHERE f.channel_id = ?2 AND f.uploader_id = ?5
+                                      AND f.message_id IS NULL AND f.deleted_seq IS NULL
+                                    ORDER BY j.key)),
+                             ?10, ?11)",
                     )?
                     .execute(params![
                         b.message_id,
@@ -168,6 +198,20 @@ impl Projector for History {
                         root.is_some() && b.also_send_to_channel,
                         mentions_json(b.mentions.as_ref()).to_string()
                     ])?;
+                if inserted == 1 && !b.attachment_ids.is_empty() {
+                    tx.prepare_cached(
+                        "UPDATE files SET message_id = ?1
+                         WHERE id IN (SELECT value FROM json_each(?2))
+                           AND channel_id = ?3 AND uploader_id = ?4 AND message_id IS NULL
+                           AND deleted_seq IS NULL",
+                    )?
+                    .execute(params![
+                        b.message_id,
+                        json!(b.attachment_ids).to_string(),
+                        ch,
+                        env.actor_id
+                    ])?;
+                }
                 if inserted == 1 {
                     if let Some(root) = root {
                         // The first REPLY_USERS distinct repliers, in order.
@@ -206,11 +250,16 @@ impl Projector for History {
             }
             Body::MessageDeleted(b) => {
                 tx.prepare_cached(
-                    "UPDATE messages SET text = '', deleted = 1, attachment_ids = '[]',
+                    "UPDATE messages SET text = '', deleted = 1, attachments = '[]',
                          mentions = ?2, pinned_seq = NULL
                      WHERE id = ?1",
                 )?
                 .execute(params![b.message_id, NO_MENTIONS])?;
+                tx.prepare_cached(
+                    "UPDATE files SET deleted_seq = ?2
+                     WHERE message_id = ?1 AND deleted_seq IS NULL",
+                )?
+                .execute(params![b.message_id, stream_seq as i64])?;
                 // Keep in step with the scrub in the INSERT INTO events above.
                 tx.prepare_cached(
                     "UPDATE events SET body = json_set(body, '$.text', '', '$.deleted', json('true'),
@@ -254,6 +303,32 @@ impl Projector for History {
                     "UPDATE messages SET pinned_seq = NULL WHERE id = ?1 AND channel_id = ?2",
                 )?
                 .execute(params![b.message_id, ch])?;
+            }
+            Body::FileExpired(b) => {
+                tx.prepare_cached(
+                    "UPDATE files SET deleted_seq = ?2
+                     WHERE id = ?1 AND channel_id = ?3 AND message_id IS NULL
+                       AND deleted_seq IS NULL",
+                )?
+                .execute(params![b.file_id, stream_seq as i64, ch])?;
+            }
+            Body::FileUploaded(b) => {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO files (id, workspace_id, channel_id, uploader_id, name,
+                         size, content_type, sha256, ts_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    b.file_id,
+                    env.workspace_id,
+                    ch,
+                    env.actor_id,
+                    b.name,
+                    b.size as i64,
+                    b.content_type,
+                    b.sha256,
+                    env.ts_ms
+                ])?;
             }
             _ => {}
         }
@@ -308,6 +383,12 @@ pub fn event_body(body: &Body) -> (Option<&str>, serde_json::Value) {
         Body::MessageUnpinned(b) => (Some(&b.message_id), json!({"message_id": b.message_id})),
         Body::ChannelRenamed(b) => (None, json!({"name": b.name})),
         Body::ChannelTopicSet(b) => (None, json!({"topic": b.topic})),
+        Body::FileExpired(b) => (None, json!({"file_id": b.file_id})),
+        Body::FileUploaded(b) => (
+            None,
+            json!({"file_id": b.file_id, "name": b.name, "size": b.size,
+                   "content_type": b.content_type, "sha256": b.sha256}),
+        ),
         _ => (None, json!({})),
     }
 }
@@ -338,7 +419,7 @@ pub struct MessageRow {
     pub edited_ms: Option<i64>,
     pub deleted: bool,
     pub client_msg_id: Option<String>,
-    pub attachment_ids: Vec<String>,
+    pub attachments: Vec<FileRef>,
     pub reactions: Vec<Reaction>,
     /// A thread reply also shown in the channel's history.
     pub also_in_channel: bool,
@@ -347,6 +428,104 @@ pub struct MessageRow {
     pub reply_user_ids: Vec<String>,
     pub mentions: MentionsRow,
     pub pinned: bool,
+}
+
+/// A file as a message shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FileRef {
+    pub id: String,
+    pub name: String,
+    pub size: u64,
+    pub content_type: String,
+}
+
+/// An upload, as the history model has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRow {
+    pub id: String,
+    pub workspace_id: String,
+    pub channel_id: String,
+    pub uploader_id: String,
+    pub name: String,
+    pub size: u64,
+    pub content_type: String,
+    pub sha256: String,
+    pub ts_ms: i64,
+    /// The post that attached it.
+    pub message_id: Option<String>,
+    /// That post is deleted (the file is gone).
+    pub deleted: bool,
+}
+
+const FILE_COLS: &str = "id, workspace_id, channel_id, uploader_id, name, size, content_type,
+     sha256, ts_ms, message_id, deleted_seq IS NOT NULL";
+
+fn file_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
+    Ok(FileRow {
+        id: r.get(0)?,
+        workspace_id: r.get(1)?,
+        channel_id: r.get(2)?,
+        uploader_id: r.get(3)?,
+        name: r.get(4)?,
+        size: r.get::<_, i64>(5)?.max(0) as u64,
+        content_type: r.get(6)?,
+        sha256: r.get(7)?,
+        ts_ms: r.get(8)?,
+        message_id: r.get(9)?,
+        deleted: r.get(10)?,
+    })
+}
+
+/// One upload.
+pub fn file(conn: &Connection, id: &str) -> rusqlite::Result<Option<FileRow>> {
+    conn.prepare_cached(&format!("SELECT {FILE_COLS} FROM files WHERE id = ?1"))?
+        .query_row([id], file_row)
+        .optional()
+}
+
+/// The uploads among `ids` that exist.
+pub fn files(conn: &Connection, ids: &[String]) -> rusqlite::Result<Vec<FileRow>> {
+    let ids = json!(ids).to_string();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {FILE_COLS} FROM files WHERE id IN (SELECT value FROM json_each(?1))"
+    ))?;
+    let rows = stmt.query_map([ids], file_row)?;
+    rows.collect()
+}
+
+/// Uploads no message attached, still there, uploaded before `before_ms`
+/// (oldest first, at most `limit`): `(workspace_id, channel_id, id)`.
+pub fn unattached_before(
+    conn: &Connection,
+    before_ms: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<(String, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT workspace_id, channel_id, id FROM files
+         WHERE message_id IS NULL AND deleted_seq IS NULL AND ts_ms < ?1
+         ORDER BY ts_ms, id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![before_ms, limit], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    rows.collect()
+}
+
+/// Files deleted (their message's tombstone, or expired unattached) at a
+/// stream sequence after `after` (oldest first, at most `limit`): `(deleted_seq, id)`.
+pub fn deleted_files(
+    conn: &Connection,
+    after: u64,
+    limit: u32,
+) -> rusqlite::Result<Vec<(u64, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT deleted_seq, id FROM files WHERE deleted_seq > ?1
+         ORDER BY deleted_seq, id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after as i64, limit], |r| {
+        Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?))
+    })?;
+    rows.collect()
 }
 
 /// Who a message mentions (resolved when it was posted or last edited).
@@ -367,7 +546,7 @@ pub struct EventRow {
 }
 
 const MSG_COLS: &str = "id, channel_id, seq, ts_ms, sender_id, text, thread_root_id, reply_count,
-     edited_ms, deleted, client_msg_id, attachment_ids, also_in_channel, latest_reply_ms,
+     edited_ms, deleted, client_msg_id, attachments, also_in_channel, latest_reply_ms,
      reply_user_ids, mentions, pinned_seq IS NOT NULL";
 
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
@@ -386,7 +565,7 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         edited_ms: r.get(8)?,
         deleted: r.get(9)?,
         client_msg_id: r.get(10)?,
-        attachment_ids: serde_json::from_str(&attachments).unwrap_or_default(),
+        attachments: serde_json::from_str(&attachments).unwrap_or_default(),
         reactions: Vec::new(),
         also_in_channel: r.get(12)?,
         latest_reply_ms: r.get(13)?,

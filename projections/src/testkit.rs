@@ -303,3 +303,26 @@ pub fn read_marker(channel: &str, seq: u64) -> Body {
         seq,
     })
 }
+
+pub fn uploaded(id: &str, name: &str, size: u64) -> Body {
+    Body::FileUploaded(events::FileUploaded {
+        file_id: id.into(),
+        name: name.into(),
+        size,
+        content_type: "text/plain".into(),
+        sha256: "ab".into(),
+    })
+}
+
+pub fn expired(id: &str) -> Body {
+    Body::FileExpired(events::FileExpired { file_id: id.into() })
+}
+
+pub fn posted_with_files(id: &str, text: &str, files: &[&str]) -> Body {
+    Body::MessagePosted(events::MessagePosted {
+        message_id: id.into(),
+        text: text.into(),
+        attachment_ids: files.iter().map(|f| f.to_string()).collect(),
+        ..Default::default()
+    })
+}

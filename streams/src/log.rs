@@ -78,10 +78,11 @@ impl Head {
     };
 
     /// The `fence_seq` of an event with `body` appended after this head:
-    /// every event but a post moves the fence to itself.
+    /// every event but a post moves the fence to itself, and so does a post
+    /// that attaches files (it changes what the next post may attach).
     fn fence_after(&self, body: Option<&Body>) -> u64 {
         match body {
-            Some(Body::MessagePosted(_)) => self.fence_seq,
+            Some(Body::MessagePosted(p)) if p.attachment_ids.is_empty() => self.fence_seq,
             _ => self.subject_seq + 1,
         }
     }

@@ -205,6 +205,11 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// kill -9 of the server.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -7,6 +7,7 @@ mod concurrency;
 mod conversation;
 mod decide_race;
 mod faults;
+mod files;
 mod harness;
 mod idempotency;
 mod openapi;

@@ -99,6 +99,43 @@ async fn rebuild_checksums_equal_live_after_mixed_workload() {
     )
     .await
     .expect(200);
+    // Files: uploads, a post attaching two, one never attached, and the
+    // tombstone of a post that carried one.
+    let mut files = Vec::new();
+    for (i, tok) in [&ada, &ada, &ada, &bob].into_iter().enumerate() {
+        let f: serde_json::Value = reqwest::Client::new()
+            .post(format!(
+                "{}/v1/files?name=f{i}.txt&channel_id={general}",
+                api.base
+            ))
+            .bearer_auth(tok)
+            .body(vec![b'x'; 1000 * (i + 1)])
+            .send()
+            .await
+            .expect("upload")
+            .json()
+            .await
+            .expect("upload answer");
+        files.push(m(f));
+    }
+    api.post(
+        "/v1/messages",
+        &ada,
+        json!({"channel_id": general, "text": "two files", "attachment_ids": [files[0], files[1]]}),
+    )
+    .await
+    .expect(201);
+    let doomed = m(api
+        .post(
+            "/v1/messages",
+            &bob,
+            json!({"channel_id": general, "text": "one file", "attachment_ids": [files[3]]}),
+        )
+        .await
+        .expect(201));
+    api.delete(&format!("/v1/messages/{doomed}"), &bob)
+        .await
+        .expect(200);
     api.delete(&format!("/v1/messages/{root}"), &ada)
         .await
         .expect(200);

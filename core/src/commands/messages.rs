@@ -1,10 +1,11 @@
 //! Posting a message (thread replies included), its mentions resolved
 //! against the channel's members as the post is decided.
 
+use super::files::{check_attachments, FileFacts};
 use super::{archived, ChannelState};
 use crate::authz::Caller;
 use crate::events::{Body, MessagePosted};
-use crate::ids::{ChannelId, MessageId, UserId};
+use crate::ids::{ChannelId, FileId, MessageId, UserId};
 use crate::mentions;
 use crate::validate::{ClientMsgId, MessageText};
 use crate::DomainError;
@@ -19,6 +20,8 @@ pub struct PostMessage {
     pub thread_root_id: Option<MessageId>,
     /// A reply that also shows in the channel's history.
     pub also_send_to_channel: bool,
+    /// Files to attach (the caller's own uploads to this channel).
+    pub attachment_ids: Vec<FileId>,
 }
 
 /// What a reply needs to know about its root, as the history model has it.
@@ -39,6 +42,8 @@ pub struct PostState {
     /// Members of the channel among the handles the text mentions:
     /// handle → user id (see [`mentions::Scan::handles`]).
     pub members_by_handle: HashMap<String, UserId>,
+    /// The files the post attaches, as far as they exist.
+    pub files: Vec<FileFacts>,
 }
 
 /// Members post into live channels; a reply's root must be a live
@@ -74,6 +79,7 @@ pub fn decide_post(
             "also_send_to_channel is for thread replies (give thread_root_id)",
         ));
     }
+    check_attachments(caller, &ch.id, &cmd.attachment_ids, &state.files)?;
     let mentions = mentions::resolve(&mentions::scan(cmd.text.as_str()), &state.members_by_handle);
     Ok(Body::MessagePosted(MessagePosted {
         message_id: cmd.message_id.as_str().to_string(),
@@ -88,7 +94,11 @@ pub fn decide_post(
             .as_ref()
             .map(|m| m.as_str().to_string())
             .unwrap_or_default(),
-        attachment_ids: Vec::new(),
+        attachment_ids: cmd
+            .attachment_ids
+            .iter()
+            .map(|f| f.as_str().to_string())
+            .collect(),
         also_send_to_channel: cmd.also_send_to_channel,
         mentions: Some(mentions),
     }))
@@ -106,6 +116,7 @@ mod tests {
             client_msg_id: None,
             thread_root_id: reply_to.map(|r| MessageId::from_trusted(r.into())),
             also_send_to_channel: false,
+            attachment_ids: Vec::new(),
         }
     }
 
@@ -114,6 +125,7 @@ mod tests {
             channel,
             root,
             members_by_handle: HashMap::new(),
+            files: Vec::new(),
         }
     }
 
@@ -205,6 +217,33 @@ mod tests {
         assert!(matches!(
             decide_post(&bob, &st(member(), None), &cmd),
             Err(DomainError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn attachments_are_checked_and_recorded() {
+        let mut s = st(state(facts(false), true), None);
+        let mut cmd = post(None);
+        cmd.attachment_ids = vec!["F1".into()];
+        assert_eq!(
+            decide_post(&caller("bob"), &s, &cmd),
+            Err(DomainError::NotFound("file"))
+        );
+        s.files.push(FileFacts {
+            id: "F1".into(),
+            channel_id: "C1".into(),
+            uploader_id: "bob".into(),
+            attached: false,
+            gone: false,
+        });
+        assert!(matches!(
+            decide_post(&caller("bob"), &s, &cmd),
+            Ok(Body::MessagePosted(m)) if m.attachment_ids == ["F1"]
+        ));
+        s.files[0].attached = true;
+        assert!(matches!(
+            decide_post(&caller("bob"), &s, &cmd),
+            Err(DomainError::Conflict(_))
         ));
     }
 

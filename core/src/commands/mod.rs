@@ -17,6 +17,7 @@
 
 pub mod channels;
 pub mod conversation;
+pub mod files;
 pub mod members;
 pub mod messages;
 pub mod tenants;

@@ -4,12 +4,13 @@
 
 use super::{ms, random, settle, Commands, UserCtx, FRESHNESS_WAIT};
 use crate::error::{ApiError, ApiResult};
-use crate::views::{message_from_envelope, MessageView};
+use crate::views::{message_from_envelope, AttachmentRef, MessageView};
 use std::collections::HashMap;
 use switchboard_core::authz::{Action, Directory};
+use switchboard_core::commands::files::FileFacts;
 use switchboard_core::commands::messages::{decide_post, PostMessage, PostState, RootFacts};
 use switchboard_core::commands::ChannelState;
-use switchboard_core::ids::{ChannelId, MessageId, UserId};
+use switchboard_core::ids::{ChannelId, FileId, MessageId, UserId};
 use switchboard_core::mentions::{self, Scan};
 use switchboard_core::validate::{ClientMsgId, MessageText};
 use switchboard_projections::acl::{self, AclDirectory};
@@ -24,6 +25,7 @@ pub struct NewPost {
     pub client_msg_id: Option<ClientMsgId>,
     pub thread_root_id: Option<MessageId>,
     pub also_send_to_channel: bool,
+    pub attachment_ids: Vec<FileId>,
 }
 
 impl Commands {
@@ -90,7 +92,25 @@ impl Commands {
         cmd: &PostMessage,
         scan: &mentions::Scan,
     ) -> ApiResult<PostState> {
+        let ids = cmd
+            .attachment_ids
+            .iter()
+            .map(|f| f.as_str().to_string())
+            .collect();
+        let files = self
+            .file_rows(ids)
+            .await?
+            .into_iter()
+            .map(|f| FileFacts {
+                id: FileId::from_trusted(f.id),
+                channel_id: ChannelId::from_trusted(f.channel_id),
+                uploader_id: UserId::from_trusted(f.uploader_id),
+                attached: f.message_id.is_some(),
+                gone: f.deleted,
+            })
+            .collect();
         Ok(PostState {
+            files,
             members_by_handle: self.mentionable(user, channel, scan).await?,
             channel: self.channel_state(user, channel).await?,
             root: match &cmd.thread_root_id {
@@ -136,19 +156,37 @@ impl Commands {
             client_msg_id: post.client_msg_id.clone(),
             thread_root_id: post.thread_root_id.clone(),
             also_send_to_channel: post.also_send_to_channel,
+            attachment_ids: post.attachment_ids.clone(),
         };
         let scan = mentions::scan(cmd.text.as_str());
         let msg_id = cmd
             .client_msg_id
             .as_ref()
             .map(|c| format!("m:{ch}:{me}:{}", c.as_str()));
-        let reply = cmd.thread_root_id.is_some();
+        // Replies and attachments are decided against the history model.
+        let reply = cmd.thread_root_id.is_some() || !cmd.attachment_ids.is_empty();
         // Read before taking the channel's append lock, so that concurrent
         // posters to one channel overlap these reads with each other's
         // appends; the decision uses them only if they cover its basis.
         let read_at = self.acl_progress.current();
         let early = self.post_state(user, channel, &cmd, &scan).await?;
-        if decide_post(&user.caller, &early, &cmd).is_ok() {
+        // A retry of a post that attached files finds them attached (to the
+        // original): it is answered with the original if the post would be
+        // allowed without them, once the history model has every write
+        // this process acknowledged (the original included).
+        let probe = if cmd.attachment_ids.is_empty() || cmd.client_msg_id.is_none() {
+            decide_post(&user.caller, &early, &cmd)
+        } else {
+            self.history_progress
+                .wait_for(self.log.last_acked(), FRESHNESS_WAIT)
+                .await;
+            let bare = PostMessage {
+                attachment_ids: Vec::new(),
+                ..cmd.clone()
+            };
+            decide_post(&user.caller, &early, &bare)
+        };
+        if probe.is_ok() {
             if let Some(row) = self.posted_before(ch, me, &cmd).await? {
                 return Ok((MessageView::from_row(row), false));
             }
@@ -206,9 +244,28 @@ impl Commands {
                 .map(|m| (m, false))
                 .ok_or_else(|| ApiError::internal("post_message", &"duplicate is not a message"));
         }
-        let view = message_from_envelope(&a.envelope).ok_or_else(|| {
+        let mut view = message_from_envelope(&a.envelope).ok_or_else(|| {
             ApiError::internal("post_message", &"appended event is not a message")
         })?;
+        let ids: Vec<String> = cmd
+            .attachment_ids
+            .iter()
+            .map(|f| f.as_str().to_string())
+            .collect();
+        let mut rows = self.file_rows(ids.clone()).await?;
+        view.attachments = ids
+            .iter()
+            .filter_map(|id| {
+                let i = rows.iter().position(|r| &r.id == id)?;
+                let f = rows.swap_remove(i);
+                Some(AttachmentRef {
+                    id: f.id,
+                    name: f.name,
+                    size: f.size,
+                    content_type: f.content_type,
+                })
+            })
+            .collect();
         Ok((view, true))
     }
 

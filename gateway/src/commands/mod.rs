@@ -22,6 +22,7 @@
 mod auth;
 mod channels;
 mod conversation;
+pub mod files;
 mod head;
 mod members;
 pub mod messages;
@@ -89,6 +90,8 @@ pub struct Commands {
     /// The log head for refusals, asked of JetStream by one request at a
     /// time and at most every 50 ms.
     head: head::HeadProbe,
+    /// The files bucket and the upload limit.
+    files: files::Files,
 }
 
 impl Commands {
@@ -99,6 +102,7 @@ impl Commands {
         acl_progress: Progress,
         history_progress: Progress,
         operator_token_hash: Option<String>,
+        files: files::Files,
     ) -> Commands {
         Commands {
             log,
@@ -111,6 +115,7 @@ impl Commands {
             sessions: Mutex::new(HashMap::new()),
             unknown_tokens: Mutex::new(HashMap::new()),
             head: head::HeadProbe::default(),
+            files,
         }
     }
 

@@ -14,7 +14,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use switchboard_core::commands::conversation::MessageCommand;
-use switchboard_core::ids::{ChannelId, MessageId};
+use switchboard_core::commands::files::MAX_ATTACHMENTS;
+use switchboard_core::ids::{ChannelId, FileId, MessageId};
 use switchboard_core::validate::{ClientMsgId, MessageText, Seq};
 use switchboard_projections::history::Page;
 use utoipa::{IntoParams, ToSchema};
@@ -35,7 +36,8 @@ pub(super) struct PostMessageReq {
     /// A reply that also shows in the channel's history (replies only).
     #[serde(default)]
     also_send_to_channel: bool,
-    /// Not available yet: must be empty.
+    /// Files to attach (at most 10): the caller's own uploads to this
+    /// channel that no message carries yet.
     #[serde(default)]
     attachment_ids: Vec<String>,
 }
@@ -55,10 +57,10 @@ pub(super) async fn post_message(
     User(u): User,
     ApiJson(req): ApiJson<PostMessageReq>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
-    if !req.attachment_ids.is_empty() {
-        return Err(ApiError::invalid(
-            "attachment_ids: file uploads are not available yet",
-        ));
+    if req.attachment_ids.len() > MAX_ATTACHMENTS {
+        return Err(ApiError::invalid(format!(
+            "attachment_ids: at most {MAX_ATTACHMENTS} files"
+        )));
     }
     let post = NewPost {
         channel_id: ChannelId::parse(&req.channel_id)?,
@@ -74,6 +76,11 @@ pub(super) async fn post_message(
             .map(MessageId::parse)
             .transpose()?,
         also_send_to_channel: req.also_send_to_channel,
+        attachment_ids: req
+            .attachment_ids
+            .iter()
+            .map(|f| FileId::parse(f))
+            .collect::<Result<_, _>>()?,
     };
     let (msg, created) = s.commands.post_message(&u, post).await?;
     Ok((created_or_ok(created), Json(msg)))

@@ -1,5 +1,5 @@
 //! The v1 routes, one module per resource: [`tenants`], [`channels`],
-//! [`messages`], [`reactions`], [`threads`], [`pins`], [`realtime`] and
+//! [`messages`], [`reactions`], [`threads`], [`pins`], [`files`], [`realtime`] and
 //! [`health`] (probes and the reference).
 //!
 //! [`table`] is the one route table. Each handler's `#[utoipa::path]`
@@ -10,6 +10,7 @@
 //! served.
 
 mod channels;
+mod files;
 mod health;
 mod messages;
 mod pins;
@@ -62,6 +63,8 @@ pub(crate) fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(pins::pin))
         .routes(routes!(pins::unpin))
         .routes(routes!(pins::list_pins))
+        .routes(routes!(files::upload))
+        .routes(routes!(files::download))
         .routes(routes!(realtime::websocket))
         .routes(routes!(realtime::issue_ticket))
         .routes(routes!(realtime::sse))

@@ -629,3 +629,71 @@ fn a_file_of_an_older_schema_is_refolded_from_the_start() {
     assert_eq!(m.checkpoint(), 2);
     assert_eq!(m.int("SELECT COUNT(*) FROM messages", []), 1);
 }
+
+#[test]
+fn uploads_are_attached_by_their_uploaders_post_and_gone_with_its_tombstone() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", uploaded("F1", "a.txt", 3)),
+        f.ch(CH, "alice", uploaded("F2", "b.txt", 4)),
+        f.ch(CH, "bob", uploaded("F3", "c.txt", 5)),
+    ]);
+    let f1 = file(m.conn(), "F1").expect("query").expect("F1 exists");
+    assert_eq!(
+        (f1.uploader_id.as_str(), f1.size, f1.message_id, f1.deleted),
+        ("alice", 3, None, false)
+    );
+    // Alice attaches her F2 and F1 (in that order) and, in vain, Bob's F3.
+    m.apply(&[f.ch(
+        CH,
+        "alice",
+        posted_with_files("M1", "hi", &["F2", "F1", "F3"]),
+    )]);
+    let row = msg(&m, "M1");
+    let names: Vec<&str> = row.attachments.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["b.txt", "a.txt"]);
+    assert_eq!(row.attachments[0].size, 4);
+    let got = files(m.conn(), &["F1".into(), "F3".into(), "F9".into()]).expect("query");
+    assert_eq!(got.len(), 2);
+    for r in got {
+        let want = (r.id == "F1").then(|| "M1".to_string());
+        assert_eq!(r.message_id, want, "{}", r.id);
+    }
+    // A second post cannot take F1 over.
+    m.apply(&[f.ch(CH, "alice", posted_with_files("M2", "again", &["F1"]))]);
+    assert!(msg(&m, "M2").attachments.is_empty());
+    assert_eq!(deleted_files(m.conn(), 0, 10).expect("query"), []);
+    m.apply(&[f.ch(CH, "alice", deleted("M1"))]);
+    assert!(msg(&m, "M1").attachments.is_empty());
+    let gone = deleted_files(m.conn(), 0, 10).expect("query");
+    let ids: Vec<&str> = gone.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(ids, ["F1", "F2"]);
+    assert!(file(m.conn(), "F2").expect("query").expect("row").deleted);
+    assert!(!file(m.conn(), "F3").expect("query").expect("row").deleted);
+    assert_eq!(deleted_files(m.conn(), gone[0].0, 10).expect("query"), []);
+}
+
+#[test]
+fn an_expired_upload_is_gone_and_cannot_be_attached() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", uploaded("F1", "a.txt", 3)),
+        f.ch(CH, "alice", uploaded("F2", "b.txt", 3)),
+    ]);
+    assert_eq!(
+        unattached_before(m.conn(), 10_000, 10)
+            .expect("query")
+            .len(),
+        2
+    );
+    m.apply(&[f.ch(CH, "alice", posted_with_files("M1", "hi", &["F2"]))]);
+    m.apply(&[f.ch(CH, "", expired("F1")), f.ch(CH, "", expired("F2"))]);
+    assert!(file(m.conn(), "F1").expect("query").expect("row").deleted);
+    assert!(
+        !file(m.conn(), "F2").expect("query").expect("row").deleted,
+        "attached: kept"
+    );
+    let gone = deleted_files(m.conn(), 0, 10).expect("query");
+    assert_eq!(gone.len(), 1);
+    assert_eq!(unattached_before(m.conn(), 10_000, 10).expect("query"), []);
+}
