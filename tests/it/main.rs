@@ -17,5 +17,6 @@ mod realtime;
 mod realtime_limits;
 mod rebuild;
 mod regressions;
+mod replay;
 mod shutdown;
 mod walkthrough;
