@@ -483,3 +483,181 @@ async fn unattached_uploads_expire() {
     assert_eq!(expired.len(), 1, "{events:?}");
     assert_eq!(expired[0]["file_id"], lonely.as_str());
 }
+
+/// One part of a hand-built multipart body: name, filename, content type,
+/// bytes.
+type Part<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A multipart/form-data body by hand; (the request's Content-Type, the
+/// body).
+fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
+    let boundary = "sb-boundary-7f3a9c";
+    let mut body = Vec::new();
+    for (name, filename, ct, data) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let mut disposition = format!("Content-Disposition: form-data; name=\"{name}\"");
+        if let Some(f) = filename {
+            disposition.push_str(&format!("; filename=\"{f}\""));
+        }
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(b"\r\n");
+        if let Some(ct) = ct {
+            body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// `POST /v1/files?{query}` with a multipart body: (status, JSON body).
+async fn upload_multipart(
+    api: &Api,
+    token: &str,
+    query: &str,
+    (ct, body): (String, Vec<u8>),
+) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/files?{query}", api.base))
+        .bearer_auth(token)
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multipart_upload_round_trip() {
+    let nats = Nats::start();
+    let server = Server::start(&nats);
+    let api = server.api();
+    let ws = api.workspace("Acme").await;
+    let (_, ada) = api.user(&ws, "ada", "member").await;
+    let ch = api.channel(&ada, "general", false).await;
+    // Larger than the JSON body limit and than several read buffers.
+    let data = bytes(700 * 1024 + 13);
+    // The channel from a text part before the file; an unrelated part is
+    // skipped; the name and type from the file part.
+    let body = multipart(&[
+        ("note", None, None, b"ignored"),
+        ("channel_id", None, None, ch.as_bytes()),
+        ("file", Some("report 1.pdf"), Some("application/pdf"), &data),
+    ]);
+    let (status, f) = upload_multipart(&api, &ada, "", body).await;
+    assert_eq!(status, 201, "{f}");
+    assert_eq!(f["name"], "report 1.pdf");
+    assert_eq!(f["size"], data.len());
+    assert_eq!(f["content_type"], "application/pdf");
+    let id = f["id"].as_str().expect("id").to_string();
+    let (status, h, got) = download(&api, &ada, &id).await;
+    assert_eq!(status, 200);
+    assert_eq!(got.len(), data.len());
+    assert_eq!(sha256(&got), sha256(&data));
+    assert_eq!(h["content-type"], "application/pdf");
+    let events = api.all_events(&ada, &ch).await;
+    let up = events
+        .iter()
+        .find(|e| e["type"] == "file_uploaded" && e["file_id"] == id.as_str())
+        .expect("a file_uploaded event");
+    assert_eq!(up["sha256"], sha256(&data).as_str());
+
+    // The query's name and channel win; no part Content-Type → octet-stream.
+    let small = bytes(1000);
+    let body = multipart(&[("file", Some("ignored.txt"), None, &small)]);
+    let (status, g) =
+        upload_multipart(&api, &ada, &format!("name=given.bin&channel_id={ch}"), body).await;
+    assert_eq!(status, 201, "{g}");
+    assert_eq!(g["name"], "given.bin");
+    assert_eq!(g["content_type"], "application/octet-stream");
+    let (_, _, got) = download(&api, &ada, g["id"].as_str().expect("id")).await;
+    assert_eq!(sha256(&got), sha256(&small));
+
+    // Raw uploads still work beside it.
+    let (status, r) = upload(&api, &ada, &ch, "raw.txt", bytes(10)).await;
+    assert_eq!((status, &r["name"]), (201, &json!("raw.txt")));
+
+    // The reference documents both bodies.
+    let doc = api.get("/v1/openapi.json", &ada).await.expect(200);
+    let content = &doc["paths"]["/v1/files"]["post"]["requestBody"]["content"];
+    assert!(content["application/octet-stream"].is_object(), "{content}");
+    assert!(content["multipart/form-data"].is_object(), "{content}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_multipart_is_400_and_nothing_is_kept() {
+    let nats = Nats::start();
+    let server = Server::start(&nats);
+    let api = server.api();
+    let ws = api.workspace("Acme").await;
+    let (_, ada) = api.user(&ws, "ada", "member").await;
+    let ch = api.channel(&ada, "general", false).await;
+    let head = nats.log_len().await;
+    let stored = objects(&nats).await;
+    let query = format!("channel_id={ch}");
+
+    // The body ends mid-part (no closing boundary), after 300 KiB of file.
+    let (ct, mut body) = multipart(&[("file", Some("a.bin"), None, &bytes(300 * 1024))]);
+    body.truncate(body.len() - 200);
+    let (status, e) = upload_multipart(&api, &ada, &query, (ct, body)).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{e}"
+    );
+    // No `file` part.
+    let body = multipart(&[("other", Some("a.bin"), None, b"abc")]);
+    let (status, e) = upload_multipart(&api, &ada, &query, body).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{e}"
+    );
+    // No boundary.
+    let (_, body) = multipart(&[("file", Some("a.bin"), None, b"abc")]);
+    let (status, _) = upload_multipart(
+        &api,
+        &ada,
+        &query,
+        ("multipart/form-data".to_string(), body),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // No channel at all.
+    let body = multipart(&[("file", Some("a.bin"), None, b"abc")]);
+    assert_eq!(upload_multipart(&api, &ada, "", body).await.0, 400);
+
+    assert_eq!(nats.log_len().await, head, "nothing was appended");
+    assert_eq!(objects(&nats).await, stored, "nothing was kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multipart_over_the_limit_is_413_and_nothing_is_stored() {
+    let nats = Nats::start();
+    let server = Server::start_with(&nats, &["--max-file-bytes", "100000"]);
+    let api = server.api();
+    let ws = api.workspace("Acme").await;
+    let (_, ada) = api.user(&ws, "ada", "member").await;
+    let ch = api.channel(&ada, "general", false).await;
+    let query = format!("channel_id={ch}");
+    // The limit is the file's size, not the body's.
+    let body = multipart(&[("file", Some("ok.bin"), None, &bytes(100_000))]);
+    let (status, f) = upload_multipart(&api, &ada, &query, body).await;
+    assert_eq!(status, 201, "exactly the limit is fine: {f}");
+    let head = nats.log_len().await;
+    let stored = objects(&nats).await;
+    let body = multipart(&[("file", Some("big.bin"), None, &bytes(100_001))]);
+    let (status, e) = upload_multipart(&api, &ada, &query, body).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{e}"
+    );
+    assert_eq!(nats.log_len().await, head, "nothing was appended");
+    assert_eq!(objects(&nats).await, stored, "nothing was kept");
+}

@@ -1,6 +1,7 @@
-//! Files: upload (the raw request body, streamed into the files bucket)
-//! and download (streamed back, with headers that keep a browser from
-//! rendering it in the platform's origin).
+//! Files: upload (the raw request body, or a multipart/form-data body's
+//! `file` part, streamed into the files bucket) and download (streamed
+//! back, with headers that keep a browser from rendering it in the
+//! platform's origin).
 
 use crate::commands::files::NewUpload;
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -18,7 +19,7 @@ use switchboard_core::commands::files::parse_name;
 use switchboard_core::ids::{ChannelId, FileId};
 use tokio::io::AsyncReadExt;
 use tokio_util::io::{ReaderStream, StreamReader};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 const TAG: &str = "files";
 
@@ -26,42 +27,69 @@ const TAG: &str = "files";
 #[into_params(parameter_in = Query)]
 pub(super) struct UploadQuery {
     /// The file's name: 1 to 255 characters, no control characters or
-    /// slashes.
-    name: String,
-    /// The channel the file is for (the caller must be a member).
-    channel_id: String,
+    /// slashes. Required for a raw body; a multipart body's `file` part's
+    /// filename is used when it is absent.
+    name: Option<String>,
+    /// The channel the file is for (the caller must be a member). Required
+    /// unless a multipart body has a `channel_id` part before its `file`
+    /// part.
+    channel_id: Option<String>,
+}
+
+/// `ct` if it is a plausible `type/subtype`.
+fn plausible_type(ct: &str) -> Option<String> {
+    let ct = ct.trim();
+    let plausible = !ct.is_empty()
+        && ct.len() <= 127
+        && ct.contains('/')
+        && ct.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    plausible.then(|| ct.to_string())
+}
+
+const OCTET_STREAM: &str = "application/octet-stream";
+
+fn header_str(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// The request's media type if it is a plausible `type/subtype`, else
 /// `application/octet-stream`.
 fn content_type(headers: &HeaderMap) -> String {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .trim();
-    let plausible = !ct.is_empty()
-        && ct.len() <= 127
-        && ct.contains('/')
-        && ct.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
-    if plausible {
-        ct.to_string()
-    } else {
-        "application/octet-stream".to_string()
-    }
+    plausible_type(header_str(headers)).unwrap_or_else(|| OCTET_STREAM.to_string())
+}
+
+/// Whether the request's body is `multipart/form-data`.
+fn is_multipart(headers: &HeaderMap) -> bool {
+    let essence = header_str(headers).split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("multipart/form-data")
+}
+
+fn required(v: Option<String>, what: &str) -> ApiResult<String> {
+    v.ok_or_else(|| ApiError::invalid(format!("query: missing field `{what}`")))
 }
 
 /// Upload a file.
 ///
 /// The request body is the file's bytes (any `Content-Type`, recorded as
-/// the file's), streamed into storage. Larger than the server's limit
+/// the file's), streamed into storage. Or a `multipart/form-data` body:
+/// its first part named `file` is the file (its filename unless `name` is
+/// given, its `Content-Type` recorded), streamed likewise; a `channel_id`
+/// text part before it may stand in for the query parameter, other parts
+/// are skipped. A multipart body without a `file` part, or one that ends
+/// mid-part, is 400 (nothing is kept). Larger than the server's limit
 /// (`--max-file-bytes`, default 25 MiB) → 413 `payload_too_large`: before
-/// the body is read when `Content-Length` says so, else as soon as the
+/// a raw body is read when `Content-Length` says so, else as soon as the
 /// streamed body passes it (nothing is kept). Attach the file with
 /// `attachment_ids` on a post to the same channel.
 #[utoipa::path(post, path = "/v1/files", tag = TAG, security(("user" = [])),
     params(UploadQuery),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content(
+        (Vec<u8> = "application/octet-stream"),
+        (MultipartUpload = "multipart/form-data"),
+    )),
     responses(
         (status = 201, description = "stored and recorded", body = AttachmentRef),
         (status = 413, description = "larger than the server's limit"),
@@ -73,8 +101,11 @@ pub(super) async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<AttachmentRef>)> {
-    let name = parse_name(&q.name)?;
-    let channel_id = ChannelId::parse(&q.channel_id)?;
+    if is_multipart(&headers) {
+        return upload_multipart(s, u, q, &headers, body).await;
+    }
+    let name = parse_name(&required(q.name, "name")?)?;
+    let channel_id = ChannelId::parse(&required(q.channel_id, "channel_id")?)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -83,14 +114,89 @@ pub(super) async fn upload(
         return Err(ApiError::payload_too_large());
     }
     let body = StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
+    store(&s, &u, channel_id, name, content_type(&headers), body).await
+}
+
+/// A `multipart/form-data` upload, as documented (OpenAPI only).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct MultipartUpload {
+    /// The channel's id, if the query has none (must precede `file`).
+    channel_id: Option<String>,
+    /// The file's bytes; its filename and `Content-Type` are the file's.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// Longest `channel_id` part read.
+const CHANNEL_PART_LIMIT: u64 = 256;
+
+/// The first `file` part of a multipart body, streamed into
+/// [`store`] as it arrives (the parts before it are read past, a
+/// `channel_id` one kept).
+async fn upload_multipart(
+    s: AppState,
+    u: crate::commands::UserCtx,
+    q: UploadQuery,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<AttachmentRef>)> {
+    let boundary = multer::parse_boundary(header_str(headers))
+        .map_err(|_| ApiError::invalid("the multipart Content-Type has no boundary"))?;
+    let constraints = multer::Constraints::new()
+        .size_limit(multer::SizeLimit::new().for_field("channel_id", CHANNEL_PART_LIMIT));
+    let mut parts =
+        multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
+    let malformed =
+        |e: multer::Error| ApiError::invalid(format!("the multipart body is malformed: {e}"));
+    let mut channel = q.channel_id;
+    let file = loop {
+        let Some(part) = parts.next_field().await.map_err(malformed)? else {
+            return Err(ApiError::invalid("the multipart body has no `file` part"));
+        };
+        match part.name() {
+            Some("file") => break part,
+            Some("channel_id") if channel.is_none() => {
+                channel = Some(part.text().await.map_err(malformed)?);
+            }
+            _ => {}
+        }
+    };
+    let channel_id = ChannelId::parse(&required(channel, "channel_id")?)?;
+    let name = match q.name.as_deref().or(file.file_name()) {
+        Some(n) => parse_name(n)?,
+        None => {
+            return Err(ApiError::invalid(
+                "the file has no name: give `name` or the part's filename",
+            ))
+        }
+    };
+    let content_type = file
+        .content_type()
+        .and_then(|m| plausible_type(m.as_ref()))
+        .unwrap_or_else(|| OCTET_STREAM.to_string());
+    let body = StreamReader::new(file.map_err(std::io::Error::other));
+    store(&s, &u, channel_id, name, content_type, body).await
+}
+
+/// Streams `body` into storage (the limit and SHA-256 as it passes) and
+/// records the upload.
+async fn store(
+    s: &AppState,
+    u: &crate::commands::UserCtx,
+    channel_id: ChannelId,
+    name: String,
+    content_type: String,
+    body: impl tokio::io::AsyncRead + Unpin,
+) -> ApiResult<(StatusCode, Json<AttachmentRef>)> {
     let file = s
         .commands
         .upload_file(
-            &u,
+            u,
             NewUpload {
                 channel_id,
                 name,
-                content_type: content_type(&headers),
+                content_type,
                 body,
             },
         )
