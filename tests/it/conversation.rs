@@ -815,54 +815,7 @@ async fn outsiders_get_nothing_from_the_conversation_routes() {
     let (_, eve) = api.user(&other, "eve", "admin").await;
     let len = nats.log_len().await;
 
-    let probes: Vec<(reqwest::Method, String, Option<Value>)> = vec![
-        (
-            reqwest::Method::PATCH,
-            format!("/v1/messages/{m}"),
-            Some(json!({"text": "x"})),
-        ),
-        (reqwest::Method::DELETE, format!("/v1/messages/{m}"), None),
-        (
-            reqwest::Method::POST,
-            format!("/v1/messages/{m}/reactions"),
-            Some(json!({"emoji": "+1"})),
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/v1/messages/{m}/reactions/%2B1"),
-            None,
-        ),
-        (
-            reqwest::Method::GET,
-            format!("/v1/messages/{m}/replies"),
-            None,
-        ),
-        (
-            reqwest::Method::POST,
-            format!("/v1/channels/{private}/pins/{m}"),
-            Some(json!({})),
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/v1/channels/{private}/pins/{m}"),
-            None,
-        ),
-        (
-            reqwest::Method::GET,
-            format!("/v1/channels/{private}/pins"),
-            None,
-        ),
-        (
-            reqwest::Method::PATCH,
-            format!("/v1/channels/{private}"),
-            Some(json!({"topic": "x"})),
-        ),
-        (
-            reqwest::Method::POST,
-            "/v1/messages".to_string(),
-            Some(json!({"channel_id": private, "text": "x", "thread_root_id": m})),
-        ),
-    ];
+    let probes = conversation_probes(&private, &m);
     for (who, token) in [("eve", &eve), ("dave", &w.dave), ("carol (left)", &w.carol)] {
         for (method, path, body) in &probes {
             let r = api
@@ -1026,4 +979,90 @@ async fn a_second_client_sees_edits_reactions_pins_and_deletes_live() {
     // A late reader replays the same events, the text scrubbed.
     let replay = api.all_events(&w.bob, &w.ch).await;
     assert!(!replay.iter().any(|e| e.to_string().contains("final")));
+}
+
+/// Every conversation route, aimed at message `m` of `channel`.
+fn conversation_probes(channel: &str, m: &str) -> Vec<(reqwest::Method, String, Option<Value>)> {
+    vec![
+        (
+            reqwest::Method::PATCH,
+            format!("/v1/messages/{m}"),
+            Some(json!({"text": "x"})),
+        ),
+        (reqwest::Method::DELETE, format!("/v1/messages/{m}"), None),
+        (
+            reqwest::Method::POST,
+            format!("/v1/messages/{m}/reactions"),
+            Some(json!({"emoji": "+1"})),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/messages/{m}/reactions/%2B1"),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/v1/messages/{m}/replies"),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/channels/{channel}/pins/{m}"),
+            Some(json!({})),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/channels/{channel}/pins/{m}"),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/v1/channels/{channel}/pins"),
+            None,
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/v1/channels/{channel}"),
+            Some(json!({"topic": "x"})),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/messages".to_string(),
+            Some(json!({"channel_id": channel, "text": "x", "thread_root_id": m})),
+        ),
+    ]
+}
+
+/// A DM's outsiders (same workspace, not in the DM) get nothing from the
+/// conversation routes, exactly like a private channel's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dm_outsiders_get_nothing_from_the_conversation_routes() {
+    const SECRET: &str = "just between us";
+    let nats = Nats::start();
+    let server = Server::start(&nats);
+    let api = server.api();
+    let w = world(&api).await;
+    let dm = id(&api
+        .post("/v1/dms", &w.ada, json!({"user_ids": [w.bob_id]}))
+        .await
+        .expect(201));
+    let m = id(&api.send(&w.ada, &dm, SECRET).await.expect(201));
+    api.post(
+        &format!("/v1/messages/{m}/reactions"),
+        &w.bob,
+        json!({"emoji": "+1"}),
+    )
+    .await
+    .expect(200);
+    let len = nats.log_len().await;
+    for (method, path, body) in conversation_probes(&dm, &m) {
+        for token in [&w.carol, &w.dave] {
+            let r = api
+                .call(method.clone(), &path, Some(token.as_str()), body.clone())
+                .await;
+            r.expect_err(404, "not_found");
+            assert!(!r.body.to_string().contains(SECRET), "{method} {path}");
+        }
+    }
+    assert_eq!(nats.log_len().await, len, "nothing was appended");
 }
