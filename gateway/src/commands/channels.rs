@@ -2,7 +2,7 @@
 //! subject), topic, archive, DMs (one channel per member set, in their own
 //! identity space), and the channel reads.
 
-use super::{ms, random, refuse, settle, unchanged, Commands, UserCtx};
+use super::{ms, random, refuse, settle, settle_or_unchanged, Commands, UserCtx};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::paging::{ListQuery, Paged};
 use axum::http::StatusCode;
@@ -141,16 +141,11 @@ impl Commands {
                     .read(move |c| acl::channel_id_by_name(c, &w, &n))
                     .await?;
                 let taken = holder.is_some_and(|id| id != ch);
-                match decide_rename(&user.caller, &state, NameState { taken }, name) {
-                    Ok(Some(body)) => settle(
-                        basis,
-                        Ok(body),
-                        |seq, body| Self::envelope(ws, ch, me, seq, body),
-                        None,
-                    ),
-                    Ok(None) => unchanged(basis, ()),
-                    Err(e) => refuse(basis, e),
-                }
+                settle_or_unchanged(
+                    basis,
+                    decide_rename(&user.caller, &state, NameState { taken }, name),
+                    |seq, body| Self::envelope(ws, ch, me, seq, body),
+                )
             })
             .await?;
         if let Outcome::Appended(a) = outcome {
@@ -192,16 +187,11 @@ impl Commands {
                     .read(move |conn| acl::channel_topic(conn, &c))
                     .await?
                     .unwrap_or_default();
-                match decide_topic(&user.caller, &state, &current, topic) {
-                    Ok(Some(body)) => settle(
-                        basis,
-                        Ok(body),
-                        |seq, body| Self::envelope(ws, ch, me, seq, body),
-                        None,
-                    ),
-                    Ok(None) => unchanged(basis, ()),
-                    Err(e) => refuse(basis, e),
-                }
+                settle_or_unchanged(
+                    basis,
+                    decide_topic(&user.caller, &state, &current, topic),
+                    |seq, body| Self::envelope(ws, ch, me, seq, body),
+                )
             })
             .await?;
         if let Outcome::Appended(a) = outcome {

@@ -7,7 +7,7 @@
 //! like one that appended (idempotent retries), after re-checking against
 //! the log head that it really is in place.
 
-use super::{refuse, settle, unchanged, Commands, UserCtx, FRESHNESS_WAIT};
+use super::{settle_or_unchanged, Commands, UserCtx, FRESHNESS_WAIT};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::views::MessageView;
 use switchboard_core::authz::{Action, Directory};
@@ -48,16 +48,11 @@ impl Commands {
             .append_decided(&subjects::channel(ws, ch), |basis| async move {
                 self.models_at(basis, true).await?;
                 let state = self.message_state(user, channel, id, cmd).await?;
-                match decide_message(&user.caller, &state, cmd) {
-                    Ok(Some(body)) => settle(
-                        basis,
-                        Ok(body),
-                        |seq, body| Self::envelope(ws, ch, me, seq, body),
-                        None,
-                    ),
-                    Ok(None) => unchanged(basis, ()),
-                    Err(e) => refuse(basis, e),
-                }
+                settle_or_unchanged(
+                    basis,
+                    decide_message(&user.caller, &state, cmd),
+                    |seq, body| Self::envelope(ws, ch, me, seq, body),
+                )
             })
             .await?;
         let applied = match outcome {

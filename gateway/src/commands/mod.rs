@@ -230,6 +230,20 @@ fn refuse<T>(basis: Basis, e: DomainError) -> ApiResult<Decision<T>> {
 /// A decision that there is nothing to append (the change is in place
 /// already): against a cached head it is re-made against the log head
 /// first, like a refusal, so "nothing to do" is never a stale answer.
+/// [`settle`] for decisions that may find nothing to do (`Ok(None)`: the
+/// effect is already in place), which is an answer only once re-checked.
+fn settle_or_unchanged(
+    basis: Basis,
+    decided: Result<Option<Body>, DomainError>,
+    envelope: impl FnOnce(u64, Body) -> Envelope,
+) -> ApiResult<Decision<()>> {
+    match decided {
+        Ok(Some(body)) => settle(basis, Ok(body), envelope, None),
+        Ok(None) => unchanged(basis, ()),
+        Err(e) => refuse(basis, e),
+    }
+}
+
 fn unchanged<T>(basis: Basis, answer: T) -> ApiResult<Decision<T>> {
     if basis.recheck {
         Ok(Decision::Done(answer))
