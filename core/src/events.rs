@@ -34,6 +34,9 @@ impl Body {
             Body::ChannelTopicSet(_) => "channel_topic_set",
             Body::FileUploaded(_) => "file_uploaded",
             Body::FileExpired(_) => "file_expired",
+            Body::UserPreferencesSet(_) => "user_preferences_set",
+            Body::ChannelPreferencesSet(_) => "channel_preferences_set",
+            Body::PushConfigured(_) => "push_configured",
         }
     }
 }

@@ -181,6 +181,8 @@ pub fn resolve(scan: &Scan, members: &HashMap<String, UserId>) -> Mentions {
         user_ids,
         channel: scan.channel,
         here: scan.here,
+        // Who was active is not in the text: the caller adds it.
+        here_user_ids: Vec::new(),
     }
 }
 

@@ -212,6 +212,7 @@ pub fn mentions(user_ids: &[&str], channel: bool, here: bool) -> events::Mention
         user_ids: user_ids.iter().map(|u| u.to_string()).collect(),
         channel,
         here,
+        here_user_ids: Vec::new(),
     }
 }
 

@@ -228,6 +228,7 @@ fn message_facts(r: MessageRow) -> MessageFacts {
             user_ids: r.mentions.user_ids,
             channel: r.mentions.channel,
             here: r.mentions.here,
+            here_user_ids: Vec::new(),
         },
     }
 }
