@@ -37,6 +37,7 @@ impl Body {
             Body::UserPreferencesSet(_) => "user_preferences_set",
             Body::ChannelPreferencesSet(_) => "channel_preferences_set",
             Body::PushConfigured(_) => "push_configured",
+            Body::NotificationsAcked(_) => "notifications_acked",
         }
     }
 }
