@@ -186,9 +186,44 @@ pub fn resolve(scan: &Scan, members: &HashMap<String, UserId>) -> Mentions {
     }
 }
 
+/// Most members a channel may have for `@here` to address anyone: in a
+/// larger channel `@here` is recorded (`here: true`) with no recipients,
+/// as Slack asks before notifying that many people.
+pub const HERE_MAX_MEMBERS: usize = 1_000;
+
+/// Records whom `@here` addressed: the members in `online` (the channel's
+/// members whose presence was `online` when the post or edit was decided,
+/// in the order given), without the author and without repeats. Nothing
+/// when the text has no `@here`.
+pub fn address_here(mentions: &mut Mentions, online: &[UserId], author: &UserId) {
+    mentions.here_user_ids.clear();
+    if !mentions.here {
+        return;
+    }
+    for u in online {
+        if u != author && !mentions.here_user_ids.iter().any(|x| x == u.as_str()) {
+            mentions.here_user_ids.push(u.as_str().to_string());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn here_addresses_the_online_members_but_the_author() {
+        let online: Vec<UserId> = ["ada", "bob", "ada", "cy"]
+            .iter()
+            .map(|u| UserId::from_trusted(u.to_string()))
+            .collect();
+        let mut m = resolve(&scan("hi @here"), &HashMap::new());
+        address_here(&mut m, &online, &UserId::from_trusted("bob".into()));
+        assert_eq!(m.here_user_ids, vec!["ada", "cy"]);
+        let mut none = resolve(&scan("hi all"), &HashMap::new());
+        address_here(&mut none, &online, &UserId::from_trusted("bob".into()));
+        assert!(none.here_user_ids.is_empty());
+    }
 
     fn handles(text: &str) -> Vec<String> {
         scan(text).handles().map(String::from).collect()

@@ -103,6 +103,9 @@ pub struct MessageState {
     /// Members of the channel among the handles the new text mentions
     /// (edit): handle → user id.
     pub members_by_handle: HashMap<String, UserId>,
+    /// With `@here` in the new text (edit): the channel's members whose
+    /// presence is `online` now (see [`mentions::address_here`]).
+    pub online_members: Vec<UserId>,
 }
 
 fn deleted() -> DomainError {
@@ -165,11 +168,18 @@ pub fn decide_message(
             }
             writable()?;
             live()?;
-            let mentions =
+            let mut mentions =
                 mentions::resolve(&mentions::scan(text.as_str()), &state.members_by_handle);
-            if msg.text == text.as_str() && msg.mentions == mentions {
+            // Who was online is not part of "the same edit": an edit to
+            // the same text with the same mentions appends nothing.
+            let same = msg.text == text.as_str()
+                && msg.mentions.user_ids == mentions.user_ids
+                && msg.mentions.channel == mentions.channel
+                && msg.mentions.here == mentions.here;
+            if same {
                 return Ok(None);
             }
+            mentions::address_here(&mut mentions, &state.online_members, &caller.user_id);
             Ok(Some(Body::MessageEdited(MessageEdited {
                 message_id: id,
                 text: text.as_str().to_string(),

@@ -44,6 +44,9 @@ pub struct PostState {
     pub members_by_handle: HashMap<String, UserId>,
     /// The files the post attaches, as far as they exist.
     pub files: Vec<FileFacts>,
+    /// With `@here` in the text: the channel's members whose presence is
+    /// `online` now (empty past [`mentions::HERE_MAX_MEMBERS`] members).
+    pub online_members: Vec<UserId>,
 }
 
 /// Members post into live channels; a reply's root must be a live
@@ -80,7 +83,9 @@ pub fn decide_post(
         ));
     }
     check_attachments(caller, &ch.id, &cmd.attachment_ids, &state.files)?;
-    let mentions = mentions::resolve(&mentions::scan(cmd.text.as_str()), &state.members_by_handle);
+    let mut mentions =
+        mentions::resolve(&mentions::scan(cmd.text.as_str()), &state.members_by_handle);
+    mentions::address_here(&mut mentions, &state.online_members, &caller.user_id);
     Ok(Body::MessagePosted(MessagePosted {
         message_id: cmd.message_id.as_str().to_string(),
         text: cmd.text.clone().into_string(),
@@ -126,6 +131,7 @@ mod tests {
             root,
             members_by_handle: HashMap::new(),
             files: Vec::new(),
+            online_members: Vec::new(),
         }
     }
 
@@ -145,6 +151,27 @@ mod tests {
             &post(None),
         );
         assert!(matches!(ok, Ok(Body::MessagePosted(m)) if m.text == "hi" && m.message_id == "M1"));
+    }
+
+    #[test]
+    fn here_records_the_online_members_passed_in() {
+        let mut s = st(state(facts(false), true), None);
+        s.online_members = vec!["ada".into(), "bob".into()];
+        let cmd = PostMessage {
+            text: MessageText::parse("@here lunch").expect("valid"),
+            ..post(None)
+        };
+        let Ok(Body::MessagePosted(m)) = decide_post(&caller("bob"), &s, &cmd) else {
+            panic!("a post");
+        };
+        let m = m.mentions.expect("mentions");
+        assert!(m.here);
+        assert_eq!(m.here_user_ids, vec!["ada"]);
+        // Without @here, the list passed in records nobody.
+        let Ok(Body::MessagePosted(plain)) = decide_post(&caller("bob"), &s, &post(None)) else {
+            panic!("a post");
+        };
+        assert!(plain.mentions.expect("mentions").here_user_ids.is_empty());
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod conversation;
 pub mod files;
 pub mod members;
 pub mod messages;
+pub mod reads;
 pub mod tenants;
 
 use crate::authz::{Caller, ChannelFacts};
