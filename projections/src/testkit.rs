@@ -302,6 +302,56 @@ pub fn read_marker(channel: &str, seq: u64) -> Body {
     Body::ReadMarkerMoved(events::ReadMarkerMoved {
         channel_id: channel.into(),
         seq,
+        ..Default::default()
+    })
+}
+
+/// A thread's marker.
+pub fn thread_marker(channel: &str, root: &str, seq: u64) -> Body {
+    Body::ReadMarkerMoved(events::ReadMarkerMoved {
+        channel_id: channel.into(),
+        seq,
+        thread_root_id: root.into(),
+        backwards: false,
+    })
+}
+
+/// "Mark unread": the marker moves to `seq`, even backwards.
+pub fn marker_back(channel: &str, seq: u64) -> Body {
+    Body::ReadMarkerMoved(events::ReadMarkerMoved {
+        channel_id: channel.into(),
+        seq,
+        thread_root_id: String::new(),
+        backwards: true,
+    })
+}
+
+pub fn muted(channel: &str, muted: bool) -> Body {
+    Body::ChannelPreferencesSet(events::ChannelPreferencesSet {
+        channel_id: channel.into(),
+        muted,
+        notify: 0,
+    })
+}
+
+/// `mentions` with `@here` addressing `here_users`.
+pub fn here_mentions(here_users: &[&str]) -> events::Mentions {
+    events::Mentions {
+        user_ids: Vec::new(),
+        channel: false,
+        here: true,
+        here_user_ids: here_users.iter().map(|u| u.to_string()).collect(),
+    }
+}
+
+pub fn reply_mentioning(id: &str, root: &str, also: bool, m: events::Mentions) -> Body {
+    Body::MessagePosted(events::MessagePosted {
+        message_id: id.into(),
+        text: "reply".into(),
+        thread_root_id: root.into(),
+        also_send_to_channel: also,
+        mentions: Some(m),
+        ..Default::default()
     })
 }
 

@@ -1,0 +1,380 @@
+//! Given events, expect counts: the unread fold on in-memory SQLite, one
+//! test per rule, and the ordinal arithmetic checked against a naive count
+//! over a pseudo-random history.
+
+use super::{marker, unreads, UnreadSummary, Unreads};
+use crate::testkit::*;
+use switchboard_core::events::ChannelKind;
+use switchboard_streams::LogEvent;
+
+const CH: &str = "C1";
+
+/// ada (the reader) and bob are members of C1; cy too.
+fn setup() -> (Model<Unreads>, Feed) {
+    let (mut m, mut f) = (Model::new(), Feed::new());
+    let evs = vec![
+        f.ws("", "", workspace_created("acme")),
+        f.ws(CH, "ada", channel_created("general", ChannelKind::Channel, &["ada"])),
+        f.ch(CH, "bob", joined("bob")),
+        f.ch(CH, "cy", joined("cy")),
+    ];
+    m.apply(&evs);
+    (m, f)
+}
+
+fn summary(m: &Model<Unreads>, user: &str, chs: &[&str]) -> UnreadSummary {
+    let list: Vec<String> = chs.iter().map(|c| c.to_string()).collect();
+    unreads(m.conn(), user, &list).expect("query")
+}
+
+/// (unread_count, mention_count) of C1 for `user`.
+fn counts(m: &Model<Unreads>, user: &str) -> (u64, u64) {
+    let s = summary(m, user, &[CH]);
+    let c = &s.channels[0];
+    (c.unread_count, c.mention_count)
+}
+
+fn thread(m: &Model<Unreads>, user: &str, root: &str) -> Option<(u64, u64)> {
+    summary(m, user, &[CH])
+        .threads
+        .iter()
+        .find(|t| t.root_id == root)
+        .map(|t| (t.unread_replies, t.mention_count))
+}
+
+fn one(m: &mut Model<Unreads>, ev: LogEvent) {
+    m.apply(&[ev]);
+}
+
+#[test]
+fn only_messages_count() {
+    let (mut m, mut f) = setup();
+    assert_eq!(counts(&m, "ada"), (0, 0));
+    one(&mut m, f.ch(CH, "bob", posted("M1", "hi")));
+    for ev in [
+        f.ch(CH, "bob", reacted("M1", "smile")),
+        f.ch(CH, "bob", edited("M1", "hello")),
+        f.ch(CH, "bob", topic_set("t")),
+        f.ch(CH, "dan", joined("dan")),
+        f.ch(CH, "bob", pin("M1")),
+    ] {
+        one(&mut m, ev);
+    }
+    assert_eq!(counts(&m, "ada"), (1, 0));
+    let s = summary(&m, "ada", &[CH]);
+    assert_eq!(s.channels[0].head_seq, 8);
+    assert_eq!(s.channels[0].last_read_seq, 0);
+    assert_eq!(s.channels[0].latest_ts, 5_000);
+}
+
+#[test]
+fn own_messages_never_count() {
+    let (mut m, mut f) = setup();
+    one(&mut m, f.ch(CH, "ada", posted("M1", "mine")));
+    one(&mut m, f.ch(CH, "bob", posted("M2", "his")));
+    one(&mut m, f.ch(CH, "ada", posted("M3", "mine")));
+    assert_eq!(counts(&m, "ada"), (1, 0));
+    assert_eq!(counts(&m, "bob"), (2, 0));
+    // ada read up to M1 (seq 3): M2 unread, M3 hers.
+    one(&mut m, f.user("ada", read_marker(CH, 3)));
+    assert_eq!(counts(&m, "ada"), (1, 0));
+    one(&mut m, f.user("ada", read_marker(CH, 4)));
+    assert_eq!(counts(&m, "ada"), (0, 0));
+}
+
+#[test]
+fn deleted_messages_stop_counting_at_once() {
+    let (mut m, mut f) = setup();
+    one(&mut m, f.ch(CH, "bob", posted("M1", "a"))); // seq 3
+    one(&mut m, f.ch(CH, "bob", posted("M2", "b @ada"))); // seq 4
+    one(&mut m, f.ch(CH, "cy", posted("M3", "c"))); // seq 5
+    assert_eq!(counts(&m, "ada"), (3, 0));
+    one(&mut m, f.user("ada", read_marker(CH, 3)));
+    // Deleting one before the marker changes nothing; after it, one less.
+    one(&mut m, f.ch(CH, "bob", deleted("M1")));
+    assert_eq!(counts(&m, "ada"), (2, 0));
+    one(
+        &mut m,
+        f.ch(
+            CH,
+            "bob",
+            edited_mentioning("M2", "b @ada", mentions(&["ada"], false, false)),
+        ),
+    );
+    assert_eq!(counts(&m, "ada"), (2, 1));
+    one(&mut m, f.ch(CH, "bob", deleted("M2")));
+    assert_eq!(counts(&m, "ada"), (1, 0));
+    // A second tombstone, or an edit after it, changes nothing.
+    one(&mut m, f.ch(CH, "bob", deleted("M2")));
+    one(
+        &mut m,
+        f.ch(CH, "bob", edited_mentioning("M2", "x", mentions(&["ada"], false, false))),
+    );
+    assert_eq!(counts(&m, "ada"), (1, 0));
+    // cy deletes her own: nothing left; for cy, her deleted one never counted.
+    one(&mut m, f.ch(CH, "cy", deleted("M3")));
+    assert_eq!(counts(&m, "ada"), (0, 0));
+    assert_eq!(counts(&m, "cy"), (0, 0));
+}
+
+#[test]
+fn thread_replies_count_in_the_thread_unless_also_sent_to_the_channel() {
+    let (mut m, mut f) = setup();
+    one(&mut m, f.ch(CH, "ada", posted("R", "root"))); // seq 3
+    one(&mut m, f.user("ada", read_marker(CH, 3)));
+    one(&mut m, f.ch(CH, "bob", reply("T1", "R", "in thread")));
+    assert_eq!(counts(&m, "ada"), (0, 0));
+    assert_eq!(thread(&m, "ada", "R"), Some((1, 0)));
+    one(&mut m, f.ch(CH, "cy", reply_to_channel("T2", "R", "also here")));
+    assert_eq!(counts(&m, "ada"), (1, 0));
+    assert_eq!(thread(&m, "ada", "R"), Some((2, 0)));
+    // bob replied: he follows; cy too; the replies of each other count.
+    assert_eq!(thread(&m, "bob", "R"), Some((1, 0)));
+    assert_eq!(thread(&m, "cy", "R"), Some((1, 0)));
+    one(&mut m, f.user("ada", thread_marker(CH, "R", 5)));
+    assert_eq!(thread(&m, "ada", "R"), Some((0, 0)));
+    // A deleted reply stops counting.
+    one(&mut m, f.ch(CH, "cy", reply("T3", "R", "x")));
+    assert_eq!(thread(&m, "ada", "R"), Some((1, 0)));
+    one(&mut m, f.ch(CH, "cy", deleted("T3")));
+    assert_eq!(thread(&m, "ada", "R"), Some((0, 0)));
+}
+
+#[test]
+fn threads_followed_started_replied_or_mentioned() {
+    let (mut m, mut f) = setup();
+    one(&mut m, f.ch(CH, "bob", posted_mentioning("R", "root @cy", mentions(&["cy"], false, false))));
+    // No reply yet: nobody follows.
+    assert_eq!(thread(&m, "bob", "R"), None);
+    one(&mut m, f.ch(CH, "bob", reply("T1", "R", "self reply")));
+    assert_eq!(thread(&m, "bob", "R"), Some((0, 0)));
+    assert_eq!(thread(&m, "cy", "R"), Some((1, 0)), "mentioned in the root");
+    assert_eq!(thread(&m, "ada", "R"), None, "not involved");
+    one(
+        &mut m,
+        f.ch(CH, "bob", reply_mentioning("T2", "R", false, mentions(&["ada"], false, false))),
+    );
+    // Mentioned in a reply: ada follows; the replies before it are unread
+    // for her too until she reads the thread.
+    assert_eq!(thread(&m, "ada", "R"), Some((2, 1)), "mentioned in a reply");
+    // @channel in a reply counts as a mention for followers.
+    one(&mut m, f.ch(CH, "cy", reply_mentioning("T3", "R", false, mentions(&[], true, false))));
+    assert_eq!(thread(&m, "ada", "R"), Some((3, 2)));
+    assert_eq!(thread(&m, "cy", "R"), Some((2, 0)));
+    // The channel's mention count is unaffected by replies not sent to it.
+    assert_eq!(counts(&m, "ada").1, 0);
+    // A thread is listed only in channels passed in (current membership).
+    assert!(summary(&m, "ada", &[]).threads.is_empty());
+}
+
+#[test]
+fn mentions_by_name_channel_and_here() {
+    let (mut m, mut f) = setup();
+    one(&mut m, f.ch(CH, "bob", posted_mentioning("M1", "@ada", mentions(&["ada"], false, false))));
+    assert_eq!(counts(&m, "ada"), (1, 1));
+    assert_eq!(counts(&m, "cy"), (1, 0));
+    one(&mut m, f.ch(CH, "bob", posted_mentioning("M2", "@channel", mentions(&[], true, false))));
+    assert_eq!(counts(&m, "ada"), (2, 2));
+    assert_eq!(counts(&m, "cy"), (2, 1));
+    assert_eq!(counts(&m, "bob"), (0, 0), "own @channel");
+    // @here addressed ada (online) but not cy (offline).
+    one(&mut m, f.ch(CH, "bob", posted_mentioning("M3", "@here", here_mentions(&["ada"]))));
+    assert_eq!(counts(&m, "ada"), (3, 3));
+    assert_eq!(counts(&m, "cy"), (3, 1));
+    // Named, @channel and @here in one message: one mention.
+    let mut all = mentions(&["ada"], true, true);
+    all.here_user_ids = vec!["ada".into()];
+    one(&mut m, f.ch(CH, "bob", posted_mentioning("M4", "@ada @channel @here", all)));
+    assert_eq!(counts(&m, "ada"), (4, 4));
+    // Read past them: gone.
+    one(&mut m, f.user("ada", read_marker(CH, 5)));
+    assert_eq!(counts(&m, "ada"), (1, 1));
+}
+
+#[test]
+fn edits_that_add_or_remove_a_mention_change_the_count() {
+    let (mut m, mut f) = setup();
+    one(&mut m, f.ch(CH, "bob", posted("M1", "hi")));
+    assert_eq!(counts(&m, "ada"), (1, 0));
+    one(&mut m, f.ch(CH, "bob", edited_mentioning("M1", "hi @ada", mentions(&["ada"], false, false))));
+    assert_eq!(counts(&m, "ada"), (1, 1));
+    one(&mut m, f.ch(CH, "bob", edited_mentioning("M1", "hi @cy", mentions(&["cy"], false, false))));
+    assert_eq!(counts(&m, "ada"), (1, 0));
+    assert_eq!(counts(&m, "cy"), (1, 1));
+    one(&mut m, f.ch(CH, "bob", edited_mentioning("M1", "hi", mentions(&[], false, false))));
+    assert_eq!(counts(&m, "cy"), (1, 0));
+}
+
+#[test]
+fn every_message_of_a_dm_is_a_mention() {
+    let (mut m, mut f) = setup();
+    let dm = "D1";
+    one(&mut m, f.ws(dm, "ada", channel_created(dm, ChannelKind::Direct, &["ada", "bob"])));
+    one(&mut m, f.ch(dm, "bob", posted("M1", "psst")));
+    one(&mut m, f.ch(dm, "bob", posted("M2", "psst")));
+    one(&mut m, f.ch(dm, "ada", posted("M3", "yes")));
+    let s = summary(&m, "ada", &[dm]);
+    assert_eq!((s.channels[0].unread_count, s.channels[0].mention_count), (2, 2));
+    let s = summary(&m, "bob", &[dm]);
+    assert_eq!((s.channels[0].unread_count, s.channels[0].mention_count), (1, 1));
+}
+
+#[test]
+fn a_muted_channel_reports_counts_but_no_mentions() {
+    let (mut m, mut f) = setup();
+    one(&mut m, f.ch(CH, "bob", posted_mentioning("R", "@ada", mentions(&["ada"], false, false))));
+    one(&mut m, f.ch(CH, "bob", reply_mentioning("T", "R", false, mentions(&["ada"], false, false))));
+    one(&mut m, f.user("ada", muted(CH, true)));
+    assert_eq!(counts(&m, "ada"), (1, 0));
+    assert_eq!(thread(&m, "ada", "R"), Some((1, 0)));
+    assert_eq!(counts(&m, "cy"), (1, 0));
+    one(&mut m, f.user("ada", muted(CH, false)));
+    assert_eq!(counts(&m, "ada"), (1, 1));
+    assert_eq!(thread(&m, "ada", "R"), Some((1, 1)));
+    // A muted DM: counts, no mentions.
+    one(&mut m, f.ws("D1", "ada", channel_created("D1", ChannelKind::Direct, &["ada", "bob"])));
+    one(&mut m, f.ch("D1", "bob", posted("M1", "psst")));
+    one(&mut m, f.user("ada", muted("D1", true)));
+    let s = summary(&m, "ada", &["D1"]);
+    assert_eq!((s.channels[0].unread_count, s.channels[0].mention_count), (1, 0));
+}
+
+#[test]
+fn markers_never_move_back_except_by_mark_unread() {
+    let (mut m, mut f) = setup();
+    for i in 0..4 {
+        one(&mut m, f.ch(CH, "bob", posted(&format!("M{i}"), "x"))); // seqs 3..=6
+    }
+    one(&mut m, f.user("ada", read_marker(CH, 6)));
+    one(&mut m, f.user("ada", read_marker(CH, 4)));
+    assert_eq!(marker(m.conn(), "ada", CH, "").expect("q"), 6);
+    assert_eq!(counts(&m, "ada"), (0, 0));
+    one(&mut m, f.user("ada", marker_back(CH, 4)));
+    assert_eq!(marker(m.conn(), "ada", CH, "").expect("q"), 4);
+    assert_eq!(counts(&m, "ada"), (2, 0));
+}
+
+#[test]
+fn a_join_marks_what_came_before_as_read() {
+    let (mut m, mut f) = setup();
+    one(&mut m, f.ch(CH, "bob", posted("M1", "before dan")));
+    one(&mut m, f.ch(CH, "dan", joined("dan"))); // seq 4
+    one(&mut m, f.ch(CH, "bob", posted("M2", "after dan")));
+    let s = summary(&m, "dan", &[CH]);
+    assert_eq!((s.channels[0].last_read_seq, s.channels[0].unread_count), (4, 1));
+    // Channels not passed in (not a member now) are not listed.
+    assert!(summary(&m, "dan", &[]).channels.is_empty());
+}
+
+#[test]
+fn replay_gives_the_same_rows() {
+    let (mut a, mut f) = (Model::<Unreads>::new(), Feed::new());
+    let mut evs = vec![
+        f.ws("", "", workspace_created("acme")),
+        f.ws(CH, "ada", channel_created("general", ChannelKind::Channel, &["ada"])),
+        f.ch(CH, "bob", joined("bob")),
+        f.ch(CH, "bob", posted_mentioning("R", "@ada", mentions(&["ada"], true, false))),
+        f.ch(CH, "ada", reply_to_channel("T", "R", "x")),
+        f.user("ada", read_marker(CH, 4)),
+        f.ch(CH, "bob", deleted("R")),
+    ];
+    evs.push(f.user("ada", muted(CH, true)));
+    a.apply(&evs);
+    let mut b = Model::<Unreads>::new();
+    for e in &evs {
+        b.apply(std::slice::from_ref(e));
+    }
+    assert_eq!(a.checksum(), b.checksum());
+}
+
+/// The ordinal arithmetic against a naive count, over a pseudo-random
+/// history of posts, replies (some also sent), deletes and marker moves
+/// by three users.
+#[test]
+fn counts_agree_with_a_naive_count() {
+    let (mut m, mut f) = setup();
+    let users = ["ada", "bob", "cy"];
+    // (seq, id, sender, channel_level, deleted, mentions ada)
+    let mut msgs: Vec<(u64, String, &str, bool, bool, bool)> = Vec::new();
+    // ada created C1 (no marker); bob joined at seq 1, cy at seq 2.
+    let mut markers = [0u64, 1, 2];
+    let mut seq = 2u64;
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for step in 0..600 {
+        let r = next();
+        let who = users[(r % 3) as usize];
+        match (r >> 8) % 10 {
+            0..=4 => {
+                seq += 1;
+                let id = format!("M{step}");
+                let mention = (r >> 16) % 4 == 0;
+                let body = if mention {
+                    posted_mentioning(&id, "@ada", mentions(&["ada"], false, false))
+                } else {
+                    posted(&id, "x")
+                };
+                one(&mut m, f.ch(CH, who, body));
+                msgs.push((seq, id, who, true, false, mention));
+            }
+            5 | 6 => {
+                let roots: Vec<String> = msgs
+                    .iter()
+                    .filter(|m| m.3 && !m.4 && !m.1.starts_with('T'))
+                    .map(|m| m.1.clone())
+                    .collect();
+                if roots.is_empty() {
+                    continue;
+                }
+                let root = &roots[(r >> 20) as usize % roots.len()];
+                let also = (r >> 30) % 2 == 0;
+                seq += 1;
+                let id = format!("T{step}");
+                let body = if also {
+                    reply_to_channel(&id, root, "x")
+                } else {
+                    reply(&id, root, "x")
+                };
+                one(&mut m, f.ch(CH, who, body));
+                msgs.push((seq, id, who, also, false, false));
+            }
+            7 => {
+                let live: Vec<usize> = (0..msgs.len()).filter(|&i| !msgs[i].4).collect();
+                if live.is_empty() {
+                    continue;
+                }
+                let i = live[(r >> 20) as usize % live.len()];
+                seq += 1;
+                one(&mut m, f.ch(CH, msgs[i].2, deleted(&msgs[i].1.clone())));
+                msgs[i].4 = true;
+            }
+            _ => {
+                let u = (r % 3) as usize;
+                let to = (r >> 24) % (seq + 1);
+                one(&mut m, f.user(users[u], read_marker(CH, to)));
+                markers[u] = markers[u].max(to);
+            }
+        }
+        for (u, user) in users.iter().enumerate() {
+            let after = |m: &&(u64, String, &str, bool, bool, bool)| {
+                m.0 > markers[u] && m.3 && !m.4 && m.2 != *user
+            };
+            let unread = msgs.iter().filter(after).count() as u64;
+            let mentioned = if *user == "ada" {
+                msgs.iter().filter(after).filter(|m| m.5).count() as u64
+            } else {
+                0
+            };
+            assert_eq!(
+                counts(&m, user),
+                (unread, mentioned),
+                "step {step}, user {user}"
+            );
+        }
+    }
+}
