@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_projections::acl::Acl;
 use switchboard_projections::history::History;
+use switchboard_projections::unreads::Unreads;
 use switchboard_projections::{Progress, Projector, Readers, Runner};
 use switchboard_streams::Log;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +78,7 @@ impl Platform {
         let (acl, acl_progress) = spawn_projector::<Acl>(data, &log, &tracker, &cancel)?;
         let (history, history_progress) =
             spawn_projector::<History>(data, &log, &tracker, &cancel)?;
+        let unreads = spawn_projector::<Unreads>(data, &log, &tracker, &cancel)?;
         let files = Files::open(&log, files_config.max_bytes).await?;
         tracker.spawn(files::reap(
             files.clone(),
@@ -90,6 +92,7 @@ impl Platform {
             history,
             acl_progress,
             history_progress,
+            unreads,
             operator_token_hash,
             files,
         ));
@@ -123,7 +126,8 @@ impl Platform {
     pub async fn catch_up(&self, timeout: Duration) -> Result<u64, BoxError> {
         let head = self.commands.log.last_seq().await?;
         let ok = self.commands.acl_progress.wait_for(head, timeout).await
-            && self.commands.history_progress.wait_for(head, timeout).await;
+            && self.commands.history_progress.wait_for(head, timeout).await
+            && self.commands.unreads_progress.wait_for(head, timeout).await;
         if ok {
             Ok(head)
         } else {

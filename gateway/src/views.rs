@@ -367,3 +367,78 @@ pub struct EventPage {
     /// The seq of the channel's latest event.
     pub head_seq: u64,
 }
+
+/// A read marker after `POST /v1/channels/{id}/read` or `/unread`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ReadMarker)]
+pub struct MarkerView {
+    pub channel_id: String,
+    /// Everything up to and including this seq is read.
+    pub last_read_seq: u64,
+    /// The thread whose marker this is (absent: the channel's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread_root_id: Option<String>,
+}
+
+/// One channel of `GET /v1/unreads`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ChannelUnread)]
+pub struct ChannelUnreadView {
+    pub channel_id: String,
+    pub last_read_seq: u64,
+    /// The channel's latest seq (any event).
+    pub head_seq: u64,
+    /// Messages after the marker that count (see the README's rules).
+    pub unread_count: u64,
+    /// Those that mention the caller (0 in a muted channel).
+    pub mention_count: u64,
+    /// When the latest channel-level message was posted (`null`: none).
+    pub latest_ts: Option<String>,
+}
+
+/// One followed thread of `GET /v1/unreads`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ThreadUnread)]
+pub struct ThreadUnreadView {
+    pub root_id: String,
+    pub channel_id: String,
+    pub unread_replies: u64,
+    pub mention_count: u64,
+}
+
+/// `GET /v1/unreads`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Unreads)]
+pub struct UnreadsView {
+    pub channels: Vec<ChannelUnreadView>,
+    pub threads: Vec<ThreadUnreadView>,
+}
+
+impl UnreadsView {
+    pub fn from_summary(s: switchboard_projections::unreads::UnreadSummary) -> UnreadsView {
+        UnreadsView {
+            channels: s
+                .channels
+                .into_iter()
+                .map(|c| ChannelUnreadView {
+                    channel_id: c.channel_id,
+                    last_read_seq: c.last_read_seq,
+                    head_seq: c.head_seq,
+                    unread_count: c.unread_count,
+                    mention_count: c.mention_count,
+                    latest_ts: (c.latest_ts > 0).then(|| rfc3339_ms(c.latest_ts)),
+                })
+                .collect(),
+            threads: s
+                .threads
+                .into_iter()
+                .map(|t| ThreadUnreadView {
+                    root_id: t.root_id,
+                    channel_id: t.channel_id,
+                    unread_replies: t.unread_replies,
+                    mention_count: t.mention_count,
+                })
+                .collect(),
+        }
+    }
+}

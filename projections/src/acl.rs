@@ -536,5 +536,29 @@ pub fn small_channels_of(
     rows.collect()
 }
 
+/// The channels `user` is a member of now (channel id order).
+pub fn channels_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT channel_id FROM members WHERE user_id = ?1 ORDER BY channel_id")?;
+    let rows = stmt.query_map([user], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// The members of `channel` (user id order) if it has at most `max`;
+/// `None` when it has more (only `max + 1` rows are read).
+pub fn members_up_to(
+    conn: &Connection,
+    channel: &str,
+    max: usize,
+) -> rusqlite::Result<Option<Vec<String>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT user_id FROM members WHERE channel_id = ?1 ORDER BY user_id LIMIT ?2",
+    )?;
+    let rows: Vec<String> = stmt
+        .query_map(rusqlite::params![channel, max as i64 + 1], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((rows.len() <= max).then_some(rows))
+}
+
 #[cfg(test)]
 mod tests;

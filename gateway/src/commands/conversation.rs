@@ -145,10 +145,13 @@ impl Commands {
                 Ok((row, reactions, pins))
             })
             .await?;
-        let members_by_handle = match cmd {
+        let (members_by_handle, online_members) = match cmd {
             MessageCommand::Edit(text) => {
-                self.mentionable(user, channel, &mentions::scan(text.as_str()))
-                    .await?
+                let scan = mentions::scan(text.as_str());
+                (
+                    self.mentionable(user, channel, &scan).await?,
+                    self.online_members(user, channel, &scan).await?,
+                )
             }
             _ => Default::default(),
         };
@@ -158,6 +161,7 @@ impl Commands {
             reactions,
             pins,
             members_by_handle,
+            online_members,
         })
     }
 

@@ -112,6 +112,7 @@ impl Commands {
         Ok(PostState {
             files,
             members_by_handle: self.mentionable(user, channel, scan).await?,
+            online_members: self.online_members(user, channel, scan).await?,
             channel: self.channel_state(user, channel).await?,
             root: match &cmd.thread_root_id {
                 Some(root) => self.root_facts(root).await?,

@@ -26,6 +26,7 @@ pub mod files;
 mod head;
 mod members;
 pub mod messages;
+mod reads;
 mod tenants;
 
 use crate::error::{ApiError, ApiResult};
@@ -74,6 +75,11 @@ pub struct Commands {
     pub history: Readers,
     pub acl_progress: Progress,
     pub history_progress: Progress,
+    /// The unread model (read markers and counts).
+    pub unreads: Readers,
+    pub unreads_progress: Progress,
+    /// The presence bucket, opened on first use (`@here` recipients).
+    presence: Mutex<Option<async_nats::jetstream::kv::Store>>,
     operator_token_hash: Option<String>,
     /// Highest stream sequence of an acknowledged append through this
     /// process that changes the ACL model (anything but a message post).
@@ -101,6 +107,7 @@ impl Commands {
         history: Readers,
         acl_progress: Progress,
         history_progress: Progress,
+        unreads: (Readers, Progress),
         operator_token_hash: Option<String>,
         files: files::Files,
     ) -> Commands {
@@ -110,6 +117,9 @@ impl Commands {
             history,
             acl_progress,
             history_progress,
+            unreads: unreads.0,
+            unreads_progress: unreads.1,
+            presence: Mutex::new(None),
             operator_token_hash,
             acl_acked: AtomicU64::new(0),
             sessions: Mutex::new(HashMap::new()),

@@ -124,6 +124,22 @@ pub fn rt_event(env: &Envelope, stream_seq: u64) -> Option<RtEvent> {
     })
 }
 
+/// The `read_marker` frame of a stored `ReadMarkerMoved`.
+pub fn marker_frame(env: &Envelope) -> Option<String> {
+    let Some(Body::ReadMarkerMoved(m)) = &env.body else {
+        return None;
+    };
+    let mut frame = serde_json::json!({
+        "type": "read_marker",
+        "channel_id": m.channel_id,
+        "seq": m.seq,
+    });
+    if !m.thread_root_id.is_empty() {
+        frame["thread_root_id"] = m.thread_root_id.clone().into();
+    }
+    Some(frame.to_string())
+}
+
 /// An [`RtEvent`] from a history row (gap fill and replay).
 pub fn rt_event_from_row(channel_id: &str, row: EventRow) -> RtEvent {
     let kind = match row.kind.as_str() {
@@ -182,6 +198,39 @@ impl Hub {
                     tokio::spawn(
                         async move { session.follow_joined(ch, seq.saturating_sub(1)).await },
                     );
+                }
+            }
+        });
+    }
+
+    /// Routes stored read-marker moves (`dlv.sb.<ws>.user.<user>`, one
+    /// wildcard subscription per gateway) to every local session of that
+    /// user as `{"type":"read_marker","channel_id","seq","thread_root_id"?}`
+    /// — the connection whose user made the change included (clients
+    /// de-duplicate by value). Only what the stream stored is delivered.
+    pub async fn start_marker_router(self: &Arc<Self>) {
+        let Ok(mut sub) = self.client.subscribe("dlv.sb.*.user.*").await else {
+            tracing::warn!("realtime: cannot subscribe to read markers");
+            return;
+        };
+        let hub = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                let Some(hub) = hub.upgrade() else { break };
+                let mut parts = m.subject.split('.');
+                let (Some(ws), Some(user)) = (parts.nth(2), parts.nth(1)) else {
+                    continue;
+                };
+                let Ok(env) = Envelope::decode(m.payload.as_ref()) else {
+                    continue;
+                };
+                let Some(frame) = marker_frame(&env) else {
+                    continue;
+                };
+                for session in hub.sessions_of(user) {
+                    if session.user.caller.workspace_id.as_str() == ws {
+                        session.queue_text(frame.clone());
+                    }
                 }
             }
         });

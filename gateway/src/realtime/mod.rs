@@ -141,6 +141,7 @@ impl Realtime {
         }
         let hub = Arc::new(Hub::new(client, core.clone()));
         hub.start_join_router().await;
+        hub.start_marker_router().await;
         Realtime {
             hub,
             tickets: tickets::Tickets::default(),

@@ -88,6 +88,21 @@ impl Session {
         let _ = self.out.send(Out::text(text)).await;
     }
 
+    /// Queues a frame that is not a channel event (a `read_marker`):
+    /// at once when there is room, else from a task that waits for room
+    /// (so the caller, a gateway-wide router, is never held up by one
+    /// slow connection). Frames of a connection that is not keeping up
+    /// may then arrive out of order; a client that wants the truth asks
+    /// `GET /v1/unreads`.
+    pub fn queue_text(self: &Arc<Self>, text: String) {
+        if let Err(mpsc::error::TrySendError::Full(out)) = self.out.try_send(Out::text(text)) {
+            let session = self.clone();
+            tokio::spawn(async move {
+                let _ = session.out.send(out).await;
+            });
+        }
+    }
+
     fn owe_resync(&self, channel: &str, after: u64) {
         let mut r = self
             .resyncs

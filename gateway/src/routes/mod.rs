@@ -1,5 +1,5 @@
 //! The v1 routes, one module per resource: [`tenants`], [`channels`],
-//! [`messages`], [`reactions`], [`threads`], [`pins`], [`files`], [`realtime`] and
+//! [`messages`], [`reactions`], [`threads`], [`pins`], [`reads`], [`files`], [`realtime`] and
 //! [`health`] (probes and the reference).
 //!
 //! [`table`] is the one route table. Each handler's `#[utoipa::path]`
@@ -15,6 +15,7 @@ mod health;
 mod messages;
 mod pins;
 mod reactions;
+mod reads;
 mod realtime;
 mod tenants;
 mod threads;
@@ -63,6 +64,9 @@ pub(crate) fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(pins::pin))
         .routes(routes!(pins::unpin))
         .routes(routes!(pins::list_pins))
+        .routes(routes!(reads::mark_read))
+        .routes(routes!(reads::mark_unread))
+        .routes(routes!(reads::unreads))
         .routes(routes!(files::upload))
         .routes(routes!(files::download))
         .routes(routes!(realtime::websocket))
