@@ -12,9 +12,9 @@ pub mod acl;
 mod db;
 pub mod history;
 mod runner;
-pub mod unreads;
 #[cfg(test)]
 mod testkit;
+pub mod unreads;
 
 pub use db::{
     checksum_of, open_writer, Readers, INLINE_ROWS, PAGE_READS_AT_ONCE, READ_BUSY_TIMEOUT,

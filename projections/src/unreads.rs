@@ -159,7 +159,14 @@ impl Projector for Unreads {
             Body::MessagePosted(b) => {
                 let root = (!b.thread_root_id.is_empty()).then_some(b.thread_root_id.as_str());
                 let in_channel = root.is_none() || b.also_send_to_channel;
-                fold_post(tx, env, &b.message_id, root, in_channel, b.mentions.as_ref())
+                fold_post(
+                    tx,
+                    env,
+                    &b.message_id,
+                    root,
+                    in_channel,
+                    b.mentions.as_ref(),
+                )
             }
             Body::MessageEdited(b) => {
                 let Some(m) = message_of(tx, &b.message_id)? else {
@@ -183,8 +190,10 @@ impl Projector for Unreads {
                 if m.deleted || m.channel_id != ch {
                     return Ok(());
                 }
-                tx.prepare_cached("UPDATE msgs SET deleted = 1 WHERE channel_id = ?1 AND seq = ?2")?
-                    .execute(params![ch, m.seq])?;
+                tx.prepare_cached(
+                    "UPDATE msgs SET deleted = 1 WHERE channel_id = ?1 AND seq = ?2",
+                )?
+                .execute(params![ch, m.seq])?;
                 tx.prepare_cached("DELETE FROM mentions WHERE channel_id = ?1 AND seq = ?2")?
                     .execute(params![ch, m.seq])?;
                 if m.in_channel {
@@ -355,7 +364,11 @@ fn follow_mentioned(tx: &Transaction<'_>, ch: &str, root: &str, seq: i64) -> rus
     Ok(())
 }
 
-fn insert_mentions(tx: &Transaction<'_>, m: &Msg, mentions: Option<&Mentions>) -> rusqlite::Result<()> {
+fn insert_mentions(
+    tx: &Transaction<'_>,
+    m: &Msg,
+    mentions: Option<&Mentions>,
+) -> rusqlite::Result<()> {
     let Some(mentions) = mentions else {
         return Ok(());
     };

@@ -19,4 +19,5 @@ mod rebuild;
 mod regressions;
 mod replay;
 mod shutdown;
+mod unreads;
 mod walkthrough;

@@ -159,14 +159,43 @@ async fn rebuild_checksums_equal_live_after_mixed_workload() {
         .await
         .expect(200);
     let _ = ada_id;
+    // Read markers: channel, thread, forward, back, clamped.
+    api.post(
+        &format!("/v1/channels/{general}/read"),
+        &ada,
+        json!({"seq": 5}),
+    )
+    .await
+    .expect(200);
+    api.post(
+        &format!("/v1/channels/{general}/read"),
+        &ada,
+        json!({"seq": 1_000_000}),
+    )
+    .await
+    .expect(200);
+    api.post(
+        &format!("/v1/channels/{general}/unread"),
+        &ada,
+        json!({"seq": 3}),
+    )
+    .await
+    .expect(200);
+    api.post(
+        &format!("/v1/channels/{general}/read"),
+        &ada,
+        json!({"seq": 9, "thread_root_id": root}),
+    )
+    .await
+    .expect(200);
 
     // While the server runs: live and rebuilt agree at the live position.
     let (ok, out, err) = run_cli(&["rebuild"], &server.data, &nats.url());
     assert!(ok, "rebuild failed: {out}\n{err}");
     assert_eq!(
         out.matches(" match ").count(),
-        2,
-        "both read models match: {out}"
+        3,
+        "every read model matches: {out}"
     );
 
     // After a crash and restart as well.
@@ -174,7 +203,7 @@ async fn rebuild_checksums_equal_live_after_mixed_workload() {
     server.api().get("/v1/me", &ada).await.expect(200);
     let (ok, out, err) = run_cli(&["rebuild"], &server.data, &nats.url());
     assert!(ok, "rebuild failed: {out}\n{err}");
-    assert_eq!(out.matches(" match ").count(), 2, "{out}");
+    assert_eq!(out.matches(" match ").count(), 3, "{out}");
     let position = nats.log_len().await;
     assert!(
         out.contains(&format!("position={position}")),

@@ -156,8 +156,12 @@ mod tests {
 
     #[test]
     fn a_member_moves_the_marker_forward() {
-        let d = decide_marker(&caller("bob"), &st(state(facts(false), true), 3, 10), &read(7))
-            .expect("allowed");
+        let d = decide_marker(
+            &caller("bob"),
+            &st(state(facts(false), true), 3, 10),
+            &read(7),
+        )
+        .expect("allowed");
         assert_eq!(d.last_read_seq, 7);
         assert_eq!(moved(&d), Some((7, false)));
     }
@@ -177,31 +181,53 @@ mod tests {
 
     #[test]
     fn a_seq_beyond_the_head_is_clamped() {
-        let d = decide_marker(&caller("bob"), &st(state(facts(false), true), 3, 10), &read(99))
-            .expect("allowed");
+        let d = decide_marker(
+            &caller("bob"),
+            &st(state(facts(false), true), 3, 10),
+            &read(99),
+        )
+        .expect("allowed");
         assert_eq!(moved(&d), Some((10, false)));
-        let at_head =
-            decide_marker(&caller("bob"), &st(state(facts(false), true), 10, 10), &read(99))
-                .expect("allowed");
+        let at_head = decide_marker(
+            &caller("bob"),
+            &st(state(facts(false), true), 10, 10),
+            &read(99),
+        )
+        .expect("allowed");
         assert_eq!(at_head.event, None);
     }
 
     #[test]
     fn mark_unread_moves_back_to_the_seq_before() {
-        let d = decide_marker(&caller("bob"), &st(state(facts(false), true), 9, 10), &unread(4))
-            .expect("allowed");
+        let d = decide_marker(
+            &caller("bob"),
+            &st(state(facts(false), true), 9, 10),
+            &unread(4),
+        )
+        .expect("allowed");
         assert_eq!((d.last_read_seq, moved(&d)), (3, Some((3, true))));
         // Already there: nothing to append.
-        let same =
-            decide_marker(&caller("bob"), &st(state(facts(false), true), 3, 10), &unread(4))
-                .expect("allowed");
+        let same = decide_marker(
+            &caller("bob"),
+            &st(state(facts(false), true), 3, 10),
+            &unread(4),
+        )
+        .expect("allowed");
         assert_eq!(same.event, None);
         // Forward through "unread" is a plain move, not backwards.
-        let fwd = decide_marker(&caller("bob"), &st(state(facts(false), true), 1, 10), &unread(6))
-            .expect("allowed");
+        let fwd = decide_marker(
+            &caller("bob"),
+            &st(state(facts(false), true), 1, 10),
+            &unread(6),
+        )
+        .expect("allowed");
         assert_eq!(moved(&fwd), Some((5, false)));
         assert!(matches!(
-            decide_marker(&caller("bob"), &st(state(facts(false), true), 1, 10), &unread(0)),
+            decide_marker(
+                &caller("bob"),
+                &st(state(facts(false), true), 1, 10),
+                &unread(0)
+            ),
             Err(DomainError::Invalid(_))
         ));
     }
@@ -255,7 +281,9 @@ mod tests {
         });
         let d = decide_marker(&caller("bob"), &s, &cmd).expect("allowed");
         match d.event {
-            Some(Body::ReadMarkerMoved(e)) => assert_eq!((e.seq, e.thread_root_id.as_str()), (4, "M1")),
+            Some(Body::ReadMarkerMoved(e)) => {
+                assert_eq!((e.seq, e.thread_root_id.as_str()), (4, "M1"))
+            }
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -77,12 +77,11 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
         ("history", &c.history_progress),
         ("unreads", &c.unreads_progress),
     ]
-        .into_iter()
-        .filter(|(_, p)| p.health().is_some())
-        .map(|(name, _)| name)
-        .collect();
-    let ready =
-        connected
+    .into_iter()
+    .filter(|(_, p)| p.health().is_some())
+    .map(|(name, _)| name)
+    .collect();
+    let ready = connected
         && stalled.is_empty()
         && acl >= s.startup_head
         && history >= s.startup_head

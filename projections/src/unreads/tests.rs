@@ -14,7 +14,11 @@ fn setup() -> (Model<Unreads>, Feed) {
     let (mut m, mut f) = (Model::new(), Feed::new());
     let evs = vec![
         f.ws("", "", workspace_created("acme")),
-        f.ws(CH, "ada", channel_created("general", ChannelKind::Channel, &["ada"])),
+        f.ws(
+            CH,
+            "ada",
+            channel_created("general", ChannelKind::Channel, &["ada"]),
+        ),
         f.ch(CH, "bob", joined("bob")),
         f.ch(CH, "cy", joined("cy")),
     ];
@@ -108,7 +112,11 @@ fn deleted_messages_stop_counting_at_once() {
     one(&mut m, f.ch(CH, "bob", deleted("M2")));
     one(
         &mut m,
-        f.ch(CH, "bob", edited_mentioning("M2", "x", mentions(&["ada"], false, false))),
+        f.ch(
+            CH,
+            "bob",
+            edited_mentioning("M2", "x", mentions(&["ada"], false, false)),
+        ),
     );
     assert_eq!(counts(&m, "ada"), (1, 0));
     // cy deletes her own: nothing left; for cy, her deleted one never counted.
@@ -125,7 +133,10 @@ fn thread_replies_count_in_the_thread_unless_also_sent_to_the_channel() {
     one(&mut m, f.ch(CH, "bob", reply("T1", "R", "in thread")));
     assert_eq!(counts(&m, "ada"), (0, 0));
     assert_eq!(thread(&m, "ada", "R"), Some((1, 0)));
-    one(&mut m, f.ch(CH, "cy", reply_to_channel("T2", "R", "also here")));
+    one(
+        &mut m,
+        f.ch(CH, "cy", reply_to_channel("T2", "R", "also here")),
+    );
     assert_eq!(counts(&m, "ada"), (1, 0));
     assert_eq!(thread(&m, "ada", "R"), Some((2, 0)));
     // bob replied: he follows; cy too; the replies of each other count.
@@ -143,7 +154,14 @@ fn thread_replies_count_in_the_thread_unless_also_sent_to_the_channel() {
 #[test]
 fn threads_followed_started_replied_or_mentioned() {
     let (mut m, mut f) = setup();
-    one(&mut m, f.ch(CH, "bob", posted_mentioning("R", "root @cy", mentions(&["cy"], false, false))));
+    one(
+        &mut m,
+        f.ch(
+            CH,
+            "bob",
+            posted_mentioning("R", "root @cy", mentions(&["cy"], false, false)),
+        ),
+    );
     // No reply yet: nobody follows.
     assert_eq!(thread(&m, "bob", "R"), None);
     one(&mut m, f.ch(CH, "bob", reply("T1", "R", "self reply")));
@@ -152,13 +170,24 @@ fn threads_followed_started_replied_or_mentioned() {
     assert_eq!(thread(&m, "ada", "R"), None, "not involved");
     one(
         &mut m,
-        f.ch(CH, "bob", reply_mentioning("T2", "R", false, mentions(&["ada"], false, false))),
+        f.ch(
+            CH,
+            "bob",
+            reply_mentioning("T2", "R", false, mentions(&["ada"], false, false)),
+        ),
     );
     // Mentioned in a reply: ada follows; the replies before it are unread
     // for her too until she reads the thread.
     assert_eq!(thread(&m, "ada", "R"), Some((2, 1)), "mentioned in a reply");
     // @channel in a reply counts as a mention for followers.
-    one(&mut m, f.ch(CH, "cy", reply_mentioning("T3", "R", false, mentions(&[], true, false))));
+    one(
+        &mut m,
+        f.ch(
+            CH,
+            "cy",
+            reply_mentioning("T3", "R", false, mentions(&[], true, false)),
+        ),
+    );
     assert_eq!(thread(&m, "ada", "R"), Some((3, 2)));
     assert_eq!(thread(&m, "cy", "R"), Some((2, 0)));
     // The channel's mention count is unaffected by replies not sent to it.
@@ -170,21 +199,49 @@ fn threads_followed_started_replied_or_mentioned() {
 #[test]
 fn mentions_by_name_channel_and_here() {
     let (mut m, mut f) = setup();
-    one(&mut m, f.ch(CH, "bob", posted_mentioning("M1", "@ada", mentions(&["ada"], false, false))));
+    one(
+        &mut m,
+        f.ch(
+            CH,
+            "bob",
+            posted_mentioning("M1", "@ada", mentions(&["ada"], false, false)),
+        ),
+    );
     assert_eq!(counts(&m, "ada"), (1, 1));
     assert_eq!(counts(&m, "cy"), (1, 0));
-    one(&mut m, f.ch(CH, "bob", posted_mentioning("M2", "@channel", mentions(&[], true, false))));
+    one(
+        &mut m,
+        f.ch(
+            CH,
+            "bob",
+            posted_mentioning("M2", "@channel", mentions(&[], true, false)),
+        ),
+    );
     assert_eq!(counts(&m, "ada"), (2, 2));
     assert_eq!(counts(&m, "cy"), (2, 1));
     assert_eq!(counts(&m, "bob"), (0, 0), "own @channel");
     // @here addressed ada (online) but not cy (offline).
-    one(&mut m, f.ch(CH, "bob", posted_mentioning("M3", "@here", here_mentions(&["ada"]))));
+    one(
+        &mut m,
+        f.ch(
+            CH,
+            "bob",
+            posted_mentioning("M3", "@here", here_mentions(&["ada"])),
+        ),
+    );
     assert_eq!(counts(&m, "ada"), (3, 3));
     assert_eq!(counts(&m, "cy"), (3, 1));
     // Named, @channel and @here in one message: one mention.
     let mut all = mentions(&["ada"], true, true);
     all.here_user_ids = vec!["ada".into()];
-    one(&mut m, f.ch(CH, "bob", posted_mentioning("M4", "@ada @channel @here", all)));
+    one(
+        &mut m,
+        f.ch(
+            CH,
+            "bob",
+            posted_mentioning("M4", "@ada @channel @here", all),
+        ),
+    );
     assert_eq!(counts(&m, "ada"), (4, 4));
     // Read past them: gone.
     one(&mut m, f.user("ada", read_marker(CH, 5)));
@@ -196,12 +253,33 @@ fn edits_that_add_or_remove_a_mention_change_the_count() {
     let (mut m, mut f) = setup();
     one(&mut m, f.ch(CH, "bob", posted("M1", "hi")));
     assert_eq!(counts(&m, "ada"), (1, 0));
-    one(&mut m, f.ch(CH, "bob", edited_mentioning("M1", "hi @ada", mentions(&["ada"], false, false))));
+    one(
+        &mut m,
+        f.ch(
+            CH,
+            "bob",
+            edited_mentioning("M1", "hi @ada", mentions(&["ada"], false, false)),
+        ),
+    );
     assert_eq!(counts(&m, "ada"), (1, 1));
-    one(&mut m, f.ch(CH, "bob", edited_mentioning("M1", "hi @cy", mentions(&["cy"], false, false))));
+    one(
+        &mut m,
+        f.ch(
+            CH,
+            "bob",
+            edited_mentioning("M1", "hi @cy", mentions(&["cy"], false, false)),
+        ),
+    );
     assert_eq!(counts(&m, "ada"), (1, 0));
     assert_eq!(counts(&m, "cy"), (1, 1));
-    one(&mut m, f.ch(CH, "bob", edited_mentioning("M1", "hi", mentions(&[], false, false))));
+    one(
+        &mut m,
+        f.ch(
+            CH,
+            "bob",
+            edited_mentioning("M1", "hi", mentions(&[], false, false)),
+        ),
+    );
     assert_eq!(counts(&m, "cy"), (1, 0));
 }
 
@@ -209,21 +287,48 @@ fn edits_that_add_or_remove_a_mention_change_the_count() {
 fn every_message_of_a_dm_is_a_mention() {
     let (mut m, mut f) = setup();
     let dm = "D1";
-    one(&mut m, f.ws(dm, "ada", channel_created(dm, ChannelKind::Direct, &["ada", "bob"])));
+    one(
+        &mut m,
+        f.ws(
+            dm,
+            "ada",
+            channel_created(dm, ChannelKind::Direct, &["ada", "bob"]),
+        ),
+    );
     one(&mut m, f.ch(dm, "bob", posted("M1", "psst")));
     one(&mut m, f.ch(dm, "bob", posted("M2", "psst")));
     one(&mut m, f.ch(dm, "ada", posted("M3", "yes")));
     let s = summary(&m, "ada", &[dm]);
-    assert_eq!((s.channels[0].unread_count, s.channels[0].mention_count), (2, 2));
+    assert_eq!(
+        (s.channels[0].unread_count, s.channels[0].mention_count),
+        (2, 2)
+    );
     let s = summary(&m, "bob", &[dm]);
-    assert_eq!((s.channels[0].unread_count, s.channels[0].mention_count), (1, 1));
+    assert_eq!(
+        (s.channels[0].unread_count, s.channels[0].mention_count),
+        (1, 1)
+    );
 }
 
 #[test]
 fn a_muted_channel_reports_counts_but_no_mentions() {
     let (mut m, mut f) = setup();
-    one(&mut m, f.ch(CH, "bob", posted_mentioning("R", "@ada", mentions(&["ada"], false, false))));
-    one(&mut m, f.ch(CH, "bob", reply_mentioning("T", "R", false, mentions(&["ada"], false, false))));
+    one(
+        &mut m,
+        f.ch(
+            CH,
+            "bob",
+            posted_mentioning("R", "@ada", mentions(&["ada"], false, false)),
+        ),
+    );
+    one(
+        &mut m,
+        f.ch(
+            CH,
+            "bob",
+            reply_mentioning("T", "R", false, mentions(&["ada"], false, false)),
+        ),
+    );
     one(&mut m, f.user("ada", muted(CH, true)));
     assert_eq!(counts(&m, "ada"), (1, 0));
     assert_eq!(thread(&m, "ada", "R"), Some((1, 0)));
@@ -232,11 +337,21 @@ fn a_muted_channel_reports_counts_but_no_mentions() {
     assert_eq!(counts(&m, "ada"), (1, 1));
     assert_eq!(thread(&m, "ada", "R"), Some((1, 1)));
     // A muted DM: counts, no mentions.
-    one(&mut m, f.ws("D1", "ada", channel_created("D1", ChannelKind::Direct, &["ada", "bob"])));
+    one(
+        &mut m,
+        f.ws(
+            "D1",
+            "ada",
+            channel_created("D1", ChannelKind::Direct, &["ada", "bob"]),
+        ),
+    );
     one(&mut m, f.ch("D1", "bob", posted("M1", "psst")));
     one(&mut m, f.user("ada", muted("D1", true)));
     let s = summary(&m, "ada", &["D1"]);
-    assert_eq!((s.channels[0].unread_count, s.channels[0].mention_count), (1, 0));
+    assert_eq!(
+        (s.channels[0].unread_count, s.channels[0].mention_count),
+        (1, 0)
+    );
 }
 
 #[test]
@@ -261,7 +376,10 @@ fn a_join_marks_what_came_before_as_read() {
     one(&mut m, f.ch(CH, "dan", joined("dan"))); // seq 4
     one(&mut m, f.ch(CH, "bob", posted("M2", "after dan")));
     let s = summary(&m, "dan", &[CH]);
-    assert_eq!((s.channels[0].last_read_seq, s.channels[0].unread_count), (4, 1));
+    assert_eq!(
+        (s.channels[0].last_read_seq, s.channels[0].unread_count),
+        (4, 1)
+    );
     // Channels not passed in (not a member now) are not listed.
     assert!(summary(&m, "dan", &[]).channels.is_empty());
 }
@@ -271,9 +389,17 @@ fn replay_gives_the_same_rows() {
     let (mut a, mut f) = (Model::<Unreads>::new(), Feed::new());
     let mut evs = vec![
         f.ws("", "", workspace_created("acme")),
-        f.ws(CH, "ada", channel_created("general", ChannelKind::Channel, &["ada"])),
+        f.ws(
+            CH,
+            "ada",
+            channel_created("general", ChannelKind::Channel, &["ada"]),
+        ),
         f.ch(CH, "bob", joined("bob")),
-        f.ch(CH, "bob", posted_mentioning("R", "@ada", mentions(&["ada"], true, false))),
+        f.ch(
+            CH,
+            "bob",
+            posted_mentioning("R", "@ada", mentions(&["ada"], true, false)),
+        ),
         f.ch(CH, "ada", reply_to_channel("T", "R", "x")),
         f.user("ada", read_marker(CH, 4)),
         f.ch(CH, "bob", deleted("R")),
