@@ -88,10 +88,8 @@ impl Platform {
         ));
         let commands = Arc::new(Commands::new(
             log,
-            acl,
-            history,
-            acl_progress,
-            history_progress,
+            (acl, acl_progress),
+            (history, history_progress),
             unreads,
             operator_token_hash,
             files,

@@ -101,12 +101,12 @@ pub struct Commands {
 }
 
 impl Commands {
+    /// The command side over the log and the read models, each with its
+    /// projector's progress.
     pub fn new(
         log: Log,
-        acl: Readers,
-        history: Readers,
-        acl_progress: Progress,
-        history_progress: Progress,
+        (acl, acl_progress): (Readers, Progress),
+        (history, history_progress): (Readers, Progress),
         unreads: (Readers, Progress),
         operator_token_hash: Option<String>,
         files: files::Files,
