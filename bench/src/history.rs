@@ -158,7 +158,7 @@ impl Rng {
     }
 }
 
-fn id_bytes(nonce: u64, i: u64) -> [u8; 10] {
+pub(crate) fn id_bytes(nonce: u64, i: u64) -> [u8; 10] {
     let mut b = [0u8; 10];
     b[..2].copy_from_slice(&nonce.to_be_bytes()[6..]);
     b[2..].copy_from_slice(&i.to_be_bytes());
@@ -451,7 +451,7 @@ pub async fn run(a: HistoryArgs) -> Result<Runs<HistoryRun>> {
     Ok(runs)
 }
 
-fn open_read_only(path: &Path) -> Result<Connection> {
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection> {
     let db = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,

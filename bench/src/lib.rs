@@ -24,6 +24,7 @@ pub mod rebuild;
 pub mod schedule;
 pub mod send;
 pub mod stats;
+pub mod unreads;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -52,6 +53,9 @@ pub enum Command {
     /// History reads (latest page, deep page, thread replies) over a large
     /// folded log, vs the same queries on the read model; the fold rate.
     History(history::HistoryArgs),
+    /// GET /v1/unreads for a user in many channels over a large folded
+    /// log, vs the same query on the read models; both fold rates.
+    Unreads(unreads::UnreadsArgs),
     /// Every benchmark, then the README's table (machine, versions, each
     /// figure's median with its command).
     All(all::AllArgs),
@@ -76,6 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fanout(a) => fanout::run(a).await.map(drop),
         Command::Rebuild(a) => rebuild::run(a).await.map(drop),
         Command::History(a) => history::run(a).await.map(drop),
+        Command::Unreads(a) => unreads::run(a).await.map(drop),
         Command::All(a) => all::run(a).await.map(drop),
     }
 }

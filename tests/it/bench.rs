@@ -5,7 +5,9 @@
 
 use crate::harness::{bin, Nats, Server, OPERATOR};
 use clap::Parser;
-use switchboard_bench::{fanout::FanoutArgs, rebuild::RebuildArgs, send::SendArgs};
+use switchboard_bench::{
+    fanout::FanoutArgs, rebuild::RebuildArgs, send::SendArgs, unreads::UnreadsArgs,
+};
 
 /// Regression: `bench fanout` moved each connection's samples to the
 /// shared list every 64 and aborted the receivers at the end, so a
@@ -186,4 +188,52 @@ async fn history_folds_every_message_and_samples_every_read() {
             .map(|f| f.spread.runs),
         Some(1)
     );
+}
+
+/// `bench unreads` at a tiny size: both projectors fold everything, every
+/// `GET /v1/unreads` lists every channel and followed thread, and the
+/// SQLite floor agrees with it (no errors), in each run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unreads_bench_folds_everything_and_every_answer_lists_every_channel() {
+    let nats = Nats::start();
+    let server = Server::start(&nats);
+    let nats_url = nats.url();
+    let data = server.data.to_string_lossy().to_string();
+    let args = UnreadsArgs::try_parse_from([
+        "unreads",
+        "--url",
+        &server.base,
+        "--token",
+        OPERATOR,
+        "--messages",
+        "3000",
+        "--channels",
+        "12",
+        "--threads",
+        "5",
+        "--samples",
+        "20",
+        "--runs",
+        "2",
+        "--nats",
+        &nats_url,
+        "--data",
+        &data,
+    ])
+    .expect("arguments");
+    let runs = switchboard_bench::unreads::run(args)
+        .await
+        .expect("unreads");
+    assert_eq!(runs.runs.len(), 2);
+    for r in &runs.runs {
+        // 5 threads replied in, plus those of replies edited to mention her.
+        assert_eq!((r.channels, r.errors), (12, 0), "{r:?}");
+        assert!(r.threads >= 5, "{r:?}");
+        assert_eq!(r.http.samples, 20);
+        assert_eq!(r.raw.samples, 20);
+        assert!(r.events > 3000);
+    }
+    assert!(runs.runs[0].unreads_fold_rate.is_some_and(|r| r > 0.0));
+    assert!(runs.runs[0].history_fold_rate.is_some_and(|r| r > 0.0));
+    assert!(runs.runs[1].unreads_fold_rate.is_none());
 }
