@@ -13,13 +13,14 @@
 //!
 //! One module per command family: [`messages`] (posts), [`conversation`]
 //! (edits, deletes, reactions, pins), [`members`], [`channels`],
-//! [`tenants`]. Nothing here does I/O; ids and time are passed in.
+//! [`tenants`], [`push`]. Nothing here does I/O; ids and time are passed in.
 
 pub mod channels;
 pub mod conversation;
 pub mod files;
 pub mod members;
 pub mod messages;
+pub mod push;
 pub mod tenants;
 
 use crate::authz::{Caller, ChannelFacts};
