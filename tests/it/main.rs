@@ -12,6 +12,7 @@ mod harness;
 mod idempotency;
 mod openapi;
 mod outsiders;
+mod push;
 mod reads;
 mod realtime;
 mod realtime_limits;

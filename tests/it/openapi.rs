@@ -46,6 +46,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/realtime/tickets"),
     ("get", "/v1/sse"),
     ("get", "/v1/presence"),
+    ("put", "/v1/admin/push"),
+    ("get", "/v1/admin/push"),
+    ("delete", "/v1/admin/push"),
+    ("get", "/v1/admin/push/dead"),
 ];
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];

@@ -14,6 +14,7 @@ mod files;
 mod health;
 mod messages;
 mod pins;
+mod push;
 mod reactions;
 mod realtime;
 mod tenants;
@@ -69,6 +70,8 @@ pub(crate) fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(realtime::issue_ticket))
         .routes(routes!(realtime::sse))
         .routes(routes!(realtime::presence))
+        .routes(routes!(push::set_push, push::get_push, push::delete_push))
+        .routes(routes!(push::list_dead))
 }
 
 /// Requests in progress at once; past that new ones are shed with 503
