@@ -11,6 +11,7 @@
 pub mod acl;
 mod db;
 pub mod history;
+pub mod notifications;
 mod runner;
 #[cfg(test)]
 mod testkit;
