@@ -3,13 +3,14 @@
 //! [`Platform::closing`] fires), and the shared state handlers see.
 
 use crate::commands::files::{self, Files, FilesConfig};
-use crate::commands::Commands;
+use crate::commands::{Commands, ReadModel};
 use crate::realtime::{Realtime, RealtimeConfig};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_projections::acl::Acl;
 use switchboard_projections::history::History;
+use switchboard_projections::notifications::Notifications;
 use switchboard_projections::{Progress, Projector, Readers, Runner};
 use switchboard_streams::Log;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +78,8 @@ impl Platform {
         let (acl, acl_progress) = spawn_projector::<Acl>(data, &log, &tracker, &cancel)?;
         let (history, history_progress) =
             spawn_projector::<History>(data, &log, &tracker, &cancel)?;
+        let (readers, progress) = spawn_projector::<Notifications>(data, &log, &tracker, &cancel)?;
+        let notifications = ReadModel { readers, progress };
         let files = Files::open(&log, files_config.max_bytes).await?;
         tracker.spawn(files::reap(
             files.clone(),
@@ -92,6 +95,7 @@ impl Platform {
             history_progress,
             operator_token_hash,
             files,
+            notifications,
         ));
         commands.note_startup_head(startup_head);
         tracker.spawn(files::expire_loop(
@@ -123,7 +127,10 @@ impl Platform {
     pub async fn catch_up(&self, timeout: Duration) -> Result<u64, BoxError> {
         let head = self.commands.log.last_seq().await?;
         let ok = self.commands.acl_progress.wait_for(head, timeout).await
-            && self.commands.history_progress.wait_for(head, timeout).await;
+            && self.commands.history_progress.wait_for(head, timeout).await
+            && (self.commands.notifications.progress)
+                .wait_for(head, timeout)
+                .await;
         if ok {
             Ok(head)
         } else {

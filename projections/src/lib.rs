@@ -11,6 +11,7 @@
 pub mod acl;
 mod db;
 pub mod history;
+pub mod notifications;
 pub mod push;
 mod runner;
 #[cfg(test)]

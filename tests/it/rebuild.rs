@@ -159,14 +159,34 @@ async fn rebuild_checksums_equal_live_after_mixed_workload() {
         .await
         .expect(200);
     let _ = ada_id;
+    // Push configuration (the push model): set, changed, removed, set.
+    for url in ["https://93.184.215.14/a", "https://93.184.215.14/b"] {
+        api.call(
+            reqwest::Method::PUT,
+            "/v1/admin/push",
+            Some(&ada),
+            Some(json!({"url": url})),
+        )
+        .await
+        .expect(200);
+    }
+    api.delete("/v1/admin/push", &ada).await.expect(200);
+    api.call(
+        reqwest::Method::PUT,
+        "/v1/admin/push",
+        Some(&ada),
+        Some(json!({"url": "https://93.184.215.14/c"})),
+    )
+    .await
+    .expect(200);
 
     // While the server runs: live and rebuilt agree at the live position.
     let (ok, out, err) = run_cli(&["rebuild"], &server.data, &nats.url());
     assert!(ok, "rebuild failed: {out}\n{err}");
     assert_eq!(
         out.matches(" match ").count(),
-        2,
-        "both read models match: {out}"
+        4,
+        "every read model matches: {out}"
     );
 
     // After a crash and restart as well.
@@ -174,7 +194,7 @@ async fn rebuild_checksums_equal_live_after_mixed_workload() {
     server.api().get("/v1/me", &ada).await.expect(200);
     let (ok, out, err) = run_cli(&["rebuild"], &server.data, &nats.url());
     assert!(ok, "rebuild failed: {out}\n{err}");
-    assert_eq!(out.matches(" match ").count(), 2, "{out}");
+    assert_eq!(out.matches(" match ").count(), 4, "{out}");
     let position = nats.log_len().await;
     assert!(
         out.contains(&format!("position={position}")),

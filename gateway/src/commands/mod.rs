@@ -93,9 +93,19 @@ pub struct Commands {
     head: head::HeadProbe,
     /// The files bucket and the upload limit.
     files: files::Files,
+    /// The notification-queue read model (preferences, notifications).
+    pub notifications: ReadModel,
+}
+
+/// A read model's readers and how far its projector has folded the log.
+#[derive(Clone)]
+pub struct ReadModel {
+    pub readers: Readers,
+    pub progress: Progress,
 }
 
 impl Commands {
+    #[allow(clippy::too_many_arguments)] // one per read model and service
     pub fn new(
         log: Log,
         acl: Readers,
@@ -104,6 +114,7 @@ impl Commands {
         history_progress: Progress,
         operator_token_hash: Option<String>,
         files: files::Files,
+        notifications: ReadModel,
     ) -> Commands {
         Commands {
             log,
@@ -117,6 +128,7 @@ impl Commands {
             unknown_tokens: Mutex::new(HashMap::new()),
             head: head::HeadProbe::default(),
             files,
+            notifications,
         }
     }
 

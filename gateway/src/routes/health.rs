@@ -45,6 +45,7 @@ pub(super) struct Readiness {
 pub(super) struct Projectors {
     acl: u64,
     history: u64,
+    notifications: u64,
 }
 
 /// A 503 from `/readyz`: the error, and what is not ready.
@@ -66,21 +67,33 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
     let c = &s.commands;
     let acl = c.acl_progress.current();
     let history = c.history_progress.current();
+    let notifications = c.notifications.progress.current();
     let connected = c.log.is_connected();
     // A projector whose last batch failed (fold conflict, panic, store
     // error) is retrying with backoff: not ready. The detail is logged; the
     // probe only says which projector is stalled.
-    let stalled: Vec<&str> = [("acl", &c.acl_progress), ("history", &c.history_progress)]
-        .into_iter()
-        .filter(|(_, p)| p.health().is_some())
-        .map(|(name, _)| name)
-        .collect();
-    let ready =
-        connected && stalled.is_empty() && acl >= s.startup_head && history >= s.startup_head;
+    let stalled: Vec<&str> = [
+        ("acl", &c.acl_progress),
+        ("history", &c.history_progress),
+        ("notifications", &c.notifications.progress),
+    ]
+    .into_iter()
+    .filter(|(_, p)| p.health().is_some())
+    .map(|(name, _)| name)
+    .collect();
+    let ready = connected
+        && stalled.is_empty()
+        && [acl, history, notifications]
+            .iter()
+            .all(|applied| *applied >= s.startup_head);
     let status = Readiness {
         jetstream: connected,
         startup_head: s.startup_head,
-        projectors: Projectors { acl, history },
+        projectors: Projectors {
+            acl,
+            history,
+            notifications,
+        },
         stalled,
     };
     if ready {
