@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use switchboard_projections::acl::Acl;
 use switchboard_projections::history::History;
-use switchboard_projections::push::Push;
 use switchboard_projections::notifications::Notifications;
+use switchboard_projections::push::Push;
 use switchboard_projections::{live_checksum, rebuild, Projector};
 use switchboard_streams::Log;
 

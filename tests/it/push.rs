@@ -95,7 +95,10 @@ struct Recorded {
 struct Receiver {
     port: u16,
     rec: Arc<Mutex<Recorded>>,
-    stop: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    stop: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 async fn hook(
@@ -225,7 +228,6 @@ struct World {
     bob_id: String,
     bob: String,
     carol_id: String,
-    carol: String,
     general: String,
 }
 
@@ -258,7 +260,6 @@ async fn world(server: &Server, receiver: &Receiver) -> World {
         bob_id,
         bob,
         carol_id,
-        carol,
         general,
     }
 }
@@ -266,7 +267,12 @@ async fn world(server: &Server, receiver: &Receiver) -> World {
 async fn put_push(server: &Server, token: &str, body: Value) -> crate::harness::Resp {
     server
         .api()
-        .call(reqwest::Method::PUT, "/v1/admin/push", Some(token), Some(body))
+        .call(
+            reqwest::Method::PUT,
+            "/v1/admin/push",
+            Some(token),
+            Some(body),
+        )
         .await
 }
 
@@ -311,7 +317,11 @@ async fn push_retries_until_acknowledged_once_per_id_with_valid_signature() {
     assert_eq!(by_id.len(), 2, "two notifications: {hits:?}");
     for (id, attempts) in &by_id {
         let statuses: Vec<u16> = attempts.iter().map(|h| h.status).collect();
-        assert_eq!(statuses, [500, 500, 500, 200], "{id}: retried until a 2xx, then never again");
+        assert_eq!(
+            statuses,
+            [500, 500, 500, 200],
+            "{id}: retried until a 2xx, then never again"
+        );
         for h in attempts {
             assert!(h.signed(), "valid signature on every attempt: {h:?}");
             let ts: i64 = h.timestamp.parse().expect("unix seconds");
@@ -320,11 +330,18 @@ async fn push_retries_until_acknowledged_once_per_id_with_valid_signature() {
                 .expect("clock")
                 .as_secs() as i64;
             assert!((now - ts).abs() < 60, "a current timestamp");
-            assert_eq!(h.json()["id"], id.as_str(), "webhook-id is the notification id");
+            assert_eq!(
+                h.json()["id"],
+                id.as_str(),
+                "webhook-id is the notification id"
+            );
         }
         // Backoff: retries spread out, not in a burst.
         let gaps: Vec<Duration> = attempts.windows(2).map(|p| p[1].at - p[0].at).collect();
-        assert!(gaps.iter().all(|g| *g >= Duration::from_millis(60)), "{gaps:?}");
+        assert!(
+            gaps.iter().all(|g| *g >= Duration::from_millis(60)),
+            "{gaps:?}"
+        );
     }
     let body = bob[0].json();
     assert_eq!(body["workspace_id"], w.ws);
@@ -342,7 +359,10 @@ async fn push_retries_until_acknowledged_once_per_id_with_valid_signature() {
     let frames = ws
         .frames_until(Duration::from_secs(5), |f| f["type"] == "notification")
         .await;
-    let live: Vec<&Value> = frames.iter().filter(|f| f["type"] == "notification").collect();
+    let live: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f["type"] == "notification")
+        .collect();
     assert_eq!(live.len(), 1, "{frames:?}");
     assert_eq!(live[0]["message_id"], msg_id);
     assert_eq!(live[0]["channel_id"], w.general);
@@ -457,13 +477,21 @@ async fn removed_member_and_edited_away_mention_get_nothing() {
         .iter()
         .map(|h| h.json()["text"].as_str().unwrap_or_default().to_string())
         .collect();
-    assert_eq!(carol, ["@carol control"], "the edited-away mention was withdrawn");
+    assert_eq!(
+        carol,
+        ["@carol control"],
+        "the edited-away mention was withdrawn"
+    );
     let bob: Vec<String> = receiver
         .delivered_to(&w.bob_id)
         .iter()
         .map(|h| h.json()["text"].as_str().unwrap_or_default().to_string())
         .collect();
-    assert_eq!(bob, ["and @bob"], "nothing from the channel bob was removed from");
+    assert_eq!(
+        bob,
+        ["and @bob"],
+        "nothing from the channel bob was removed from"
+    );
     assert!(
         receiver
             .hits()
@@ -516,7 +544,11 @@ async fn do_not_disturb_holds_then_releases() {
         "held while DND lasted"
     );
     assert_eq!(
-        receiver.hits().iter().filter(|h| h.json()["user_id"] == w.bob_id).count(),
+        receiver
+            .hits()
+            .iter()
+            .filter(|h| h.json()["user_id"] == w.bob_id)
+            .count(),
         1,
         "held, not attempted"
     );
@@ -561,13 +593,19 @@ async fn active_user_gets_the_live_frame_but_no_webhook() {
     let frames = ws
         .frames_until(Duration::from_secs(10), |f| f["type"] == "notification")
         .await;
-    assert!(frames.iter().any(|f| f["type"] == "notification"), "{frames:?}");
+    assert!(
+        frames.iter().any(|f| f["type"] == "notification"),
+        "{frames:?}"
+    );
     receiver
         .wait_delivered(&w.carol_id, 1, Duration::from_secs(10))
         .await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(
-        receiver.hits().iter().all(|h| h.json()["user_id"] != w.bob_id),
+        receiver
+            .hits()
+            .iter()
+            .all(|h| h.json()["user_id"] != w.bob_id),
         "bob is looking at the channel: no webhook"
     );
 }
@@ -589,7 +627,10 @@ async fn undeliverable_notifications_are_dead_lettered_for_admins() {
         if !d["dead"].as_array().expect("dead").is_empty() {
             break d;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "dead-lettered in time");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "dead-lettered in time"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let d = &dead["dead"][0];
@@ -649,7 +690,11 @@ async fn push_config_is_admin_only_validated_and_its_secret_never_logged() {
     put_push(&server, &bob, json!({"url": "https://93.184.215.14/hook"}))
         .await
         .expect_err(403, "forbidden");
-    assert_eq!(nats.log_len().await, before, "nothing appended for a refusal");
+    assert_eq!(
+        nats.log_len().await,
+        before,
+        "nothing appended for a refusal"
+    );
 
     // A generated secret, shown once; GET never shows it.
     let set = put_push(&server, &ada, json!({"url": "https://93.184.215.14/hook"}))
@@ -722,9 +767,17 @@ async fn push_config_is_admin_only_validated_and_its_secret_never_logged() {
         }
     }
     let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-    assert!(payloads.iter().any(|p| contains(p, b"https://93.184.215.14/v2")));
+    assert!(payloads
+        .iter()
+        .any(|p| contains(p, b"https://93.184.215.14/v2")));
     for p in &payloads {
-        for s in [generated.as_bytes(), secret().as_bytes(), &key[..], &KEY[..], b"whsec_"] {
+        for s in [
+            generated.as_bytes(),
+            secret().as_bytes(),
+            &key[..],
+            &KEY[..],
+            b"whsec_",
+        ] {
             assert!(!contains(p, s), "a secret in the log");
         }
     }

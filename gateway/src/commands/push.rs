@@ -52,9 +52,16 @@ impl Commands {
             })
             .await?;
         let Outcome::Appended(a) = outcome else {
-            return Err(ApiError::internal("configure_push", &"no event was decided"));
+            return Err(ApiError::internal(
+                "configure_push",
+                &"no event was decided",
+            ));
         };
-        if !push.progress.wait_for(a.stream_seq, std::time::Duration::from_secs(3)).await {
+        if !push
+            .progress
+            .wait_for(a.stream_seq, std::time::Duration::from_secs(3))
+            .await
+        {
             return Err(ApiError::unavailable(
                 "the push configuration is stored; its read model is catching up",
             ));
@@ -75,7 +82,12 @@ impl Commands {
     pub async fn push_url(&self, push: &Push, user: &UserCtx) -> ApiResult<String> {
         authorize_push_admin(&user.caller, &user.caller.workspace_id)?;
         let seq = self.log.last_acked();
-        if seq > 0 && !push.progress.wait_for(seq, std::time::Duration::from_secs(3)).await {
+        if seq > 0
+            && !push
+                .progress
+                .wait_for(seq, std::time::Duration::from_secs(3))
+                .await
+        {
             return Err(ApiError::unavailable(
                 "the push read model is catching up with the log; retry shortly",
             ));

@@ -215,7 +215,12 @@ async fn handle(push: &Push, deps: &Deps, job: &Job) -> Verdict {
     // 2. May the user still read the channel? The ACL model must have
     // applied everything this gateway knows was appended.
     let at = deps.core.log.last_acked().max(job.stream_seq);
-    if !deps.core.acl_progress.wait_for(at, Duration::from_secs(3)).await {
+    if !deps
+        .core
+        .acl_progress
+        .wait_for(at, Duration::from_secs(3))
+        .await
+    {
         return Verdict::Retry(NOT_READY);
     }
     match may_read(&deps.core, &row).await {
@@ -296,18 +301,23 @@ async fn handle(push: &Push, deps: &Deps, job: &Job) -> Verdict {
     }
     let _ = push.save_state(&job.id, &state).await;
     let c = &push.config;
-    Verdict::Retry(backoff(state.failures, c.backoff_base, c.backoff_max, jitter()))
+    Verdict::Retry(backoff(
+        state.failures,
+        c.backoff_base,
+        c.backoff_max,
+        jitter(),
+    ))
 }
 
 /// Whether the notification's user may read its channel now; `None` when
 /// the model cannot say.
 async fn may_read(core: &Commands, row: &NotificationRow) -> Option<bool> {
     let caller = Caller {
-        workspace_id: WorkspaceId::from(row.workspace_id.as_str()),
-        user_id: UserId::from(row.user_id.as_str()),
+        workspace_id: WorkspaceId::from_trusted(row.workspace_id.clone()),
+        user_id: UserId::from_trusted(row.user_id.clone()),
         admin: false,
     };
-    let channel = ChannelId::from(row.channel_id.as_str());
+    let channel = ChannelId::from_trusted(row.channel_id.clone());
     core.acl
         .read(move |c| {
             Ok(authz::authorize(&AclDirectory(c), &caller, &channel, Action::Read).is_ok())
@@ -327,7 +337,33 @@ async fn dnd_until(deps: &Deps, row: &NotificationRow, now: i64) -> Option<Optio
         .read(move |c| notifications::prefs(c, &ws, &user))
         .await
         .ok()?;
-    Some(switchboard_core::prefs::dnd_active_until(&prefs, now))
+    Some(dnd_active_until(&prefs, now))
+}
+
+/// Until when do-not-disturb holds notifications at `now` (`None`: it does
+/// not). Interim rule until the domain's own lands: the explicit
+/// `dnd_until`, and the daily schedule for users on UTC.
+fn dnd_active_until(prefs: &notifications::UserPrefs, now: i64) -> Option<i64> {
+    let mut until = (prefs.dnd_until_ms > now).then_some(prefs.dnd_until_ms);
+    if let (Some(s), true) = (&prefs.dnd_schedule, prefs.time_zone.is_empty()) {
+        const DAY: i64 = 86_400_000;
+        let minute = now.rem_euclid(DAY) / 60_000;
+        let (start, end) = (i64::from(s.start_minute), i64::from(s.end_minute));
+        let inside = if start <= end {
+            (start..end).contains(&minute)
+        } else {
+            minute >= start || minute < end
+        };
+        if inside {
+            let midnight = now - now.rem_euclid(DAY);
+            let mut end_ms = midnight + end * 60_000;
+            if end_ms <= now {
+                end_ms += DAY;
+            }
+            until = Some(until.map_or(end_ms, |u| u.max(end_ms)));
+        }
+    }
+    until
 }
 
 /// The live frame, to every open connection of the user on any gateway.
@@ -353,7 +389,11 @@ async fn send_live_frame(deps: &Deps, row: &NotificationRow) {
 /// The user is online and one of the user's connections on this gateway
 /// is subscribed to the channel: they see the message as it arrives.
 async fn looking_at_it(deps: &Deps, row: &NotificationRow) -> bool {
-    if !deps.realtime.hub.user_follows(&row.user_id, &row.channel_id) {
+    if !deps
+        .realtime
+        .hub
+        .user_follows(&row.user_id, &row.channel_id)
+    {
         return false;
     }
     let status = deps

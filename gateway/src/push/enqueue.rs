@@ -10,11 +10,11 @@
 
 use super::deliver::Job;
 use super::Push;
+use crate::commands::ReadModel;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use std::time::Duration;
 use switchboard_projections::notifications;
-use crate::commands::ReadModel;
 use switchboard_projections::Readers;
 use tokio_util::sync::CancellationToken;
 
@@ -24,11 +24,7 @@ const CURSOR_KEY: &str = "_enqueued";
 const BATCH: u32 = 500;
 
 /// Runs until `cancel`.
-pub async fn run_enqueuer(
-    push: std::sync::Arc<Push>,
-    notes: ReadModel,
-    cancel: CancellationToken,
-) {
+pub async fn run_enqueuer(push: std::sync::Arc<Push>, notes: ReadModel, cancel: CancellationToken) {
     let ReadModel {
         readers: notes,
         progress,
@@ -82,7 +78,9 @@ struct Batch {
 
 async fn enqueue_batch(push: &Push, notes: &Readers, after: u64) -> Result<Batch, String> {
     let rows = notes
-        .read_rows(BATCH, move |c| notifications::created_after(c, after, BATCH as usize))
+        .read_rows(BATCH, move |c| {
+            notifications::created_after(c, after, BATCH as usize)
+        })
         .await
         .map_err(|e| e.to_string())?;
     let full = rows.len() as u32 >= BATCH;
@@ -121,7 +119,8 @@ async fn enqueue_batch(push: &Push, notes: &Readers, after: u64) -> Result<Batch
         acks.push(ack);
     }
     for ack in acks {
-        ack.await.map_err(|e| format!("enqueue not acknowledged: {e}"))?;
+        ack.await
+            .map_err(|e| format!("enqueue not acknowledged: {e}"))?;
     }
     Ok(Batch {
         next: Some(upto),

@@ -40,7 +40,7 @@ use switchboard_core::push::{PushUrl, WebhookSecret};
 use switchboard_projections::{Progress, Readers};
 use switchboard_streams::Log;
 
-pub use deliver::DeadLetter;
+pub use deliver::{DeadLetter, Deps};
 
 /// KV bucket of the webhook secrets (key: workspace id) and the
 /// enqueuers' cursor. No expiry.

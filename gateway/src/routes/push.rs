@@ -94,10 +94,7 @@ pub(super) async fn delete_push(
     State(s): State<AppState>,
     User(u): User,
 ) -> ApiResult<Json<PushUrlView>> {
-    let (url, _) = s
-        .commands
-        .configure_push(push(&s)?, &u, None, None)
-        .await?;
+    let (url, _) = s.commands.configure_push(push(&s)?, &u, None, None).await?;
     Ok(Json(PushUrlView { url }))
 }
 
