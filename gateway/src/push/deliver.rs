@@ -446,25 +446,24 @@ async fn post(
     let body = payload(row).to_string();
     let ts = now_ms() / 1000;
     let signature = sign(secret, &row.id, ts, body.as_bytes());
-    let sent = push
-        .http
-        .post(url)
+    let request = hyper::Request::post(url)
         .header("content-type", "application/json")
+        .header("user-agent", "switchboard-push/1")
         .header("webhook-id", &row.id)
         .header("webhook-timestamp", ts.to_string())
         .header("webhook-signature", signature)
-        .body(body)
-        .send()
-        .await;
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|_| failed("invalid request"))?;
+    let sent = tokio::time::timeout(push.config.timeout, push.http.request(request)).await;
     match sent {
-        Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err(Failure {
+        Err(_) => Err(failed("timed out")),
+        Ok(Ok(r)) if r.status().is_success() => Ok(()),
+        Ok(Ok(r)) => Err(Failure {
             status: Some(r.status().as_u16()),
             error: None,
         }),
-        Err(e) if e.is_timeout() => Err(failed("timed out")),
-        Err(e) if e.is_connect() => Err(failed("connection failed")),
-        Err(_) => Err(failed("request failed")),
+        Ok(Err(e)) if e.is_connect() => Err(failed("connection failed")),
+        Ok(Err(_)) => Err(failed("request failed")),
     }
 }
 

@@ -34,7 +34,6 @@ mod enqueue;
 mod resolve;
 
 use async_nats::jetstream::{self, kv, stream};
-use std::sync::Arc;
 use std::time::Duration;
 use switchboard_core::push::{PushUrl, WebhookSecret};
 use switchboard_projections::{Progress, Readers};
@@ -110,7 +109,7 @@ pub struct Push {
     state: kv::Store,
     queue: stream::Stream,
     dead: stream::Stream,
-    http: reqwest::Client,
+    http: resolve::Client,
     /// The push-configuration read model (workspace → URL).
     pub model: Readers,
     pub progress: Progress,
@@ -152,24 +151,12 @@ impl Push {
                 num_replicas: replicas,
                 max_messages_per_subject: DEAD_PER_WORKSPACE,
                 max_age: DEAD_MAX_AGE,
+                allow_direct: true,
                 ..Default::default()
             })
             .await
             .map_err(|e| err("creating the dead-letter stream")(&e))?;
-        // The default provider for the webhook client's TLS (ring, which
-        // the NATS client builds anyway); a second install is a no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .no_proxy()
-            .user_agent("switchboard-push/1")
-            .dns_resolver(Arc::new(resolve::Guarded {
-                allow_private: config.allow_private,
-            }))
-            .build()
-            .map_err(|e| err("building the webhook client")(&e))?;
+        let http = resolve::client(config.allow_private, config.timeout)?;
         Ok(Push {
             config,
             js,
