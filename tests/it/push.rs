@@ -782,3 +782,67 @@ async fn push_config_is_admin_only_validated_and_its_secret_never_logged() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateways_share_the_queue_without_double_sends() {
+    let nats = Nats::start();
+    let one = Server::start_with(&nats, FAST);
+    let two = Server::start_with(&nats, FAST);
+    let receiver = Receiver::start().await;
+    receiver.set(|r| r.fail_first = 1);
+    let w = world(&one, &receiver).await;
+    // Posts through both gateways; both enqueue every notification and
+    // both pull from the one queue.
+    for i in 0..20 {
+        let api = if i % 2 == 0 { one.api() } else { two.api() };
+        api.send(&w.ada, &w.general, &format!("@bob @carol #{i}"))
+            .await
+            .expect(201);
+    }
+    receiver
+        .wait_delivered(&w.bob_id, 20, Duration::from_secs(40))
+        .await;
+    receiver
+        .wait_delivered(&w.carol_id, 20, Duration::from_secs(40))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut per_id: HashMap<String, Vec<u16>> = HashMap::new();
+    for h in receiver.hits() {
+        per_id.entry(h.id.clone()).or_default().push(h.status);
+    }
+    assert_eq!(per_id.len(), 40);
+    for (id, statuses) in per_id {
+        assert_eq!(
+            statuses,
+            [500, 200],
+            "{id}: one failure, one success, no double send"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pending_deliveries_survive_a_nats_server_restart() {
+    let mut nats = Nats::start();
+    let server = Server::start_with(&nats, FAST);
+    let receiver = Receiver::start().await;
+    let w = world(&server, &receiver).await;
+    receiver.set(|r| r.failing = true);
+    server
+        .api()
+        .send(&w.ada, &w.general, "@bob before the restart")
+        .await
+        .expect(201);
+    let start = Instant::now();
+    while receiver.hits().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(20), "an attempt made");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    nats.restart();
+    receiver.set(|r| r.failing = false);
+    let got = receiver
+        .wait_delivered(&w.bob_id, 1, Duration::from_secs(40))
+        .await;
+    assert_eq!(got[0].json()["text"], "@bob before the restart");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(receiver.delivered_to(&w.bob_id).len(), 1);
+}

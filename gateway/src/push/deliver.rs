@@ -20,6 +20,7 @@
 use super::{jitter, Push, DEAD_STREAM, QUEUE_STREAM, WORKERS};
 use crate::commands::{now_ms, Commands};
 use crate::realtime::Realtime;
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::stream::DirectGetErrorKind;
@@ -100,18 +101,14 @@ pub struct Deps {
     pub realtime: Arc<Realtime>,
 }
 
-/// Runs this gateway's workers on the shared consumer until `cancel`.
+/// Runs this gateway's workers on the shared consumer until `cancel`:
+/// then no new job is taken and the jobs in hand finish (each is bounded
+/// by the webhook timeout), so none waits out the ack window elsewhere.
 pub async fn run_workers(push: Arc<Push>, deps: Arc<Deps>, cancel: CancellationToken) {
     let mut pause = Duration::from_millis(200);
-    loop {
-        let run = work(push.clone(), deps.clone());
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            r = run => {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "push: workers stopped; restarting");
-                }
-            }
+    while !cancel.is_cancelled() {
+        if let Err(e) = work(push.clone(), deps.clone(), cancel.clone()).await {
+            tracing::warn!(error = %e, "push: workers stopped; restarting");
         }
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -121,7 +118,7 @@ pub async fn run_workers(push: Arc<Push>, deps: Arc<Deps>, cancel: CancellationT
     }
 }
 
-async fn work(push: Arc<Push>, deps: Arc<Deps>) -> Result<(), String> {
+async fn work(push: Arc<Push>, deps: Arc<Deps>, cancel: CancellationToken) -> Result<(), String> {
     let consumer = push
         .queue
         .get_or_create_consumer(
@@ -147,6 +144,7 @@ async fn work(push: Arc<Push>, deps: Arc<Deps>) -> Result<(), String> {
         .await
         .map_err(|e| format!("pulling from {QUEUE_STREAM}: {e}"))?;
     messages
+        .take_until(cancel.cancelled_owned())
         .for_each_concurrent(n, |m| {
             let (push, deps) = (push.clone(), deps.clone());
             async move {
@@ -158,7 +156,7 @@ async fn work(push: Arc<Push>, deps: Arc<Deps>) -> Result<(), String> {
                     }
                 };
                 let verdict = match serde_json::from_slice::<Job>(&m.payload) {
-                    Ok(job) => handle(&push, &deps, &job).await,
+                    Ok(job) => handle(&push, &deps, &job, &m).await,
                     Err(_) => Verdict::Ack, // not ours: drop it
                 };
                 let ack = match verdict {
@@ -178,7 +176,7 @@ async fn work(push: Arc<Push>, deps: Arc<Deps>) -> Result<(), String> {
 /// fault, not counted as a failure).
 const NOT_READY: Duration = Duration::from_secs(1);
 
-async fn handle(push: &Push, deps: &Deps, job: &Job) -> Verdict {
+async fn handle(push: &Push, deps: &Deps, job: &Job, m: &jetstream::Message) -> Verdict {
     let mut state = match push.load_state(&job.id).await {
         Ok(s) => s,
         Err(_) => return Verdict::Retry(NOT_READY),
@@ -268,6 +266,9 @@ async fn handle(push: &Push, deps: &Deps, job: &Job) -> Verdict {
         }
         Err(_) => return Verdict::Retry(NOT_READY),
     };
+    // The checks above may have waited: renew the job's ack window so the
+    // POST (bounded by the timeout) finishes inside it.
+    let _ = m.ack_with(AckKind::Progress).await;
     let failure = match post(push, &url, &secret, &row).await {
         Ok(()) => {
             push.finish(&job.id, &mut state).await;

@@ -82,7 +82,8 @@ pub struct PushConfig {
     /// Jobs one gateway works on at once.
     pub concurrency: usize,
     /// How long a pulled job may be worked on before the queue hands it to
-    /// another worker.
+    /// another worker (a worker renews it just before the POST). Also how
+    /// long a job in hand when nats-server restarts waits to come back.
     pub ack_wait: Duration,
 }
 
@@ -96,7 +97,7 @@ impl Default for PushConfig {
             timeout: Duration::from_secs(5),
             allow_private: false,
             concurrency: 32,
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(15),
         }
     }
 }
