@@ -20,6 +20,7 @@ pub mod fleet;
 pub mod floor;
 pub mod history;
 pub mod nats;
+pub mod push;
 pub mod rebuild;
 pub mod schedule;
 pub mod send;
@@ -52,6 +53,9 @@ pub enum Command {
     /// History reads (latest page, deep page, thread replies) over a large
     /// folded log, vs the same queries on the read model; the fold rate.
     History(history::HistoryArgs),
+    /// Post → webhook delivery latency (a receiver in this process; the
+    /// server must run with --webhook-allow-private).
+    Push(push::PushArgs),
     /// Every benchmark, then the README's table (machine, versions, each
     /// figure's median with its command).
     All(all::AllArgs),
@@ -76,6 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fanout(a) => fanout::run(a).await.map(drop),
         Command::Rebuild(a) => rebuild::run(a).await.map(drop),
         Command::History(a) => history::run(a).await.map(drop),
+        Command::Push(a) => push::run(a).await.map(drop),
         Command::All(a) => all::run(a).await.map(drop),
     }
 }
