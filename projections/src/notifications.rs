@@ -161,6 +161,9 @@ impl Projector for Notifications {
                  ON notifications (user_id, channel_id, seq);
              CREATE INDEX IF NOT EXISTS notifications_by_message
                  ON notifications (message_id);
+             CREATE INDEX IF NOT EXISTS notifications_by_thread
+                 ON notifications (user_id, thread_root_id, seq)
+                 WHERE thread_root_id IS NOT NULL;
              CREATE TABLE IF NOT EXISTS channels (
                  id TEXT PRIMARY KEY,
                  workspace_id TEXT NOT NULL,
@@ -223,7 +226,9 @@ impl Projector for Notifications {
                  thread_root_id TEXT NOT NULL,
                  seq INTEGER NOT NULL,
                  PRIMARY KEY (user_id, channel_id, thread_root_id)
-             ) WITHOUT ROWID;",
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS read_markers_by_thread
+                 ON read_markers (user_id, thread_root_id);",
         )?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
     }
@@ -443,12 +448,14 @@ fn fold_user_event(
                 )?
                 .execute(params![user, m.channel_id, seq])?;
             } else {
+                // A thread's marker: the root id says which thread (the
+                // channel id is not needed to find it).
                 tx.prepare_cached(
                     "UPDATE notifications SET state = 'read'
-                     WHERE user_id = ?1 AND channel_id = ?2 AND seq <= ?3
-                       AND state = 'pending' AND thread_root_id = ?4",
+                     WHERE user_id = ?1 AND thread_root_id = ?3 AND seq <= ?2
+                       AND state = 'pending'",
                 )?
-                .execute(params![user, m.channel_id, seq, m.thread_root_id])?;
+                .execute(params![user, seq, m.thread_root_id])?;
             }
         }
         Body::NotificationsAcked(a) => {
@@ -676,10 +683,11 @@ fn insert(
              (id, workspace_id, user_id, kind, channel_id, message_id, thread_root_id,
               in_channel, seq, stream_seq, text, ts_ms, state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
-             CASE WHEN EXISTS (SELECT 1 FROM read_markers
-                               WHERE user_id = ?3 AND channel_id = ?5 AND seq >= ?9
-                                 AND ((thread_root_id = '' AND ?8 = 1)
-                                      OR thread_root_id = ?7))
+             CASE WHEN (?8 = 1 AND EXISTS (SELECT 1 FROM read_markers
+                                           WHERE user_id = ?3 AND channel_id = ?5
+                                             AND thread_root_id = '' AND seq >= ?9))
+                       OR EXISTS (SELECT 1 FROM read_markers
+                                  WHERE user_id = ?3 AND thread_root_id = ?7 AND seq >= ?9)
                   THEN 'read' ELSE 'pending' END)",
     )?
     .execute(params![

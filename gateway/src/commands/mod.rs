@@ -26,6 +26,7 @@ pub mod files;
 mod head;
 mod members;
 pub mod messages;
+mod notifications;
 mod push;
 mod tenants;
 

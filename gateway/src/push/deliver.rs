@@ -338,33 +338,9 @@ async fn dnd_until(deps: &Deps, row: &NotificationRow, now: i64) -> Option<Optio
         .read(move |c| notifications::prefs(c, &ws, &user))
         .await
         .ok()?;
-    Some(dnd_active_until(&prefs, now))
-}
-
-/// Until when do-not-disturb holds notifications at `now` (`None`: it does
-/// not). Interim rule until the domain's own lands: the explicit
-/// `dnd_until`, and the daily schedule for users on UTC.
-fn dnd_active_until(prefs: &notifications::UserPrefs, now: i64) -> Option<i64> {
-    let mut until = (prefs.dnd_until_ms > now).then_some(prefs.dnd_until_ms);
-    if let (Some(s), true) = (&prefs.dnd_schedule, prefs.time_zone.is_empty()) {
-        const DAY: i64 = 86_400_000;
-        let minute = now.rem_euclid(DAY) / 60_000;
-        let (start, end) = (i64::from(s.start_minute), i64::from(s.end_minute));
-        let inside = if start <= end {
-            (start..end).contains(&minute)
-        } else {
-            minute >= start || minute < end
-        };
-        if inside {
-            let midnight = now - now.rem_euclid(DAY);
-            let mut end_ms = midnight + end * 60_000;
-            if end_ms <= now {
-                end_ms += DAY;
-            }
-            until = Some(until.map_or(end_ms, |u| u.max(end_ms)));
-        }
-    }
-    until
+    Some(switchboard_core::commands::preferences::dnd_active_until(
+        &prefs, now,
+    ))
 }
 
 /// The live frame, to every open connection of the user on any gateway.
