@@ -515,3 +515,91 @@ async fn server_ws(api: &Api, token: &str) -> String {
         .expect("ws")
         .to_string()
 }
+
+/// The read-state and notification models agree through the real routes:
+/// `@here` notifies the member who is online and not the one who is not;
+/// a read marker moved with `POST …/read` turns a pending notification
+/// into a read one; a channel muted with `PUT …/preferences` keeps its
+/// unread count, loses its mention badge and notifies nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_markers_mutes_and_here_reach_both_models() {
+    let nats = Nats::start();
+    let server = Server::start(&nats);
+    let t = team(&server).await;
+    let (api, general) = (&t.api, t.general.as_str());
+    let (ada, bob, cat) = (&t.tokens[0], &t.tokens[1], &t.tokens[2]);
+
+    // ada is online (a WebSocket open), cat is not.
+    let online = crate::harness::Ws::connect(&server.base, ada).await;
+    let here = id(&api
+        .post(
+            "/v1/messages",
+            bob,
+            json!({"channel_id": general, "text": "@here standup"}),
+        )
+        .await
+        .expect(201));
+    assert_eq!(
+        queue(api, ada, false).await,
+        vec![n("here", &here, "pending")]
+    );
+    assert_eq!(queue(api, cat, false).await, vec![]);
+    online.close().await;
+
+    // cat is mentioned, then reads past it: read, no longer pending.
+    let m = api
+        .post(
+            "/v1/messages",
+            bob,
+            json!({"channel_id": general, "text": "@cat a question"}),
+        )
+        .await
+        .expect(201);
+    let (mention, seq) = (id(&m), m["seq"].as_u64().expect("seq"));
+    assert_eq!(
+        queue(api, cat, false).await,
+        vec![n("mention", &mention, "pending")]
+    );
+    api.post(
+        &format!("/v1/channels/{general}/read"),
+        cat,
+        json!({"seq": seq}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(queue(api, cat, false).await, vec![]);
+    assert_eq!(
+        queue(api, cat, true).await,
+        vec![n("mention", &mention, "read")]
+    );
+
+    // cat mutes the channel: the next mention counts as unread, with no
+    // mention badge and no notification.
+    api.put(
+        &format!("/v1/channels/{general}/preferences"),
+        cat,
+        json!({"muted": true}),
+    )
+    .await
+    .expect(200);
+    api.post(
+        "/v1/messages",
+        bob,
+        json!({"channel_id": general, "text": "@cat again"}),
+    )
+    .await
+    .expect(201);
+    let unreads = api.get("/v1/unreads", cat).await.expect(200);
+    let row = unreads["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .find(|c| c["channel_id"] == general)
+        .cloned()
+        .expect("general listed");
+    assert_eq!(
+        (row["unread_count"].as_u64(), row["mention_count"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(queue(api, cat, false).await, vec![]);
+}
