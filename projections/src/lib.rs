@@ -12,6 +12,7 @@ pub mod acl;
 mod db;
 pub mod history;
 mod runner;
+pub mod search;
 #[cfg(test)]
 mod testkit;
 

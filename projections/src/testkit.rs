@@ -302,6 +302,7 @@ pub fn read_marker(channel: &str, seq: u64) -> Body {
     Body::ReadMarkerMoved(events::ReadMarkerMoved {
         channel_id: channel.into(),
         seq,
+        ..Default::default()
     })
 }
 
