@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use switchboard_projections::acl::Acl;
 use switchboard_projections::history::History;
+use switchboard_projections::search::Search;
 use switchboard_projections::{live_checksum, rebuild, Projector};
 use switchboard_streams::Log;
 
@@ -81,6 +82,7 @@ pub async fn run(args: RebuildArgs) -> Result<()> {
     let outcomes = [
         rebuild_one::<Acl>(&log, &args.common.data, &out).await,
         rebuild_one::<History>(&log, &args.common.data, &out).await,
+        rebuild_one::<Search>(&log, &args.common.data, &out).await,
     ];
     if temporary {
         let _ = std::fs::remove_dir_all(&out);

@@ -12,6 +12,7 @@ pub mod paging;
 mod query;
 pub mod realtime;
 mod routes;
+pub mod search;
 pub mod state;
 pub mod views;
 

@@ -5,11 +5,13 @@
 use crate::commands::files::{self, Files, FilesConfig};
 use crate::commands::Commands;
 use crate::realtime::{Realtime, RealtimeConfig};
+use crate::search::SearchIndex;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_projections::acl::Acl;
 use switchboard_projections::history::History;
+use switchboard_projections::search::Search;
 use switchboard_projections::{Progress, Projector, Readers, Runner};
 use switchboard_streams::Log;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +22,8 @@ use tokio_util::task::TaskTracker;
 pub struct AppState {
     pub commands: Arc<Commands>,
     pub realtime: Arc<Realtime>,
+    /// The search read model.
+    pub search: SearchIndex,
     /// The log head seen at start-up: `/readyz` is green once every
     /// projector has applied it.
     pub startup_head: u64,
@@ -29,6 +33,7 @@ pub struct AppState {
 pub struct Platform {
     pub commands: Arc<Commands>,
     pub realtime: Arc<Realtime>,
+    pub search: SearchIndex,
     pub startup_head: u64,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -77,6 +82,8 @@ impl Platform {
         let (acl, acl_progress) = spawn_projector::<Acl>(data, &log, &tracker, &cancel)?;
         let (history, history_progress) =
             spawn_projector::<History>(data, &log, &tracker, &cancel)?;
+        let (search_readers, search_progress) =
+            spawn_projector::<Search>(data, &log, &tracker, &cancel)?;
         let files = Files::open(&log, files_config.max_bytes).await?;
         tracker.spawn(files::reap(
             files.clone(),
@@ -105,6 +112,10 @@ impl Platform {
         Ok(Platform {
             commands,
             realtime,
+            search: SearchIndex {
+                readers: search_readers,
+                progress: search_progress,
+            },
             startup_head,
             cancel,
             tracker,
@@ -115,6 +126,7 @@ impl Platform {
         AppState {
             commands: self.commands.clone(),
             realtime: self.realtime.clone(),
+            search: self.search.clone(),
             startup_head: self.startup_head,
         }
     }
@@ -123,7 +135,8 @@ impl Platform {
     pub async fn catch_up(&self, timeout: Duration) -> Result<u64, BoxError> {
         let head = self.commands.log.last_seq().await?;
         let ok = self.commands.acl_progress.wait_for(head, timeout).await
-            && self.commands.history_progress.wait_for(head, timeout).await;
+            && self.commands.history_progress.wait_for(head, timeout).await
+            && self.search.progress.wait_for(head, timeout).await;
         if ok {
             Ok(head)
         } else {

@@ -18,5 +18,6 @@ mod realtime_limits;
 mod rebuild;
 mod regressions;
 mod replay;
+mod search;
 mod shutdown;
 mod walkthrough;

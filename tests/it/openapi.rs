@@ -46,6 +46,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/realtime/tickets"),
     ("get", "/v1/sse"),
     ("get", "/v1/presence"),
+    ("get", "/v1/search"),
 ];
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];

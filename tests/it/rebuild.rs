@@ -165,8 +165,8 @@ async fn rebuild_checksums_equal_live_after_mixed_workload() {
     assert!(ok, "rebuild failed: {out}\n{err}");
     assert_eq!(
         out.matches(" match ").count(),
-        2,
-        "both read models match: {out}"
+        3,
+        "every read model matches: {out}"
     );
 
     // After a crash and restart as well.
@@ -174,7 +174,7 @@ async fn rebuild_checksums_equal_live_after_mixed_workload() {
     server.api().get("/v1/me", &ada).await.expect(200);
     let (ok, out, err) = run_cli(&["rebuild"], &server.data, &nats.url());
     assert!(ok, "rebuild failed: {out}\n{err}");
-    assert_eq!(out.matches(" match ").count(), 2, "{out}");
+    assert_eq!(out.matches(" match ").count(), 3, "{out}");
     let position = nats.log_len().await;
     assert!(
         out.contains(&format!("position={position}")),

@@ -36,6 +36,10 @@ pub(super) struct Readiness {
     /// The log's last stream sequence when this process started.
     startup_head: u64,
     projectors: Projectors,
+    /// How many stream sequences the search index is behind the newest
+    /// append this process acknowledged (or the start-up head). Search
+    /// answers from the index as it is; it does not gate readiness.
+    search_lag: u64,
     /// Projectors whose last batch failed (retrying with backoff).
     stalled: Vec<&'static str>,
 }
@@ -45,6 +49,7 @@ pub(super) struct Readiness {
 pub(super) struct Projectors {
     acl: u64,
     history: u64,
+    search: u64,
 }
 
 /// A 503 from `/readyz`: the error, and what is not ready.
@@ -66,21 +71,36 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
     let c = &s.commands;
     let acl = c.acl_progress.current();
     let history = c.history_progress.current();
+    let search = s.search.progress.current();
+    let search_lag = c
+        .log
+        .last_acked()
+        .max(s.startup_head)
+        .saturating_sub(search);
     let connected = c.log.is_connected();
     // A projector whose last batch failed (fold conflict, panic, store
     // error) is retrying with backoff: not ready. The detail is logged; the
     // probe only says which projector is stalled.
-    let stalled: Vec<&str> = [("acl", &c.acl_progress), ("history", &c.history_progress)]
-        .into_iter()
-        .filter(|(_, p)| p.health().is_some())
-        .map(|(name, _)| name)
-        .collect();
+    let stalled: Vec<&str> = [
+        ("acl", &c.acl_progress),
+        ("history", &c.history_progress),
+        ("search", &s.search.progress),
+    ]
+    .into_iter()
+    .filter(|(_, p)| p.health().is_some())
+    .map(|(name, _)| name)
+    .collect();
     let ready =
         connected && stalled.is_empty() && acl >= s.startup_head && history >= s.startup_head;
     let status = Readiness {
         jetstream: connected,
         startup_head: s.startup_head,
-        projectors: Projectors { acl, history },
+        projectors: Projectors {
+            acl,
+            history,
+            search,
+        },
+        search_lag,
         stalled,
     };
     if ready {

@@ -1,5 +1,5 @@
 //! The v1 routes, one module per resource: [`tenants`], [`channels`],
-//! [`messages`], [`reactions`], [`threads`], [`pins`], [`files`], [`realtime`] and
+//! [`messages`], [`reactions`], [`threads`], [`pins`], [`files`], [`search`], [`realtime`] and
 //! [`health`] (probes and the reference).
 //!
 //! [`table`] is the one route table. Each handler's `#[utoipa::path]`
@@ -16,6 +16,7 @@ mod messages;
 mod pins;
 mod reactions;
 mod realtime;
+mod search;
 mod tenants;
 mod threads;
 
@@ -69,6 +70,7 @@ pub(crate) fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(realtime::issue_ticket))
         .routes(routes!(realtime::sse))
         .routes(routes!(realtime::presence))
+        .routes(routes!(search::search))
 }
 
 /// Requests in progress at once; past that new ones are shed with 503
