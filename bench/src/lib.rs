@@ -22,6 +22,7 @@ pub mod history;
 pub mod nats;
 pub mod rebuild;
 pub mod schedule;
+pub mod search;
 pub mod send;
 pub mod stats;
 
@@ -52,6 +53,9 @@ pub enum Command {
     /// History reads (latest page, deep page, thread replies) over a large
     /// folded log, vs the same queries on the read model; the fold rate.
     History(history::HistoryArgs),
+    /// Search indexing rate vs raw FTS5, and query p50/p99 for readers of
+    /// 200 and 2,000 channels, over a generated multilingual corpus.
+    Search(search::SearchArgs),
     /// Every benchmark, then the README's table (machine, versions, each
     /// figure's median with its command).
     All(all::AllArgs),
@@ -76,6 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fanout(a) => fanout::run(a).await.map(drop),
         Command::Rebuild(a) => rebuild::run(a).await.map(drop),
         Command::History(a) => history::run(a).await.map(drop),
+        Command::Search(a) => search::run(a).await.map(drop),
         Command::All(a) => all::run(a).await.map(drop),
     }
 }
