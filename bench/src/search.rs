@@ -258,7 +258,7 @@ impl Corpus {
                 });
                 // A reply to the channel's previous post every 10th post.
                 let root = if i % 10 == 9 && i >= self.channels {
-                    format!("M{}", i - self.channels)
+                    format!("M{:012}", i - self.channels)
                 } else {
                     String::new()
                 };
@@ -274,7 +274,7 @@ impl Corpus {
                         channel_seq: self.seqs[c],
                         fence_seq: 0,
                         body: Some(Body::MessagePosted(MessagePosted {
-                            message_id: format!("M{i}"),
+                            message_id: format!("M{i:012}"),
                             text,
                             thread_root_id: root,
                             mentions,

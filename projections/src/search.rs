@@ -19,8 +19,9 @@
 //! the index stores only terms and positions, the text lives once, in
 //! `docs`, and `snippet()` reads it from there. (A contentless table could
 //! not produce snippets, and a regular one would store the text twice.)
-//! Triggers on `docs` keep the two in step: FTS5 needs the *old* values to
-//! remove a row's terms, which the trigger has. Three columns:
+//! The fold writes both in step ([`index_doc`] / [`unindex_doc`]): FTS5
+//! needs a row's *old* values to remove its terms, so they are removed
+//! before the `docs` row changes. Three columns:
 //! - `text` and `files` (attachment names), tokenized by
 //!   `unicode61 remove_diacritics 2` (case and diacritics folded:
 //!   `cafe` finds `café`);
@@ -42,7 +43,7 @@
 //! BM25 blended with recency ([`blend`]) and paged with a cursor.
 
 use crate::runner::Projector;
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::json;
 use switchboard_core::events::{Body, Envelope};
 use switchboard_core::search::{has_link, segment, segment_query, Query, Term, TermKind};
@@ -51,7 +52,7 @@ use switchboard_streams::subjects;
 pub struct Search;
 
 /// The schema's version: an older file is emptied and refolded.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Most matches a query ranks: the newest readable ones (see the README
 /// "Search" section for what that means for very common words).
@@ -64,7 +65,7 @@ pub const MARK_OPEN: char = '\u{E000}';
 pub const MARK_CLOSE: char = '\u{E001}';
 
 /// Weights of the `text`, `files` and `grams` columns in BM25.
-const WEIGHTS: (f64, f64, f64) = (1.0, 0.5, 1.0);
+const WEIGHTS: (f64, f64, f64, f64) = (1.0, 0.5, 1.0, 0.0);
 
 /// Days for the recency factor to fall halfway from 1 to its floor.
 pub const RECENCY_HALF_LIFE_DAYS: f64 = 30.0;
@@ -91,6 +92,9 @@ impl Projector for Search {
                  DROP TABLE IF EXISTS docs;
                  DROP TABLE IF EXISTS files;
                  DROP TABLE IF EXISTS reactions;
+                 DROP TRIGGER IF EXISTS docs_ai;
+                 DROP TRIGGER IF EXISTS docs_ad;
+                 DROP TRIGGER IF EXISTS docs_au;
                  DELETE FROM checkpoint WHERE projector = 'search';",
             )?;
         }
@@ -111,28 +115,16 @@ impl Projector for Search {
                  mentions TEXT NOT NULL,
                  text TEXT NOT NULL,
                  files TEXT NOT NULL,
-                 grams TEXT NOT NULL
+                 grams TEXT NOT NULL,
+                 meta TEXT NOT NULL
              );
              CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
-                 text, files, grams,
+                 text, files, grams, meta,
                  content = 'docs', content_rowid = 'id',
-                 tokenize = 'unicode61 remove_diacritics 2'
+                 tokenize = 'unicode61 remove_diacritics 2',
+                 prefix = '2 3 4'
              );
              CREATE VIRTUAL TABLE IF NOT EXISTS fts_terms USING fts5vocab(fts, instance);
-             CREATE TRIGGER IF NOT EXISTS docs_ai AFTER INSERT ON docs BEGIN
-                 INSERT INTO fts (rowid, text, files, grams)
-                 VALUES (new.id, new.text, new.files, new.grams);
-             END;
-             CREATE TRIGGER IF NOT EXISTS docs_ad AFTER DELETE ON docs BEGIN
-                 INSERT INTO fts (fts, rowid, text, files, grams)
-                 VALUES ('delete', old.id, old.text, old.files, old.grams);
-             END;
-             CREATE TRIGGER IF NOT EXISTS docs_au AFTER UPDATE OF text, files, grams ON docs BEGIN
-                 INSERT INTO fts (fts, rowid, text, files, grams)
-                 VALUES ('delete', old.id, old.text, old.files, old.grams);
-                 INSERT INTO fts (rowid, text, files, grams)
-                 VALUES (new.id, new.text, new.files, new.grams);
-             END;
              -- Uploads, for the names of a post's attachments.
              CREATE TABLE IF NOT EXISTS files (
                  id TEXT PRIMARY KEY,
@@ -193,19 +185,29 @@ impl Projector for Search {
                 };
                 let text = indexable(&b.text);
                 let files = indexable(&names.join("\n"));
+                let grams = grams(&text, &files);
                 let root = (!b.thread_root_id.is_empty()).then_some(b.thread_root_id.as_str());
                 let mentions = b
                     .mentions
                     .as_ref()
                     .map_or_else(Vec::new, |m| m.user_ids.clone());
+                let meta = meta_tokens(&Facets {
+                    sender: &env.actor_id,
+                    channel: ch,
+                    has_link: has_link(&b.text),
+                    has_file: !names.is_empty(),
+                    in_thread: root.is_some(),
+                    mentions: &mentions,
+                });
                 // OR IGNORE: a second post of the same message id (a raced
                 // retry) keeps the first, as the history model does.
                 let inserted = tx
                     .prepare_cached(
                         "INSERT OR IGNORE INTO docs (id, message_id, workspace_id, channel_id,
                              sender_id, ts_ms, seq, thread_root_id, has_file, has_link,
-                             mentions, text, files, grams)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                             mentions, text, files, grams, meta)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                             ?15)",
                     )?
                     .execute(params![
                         stream_seq as i64,
@@ -221,9 +223,21 @@ impl Projector for Search {
                         json!(mentions).to_string(),
                         text,
                         files,
-                        grams(&text, &files),
+                        grams,
+                        meta,
                     ])?;
                 if inserted == 1 {
+                    tx.prepare_cached(
+                        "INSERT INTO fts (rowid, text, files, grams, meta)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        stream_seq as i64,
+                        text,
+                        files,
+                        grams,
+                        meta
+                    ])?;
                     if !names.is_empty() {
                         tx.prepare_cached(
                             "UPDATE files SET message_id = ?1
@@ -238,10 +252,22 @@ impl Projector for Search {
                         ])?;
                     }
                     if let Some(root) = root {
-                        tx.prepare_cached(
-                            "UPDATE docs SET has_replies = 1 WHERE message_id = ?1 AND has_replies = 0",
-                        )?
-                        .execute([root])?;
+                        // The root is now in a thread: its facets change.
+                        let first: bool = tx
+                            .prepare_cached(
+                                "SELECT EXISTS (SELECT 1 FROM docs
+                                                WHERE message_id = ?1 AND has_replies = 0)",
+                            )?
+                            .query_row([root], |r| r.get(0))?;
+                        if first {
+                            unindex_doc(tx, root)?;
+                            tx.prepare_cached(
+                                "UPDATE docs SET has_replies = 1 WHERE message_id = ?1",
+                            )?
+                            .execute([root])?;
+                            refresh_meta(tx, root)?;
+                            index_doc(tx, root)?;
+                        }
                     }
                 }
             }
@@ -254,6 +280,7 @@ impl Projector for Search {
                 // The grams follow the new text, then the file names, as
                 // at a post.
                 let grams = grams_of_row(tx, &b.message_id, &text)?;
+                unindex_doc(tx, &b.message_id)?;
                 tx.prepare_cached(
                     "UPDATE docs SET text = ?2, has_link = ?3, mentions = ?4, grams = ?5
                      WHERE message_id = ?1",
@@ -265,8 +292,11 @@ impl Projector for Search {
                     json!(mentions).to_string(),
                     grams,
                 ])?;
+                refresh_meta(tx, &b.message_id)?;
+                index_doc(tx, &b.message_id)?;
             }
             Body::MessageDeleted(b) => {
+                unindex_doc(tx, &b.message_id)?;
                 tx.prepare_cached("DELETE FROM docs WHERE message_id = ?1")?
                     .execute([&b.message_id])?;
                 tx.prepare_cached("DELETE FROM files WHERE message_id = ?1")?
@@ -307,6 +337,128 @@ impl Projector for Search {
         }
         Ok(())
     }
+}
+
+/// Adds a document's current text to the index (nothing if there is no
+/// such document). The index is written by the fold's own statements, not
+/// by triggers on `docs`: FTS5 flushes its pending terms at every
+/// savepoint, which a trigger opens for each row, and that made indexing
+/// about twice as slow.
+fn index_doc(tx: &Transaction<'_>, message_id: &str) -> rusqlite::Result<()> {
+    fts_write(tx, message_id, false)
+}
+
+/// Writes one `docs` row's values into the index (`delete`: removes
+/// them), as a plain `VALUES` insert.
+fn fts_write(tx: &Transaction<'_>, message_id: &str, delete: bool) -> rusqlite::Result<()> {
+    type Row = (i64, String, String, String, String);
+    let row: Option<Row> = tx
+        .prepare_cached("SELECT id, text, files, grams, meta FROM docs WHERE message_id = ?1")?
+        .query_row([message_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?;
+    let Some((id, text, files, grams, meta)) = row else {
+        return Ok(());
+    };
+    if delete {
+        tx.prepare_cached(
+            "INSERT INTO fts (fts, rowid, text, files, grams, meta)
+             VALUES ('delete', ?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![id, text, files, grams, meta])?;
+    } else {
+        tx.prepare_cached(
+            "INSERT INTO fts (rowid, text, files, grams, meta) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![id, text, files, grams, meta])?;
+    }
+    Ok(())
+}
+
+/// What filters can ask of a document, as index tokens.
+struct Facets<'a> {
+    sender: &'a str,
+    channel: &'a str,
+    has_link: bool,
+    has_file: bool,
+    in_thread: bool,
+    mentions: &'a [String],
+}
+
+/// An id as one token the tokenizer keeps whole (ids may hold `-` and
+/// `_`, which separate tokens): a two-letter kind and the id's bytes in hex.
+fn id_token(kind: &str, id: &str) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::with_capacity(kind.len() + id.len() * 2);
+    t.push_str(kind);
+    for b in id.bytes() {
+        let _ = write!(t, "{b:02x}");
+    }
+    t
+}
+
+/// The `meta` column: the document's filterable facts as tokens, so the
+/// `from:`, `in:`, `mentions:`, `has:file`, `has:link` and `is:thread`
+/// filters are terms the index intersects with the words instead of rows
+/// it would read and drop (its BM25 weight is 0).
+fn meta_tokens(f: &Facets<'_>) -> String {
+    let mut t = vec![id_token("zs", f.sender), id_token("zc", f.channel)];
+    if f.has_link {
+        t.push("zlink".into());
+    }
+    if f.has_file {
+        t.push("zfile".into());
+    }
+    if f.in_thread {
+        t.push("zthread".into());
+    }
+    t.extend(f.mentions.iter().map(|m| id_token("zm", m)));
+    t.join(" ")
+}
+
+/// Recomputes a document's `meta` from its row (before it is re-indexed).
+fn refresh_meta(tx: &Transaction<'_>, message_id: &str) -> rusqlite::Result<()> {
+    type Row = (String, String, bool, bool, bool, String);
+    let row: Option<Row> = tx
+        .prepare_cached(
+            "SELECT sender_id, channel_id, has_link, has_file,
+                    thread_root_id IS NOT NULL OR has_replies = 1, mentions
+             FROM docs WHERE message_id = ?1",
+        )?
+        .query_row([message_id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((sender, channel, has_link, has_file, in_thread, mentions)) = row else {
+        return Ok(());
+    };
+    let mentions: Vec<String> = serde_json::from_str(&mentions).unwrap_or_default();
+    let meta = meta_tokens(&Facets {
+        sender: &sender,
+        channel: &channel,
+        has_link,
+        has_file,
+        in_thread,
+        mentions: &mentions,
+    });
+    tx.prepare_cached("UPDATE docs SET meta = ?2 WHERE message_id = ?1")?
+        .execute(params![message_id, meta])?;
+    Ok(())
+}
+
+/// Removes a document's terms from the index, given the values it was
+/// indexed with (an external-content table needs them); call before
+/// changing or deleting the `docs` row.
+fn unindex_doc(tx: &Transaction<'_>, message_id: &str) -> rusqlite::Result<()> {
+    fts_write(tx, message_id, true)
 }
 
 /// Text as indexed: the snippet markers cannot occur in it, so a marker
@@ -374,6 +526,37 @@ pub fn fts_match(q: &Query) -> String {
     let mut expr = format!("({})", all.join(" AND "));
     for t in &q.excluded {
         expr.push_str(&format!(" NOT ({})", term_expr(t)));
+    }
+    expr
+}
+
+/// [`fts_match`] narrowed by the resolved filters of `scope`, as `meta`
+/// terms the index intersects (see [`meta_tokens`]). The tokens are hex
+/// and fixed words, quoted all the same.
+pub fn fts_match_scoped(q: &Query, scope: &Scope) -> String {
+    let mut expr = format!("({})", fts_match(q));
+    let any = |kind: &str, ids: &[String]| {
+        let alts: Vec<String> = ids.iter().map(|id| literal(&id_token(kind, id))).collect();
+        format!(" AND (meta : ({}))", alts.join(" OR "))
+    };
+    for (kind, ids) in [
+        ("zc", &scope.channels),
+        ("zs", &scope.senders),
+        ("zm", &scope.mentions),
+    ] {
+        match ids {
+            Some(ids) if !ids.is_empty() => expr.push_str(&any(kind, ids)),
+            _ => {}
+        }
+    }
+    for (on, token) in [
+        (scope.has_link, "zlink"),
+        (scope.has_file, "zfile"),
+        (scope.is_thread, "zthread"),
+    ] {
+        if on {
+            expr.push_str(&format!(" AND (meta : {})", literal(token)));
+        }
     }
     expr
 }
@@ -500,13 +683,13 @@ pub fn search(
         Some(c) => (c.snapshot, c.ref_ms),
         None => (snapshot(conn)?, ref_ms),
     };
-    let fts = fts_match(query);
+    let fts = fts_match_scoped(query, scope);
     let opt_json = |v: &Option<Vec<String>>| v.as_ref().map(|v| json!(v).to_string());
     // CROSS JOIN keeps the FTS table outermost: matches are walked newest
     // first (rowid order) and every filter, the permission one included,
     // applies before the LIMIT, inside this one statement.
     let mut stmt = conn.prepare_cached(
-        "SELECT d.id, d.message_id, d.ts_ms, bm25(fts, ?14, ?15, ?16)
+        "SELECT d.id, d.message_id, d.ts_ms, bm25(fts, ?14, ?15, ?16, ?18)
          FROM fts CROSS JOIN docs d ON d.id = fts.rowid
          WHERE fts MATCH ?1
            AND fts.rowid <= ?2
@@ -544,6 +727,7 @@ pub fn search(
             WEIGHTS.1,
             WEIGHTS.2,
             CANDIDATES as i64,
+            WEIGHTS.3,
         ],
         |r| {
             let ts: i64 = r.get(2)?;
@@ -590,6 +774,9 @@ pub fn search(
             rowid: last.0,
         });
     let unspaced = query.terms.iter().any(Term::is_unspaced);
+    // Snippets from the words alone: the filters' `meta` terms would make
+    // FTS5 pick that column.
+    let words = fts_match(query);
     let mut hits = Vec::with_capacity(page.len());
     for (rowid, message_id, score) in page {
         let snippet = if unspaced {
@@ -599,7 +786,7 @@ pub fn search(
                 "SELECT snippet(fts, -1, char(57344), char(57345), '…', 24)
                  FROM fts WHERE fts MATCH ?1 AND rowid = ?2",
             )?
-            .query_row(params![fts, rowid], |r| r.get::<_, Option<String>>(0))
+            .query_row(params![words, rowid], |r| r.get::<_, Option<String>>(0))
             .or_else(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Ok(None),
                 e => Err(e),

@@ -420,3 +420,32 @@ fn the_fold_is_the_same_in_any_batching() {
     assert_eq!(whole.checksum(), one_by_one.checksum());
     assert_eq!(whole.int("SELECT COUNT(*) FROM docs", []), 3);
 }
+
+#[test]
+fn filter_facets_are_index_terms_kept_in_step() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", posted("R", "standup notes")),
+        f.ch(CH, "bob", reply("A", "R", "standup reply")),
+        f.ch(OTHER, "bob-2_x", posted("L", "standup https://x.y")),
+    ]);
+    // A root becomes "in a thread" with its first reply; ids with - and _
+    // are one token.
+    assert_eq!(find(&m, "standup is:thread"), ["A", "R"]);
+    let mut s = scope(&[CH, OTHER]);
+    s.senders = Some(vec!["bob-2_x".into()]);
+    assert_eq!(find_in(&m, "standup", &s), ["L"]);
+    s.senders = Some(vec!["bob".into()]);
+    assert_eq!(find_in(&m, "standup", &s), ["A"]);
+    // The filter terms do not leak into snippets.
+    let q = parse("standup has:link").expect("parse");
+    let s = scope(&[CH, OTHER]).with_flags(&q.filters);
+    let found = search(m.conn(), &q, &s, None, 0, 10).expect("search");
+    assert_eq!(found.hits[0].snippet, "\u{E000}standup\u{E001} https://x.y");
+    // Losing the link by an edit drops the facet.
+    m.apply(&[f.ch(OTHER, "bob-2_x", edited("L", "standup, no link"))]);
+    assert!(find(&m, "standup has:link").is_empty());
+    m.conn()
+        .execute("INSERT INTO fts (fts) VALUES ('integrity-check')", [])
+        .expect("index agrees with docs");
+}
