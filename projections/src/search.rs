@@ -40,7 +40,8 @@
 //! channels (a JSON array, `IN (SELECT value FROM json_each(?))`), the
 //! workspace, the filters and the snapshot bound, walking matches newest
 //! first and stopping at [`CANDIDATES`] readable ones. Those are ranked by
-//! BM25 blended with recency ([`blend`]) and paged with a cursor.
+//! BM25-style relevance of their own text (`rank`) blended with recency
+//! ([`blend`]), and paged with a cursor.
 
 use crate::runner::Projector;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -63,9 +64,6 @@ pub const CANDIDATES: usize = 1000;
 /// `<mark>`/`</mark>` by the gateway after HTML-escaping the rest.
 pub const MARK_OPEN: char = '\u{E000}';
 pub const MARK_CLOSE: char = '\u{E001}';
-
-/// Weights of the `text`, `files` and `grams` columns in BM25.
-const WEIGHTS: (f64, f64, f64, f64) = (1.0, 0.5, 1.0, 0.0);
 
 /// Days for the recency factor to fall halfway from 1 to its floor.
 pub const RECENCY_HALF_LIFE_DAYS: f64 = 30.0;
@@ -401,7 +399,7 @@ fn id_token(kind: &str, id: &str) -> String {
 /// The `meta` column: the document's filterable facts as tokens, so the
 /// `from:`, `in:`, `mentions:`, `has:file`, `has:link` and `is:thread`
 /// filters are terms the index intersects with the words instead of rows
-/// it would read and drop (its BM25 weight is 0).
+/// it would read and drop.
 fn meta_tokens(f: &Facets<'_>) -> String {
     let mut t = vec![id_token("zs", f.sender), id_token("zc", f.channel)];
     if f.has_link {
@@ -654,14 +652,13 @@ pub struct Found {
     pub total_estimate: u64,
 }
 
-/// The blended score: relevance (FTS5's BM25, negated so higher is
-/// better) times a recency factor from 1 (now) falling towards 0.5
-/// (`0.5 + 0.5 · 2^(−age_days / 30)`). A product, so a change of BM25's
-/// corpus statistics that scales every score alike keeps the order.
-pub fn blend(bm25: f64, ts_ms: i64, ref_ms: i64) -> f64 {
+/// The blended score: relevance ([`rank::relevance`], higher is better)
+/// times a recency factor from 1 (now) falling towards 0.5
+/// (`0.5 + 0.5 · 2^(−age_days / 30)`).
+pub fn blend(relevance: f64, ts_ms: i64, ref_ms: i64) -> f64 {
     let age_days = ((ref_ms - ts_ms).max(0) as f64) / 86_400_000.0;
     let recency = 0.5 + 0.5 * (-age_days / RECENCY_HALF_LIFE_DAYS).exp2();
-    (-bm25) * recency
+    relevance * recency
 }
 
 /// The highest document rowid now (a first page's snapshot).
@@ -689,7 +686,7 @@ pub fn search(
     // first (rowid order) and every filter, the permission one included,
     // applies before the LIMIT, inside this one statement.
     let mut stmt = conn.prepare_cached(
-        "SELECT d.id, d.message_id, d.ts_ms, bm25(fts, ?14, ?15, ?16, ?18)
+        "SELECT d.id, d.message_id, d.ts_ms, d.text, d.files
          FROM fts CROSS JOIN docs d ON d.id = fts.rowid
          WHERE fts MATCH ?1
            AND fts.rowid <= ?2
@@ -706,7 +703,7 @@ pub fn search(
            AND (?12 = 0 OR d.has_reaction = 1)
            AND (?13 = 0 OR d.thread_root_id IS NOT NULL OR d.has_replies = 1)
          ORDER BY fts.rowid DESC
-         LIMIT ?17",
+         LIMIT ?14",
     )?;
     let rows = stmt.query_map(
         params![
@@ -723,23 +720,32 @@ pub fn search(
             scope.has_link,
             scope.has_reaction,
             scope.is_thread,
-            WEIGHTS.0,
-            WEIGHTS.1,
-            WEIGHTS.2,
             CANDIDATES as i64,
-            WEIGHTS.3,
         ],
         |r| {
-            let ts: i64 = r.get(2)?;
-            let bm25: f64 = r.get(3)?;
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
-                blend(bm25, ts, ref_ms),
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
             ))
         },
     )?;
-    let mut ranked: Vec<(i64, String, f64)> = rows.collect::<rusqlite::Result<_>>()?;
+    let found: Vec<(i64, String, i64, String, String)> = rows.collect::<rusqlite::Result<_>>()?;
+    let docs: Vec<rank::Doc<'_>> = found
+        .iter()
+        .map(|f| rank::Doc {
+            text: &f.3,
+            files: &f.4,
+        })
+        .collect();
+    let relevance = rank::relevance(query, &docs);
+    let mut ranked: Vec<(i64, String, f64)> = found
+        .iter()
+        .zip(relevance)
+        .map(|(f, rel)| (f.0, f.1.clone(), blend(rel, f.2, ref_ms)))
+        .collect();
     let total_estimate = match ranked.iter().map(|r| r.0).min() {
         Some(oldest) if ranked.len() >= CANDIDATES => {
             // Readable matches per rowid among the newest, extrapolated over
@@ -859,6 +865,8 @@ fn text_snippet(conn: &Connection, rowid: i64, query: &Query) -> rusqlite::Resul
     }
     Ok(out)
 }
+
+mod rank;
 
 #[cfg(test)]
 mod tests;

@@ -349,11 +349,11 @@ fn ranking_blends_relevance_and_recency() {
     assert_eq!(now.hits[0].message_id, "OLD");
     assert!(now.hits[0].score > now.hits[1].score && now.hits[1].score > 0.0);
     // The recency factor is 1 now, 0.75 a half-life ago, towards 0.5.
-    assert!((blend(-2.0, 0, 0) - 2.0).abs() < 1e-9);
+    assert!((blend(2.0, 0, 0) - 2.0).abs() < 1e-9);
     let half = (RECENCY_HALF_LIFE_DAYS * 86_400_000.0) as i64;
-    assert!((blend(-2.0, 0, half) - 1.5).abs() < 1e-9);
-    assert!(blend(-2.0, 0, half * 100) >= 1.0);
-    assert!(blend(-2.0, half, 0) == 2.0, "the future is now");
+    assert!((blend(2.0, 0, half) - 1.5).abs() < 1e-9);
+    assert!(blend(2.0, 0, half * 100) >= 1.0);
+    assert!(blend(2.0, half, 0) == 2.0, "the future is now");
 }
 
 #[test]
