@@ -57,7 +57,7 @@ const SCHEMA_VERSION: i64 = 3;
 
 /// Most matches a query ranks: the newest readable ones (see the README
 /// "Search" section for what that means for very common words).
-pub const CANDIDATES: usize = 1000;
+pub const CANDIDATES: usize = 500;
 
 /// Snippet markers as FTS5 writes them: private-use characters the
 /// indexed text never contains (the fold replaces them), turned into

@@ -64,7 +64,7 @@ pub(super) struct SearchResults {
     results: Vec<SearchResultView>,
     /// Pass as `cursor` for the next page; `null` on the last one.
     next_cursor: Option<String>,
-    /// How many results the query has (exact up to 1,000, estimated beyond).
+    /// How many results the query has (exact up to 500, estimated beyond).
     total_estimate: u64,
 }
 
