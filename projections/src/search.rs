@@ -21,7 +21,7 @@
 //! not produce snippets, and a regular one would store the text twice.)
 //! The fold writes both in step ([`index_doc`] / [`unindex_doc`]): FTS5
 //! needs a row's *old* values to remove its terms, so they are removed
-//! before the `docs` row changes. Three columns:
+//! before the `docs` row changes. Four columns:
 //! - `text` and `files` (attachment names), tokenized by
 //!   `unicode61 remove_diacritics 2` (case and diacritics folded:
 //!   `cafe` finds `café`);
@@ -31,11 +31,15 @@
 //!   Empty for other text. (A trigram tokenizer, the other built-in
 //!   option, cannot match queries shorter than three characters, and most
 //!   Chinese and Japanese words are two.)
+//! - `meta`: the filter facets as tokens ([`meta_tokens`]), so filters are
+//!   terms the index intersects rather than rows read and dropped.
 //!
+//! Prefix indexes of 2, 3 and 4 characters serve `abc*` queries.
 //! # Queries
 //!
 //! [`search`] runs one statement: the FTS5 `MATCH` (every user term
-//! quoted as a literal by [`fts_match`], passed as a parameter), joined to
+//! quoted as a literal by [`fts_match`], the filters added by
+//! [`fts_match_scoped`], passed as a parameter), joined to
 //! `docs`, constrained *in the same statement* to the caller's readable
 //! channels (a JSON array, `IN (SELECT value FROM json_each(?))`), the
 //! workspace, the filters and the snapshot bound, walking matches newest
