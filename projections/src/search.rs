@@ -19,7 +19,7 @@
 //! the index stores only terms and positions, the text lives once, in
 //! `docs`, and `snippet()` reads it from there. (A contentless table could
 //! not produce snippets, and a regular one would store the text twice.)
-//! The fold writes both in step ([`index_doc`] / [`unindex_doc`]): FTS5
+//! The fold writes both in step (`index_doc` / `unindex_doc`): FTS5
 //! needs a row's *old* values to remove its terms, so they are removed
 //! before the `docs` row changes. Four columns:
 //! - `text` and `files` (attachment names), tokenized by
@@ -31,7 +31,7 @@
 //!   Empty for other text. (A trigram tokenizer, the other built-in
 //!   option, cannot match queries shorter than three characters, and most
 //!   Chinese and Japanese words are two.)
-//! - `meta`: the filter facets as tokens ([`meta_tokens`]), so filters are
+//! - `meta`: the filter facets as tokens (`meta_tokens`), so filters are
 //!   terms the index intersects rather than rows read and dropped.
 //!
 //! Prefix indexes of 2, 3 and 4 characters serve `abc*` queries.
@@ -533,7 +533,7 @@ pub fn fts_match(q: &Query) -> String {
 }
 
 /// [`fts_match`] narrowed by the resolved filters of `scope`, as `meta`
-/// terms the index intersects (see [`meta_tokens`]). The tokens are hex
+/// terms the index intersects (see `meta_tokens`). The tokens are hex
 /// and fixed words, quoted all the same.
 pub fn fts_match_scoped(q: &Query, scope: &Scope) -> String {
     let mut expr = format!("({})", fts_match(q));
@@ -656,7 +656,7 @@ pub struct Found {
     pub total_estimate: u64,
 }
 
-/// The blended score: relevance ([`rank::relevance`], higher is better)
+/// The blended score: relevance (`rank::relevance`, higher is better)
 /// times a recency factor from 1 (now) falling towards 0.5
 /// (`0.5 + 0.5 · 2^(−age_days / 30)`).
 pub fn blend(relevance: f64, ts_ms: i64, ref_ms: i64) -> f64 {
