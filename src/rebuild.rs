@@ -11,6 +11,7 @@ use switchboard_projections::acl::Acl;
 use switchboard_projections::history::History;
 use switchboard_projections::notifications::Notifications;
 use switchboard_projections::push::Push;
+use switchboard_projections::search::Search;
 use switchboard_projections::unreads::Unreads;
 use switchboard_projections::{live_checksum, rebuild, Projector};
 use switchboard_streams::Log;
@@ -87,6 +88,7 @@ pub async fn run(args: RebuildArgs) -> Result<()> {
         rebuild_one::<Unreads>(&log, &args.common.data, &out).await,
         rebuild_one::<Push>(&log, &args.common.data, &out).await,
         rebuild_one::<Notifications>(&log, &args.common.data, &out).await,
+        rebuild_one::<Search>(&log, &args.common.data, &out).await,
     ];
     if temporary {
         let _ = std::fs::remove_dir_all(&out);

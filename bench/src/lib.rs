@@ -23,6 +23,7 @@ pub mod nats;
 pub mod push;
 pub mod rebuild;
 pub mod schedule;
+pub mod search;
 pub mod send;
 pub mod stats;
 pub mod unreads;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Post → webhook delivery latency (a receiver in this process; the
     /// server must run with --webhook-allow-private).
     Push(push::PushArgs),
+    /// Search indexing rate vs raw FTS5, and query p50/p99 for readers of
+    /// 200 and 2,000 channels, over a generated multilingual corpus.
+    Search(search::SearchArgs),
     /// Every benchmark, then the README's table (machine, versions, each
     /// figure's median with its command).
     All(all::AllArgs),
@@ -86,6 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(a) => history::run(a).await.map(drop),
         Command::Unreads(a) => unreads::run(a).await.map(drop),
         Command::Push(a) => push::run(a).await.map(drop),
+        Command::Search(a) => search::run(a).await.map(drop),
         Command::All(a) => all::run(a).await.map(drop),
     }
 }

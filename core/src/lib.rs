@@ -13,6 +13,7 @@ pub mod events;
 pub mod ids;
 pub mod mentions;
 pub mod push;
+pub mod search;
 pub mod secret;
 pub mod time;
 pub mod validate;

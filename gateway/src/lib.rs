@@ -13,6 +13,7 @@ pub mod push;
 mod query;
 pub mod realtime;
 mod routes;
+pub mod search;
 pub mod state;
 pub mod views;
 

@@ -6,6 +6,7 @@ use crate::commands::files::{self, Files, FilesConfig};
 use crate::commands::{Commands, ReadModel};
 use crate::push::{Push, PushConfig};
 use crate::realtime::{Realtime, RealtimeConfig};
+use crate::search::SearchIndex;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use switchboard_projections::acl::Acl;
 use switchboard_projections::history::History;
 use switchboard_projections::notifications::Notifications;
 use switchboard_projections::push::Push as PushModel;
+use switchboard_projections::search::Search;
 use switchboard_projections::unreads::Unreads;
 use switchboard_projections::{Progress, Projector, Readers, Runner};
 use switchboard_streams::Log;
@@ -26,6 +28,8 @@ pub struct AppState {
     pub realtime: Arc<Realtime>,
     /// Push delivery (`None` where it does not run, e.g. the admin CLI).
     pub push: Option<Arc<Push>>,
+    /// The search read model.
+    pub search: SearchIndex,
     /// The log head seen at start-up: `/readyz` is green once every
     /// projector has applied it.
     pub startup_head: u64,
@@ -36,6 +40,7 @@ pub struct Platform {
     pub commands: Arc<Commands>,
     pub realtime: Arc<Realtime>,
     pub push: Option<Arc<Push>>,
+    pub search: SearchIndex,
     pub startup_head: u64,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -92,6 +97,8 @@ impl Platform {
         let notifications = ReadModel { readers, progress };
         let (push_model, push_progress) =
             spawn_projector::<PushModel>(data, &log, &tracker, &cancel)?;
+        let (search_readers, search_progress) =
+            spawn_projector::<Search>(data, &log, &tracker, &cancel)?;
         let files = Files::open(&log, files_config.max_bytes).await?;
         tracker.spawn(files::reap(
             files.clone(),
@@ -139,6 +146,10 @@ impl Platform {
             commands,
             realtime,
             push,
+            search: SearchIndex {
+                readers: search_readers,
+                progress: search_progress,
+            },
             startup_head,
             cancel,
             tracker,
@@ -150,6 +161,7 @@ impl Platform {
             commands: self.commands.clone(),
             realtime: self.realtime.clone(),
             push: self.push.clone(),
+            search: self.search.clone(),
             startup_head: self.startup_head,
         }
     }
@@ -162,7 +174,8 @@ impl Platform {
             && self.commands.unreads_progress.wait_for(head, timeout).await
             && (self.commands.notifications.progress)
                 .wait_for(head, timeout)
-                .await;
+                .await
+            && self.search.progress.wait_for(head, timeout).await;
         if ok {
             Ok(head)
         } else {

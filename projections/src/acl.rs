@@ -602,5 +602,24 @@ pub fn members_up_to(
     Ok((rows.len() <= max).then_some(rows))
 }
 
+/// The channels of `ws` whose messages `user` may find by search now:
+/// every public channel of the workspace, and the private channels and
+/// DMs `user` is a current member of. Walks the workspace's channels and
+/// the user's memberships (both indexed), once per search.
+pub fn readable_channel_ids(
+    conn: &Connection,
+    ws: &str,
+    user: &str,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM channels WHERE workspace_id = ?1 AND private = 0 AND direct = 0
+         UNION
+         SELECT m.channel_id FROM members m JOIN channels c ON c.id = m.channel_id
+         WHERE m.user_id = ?2 AND c.workspace_id = ?1",
+    )?;
+    let rows = stmt.query_map([ws, user], |r| r.get(0))?;
+    rows.collect()
+}
+
 #[cfg(test)]
 mod tests;

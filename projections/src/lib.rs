@@ -14,6 +14,7 @@ pub mod history;
 pub mod notifications;
 pub mod push;
 mod runner;
+pub mod search;
 #[cfg(test)]
 mod testkit;
 pub mod unreads;

@@ -121,6 +121,36 @@ async fn rebuild_baseline_folds_the_same_rows_as_the_rebuild() {
     assert_eq!(runs.runs[0].events, 3001);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn search_bench_indexes_every_message_and_samples_every_query_kind() {
+    let args = switchboard_bench::search::SearchArgs::try_parse_from([
+        "search",
+        "--messages",
+        "5000",
+        "--channels",
+        "40",
+        "--samples",
+        "5",
+    ])
+    .expect("arguments");
+    let run = switchboard_bench::search::run(args)
+        .await
+        .expect("search bench");
+    assert_eq!(run.messages, 5000);
+    assert!(run.index_secs > 0.0 && run.raw_secs > 0.0);
+    assert_eq!(run.queries.len(), 10, "5 kinds × 2 readers");
+    for f in &run.queries {
+        assert_eq!(f.latency.samples, 5, "{} {}", f.reader, f.kind);
+    }
+    // The corpus matches its own words.
+    let single = run
+        .queries
+        .iter()
+        .find(|f| f.kind == "single word" && f.reader.contains("2,000"))
+        .expect("single-word figure");
+    assert!(single.mean_hits > 0.0);
+}
+
 /// The shipped binary ships the server, not the load generators.
 #[test]
 fn the_switchboard_binary_has_no_bench_command() {

@@ -20,6 +20,7 @@ mod realtime_limits;
 mod rebuild;
 mod regressions;
 mod replay;
+mod search;
 mod shutdown;
 mod unreads;
 mod walkthrough;

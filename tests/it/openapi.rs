@@ -59,6 +59,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/v1/channels/{id}/preferences"),
     ("get", "/v1/notifications"),
     ("post", "/v1/notifications/ack"),
+    ("get", "/v1/search"),
 ];
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];

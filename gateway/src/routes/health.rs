@@ -36,6 +36,10 @@ pub(super) struct Readiness {
     /// The log's last stream sequence when this process started.
     startup_head: u64,
     projectors: Projectors,
+    /// How many stream sequences the search index is behind the newest
+    /// append this process acknowledged (or the start-up head). Search
+    /// answers from the index as it is; it does not gate readiness.
+    search_lag: u64,
     /// Projectors whose last batch failed (retrying with backoff).
     stalled: Vec<&'static str>,
 }
@@ -47,6 +51,7 @@ pub(super) struct Projectors {
     history: u64,
     unreads: u64,
     notifications: u64,
+    search: u64,
 }
 
 /// A 503 from `/readyz`: the error, and what is not ready.
@@ -70,6 +75,12 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
     let history = c.history_progress.current();
     let unreads = c.unreads_progress.current();
     let notifications = c.notifications.progress.current();
+    let search = s.search.progress.current();
+    let search_lag = c
+        .log
+        .last_acked()
+        .max(s.startup_head)
+        .saturating_sub(search);
     let connected = c.log.is_connected();
     // A projector whose last batch failed (fold conflict, panic, store
     // error) is retrying with backoff: not ready. The detail is logged; the
@@ -79,6 +90,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
         ("history", &c.history_progress),
         ("unreads", &c.unreads_progress),
         ("notifications", &c.notifications.progress),
+        ("search", &s.search.progress),
     ]
     .into_iter()
     .filter(|(_, p)| p.health().is_some())
@@ -97,7 +109,9 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
             history,
             unreads,
             notifications,
+            search,
         },
+        search_lag,
         stalled,
     };
     if ready {

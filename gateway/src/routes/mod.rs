@@ -1,6 +1,6 @@
 //! The v1 routes, one module per resource: [`tenants`], [`channels`],
-//! [`messages`], [`reactions`], [`threads`], [`pins`], [`reads`], [`files`], [`realtime`] and
-//! [`messages`], [`reactions`], [`threads`], [`pins`], [`files`], [`notifications`], [`realtime`] and
+//! [`messages`], [`reactions`], [`threads`], [`pins`], [`reads`], [`files`],
+//! [`notifications`], [`push`], [`search`], [`realtime`] and
 //! [`health`] (probes and the reference).
 //!
 //! [`table`] is the one route table. Each handler's `#[utoipa::path]`
@@ -20,6 +20,7 @@ mod push;
 mod reactions;
 mod reads;
 mod realtime;
+mod search;
 mod tenants;
 mod threads;
 
@@ -88,6 +89,7 @@ pub(crate) fn table() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(notifications::list_notifications))
         .routes(routes!(notifications::ack))
+        .routes(routes!(search::search))
 }
 
 /// Requests in progress at once; past that new ones are shed with 503

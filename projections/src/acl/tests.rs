@@ -603,3 +603,37 @@ fn small_channels_count_members_only_up_to_the_bound() {
         .expect("query")
         .is_empty());
 }
+
+#[test]
+fn readable_channels_are_public_ones_and_current_memberships() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    let private = Body::ChannelCreated(switchboard_core::events::ChannelCreated {
+        name: "secret".into(),
+        private: true,
+        topic: String::new(),
+        kind: ChannelKind::Channel as i32,
+        member_ids: vec!["alice".into(), "bob".into()],
+    });
+    m.apply(&[
+        f.ws("P1", "alice", private),
+        f.ws(
+            "D1",
+            "alice",
+            channel_created("D1", ChannelKind::Direct, &["alice", "carol"]),
+        ),
+    ]);
+    let readable = |m: &Model<Acl>, u: &str| {
+        let mut ids = readable_channel_ids(m.conn(), WS, u).expect("query");
+        ids.sort();
+        ids
+    };
+    assert_eq!(readable(&m, "alice"), ["C1", "D1", "P1"]);
+    assert_eq!(readable(&m, "bob"), ["C1", "P1"], "public without joining");
+    assert_eq!(readable(&m, "carol"), ["C1", "D1"]);
+    m.apply(&[f.ch("P1", "bob", left("bob"))]);
+    assert_eq!(readable(&m, "bob"), ["C1"], "left: gone at once");
+    assert!(readable_channel_ids(m.conn(), "W2", "alice")
+        .expect("query")
+        .is_empty());
+}
