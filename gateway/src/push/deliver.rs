@@ -128,7 +128,10 @@ async fn work(push: Arc<Push>, deps: Arc<Deps>, cancel: CancellationToken) -> Re
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: push.config.ack_wait,
                 max_deliver: -1,
-                max_ack_pending: 20_000,
+                // Jobs held for do-not-disturb wait on the queue; they must
+                // not fill an ack-pending cap (pull requests bound what a
+                // worker holds).
+                max_ack_pending: -1,
                 ..Default::default()
             },
         )
