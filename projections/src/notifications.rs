@@ -521,12 +521,10 @@ fn recipients(
                 add(user, Kind::Here);
             }
         }
-        if m.channel {
-            let members = member_ids(tx, ch, CHANNEL_MENTION_CAP + 1)?;
-            if members.len() as i64 <= CHANNEL_MENTION_CAP {
-                for user in &members {
-                    add(user, Kind::Channel);
-                }
+        // Counted only up to the cap + 1: a big channel costs no more.
+        if m.channel && member_count_upto(tx, ch, CHANNEL_MENTION_CAP + 1)? <= CHANNEL_MENTION_CAP {
+            for user in member_ids(tx, ch, CHANNEL_MENTION_CAP)? {
+                add(&user, Kind::Channel);
             }
         }
     }
@@ -713,6 +711,14 @@ fn member_ids(tx: &Transaction<'_>, ch: &str, limit: i64) -> rusqlite::Result<Ve
         tx.prepare_cached("SELECT user_id FROM members WHERE channel_id = ?1 LIMIT ?2")?;
     let rows = stmt.query_map(params![ch, limit], |r| r.get(0))?;
     rows.collect()
+}
+
+/// How many members `ch` has, counting no further than `limit`.
+fn member_count_upto(tx: &Transaction<'_>, ch: &str, limit: i64) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM members WHERE channel_id = ?1 LIMIT ?2)",
+    )?
+    .query_row(params![ch, limit], |r| r.get(0))
 }
 
 fn is_member(conn: &Connection, ch: &str, user: &str) -> rusqlite::Result<bool> {

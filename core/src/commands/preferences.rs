@@ -132,14 +132,19 @@ fn parse_clock(field: &str, s: &str) -> Result<u32, DomainError> {
     Ok(h * 60 + m)
 }
 
-/// An IANA time zone name, in its canonical spelling; `""` is UTC.
+/// An IANA time zone name, in its canonical spelling; `""` (and `UTC`)
+/// is UTC.
 fn parse_time_zone(s: &str) -> Result<String, DomainError> {
     let s = s.trim();
     if s.is_empty() {
         return Ok(String::new());
     }
+    // UTC is stored as the default (""), so naming it changes nothing.
     s.parse::<Tz>()
-        .map(|tz| tz.name().to_string())
+        .map(|tz| match tz {
+            Tz::UTC => String::new(),
+            tz => tz.name().to_string(),
+        })
         .map_err(|_| {
             DomainError::invalid("time_zone must be an IANA time zone name such as Europe/Berlin")
         })

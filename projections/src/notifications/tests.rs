@@ -655,3 +655,51 @@ fn user_subjects() {
     assert_eq!(user_of("sb.W1.ch.C1"), None);
     assert_eq!(user_of("sb.W1.user.U1.x"), None);
 }
+
+#[test]
+#[ignore = "a measurement: cargo test --release -p switchboard-projections measure_post_cost -- --ignored --nocapture"]
+fn measure_post_cost_by_channel_size() {
+    for (members, text, channel) in [
+        (50usize, "hello @u3 we deploy the release today", false),
+        (20_000, "hello @u3 we deploy the release today", false),
+        (50, "hello @u3 we deploy the release today @channel", true),
+        (
+            20_000,
+            "hello @u3 we deploy the release today @channel",
+            true,
+        ),
+    ] {
+        let (mut m, mut f) = (model(), Feed::new());
+        let mut batch = vec![f.ws(
+            CH,
+            "ada",
+            channel_created("big", ChannelKind::Channel, &["ada"]),
+        )];
+        for i in 0..members {
+            let u = format!("u{i}");
+            batch.push(f.ch(CH, &u, joined(&u)));
+        }
+        for i in 0..20 {
+            batch.push(f.user(&format!("u{i}"), user_prefs(&["deploy"])));
+        }
+        m.apply(&batch);
+        let posts: Vec<_> = (0..5_000)
+            .map(|i| {
+                f.ch(
+                    CH,
+                    "ada",
+                    posted_mentioning(&format!("M{i}"), text, mentions(&["u3"], channel, false)),
+                )
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        for chunk in posts.chunks(2_000) {
+            m.apply(chunk);
+        }
+        let us = start.elapsed().as_micros() as f64 / posts.len() as f64;
+        println!(
+            "members={members} @channel={channel} per post {us:.1} µs, rows={}",
+            m.int("SELECT COUNT(*) FROM notifications", [])
+        );
+    }
+}

@@ -146,6 +146,16 @@ fn a_patch_changes_only_its_fields_and_nothing_when_equal() {
         decide_user_preferences(&current, &UserPrefsPatch::default()),
         None
     );
+    let utc = UserPrefsPatch::parse(&RawUserPrefs {
+        time_zone: Some(Some("UTC")),
+        ..raw()
+    })
+    .expect("utc");
+    assert_eq!(
+        decide_user_preferences(&UserPreferencesSet::default(), &utc),
+        None,
+        "UTC is the default"
+    );
     let same = UserPrefsPatch::parse(&RawUserPrefs {
         time_zone: Some(Some(" Europe/Berlin ")),
         dnd_schedule: Some(Some(("22:00", "07:00"))),
