@@ -755,6 +755,13 @@ async fn push_config_is_admin_only_validated_and_its_secret_never_logged() {
         json!({"url": ""})
     );
 
+    // The push model is a projector like the others: /readyz lists it.
+    let ready = api
+        .call(reqwest::Method::GET, "/readyz", None, None)
+        .await
+        .expect(200);
+    assert!(ready["projectors"]["push"].as_u64().is_some(), "{ready}");
+
     // Replay the workspace's events as a consumer would: the URLs are
     // there, the secrets nowhere.
     let client = async_nats::connect(nats.url()).await.expect("connect");

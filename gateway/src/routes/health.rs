@@ -46,6 +46,9 @@ pub(super) struct Projectors {
     acl: u64,
     history: u64,
     notifications: u64,
+    /// The push-configuration model (absent where push does not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    push: Option<u64>,
 }
 
 /// A 503 from `/readyz`: the error, and what is not ready.
@@ -68,6 +71,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
     let acl = c.acl_progress.current();
     let history = c.history_progress.current();
     let notifications = c.notifications.progress.current();
+    let push = s.push.as_ref().map(|p| p.progress.current());
     let connected = c.log.is_connected();
     // A projector whose last batch failed (fold conflict, panic, store
     // error) is retrying with backoff: not ready. The detail is logged; the
@@ -78,14 +82,16 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
         ("notifications", &c.notifications.progress),
     ]
     .into_iter()
+    .chain(s.push.as_ref().map(|p| ("push", &p.progress)))
     .filter(|(_, p)| p.health().is_some())
     .map(|(name, _)| name)
     .collect();
     let ready = connected
         && stalled.is_empty()
         && [acl, history, notifications]
-            .iter()
-            .all(|applied| *applied >= s.startup_head);
+            .into_iter()
+            .chain(push)
+            .all(|applied| applied >= s.startup_head);
     let status = Readiness {
         jetstream: connected,
         startup_head: s.startup_head,
@@ -93,6 +99,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
             acl,
             history,
             notifications,
+            push,
         },
         stalled,
     };
