@@ -187,12 +187,15 @@ async fn handle(push: &Push, deps: &Deps, job: &Job, m: &jetstream::Message) -> 
     if state.done {
         return Verdict::Ack;
     }
-    // 1. The notification as it stands now.
+    // 1. The notification as it stands now: the models must have applied
+    // the event that created it and everything this gateway knows was
+    // appended since (an edit or a removal just acknowledged here).
+    let at = deps.core.log.last_acked().max(job.stream_seq);
     if !deps
         .core
         .notifications
         .progress
-        .wait_for(job.stream_seq, Duration::from_secs(3))
+        .wait_for(at, Duration::from_secs(3))
         .await
     {
         return Verdict::Retry(NOT_READY);
@@ -213,9 +216,7 @@ async fn handle(push: &Push, deps: &Deps, job: &Job, m: &jetstream::Message) -> 
         push.finish(&job.id, &mut state).await;
         return Verdict::Ack;
     }
-    // 2. May the user still read the channel? The ACL model must have
-    // applied everything this gateway knows was appended.
-    let at = deps.core.log.last_acked().max(job.stream_seq);
+    // 2. May the user still read the channel (the ACL model as of `at`)?
     if !deps
         .core
         .acl_progress
