@@ -728,6 +728,21 @@ async fn push_config_is_admin_only_validated_and_its_secret_never_logged() {
     )
     .await
     .expect(200);
+    // The same URL again (a new secret) appends nothing; so does removing
+    // a webhook another workspace never had.
+    let len = nats.log_len().await;
+    put_push(&server, &ada, json!({"url": "https://93.184.215.14/v2"}))
+        .await
+        .expect(200);
+    put_push(
+        &server,
+        &ada,
+        json!({"url": "https://93.184.215.14/v2", "secret": secret()}),
+    )
+    .await
+    .expect(200);
+    api.delete("/v1/admin/push", &eve).await.expect(200);
+    assert_eq!(nats.log_len().await, len, "no event for no change");
     api.delete("/v1/admin/push", &bob)
         .await
         .expect_err(403, "forbidden");
@@ -739,6 +754,13 @@ async fn push_config_is_admin_only_validated_and_its_secret_never_logged() {
         api.get("/v1/admin/push", &ada).await.expect(200),
         json!({"url": ""})
     );
+
+    // The push model is a projector like the others: /readyz lists it.
+    let ready = api
+        .call(reqwest::Method::GET, "/readyz", None, None)
+        .await
+        .expect(200);
+    assert!(ready["projectors"]["push"].as_u64().is_some(), "{ready}");
 
     // Replay the workspace's events as a consumer would: the URLs are
     // there, the secrets nowhere.

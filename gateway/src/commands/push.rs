@@ -3,13 +3,20 @@
 //! in the push KV bucket *before* the event is appended, and never in the
 //! log.
 
-use super::{random, settle, Commands, UserCtx};
+use super::{random, settle_or_unchanged, Commands, UserCtx};
 use crate::error::{ApiError, ApiResult};
 use crate::push::{DeadLetter, Push};
 use switchboard_core::commands::push::{authorize_push_admin, decide_configure_push};
 use switchboard_core::push::{PushUrl, WebhookSecret};
 use switchboard_projections::push as push_model;
 use switchboard_streams::{subjects, Outcome};
+
+/// How long push settings wait for their read model.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn behind() -> ApiError {
+    ApiError::unavailable("the push read model is catching up with the log; retry shortly")
+}
 
 impl Commands {
     /// Sets the caller's workspace's push webhook; returns the URL and the
@@ -43,28 +50,28 @@ impl Commands {
         let outcome = self
             .log
             .append_decided::<(), _, _, _>(&subjects::workspace(w), |basis| async move {
-                settle(
+                // The URL in force at the head: the push model must have
+                // applied it (and, on a re-check, the whole log).
+                let mut must_see = basis.must_see;
+                if basis.recheck {
+                    must_see = must_see.max(self.log.last_seq().await?);
+                }
+                if !push.progress.wait_for(must_see, WAIT).await {
+                    return Err(behind());
+                }
+                let wc = w.to_string();
+                let current = push.model.read(move |c| push_model::url_of(c, &wc)).await?;
+                settle_or_unchanged(
                     basis,
-                    decide_configure_push(caller, ws, url_ref),
+                    decide_configure_push(caller, ws, current.as_deref(), url_ref),
                     |seq, body| Self::envelope(w, "", who, seq, body),
-                    None,
                 )
             })
             .await?;
-        let Outcome::Appended(a) = outcome else {
-            return Err(ApiError::internal(
-                "configure_push",
-                &"no event was decided",
-            ));
-        };
-        if !push
-            .progress
-            .wait_for(a.stream_seq, std::time::Duration::from_secs(3))
-            .await
-        {
-            return Err(ApiError::unavailable(
-                "the push configuration is stored; its read model is catching up",
-            ));
+        if let Outcome::Appended(a) = outcome {
+            if !push.progress.wait_for(a.stream_seq, WAIT).await {
+                return Err(behind());
+            }
         }
         if url.is_none() {
             push.delete_secret(w)

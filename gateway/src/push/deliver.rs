@@ -128,7 +128,10 @@ async fn work(push: Arc<Push>, deps: Arc<Deps>, cancel: CancellationToken) -> Re
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: push.config.ack_wait,
                 max_deliver: -1,
-                max_ack_pending: 20_000,
+                // Jobs held for do-not-disturb wait on the queue; they must
+                // not fill an ack-pending cap (pull requests bound what a
+                // worker holds).
+                max_ack_pending: -1,
                 ..Default::default()
             },
         )
@@ -184,12 +187,15 @@ async fn handle(push: &Push, deps: &Deps, job: &Job, m: &jetstream::Message) -> 
     if state.done {
         return Verdict::Ack;
     }
-    // 1. The notification as it stands now.
+    // 1. The notification as it stands now: the models must have applied
+    // the event that created it and everything this gateway knows was
+    // appended since (an edit or a removal just acknowledged here).
+    let at = deps.core.log.last_acked().max(job.stream_seq);
     if !deps
         .core
         .notifications
         .progress
-        .wait_for(job.stream_seq, Duration::from_secs(3))
+        .wait_for(at, Duration::from_secs(3))
         .await
     {
         return Verdict::Retry(NOT_READY);
@@ -210,9 +216,7 @@ async fn handle(push: &Push, deps: &Deps, job: &Job, m: &jetstream::Message) -> 
         push.finish(&job.id, &mut state).await;
         return Verdict::Ack;
     }
-    // 2. May the user still read the channel? The ACL model must have
-    // applied everything this gateway knows was appended.
-    let at = deps.core.log.last_acked().max(job.stream_seq);
+    // 2. May the user still read the channel (the ACL model as of `at`)?
     if !deps
         .core
         .acl_progress

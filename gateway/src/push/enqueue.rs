@@ -22,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 const CURSOR_KEY: &str = "_enqueued";
 /// Notifications read per batch.
 const BATCH: u32 = 500;
+/// Most notifications one event is read with in one page (far above the
+/// projector's per-post caps).
+const MAX_ONE_EVENT: u32 = 128_000;
 
 /// Runs until `cancel`.
 pub async fn run_enqueuer(push: std::sync::Arc<Push>, notes: ReadModel, cancel: CancellationToken) {
@@ -77,13 +80,25 @@ struct Batch {
 }
 
 async fn enqueue_batch(push: &Push, notes: &Readers, after: u64) -> Result<Batch, String> {
-    let rows = notes
-        .read_rows(BATCH, move |c| {
-            notifications::created_after(c, after, BATCH as usize)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let full = rows.len() as u32 >= BATCH;
+    // Rows come in (stream_seq, id) order. A full page that holds one
+    // stream sequence only may have cut that event's notifications short:
+    // read a larger page until it shows the next sequence or ends.
+    let mut limit = BATCH;
+    let (rows, full) = loop {
+        let rows = notes
+            .read_rows(limit, move |c| {
+                notifications::created_after(c, after, limit as usize)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let full = rows.len() as u32 >= limit;
+        let one_seq = rows.first().map(|r| r.stream_seq) == rows.last().map(|r| r.stream_seq);
+        if full && one_seq && limit < MAX_ONE_EVENT {
+            limit = (limit * 4).min(MAX_ONE_EVENT);
+            continue;
+        }
+        break (rows, full);
+    };
     let Some(last) = rows.last().map(|r| r.stream_seq) else {
         return Ok(Batch { next: None, full });
     };

@@ -52,6 +52,9 @@ pub(super) struct Projectors {
     unreads: u64,
     notifications: u64,
     search: u64,
+    /// The push-configuration model (absent where push does not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    push: Option<u64>,
 }
 
 /// A 503 from `/readyz`: the error, and what is not ready.
@@ -81,6 +84,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
         .last_acked()
         .max(s.startup_head)
         .saturating_sub(search);
+    let push = s.push.as_ref().map(|p| p.progress.current());
     let connected = c.log.is_connected();
     // A projector whose last batch failed (fold conflict, panic, store
     // error) is retrying with backoff: not ready. The detail is logged; the
@@ -93,14 +97,16 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
         ("search", &s.search.progress),
     ]
     .into_iter()
+    .chain(s.push.as_ref().map(|p| ("push", &p.progress)))
     .filter(|(_, p)| p.health().is_some())
     .map(|(name, _)| name)
     .collect();
     let ready = connected
         && stalled.is_empty()
         && [acl, history, unreads, notifications]
-            .iter()
-            .all(|applied| *applied >= s.startup_head);
+            .into_iter()
+            .chain(push)
+            .all(|applied| applied >= s.startup_head);
     let status = Readiness {
         jetstream: connected,
         startup_head: s.startup_head,
@@ -110,6 +116,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
             unreads,
             notifications,
             search,
+            push,
         },
         search_lag,
         stalled,
