@@ -141,8 +141,10 @@ async fn work(push: Arc<Push>, deps: Arc<Deps>, cancel: CancellationToken) -> Re
     let messages = consumer
         .stream()
         .max_messages_per_batch(n)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
+        // Short pull requests: should one go unanswered (a server restart,
+        // a lost reply), the next is only a few seconds away.
+        .heartbeat(Duration::from_secs(2))
+        .expires(Duration::from_secs(5))
         .messages()
         .await
         .map_err(|e| format!("pulling from {QUEUE_STREAM}: {e}"))?;
