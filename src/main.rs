@@ -153,8 +153,15 @@ struct ServeArgs {
         default_value_t = 300_000
     )]
     push_backoff_max_ms: u64,
-    /// A webhook POST without an answer after this many ms has failed.
-    #[arg(long, env = "SWITCHBOARD_PUSH_TIMEOUT_MS", default_value_t = 5000)]
+    /// A webhook POST without an answer after this many ms has failed
+    /// (1 to 10000: it must end well inside the job's 15 s ack window, or
+    /// another worker could take the job while the POST is in flight).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_PUSH_TIMEOUT_MS",
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(1..=10_000)
+    )]
     push_timeout_ms: u64,
 }
 

@@ -210,6 +210,16 @@ impl WebhookSecret {
 
 /// The `webhook-signature` header value: `v1,<base64 HMAC-SHA256(key,
 /// "<id>.<timestamp>.<body>")>`.
+/// Where the signing secret of `url` in workspace `ws` is kept (a KV key):
+/// one per URL, so a change that is not appended (a failed or raced
+/// `PUT`) never replaces the secret of the URL in force.
+pub fn secret_key(ws: &str, url: &str) -> String {
+    use sha2::Digest as _;
+    let digest = Sha256::digest(url.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{ws}.{hex}")
+}
+
 pub fn sign(secret: &WebhookSecret, id: &str, timestamp: i64, body: &[u8]) -> String {
     // HMAC takes keys of any length; this cannot fail.
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.key()) else {
@@ -237,6 +247,15 @@ pub fn backoff(failures: u32, base: Duration, max: Duration, jitter: f64) -> Dur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_kept_per_workspace_and_url() {
+        let a = secret_key("W1", "https://a.example/h");
+        assert_eq!(a, secret_key("W1", "https://a.example/h"));
+        assert_ne!(a, secret_key("W1", "https://b.example/h"));
+        assert_ne!(a, secret_key("W2", "https://a.example/h"));
+        assert!(a.starts_with("W1.") && a.len() == "W1.".len() + 32);
+    }
 
     #[test]
     fn urls() {

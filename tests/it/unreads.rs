@@ -333,6 +333,22 @@ async fn outsiders_get_nothing_and_move_nothing() {
     )
     .await
     .expect_err(404, "not_found");
+    // A thread's marker: a non-member of the public channel 403, another
+    // workspace 404.
+    api.post(
+        &format!("/v1/channels/{public}/read"),
+        &dave,
+        json!({"seq": 1, "thread_root_id": root}),
+    )
+    .await
+    .expect_err(403, "not_a_member");
+    api.post(
+        &format!("/v1/channels/{public}/read"),
+        &eve,
+        json!({"seq": 1, "thread_root_id": root}),
+    )
+    .await
+    .expect_err(404, "not_found");
     // A thread root of another channel, or no such root: 404.
     api.post(
         &format!("/v1/channels/{public}/read"),
@@ -376,5 +392,4 @@ async fn outsiders_get_nothing_and_move_nothing() {
         .collect();
     assert_eq!(ids.len(), 2, "{b}");
     assert!(ids.contains(&public.as_str()) && ids.contains(&secret.as_str()));
-    let _ = root;
 }

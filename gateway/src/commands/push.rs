@@ -41,12 +41,16 @@ impl Commands {
         if let Some(u) = &url {
             push.check_reachable(u).await.map_err(ApiError::invalid)?;
         }
-        if let Some(s) = &secret {
-            push.put_secret(ws.as_str(), s)
+        if let (Some(u), Some(s)) = (&url, &secret) {
+            push.put_secret(ws.as_str(), u.as_str(), s)
                 .await
                 .map_err(|e| ApiError::internal("push secret", &e))?;
         }
         let (w, who, url_ref) = (ws.as_str(), caller.user_id.as_str(), url.as_ref());
+        // The URL in force when the decision was made (whose secret a
+        // removal forgets).
+        let previous = std::sync::Mutex::new(None::<String>);
+        let previous_ref = &previous;
         let outcome = self
             .log
             .append_decided::<(), _, _, _>(&subjects::workspace(w), |basis| async move {
@@ -61,6 +65,9 @@ impl Commands {
                 }
                 let wc = w.to_string();
                 let current = push.model.read(move |c| push_model::url_of(c, &wc)).await?;
+                *previous_ref
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = current.clone();
                 settle_or_unchanged(
                     basis,
                     decide_configure_push(caller, ws, current.as_deref(), url_ref),
@@ -73,8 +80,11 @@ impl Commands {
                 return Err(behind());
             }
         }
-        if url.is_none() {
-            push.delete_secret(w)
+        let previous = previous
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let (None, Some(old)) = (&url, previous) {
+            push.delete_secret(w, &old)
                 .await
                 .map_err(|e| ApiError::internal("push secret", &e))?;
         }

@@ -249,6 +249,10 @@ async fn handle(push: &Push, deps: &Deps, job: &Job, m: &jetstream::Message) -> 
     if !state.live_sent {
         send_live_frame(deps, &row).await;
         state.live_sent = true;
+        // Kept at once, so a retry below never sends the frame again.
+        if push.save_state(&job.id, &state).await.is_err() {
+            tracing::debug!(id = %job.id, "push: live-frame mark not saved");
+        }
     }
     if looking_at_it(deps, &row).await {
         push.finish(&job.id, &mut state).await;
@@ -264,23 +268,25 @@ async fn handle(push: &Push, deps: &Deps, job: &Job, m: &jetstream::Message) -> 
         push.finish(&job.id, &mut state).await;
         return Verdict::Ack;
     };
-    let secret = match push.secret(&row.workspace_id).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            push.finish(&job.id, &mut state).await;
-            return Verdict::Ack;
+    let failure = match push.secret(&row.workspace_id, &url).await {
+        Ok(Some(secret)) => {
+            // The checks above may have waited: renew the job's ack window
+            // so the POST (bounded by the timeout, which is shorter than
+            // the window) finishes inside it.
+            let _ = m.ack_with(AckKind::Progress).await;
+            match post(push, &url, &secret, &row).await {
+                Ok(()) => {
+                    push.finish(&job.id, &mut state).await;
+                    return Verdict::Ack;
+                }
+                Err(f) => f,
+            }
         }
+        // A URL in force always had its secret stored first; if it is
+        // gone, that is a failure like any other (retried, then
+        // dead-lettered), never a silent drop.
+        Ok(None) => failed("no signing secret is stored for the webhook URL in force"),
         Err(_) => return Verdict::Retry(NOT_READY),
-    };
-    // The checks above may have waited: renew the job's ack window so the
-    // POST (bounded by the timeout) finishes inside it.
-    let _ = m.ack_with(AckKind::Progress).await;
-    let failure = match post(push, &url, &secret, &row).await {
-        Ok(()) => {
-            push.finish(&job.id, &mut state).await;
-            return Verdict::Ack;
-        }
-        Err(f) => f,
     };
     // 5. Failed: retry later, or give up.
     let now = now_ms();
@@ -375,7 +381,7 @@ async fn looking_at_it(deps: &Deps, row: &NotificationRow) -> bool {
     if !deps
         .realtime
         .hub
-        .user_follows(&row.user_id, &row.channel_id)
+        .user_follows(&row.workspace_id, &row.user_id, &row.channel_id)
     {
         return false;
     }

@@ -35,7 +35,7 @@ mod resolve;
 
 use async_nats::jetstream::{self, kv, stream};
 use std::time::Duration;
-use switchboard_core::push::{PushUrl, WebhookSecret};
+use switchboard_core::push::{secret_key, PushUrl, WebhookSecret};
 use switchboard_projections::{Progress, Readers};
 use switchboard_streams::Log;
 
@@ -171,11 +171,11 @@ impl Push {
         })
     }
 
-    /// The workspace's signing secret, if one is set.
-    pub async fn secret(&self, ws: &str) -> Result<Option<WebhookSecret>, String> {
+    /// The signing secret of the workspace's webhook `url`, if one is set.
+    pub async fn secret(&self, ws: &str, url: &str) -> Result<Option<WebhookSecret>, String> {
         let raw = self
             .secrets
-            .get(ws)
+            .get(secret_key(ws, url))
             .await
             .map_err(|e| err("reading the push secret")(&e))?;
         Ok(raw
@@ -183,20 +183,26 @@ impl Push {
             .and_then(|s| WebhookSecret::parse(&s).ok()))
     }
 
-    /// Stores the workspace's signing secret (before the event that
-    /// configures the URL is appended).
-    pub async fn put_secret(&self, ws: &str, secret: &WebhookSecret) -> Result<(), String> {
+    /// Stores the signing secret of the workspace's webhook `url` (before
+    /// the event that configures the URL is appended; kept per URL, so it
+    /// never replaces the secret of another URL still in force).
+    pub async fn put_secret(
+        &self,
+        ws: &str,
+        url: &str,
+        secret: &WebhookSecret,
+    ) -> Result<(), String> {
         self.secrets
-            .put(ws, secret.expose().into())
+            .put(secret_key(ws, url), secret.expose().into())
             .await
             .map(drop)
             .map_err(|e| err("storing the push secret")(&e))
     }
 
-    /// Forgets the workspace's signing secret (after the URL was removed).
-    pub async fn delete_secret(&self, ws: &str) -> Result<(), String> {
+    /// Forgets the signing secret of a webhook `url` no longer in force.
+    pub async fn delete_secret(&self, ws: &str, url: &str) -> Result<(), String> {
         self.secrets
-            .delete(ws)
+            .delete(secret_key(ws, url))
             .await
             .map_err(|e| err("deleting the push secret")(&e))
     }

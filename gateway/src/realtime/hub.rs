@@ -125,7 +125,7 @@ pub fn rt_event(env: &Envelope, stream_seq: u64) -> Option<RtEvent> {
 }
 
 /// The `read_marker` frame of a stored `ReadMarkerMoved`.
-pub fn marker_frame(env: &Envelope) -> Option<String> {
+pub fn marker_frame(env: &Envelope) -> Option<(String, String)> {
     let Some(Body::ReadMarkerMoved(m)) = &env.body else {
         return None;
     };
@@ -137,7 +137,8 @@ pub fn marker_frame(env: &Envelope) -> Option<String> {
     if !m.thread_root_id.is_empty() {
         frame["thread_root_id"] = m.thread_root_id.clone().into();
     }
-    Some(frame.to_string())
+    let key = format!("read_marker {} {}", m.channel_id, m.thread_root_id);
+    Some((key, frame.to_string()))
 }
 
 /// An [`RtEvent`] from a history row (gap fill and replay).
@@ -224,12 +225,12 @@ impl Hub {
                 let Ok(env) = Envelope::decode(m.payload.as_ref()) else {
                     continue;
                 };
-                let Some(frame) = marker_frame(&env) else {
+                let Some((key, frame)) = marker_frame(&env) else {
                     continue;
                 };
                 for session in hub.sessions_of(user) {
                     if session.user.caller.workspace_id.as_str() == ws {
-                        session.queue_text(frame.clone());
+                        session.queue_latest(key.clone(), frame.clone());
                     }
                 }
             }
@@ -264,12 +265,12 @@ impl Hub {
         });
     }
 
-    /// Whether one of `user`'s connections on this gateway follows
-    /// `channel` right now.
-    pub fn user_follows(&self, user: &str, channel: &str) -> bool {
+    /// Whether one of the connections of `user` of workspace `ws` on this
+    /// gateway follows `channel` right now.
+    pub fn user_follows(&self, ws: &str, user: &str, channel: &str) -> bool {
         self.sessions_of(user)
             .iter()
-            .any(|s| s.is_subscribed(channel))
+            .any(|s| s.user.caller.workspace_id.as_str() == ws && s.is_subscribed(channel))
     }
 
     fn sessions_of(&self, user: &str) -> Vec<Arc<Session>> {

@@ -52,6 +52,10 @@ pub struct Session {
     hub: Arc<Hub>,
     out: mpsc::Sender<Out>,
     resyncs: Mutex<BTreeMap<String, u64>>,
+    /// Frames that found the queue full, latest per key (a read marker's
+    /// channel and thread), sent when the writer wakes: what a slow
+    /// connection is owed stays bounded by the keys, not by the changes.
+    owed: Mutex<BTreeMap<String, String>>,
     pub wake: Notify,
     subs: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     typing: Arc<Mutex<HashMap<(String, String), Instant>>>,
@@ -75,6 +79,7 @@ impl Session {
                 hub,
                 out: tx,
                 resyncs: Mutex::new(BTreeMap::new()),
+                owed: Mutex::new(BTreeMap::new()),
                 wake: Notify::new(),
                 subs: Mutex::new(HashMap::new()),
                 typing,
@@ -88,19 +93,29 @@ impl Session {
         let _ = self.out.send(Out::text(text)).await;
     }
 
-    /// Queues a frame that is not a channel event (a `read_marker`):
-    /// at once when there is room, else from a task that waits for room
-    /// (so the caller, a gateway-wide router, is never held up by one
-    /// slow connection). Frames of a connection that is not keeping up
-    /// may then arrive out of order; a client that wants the truth asks
-    /// `GET /v1/unreads`.
-    pub fn queue_text(self: &Arc<Self>, text: String) {
+    /// Queues a frame that is not a channel event (a `read_marker`)
+    /// without waiting, so a gateway-wide router is never held up by one
+    /// slow connection. When the queue is full the frame is owed instead:
+    /// only the latest one per `key` is kept, and the writer sends it when
+    /// it wakes (possibly after frames queued later, which is why a marker
+    /// frame carries the marker's value, not a change).
+    pub fn queue_latest(&self, key: String, text: String) {
         if let Err(mpsc::error::TrySendError::Full(out)) = self.out.try_send(Out::text(text)) {
-            let session = self.clone();
-            tokio::spawn(async move {
-                let _ = session.out.send(out).await;
-            });
+            self.owed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key, out.text.to_string());
+            self.wake.notify_one();
         }
+    }
+
+    /// The frames owed by [`Session::queue_latest`], each key once.
+    pub fn take_owed(&self) -> Vec<String> {
+        let mut o = self
+            .owed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::take(&mut *o).into_values().collect()
     }
 
     /// Queues a frame that is not a channel event (a notification) without

@@ -167,6 +167,9 @@ async fn step(state: StepState) -> Option<(Result<Event, Infallible>, StepState)
                     frozen.insert(ch);
                     pending.push_back(Arc::from(frame));
                 }
+                for frame in session.take_owed() {
+                    pending.push_back(Arc::from(frame));
+                }
             }
             o = out.recv() => {
                 let o = o?;

@@ -184,7 +184,8 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
             }
             _ = session.wake.notified() => {
                 let mut ok = true;
-                for (_, _, frame) in session.take_resyncs() {
+                let resyncs = session.take_resyncs().into_iter().map(|(_, _, f)| f);
+                for frame in resyncs.chain(session.take_owed()) {
                     ok = send(&mut sink, Message::Text(frame.into()), stall).await;
                     if !ok {
                         break;
