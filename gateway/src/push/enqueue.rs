@@ -12,6 +12,7 @@ use super::deliver::Job;
 use super::Push;
 use crate::commands::ReadModel;
 use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::kv;
 use async_nats::jetstream::message::PublishMessage;
 use std::time::Duration;
 use switchboard_projections::notifications;
@@ -155,16 +156,40 @@ impl Push {
         }
     }
 
-    /// Moves the shared cursor forward (never back: another gateway may be
-    /// ahead).
+    /// Moves the shared cursor forward, never back: another gateway may be
+    /// ahead, so the write is conditional on the revision read (compare
+    /// and swap), re-read and retried a few times on a race. A cursor left
+    /// behind only means re-publishing, which the queue de-duplicates.
     async fn save_cursor(&self, seq: u64) {
-        match self.load_cursor().await {
-            Ok(stored) if stored >= seq => {}
-            _ => {
-                if let Err(e) = self.secrets.put(CURSOR_KEY, seq.to_string().into()).await {
-                    tracing::debug!(error = %e, "push: saving the cursor");
+        for _ in 0..5 {
+            let entry = match self.secrets.entry(CURSOR_KEY).await {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::debug!(error = %e, "push: reading the cursor");
+                    return;
                 }
+            };
+            let value: bytes::Bytes = seq.to_string().into();
+            let written = match entry {
+                Some(e) if e.operation == kv::Operation::Put => {
+                    let stored = std::str::from_utf8(&e.value)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    if stored >= seq {
+                        return;
+                    }
+                    self.secrets
+                        .update(CURSOR_KEY, value, e.revision)
+                        .await
+                        .is_ok()
+                }
+                _ => self.secrets.create(CURSOR_KEY, value).await.is_ok(),
+            };
+            if written {
+                return;
             }
         }
+        tracing::debug!("push: the cursor kept moving under us; left for the next batch");
     }
 }
