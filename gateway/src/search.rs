@@ -102,7 +102,7 @@ pub async fn run(
     req: SearchRequest,
 ) -> ApiResult<SearchPage> {
     let mut query = lang::parse(&req.q)?;
-    let offset = lang::parse_tz(req.tz.as_deref(), req.tz_offset.as_deref())?;
+    let zone = lang::parse_tz(req.tz.as_deref(), req.tz_offset.as_deref())?;
     if let Some(b) = &req.before {
         let d = date_param("before", b)?;
         query.filters.before = Some(query.filters.before.map_or(d, |q| q.min_by_days(d)));
@@ -220,7 +220,7 @@ pub async fn run(
         )
         .await??;
 
-    let (since_ms, until_ms) = query.filters.time_range(offset);
+    let (since_ms, until_ms) = query.filters.time_range(zone);
     let scope = Scope {
         workspace_id: user.caller.workspace_id.as_str().to_string(),
         readable: resolved.readable,
