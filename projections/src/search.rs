@@ -870,6 +870,8 @@ fn text_snippet(conn: &Connection, rowid: i64, query: &Query) -> rusqlite::Resul
     Ok(out)
 }
 
+pub mod backend;
+pub mod opensearch;
 mod rank;
 
 #[cfg(test)]
