@@ -871,6 +871,7 @@ fn text_snippet(conn: &Connection, rowid: i64, query: &Query) -> rusqlite::Resul
 }
 
 pub mod backend;
+pub mod indexer;
 pub mod opensearch;
 mod rank;
 
