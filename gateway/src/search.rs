@@ -15,22 +15,44 @@ use crate::commands::{now_ms, Commands, UserCtx};
 use crate::error::{ApiError, ApiResult};
 use crate::views::MessageView;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use switchboard_core::commands::channels::OpenDm;
 use switchboard_core::ids::UserId;
 use switchboard_core::search::{self as lang, Date};
-use switchboard_projections::search::{self, Cursor, Scope, MARK_CLOSE, MARK_OPEN};
+use switchboard_projections::search::backend::{BackendError, SearchArgs, SearchBackend};
+use switchboard_projections::search::{Cursor, Scope, MARK_CLOSE, MARK_OPEN};
 use switchboard_projections::{acl, history, Progress, Readers};
 
 /// How long a search waits for the index to apply the caller's own
 /// acknowledged writes before answering from what it has.
 const INDEX_WAIT: Duration = Duration::from_secs(1);
 
-/// The search read model.
+/// The search read model: the local `Search` model (always folded; the
+/// document source) and the backend queries go to — the same model
+/// through FTS5 by default, or OpenSearch (`serve --search opensearch`).
 #[derive(Clone)]
 pub struct SearchIndex {
     pub readers: Readers,
     pub progress: Progress,
+    pub backend: Arc<dyn SearchBackend>,
+}
+
+/// Which backend answers searches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SearchConfig {
+    /// The embedded SQLite FTS5 model.
+    #[default]
+    Fts5,
+    /// OpenSearch at `url`, fed from the local model by the indexer
+    /// (needs the `opensearch` cargo feature).
+    OpenSearch { url: String },
+}
+
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
+        ApiError::unavailable(format!("search is unavailable right now: {e}"))
+    }
 }
 
 /// A search request, parsed from the query string.
@@ -232,10 +254,15 @@ pub async fn run(
         ..Scope::default()
     }
     .with_flags(&query.filters);
-    let limit = req.limit as usize;
     let found = index
-        .readers
-        .read_page(move |c| search::search(c, &query, &scope, cursor, now_ms(), limit))
+        .backend
+        .search(SearchArgs {
+            query,
+            scope,
+            cursor,
+            ref_ms: now_ms(),
+            limit: req.limit as usize,
+        })
         .await?;
 
     let ids: Vec<String> = found.hits.iter().map(|h| h.message_id.clone()).collect();

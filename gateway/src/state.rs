@@ -6,7 +6,7 @@ use crate::commands::files::{self, Files, FilesConfig};
 use crate::commands::{Commands, ReadModel};
 use crate::push::{Push, PushConfig};
 use crate::realtime::{Realtime, RealtimeConfig};
-use crate::search::SearchIndex;
+use crate::search::{SearchConfig, SearchIndex};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use switchboard_projections::acl::Acl;
 use switchboard_projections::history::History;
 use switchboard_projections::notifications::Notifications;
 use switchboard_projections::push::Push as PushModel;
+use switchboard_projections::search::backend::{Fts5Backend, SearchBackend};
 use switchboard_projections::search::Search;
 use switchboard_projections::unreads::Unreads;
 use switchboard_projections::{Progress, Projector, Readers, Runner};
@@ -72,6 +73,44 @@ fn spawn_projector<P: Projector>(
     Ok((Readers::new(&path), progress))
 }
 
+/// Connects to OpenSearch, installs the template and indexes, and starts
+/// the indexer that feeds it from the local search model.
+#[cfg(feature = "opensearch")]
+async fn open_opensearch(
+    url: &str,
+    log: &Log,
+    local: (Readers, Progress),
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> Result<Arc<dyn SearchBackend>, BoxError> {
+    use switchboard_projections::search::{indexer, opensearch::OpenSearchBackend};
+    let backend = OpenSearchBackend::connect(url)?;
+    backend
+        .install()
+        .await
+        .map_err(|e| format!("OpenSearch at {url}: {e}"))?;
+    let backend: Arc<dyn SearchBackend> = Arc::new(backend);
+    tracker.spawn(indexer::run(
+        backend.clone(),
+        log.clone(),
+        local.0,
+        local.1,
+        cancel.clone(),
+    ));
+    Ok(backend)
+}
+
+#[cfg(not(feature = "opensearch"))]
+async fn open_opensearch(
+    _url: &str,
+    _log: &Log,
+    _local: (Readers, Progress),
+    _tracker: &TaskTracker,
+    _cancel: &CancellationToken,
+) -> Result<Arc<dyn SearchBackend>, BoxError> {
+    Err("this build has no OpenSearch backend: build with `--features opensearch`".into())
+}
+
 impl Platform {
     /// Opens the read models under `data` and starts their projectors, and
     /// push delivery when `push` is given.
@@ -83,6 +122,7 @@ impl Platform {
         realtime: RealtimeConfig,
         files_config: FilesConfig,
         push: Option<PushConfig>,
+        search: SearchConfig,
     ) -> Result<Platform, BoxError> {
         std::fs::create_dir_all(data)
             .map_err(|e| format!("creating data dir {}: {e}", data.display()))?;
@@ -99,6 +139,19 @@ impl Platform {
             spawn_projector::<PushModel>(data, &log, &tracker, &cancel)?;
         let (search_readers, search_progress) =
             spawn_projector::<Search>(data, &log, &tracker, &cancel)?;
+        let search_backend: Arc<dyn SearchBackend> = match search {
+            SearchConfig::Fts5 => Arc::new(Fts5Backend::reader(search_readers.clone())),
+            SearchConfig::OpenSearch { url } => {
+                open_opensearch(
+                    &url,
+                    &log,
+                    (search_readers.clone(), search_progress.clone()),
+                    &tracker,
+                    &cancel,
+                )
+                .await?
+            }
+        };
         let files = Files::open(&log, files_config.max_bytes).await?;
         tracker.spawn(files::reap(
             files.clone(),
@@ -149,6 +202,7 @@ impl Platform {
             search: SearchIndex {
                 readers: search_readers,
                 progress: search_progress,
+                backend: search_backend,
             },
             startup_head,
             cancel,
