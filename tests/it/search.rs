@@ -506,3 +506,19 @@ async fn bad_search_queries_are_400_and_hostile_ones_are_text() {
     assert_eq!(ids(&api, &ada, "'; DROP TABLE").await, vec![m.clone()]);
     assert_eq!(ids(&api, &ada, "table").await, [m]);
 }
+
+/// The backend is chosen by configuration; a bad choice stops at startup
+/// with the reason, before anything is served.
+#[tokio::test]
+async fn search_backend_configuration_is_checked_at_startup() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let unused = "nats://127.0.0.1:1";
+    let (ok, _, err) =
+        crate::harness::run_cli(&["serve", "--search", "opensearch"], dir.path(), unused);
+    assert!(!ok);
+    assert!(err.contains("needs --opensearch-url"), "{err}");
+    let (ok, _, err) =
+        crate::harness::run_cli(&["serve", "--search", "elastic"], dir.path(), unused);
+    assert!(!ok);
+    assert!(err.contains("elastic"), "{err}");
+}
