@@ -1,7 +1,8 @@
 //! Search: a parsed query, resolved against the ACL model as it is *now*
 //! (the caller's readable channels, channel names, handles, DMs), run
-//! against the search model in one permission-constrained statement, and
-//! answered with the history model's message views.
+//! against the search backend (FTS5 by default, or OpenSearch) as one
+//! permission-constrained query, and answered with the history model's
+//! message views.
 //!
 //! Invariant: a result is a message in a channel the caller may read at
 //! the time of the request — a public channel of its workspace, or a
@@ -51,7 +52,15 @@ pub enum SearchConfig {
 
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
-        ApiError::unavailable(format!("search is unavailable right now: {e}"))
+        match e {
+            BackendError::Read(e) => e.into(),
+            // OpenSearch unreachable or refusing: the details go to the log.
+            BackendError::Backend(why) => {
+                tracing::warn!(error = %why, "search backend failed");
+                ApiError::unavailable("search is unavailable right now; retry shortly")
+            }
+            e => ApiError::internal("search failed", &e),
+        }
     }
 }
 

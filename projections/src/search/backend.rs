@@ -76,6 +76,9 @@ pub struct SearchArgs {
 pub enum BackendError {
     #[error("search index: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A read of the FTS5 model failed (busy, or broken).
+    #[error(transparent)]
+    Read(#[from] crate::ReadError),
     /// The backend refused or failed a request (after retries where they
     /// apply).
     #[error("search backend: {0}")]
@@ -273,7 +276,7 @@ impl SearchBackend for Fts5Backend {
                 })
                 .await
                 .map(|s| s.max(0) as u64)
-                .map_err(|e| BackendError::Backend(e.to_string()))
+                .map_err(BackendError::Read)
         })
     }
 
@@ -291,7 +294,7 @@ impl SearchBackend for Fts5Backend {
                     )
                 })
                 .await
-                .map_err(|e| BackendError::Backend(e.to_string()))
+                .map_err(BackendError::Read)
         })
     }
 }

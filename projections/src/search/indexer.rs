@@ -96,7 +96,7 @@ async fn send_batch(
         local
             .read_page(move |c| docs_for(c, &ids))
             .await
-            .map_err(|e| BackendError::Backend(e.to_string()))?
+            .map_err(BackendError::Read)?
     };
     backend.apply(ops, last).await?;
     Ok(last)
@@ -135,7 +135,12 @@ pub async fn run(
             };
             let mut batch = match first {
                 Some(Ok(ev)) => vec![ev],
-                _ => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "search indexer: log read failed; resuming from the checkpoint");
+                    pause(&cancel).await;
+                    break;
+                }
+                None => break,
             };
             let deadline = tokio::time::Instant::now() + LINGER;
             while batch.len() < BATCH {
@@ -191,7 +196,7 @@ pub async fn reindex(
                 Ok((docs_for(c, &ids)?, last))
             })
             .await
-            .map_err(|e| BackendError::Backend(e.to_string()))?;
+            .map_err(BackendError::Read)?;
         let (ops, last) = page;
         if ops.is_empty() {
             break;
