@@ -37,6 +37,8 @@ pub struct SearchIndex {
     pub readers: Readers,
     pub progress: Progress,
     pub backend: Arc<dyn SearchBackend>,
+    /// With an external backend: the log position it acknowledged.
+    pub external_applied: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// Which backend answers searches.

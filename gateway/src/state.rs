@@ -8,6 +8,7 @@ use crate::push::{Push, PushConfig};
 use crate::realtime::{Realtime, RealtimeConfig};
 use crate::search::{SearchConfig, SearchIndex};
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_projections::acl::Acl;
@@ -82,7 +83,7 @@ async fn open_opensearch(
     local: (Readers, Progress),
     tracker: &TaskTracker,
     cancel: &CancellationToken,
-) -> Result<Arc<dyn SearchBackend>, BoxError> {
+) -> Result<(Arc<dyn SearchBackend>, Arc<AtomicU64>), BoxError> {
     use switchboard_projections::search::{indexer, opensearch::OpenSearchBackend};
     let backend = OpenSearchBackend::connect(url)?;
     backend
@@ -90,14 +91,16 @@ async fn open_opensearch(
         .await
         .map_err(|e| format!("OpenSearch at {url}: {e}"))?;
     let backend: Arc<dyn SearchBackend> = Arc::new(backend);
+    let applied = Arc::new(AtomicU64::new(0));
     tracker.spawn(indexer::run(
         backend.clone(),
         log.clone(),
         local.0,
         local.1,
+        applied.clone(),
         cancel.clone(),
     ));
-    Ok(backend)
+    Ok((backend, applied))
 }
 
 #[cfg(not(feature = "opensearch"))]
@@ -107,7 +110,7 @@ async fn open_opensearch(
     _local: (Readers, Progress),
     _tracker: &TaskTracker,
     _cancel: &CancellationToken,
-) -> Result<Arc<dyn SearchBackend>, BoxError> {
+) -> Result<(Arc<dyn SearchBackend>, Arc<AtomicU64>), BoxError> {
     Err("this build has no OpenSearch backend: build with `--features opensearch`".into())
 }
 
@@ -139,18 +142,20 @@ impl Platform {
             spawn_projector::<PushModel>(data, &log, &tracker, &cancel)?;
         let (search_readers, search_progress) =
             spawn_projector::<Search>(data, &log, &tracker, &cancel)?;
-        let search_backend: Arc<dyn SearchBackend> = match search {
-            SearchConfig::Fts5 => Arc::new(Fts5Backend::reader(search_readers.clone())),
-            SearchConfig::OpenSearch { url } => {
-                open_opensearch(
-                    &url,
-                    &log,
-                    (search_readers.clone(), search_progress.clone()),
-                    &tracker,
-                    &cancel,
-                )
-                .await?
-            }
+        let (search_backend, external_applied) = match search {
+            SearchConfig::Fts5 => (
+                Arc::new(Fts5Backend::reader(search_readers.clone())) as Arc<dyn SearchBackend>,
+                None,
+            ),
+            SearchConfig::OpenSearch { url } => open_opensearch(
+                &url,
+                &log,
+                (search_readers.clone(), search_progress.clone()),
+                &tracker,
+                &cancel,
+            )
+            .await
+            .map(|(b, applied)| (b, Some(applied)))?,
         };
         let files = Files::open(&log, files_config.max_bytes).await?;
         tracker.spawn(files::reap(
@@ -203,6 +208,7 @@ impl Platform {
                 readers: search_readers,
                 progress: search_progress,
                 backend: search_backend,
+                external_applied,
             },
             startup_head,
             cancel,

@@ -397,6 +397,10 @@ async fn search_pages_stay_stable_while_messages_arrive() {
     let ws = api.workspace("Acme").await;
     let (_, ada) = api.user(&ws, "ada", "admin").await;
     let ch = api.channel(&ada, "general", false).await;
+    // The default backend, as /readyz reports it.
+    let ready = api.call(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.body["search_backend"], "fts5", "{}", ready.body);
+    assert!(ready.body["search_backend_lag"].is_null(), "{}", ready.body);
     let mut posted = Vec::new();
     for i in 0..25 {
         posted.push(say(&api, &ada, &ch, &format!("weekly report {i}")).await);

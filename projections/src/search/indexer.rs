@@ -20,6 +20,7 @@
 use super::backend::{docs_for, BackendError, DocOp, SearchBackend};
 use crate::{Progress, Readers};
 use futures_util::StreamExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_core::events::{Body, Envelope};
@@ -103,17 +104,22 @@ async fn send_batch(
 }
 
 /// Runs until `cancel`: keeps `backend` caught up with the log (see the
-/// module docs). `local` / `local_progress`: the `Search` model.
+/// module docs). `local` / `local_progress`: the `Search` model; `acked`
+/// follows the backend's checkpoint (for `/readyz`).
 pub async fn run(
     backend: Arc<dyn SearchBackend>,
     log: Log,
     local: Readers,
     local_progress: Progress,
+    acked: Arc<AtomicU64>,
     cancel: CancellationToken,
 ) {
     while !cancel.is_cancelled() {
         let checkpoint = match backend.checkpoint().await {
-            Ok(cp) => cp,
+            Ok(cp) => {
+                acked.store(cp, Ordering::Relaxed);
+                cp
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "search backend checkpoint unreadable; retrying");
                 pause(&cancel).await;
@@ -150,7 +156,7 @@ pub async fn run(
                 }
             }
             match send_batch(&*backend, &local, &local_progress, &batch, &cancel).await {
-                Ok(cp) => tracing::trace!(checkpoint = cp, "search backend caught up"),
+                Ok(cp) => acked.store(cp, Ordering::Relaxed),
                 Err(e) => {
                     tracing::warn!(error = %e, "search backend refused a batch; resuming from its checkpoint");
                     pause(&cancel).await;
