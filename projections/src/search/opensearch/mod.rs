@@ -357,8 +357,10 @@ pub fn search_body(
                 }},
                 "functions": [
                     { "weight": 0.5 },
+                    // A date's origin goes through the date parser: the
+                    // epoch milliseconds as text, in the field's format.
                     { "exp": { "ts": {
-                        "origin": ref_ms,
+                        "origin": ref_ms.to_string(),
                         "scale": format!("{}d", RECENCY_HALF_LIFE_DAYS as i64),
                         "decay": 0.5
                     }}, "weight": 0.5 }

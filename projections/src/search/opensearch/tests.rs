@@ -184,7 +184,7 @@ fn a_query_is_a_bool_query_with_the_permission_filter_inside() {
         fs["functions"],
         json!([
             {"weight": 0.5},
-            {"exp": {"ts": {"origin": 5_000, "scale": "30d", "decay": 0.5}}, "weight": 0.5}
+            {"exp": {"ts": {"origin": "5000", "scale": "30d", "decay": 0.5}}, "weight": 0.5}
         ])
     );
     assert_eq!(fs["score_mode"], "sum");
