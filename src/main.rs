@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchboard_core::secret::token_hash;
+use switchboard_gateway::search::SearchConfig;
 use switchboard_gateway::{app, Platform};
 use switchboard_streams::{connect, Log, LogConfig};
 
@@ -41,6 +42,10 @@ enum Command {
     /// Replay the log into fresh read models and print a checksum per read
     /// model, compared with the live read models at the same log position.
     Rebuild(rebuild::RebuildArgs),
+    /// Rebuild the OpenSearch index from the log: replay it into a fresh
+    /// local search model, empty the OpenSearch indexes, send every
+    /// document, then the checkpoint (needs the `opensearch` feature).
+    ReindexSearch(rebuild::ReindexSearchArgs),
 }
 
 /// Where the log and read models are.
@@ -106,6 +111,14 @@ impl Common {
 struct ServeArgs {
     #[command(flatten)]
     common: Common,
+    /// The search backend: `fts5` (embedded, the default) or `opensearch`
+    /// (needs --opensearch-url and a build with `--features opensearch`).
+    #[arg(long = "search", env = "SWITCHBOARD_SEARCH", default_value = "fts5",
+          value_parser = ["fts5", "opensearch"])]
+    search: String,
+    /// OpenSearch's URL (`http://localhost:9200`), for `--search opensearch`.
+    #[arg(long, env = "SWITCHBOARD_OPENSEARCH_URL")]
+    opensearch_url: Option<String>,
     /// Address of the HTTP listener.
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
@@ -203,6 +216,7 @@ fn main() -> Result<()> {
             Command::Serve(args) => serve(args).await,
             Command::Admin { common, action } => admin(common, action).await,
             Command::Rebuild(args) => rebuild::run(args).await,
+            Command::ReindexSearch(args) => rebuild::reindex_search(args).await,
         }
     })
 }
@@ -277,6 +291,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let data = &args.common.data;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let op_hash = operator_token_hash(data)?;
+    let search = match (args.search.as_str(), &args.opensearch_url) {
+        ("opensearch", Some(url)) => SearchConfig::OpenSearch { url: url.clone() },
+        ("opensearch", None) => anyhow::bail!("--search opensearch needs --opensearch-url"),
+        _ => SearchConfig::Fts5,
+    };
     let (log, local_nats) = args.common.open_log(false).await?;
     let rt = switchboard_gateway::realtime::RealtimeConfig {
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
@@ -293,6 +312,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             unattached_ttl: Duration::from_secs(args.unattached_file_ttl_secs),
         },
         Some(push_config(&args)),
+        search,
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))
@@ -351,6 +371,7 @@ async fn admin(common: Common, action: AdminAction) -> Result<()> {
         Default::default(),
         Default::default(),
         None,
+        SearchConfig::Fts5,
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -123,3 +123,58 @@ pub async fn run(args: RebuildArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct ReindexSearchArgs {
+    #[command(flatten)]
+    common: Common,
+    /// OpenSearch's URL (`http://localhost:9200`).
+    #[arg(long, env = "SWITCHBOARD_OPENSEARCH_URL")]
+    opensearch_url: String,
+}
+
+/// `switchboard reindex-search`: replays the log into a fresh local search
+/// model (under --data, removed afterwards), empties the OpenSearch
+/// indexes and sends every document, then the checkpoint — the log head
+/// at the start. A running gateway's indexer then resumes from there
+/// (restart it if it was running during the reindex).
+#[cfg(feature = "opensearch")]
+pub async fn reindex_search(args: ReindexSearchArgs) -> Result<()> {
+    use switchboard_projections::search::indexer;
+    use switchboard_projections::search::opensearch::OpenSearchBackend;
+    use switchboard_projections::Readers;
+    let (log, local) = args.common.open_log(true).await?;
+    let out = args
+        .common
+        .data
+        .join(format!("reindex-{}", std::process::id()));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let result = async {
+        let head = log.last_seq().await?;
+        let start = Instant::now();
+        let path = out.join(format!("{}.db", Search::NAME));
+        rebuild::<Search>(&log, &path, head)
+            .await
+            .map_err(|e| anyhow::anyhow!("replaying the log: {e}"))?;
+        let backend = OpenSearchBackend::connect(&args.opensearch_url)?;
+        backend.reset().await?;
+        let sent = indexer::reindex(&backend, &Readers::new(&path), head).await?;
+        println!(
+            "reindexed {sent} documents into OpenSearch through log position {head} ({:.2}s)",
+            start.elapsed().as_secs_f64()
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&out);
+    if let Some(n) = local {
+        n.stop().await;
+    }
+    result
+}
+
+#[cfg(not(feature = "opensearch"))]
+pub async fn reindex_search(args: ReindexSearchArgs) -> Result<()> {
+    let _ = (&args.common.data, &args.opensearch_url);
+    bail!("this build has no OpenSearch backend: build with `--features opensearch`")
+}

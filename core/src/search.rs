@@ -18,7 +18,8 @@
 //! - `-word`, `-"a phrase"` — messages without it;
 //! - `in:#channel` (or `in:channel`), `in:@handle` (the caller's DM with
 //!   that user), `from:@handle`, `mentions:@handle`, `before:YYYY-MM-DD`,
-//!   `after:YYYY-MM-DD`, `on:YYYY-MM-DD` (days in the caller's time zone),
+//!   `after:YYYY-MM-DD`, `on:YYYY-MM-DD` (days in the caller's time zone,
+//!   a fixed offset or an IANA zone: see [`Zone`]),
 //!   `has:file`, `has:link`, `has:reaction`, `is:thread`. Repeating a key
 //!   with several values (`from:@a from:@b`) matches any of them.
 //!
@@ -31,6 +32,8 @@
 //! overlapping character bigrams on both the indexing and the query side.
 
 use crate::DomainError;
+use chrono::{LocalResult, NaiveDate, TimeZone};
+use chrono_tz::Tz;
 
 /// Longest query, in characters.
 pub const MAX_QUERY_CHARS: usize = 1000;
@@ -119,6 +122,35 @@ impl Date {
         era * 146_097 + doe - 719_468
     }
 
+    /// The following day.
+    pub fn next(self) -> Date {
+        let leap = (self.year % 4 == 0 && self.year % 100 != 0) || self.year % 400 == 0;
+        let days_in_month = match self.month {
+            2 if leap => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        if self.day < days_in_month {
+            Date {
+                day: self.day + 1,
+                ..self
+            }
+        } else if self.month < 12 {
+            Date {
+                month: self.month + 1,
+                day: 1,
+                ..self
+            }
+        } else {
+            Date {
+                year: self.year + 1,
+                month: 1,
+                day: 1,
+            }
+        }
+    }
+
     /// Epoch milliseconds of this day's first instant at UTC offset
     /// `offset_min` minutes (east positive).
     pub fn start_ms(self, offset_min: i32) -> i64 {
@@ -126,15 +158,61 @@ impl Date {
     }
 }
 
-/// A UTC offset in minutes, from the `tz` / `tz_offset` query parameters:
-/// `tz` is `UTC` (also `Z`, `GMT`, `Etc/UTC`) or a fixed offset `+09:00` /
-/// `-0530`; `tz_offset` is minutes east of UTC. Named zones other than UTC
-/// are refused (no time-zone database is linked): pass the offset.
-pub fn parse_tz(tz: Option<&str>, tz_offset: Option<&str>) -> Result<i32, DomainError> {
+/// The caller's time zone for day boundaries: a fixed UTC offset, or an
+/// IANA zone whose offset depends on the day (daylight saving time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
+    /// Minutes east of UTC.
+    Fixed(i32),
+    /// A named zone (`Europe/Paris`).
+    Named(Tz),
+}
+
+impl Zone {
+    /// UTC.
+    pub const UTC: Zone = Zone::Fixed(0);
+
+    /// Epoch milliseconds of the first instant of `day` in this zone. In a
+    /// named zone that is local midnight with the offset in force then;
+    /// where a transition skips midnight (some zones change at 00:00) the
+    /// day starts at the first local time that exists, and where midnight
+    /// happens twice it starts at the earlier one.
+    pub fn day_start_ms(self, day: Date) -> i64 {
+        match self {
+            Zone::Fixed(offset) => day.start_ms(offset),
+            Zone::Named(tz) => {
+                let Some(date) = NaiveDate::from_ymd_opt(day.year, day.month, day.day) else {
+                    return day.start_ms(0);
+                };
+                // Transitions move clocks by at most a few hours; step
+                // through the first hours in quarters until one exists.
+                for quarter in 0..(4 * 4) {
+                    let Some(wall) = date.and_hms_opt(quarter / 4, (quarter % 4) * 15, 0) else {
+                        break;
+                    };
+                    match tz.from_local_datetime(&wall) {
+                        LocalResult::Single(t) => return t.timestamp_millis(),
+                        LocalResult::Ambiguous(a, b) => {
+                            return a.timestamp_millis().min(b.timestamp_millis())
+                        }
+                        LocalResult::None => continue,
+                    }
+                }
+                day.start_ms(0)
+            }
+        }
+    }
+}
+
+/// The caller's time zone, from the `tz` / `tz_offset` query parameters:
+/// `tz` is an IANA name (`Europe/Paris`, `America/New_York`; `UTC`, `Z`
+/// and `GMT` too) or a fixed offset `+09:00` / `-0530`; `tz_offset` is
+/// minutes east of UTC. Neither: UTC.
+pub fn parse_tz(tz: Option<&str>, tz_offset: Option<&str>) -> Result<Zone, DomainError> {
     const LIMIT: i32 = 14 * 60;
     match (tz, tz_offset) {
         (Some(_), Some(_)) => Err(DomainError::invalid("use either tz or tz_offset, not both")),
-        (None, None) => Ok(0),
+        (None, None) => Ok(Zone::UTC),
         (None, Some(m)) => {
             let n: Option<i32> = m
                 .strip_prefix('-')
@@ -147,27 +225,29 @@ pub fn parse_tz(tz: Option<&str>, tz_offset: Option<&str>) -> Result<i32, Domain
                         .map(|v| v * sign)
                 });
             match n {
-                Some(v) if (-LIMIT..=LIMIT).contains(&v) => Ok(v),
+                Some(v) if (-LIMIT..=LIMIT).contains(&v) => Ok(Zone::Fixed(v)),
                 _ => Err(DomainError::invalid(format!(
                     "tz_offset: minutes east of UTC, from -{LIMIT} to {LIMIT}"
                 ))),
             }
         }
         (Some(name), None) => {
-            if matches!(name, "UTC" | "Z" | "GMT" | "Etc/UTC" | "Etc/GMT" | "utc") {
-                return Ok(0);
+            if matches!(name, "UTC" | "Z" | "GMT" | "utc") {
+                return Ok(Zone::UTC);
             }
             let bad = || {
                 DomainError::invalid(format!(
-                    "tz: only UTC or a fixed offset like +09:00 is understood, not {:?}; \
-                     pass tz_offset (minutes east of UTC) for other zones",
+                    "tz: an IANA time zone like Europe/Paris or a fixed offset like \
+                     +09:00, not {:?}",
                     name.chars().take(40).collect::<String>()
                 ))
             };
             let (sign, rest) = match name.as_bytes().first() {
                 Some(b'+') => (1, &name[1..]),
                 Some(b'-') => (-1, &name[1..]),
-                _ => return Err(bad()),
+                _ => {
+                    return name.parse::<Tz>().map(Zone::Named).map_err(|_| bad());
+                }
             };
             let digits: String = rest.chars().filter(|c| *c != ':').collect();
             if digits.len() != 4
@@ -183,7 +263,7 @@ pub fn parse_tz(tz: Option<&str>, tz_offset: Option<&str>) -> Result<i32, Domain
             if m >= 60 || !(-LIMIT..=LIMIT).contains(&v) {
                 return Err(bad());
             }
-            Ok(v)
+            Ok(Zone::Fixed(v))
         }
     }
 }
@@ -212,17 +292,17 @@ pub struct Filters {
 
 impl Filters {
     /// The time window the date filters leave, as epoch milliseconds
-    /// `[from, until)` for days starting at UTC offset `offset_min`:
-    /// `before:D` ends where D begins, `after:D` starts after D ends,
-    /// `on:D` is D.
-    pub fn time_range(&self, offset_min: i32) -> (Option<i64>, Option<i64>) {
-        let day = 86_400_000;
-        let mut from = self.after.map(|d| d.start_ms(offset_min) + day);
-        let mut until = self.before.map(|d| d.start_ms(offset_min));
+    /// `[from, until)` for days in `zone`: `before:D` ends where D begins,
+    /// `after:D` starts where the day after D begins, `on:D` is D (23 or
+    /// 25 hours long on a daylight-saving change in a named zone).
+    pub fn time_range(&self, zone: Zone) -> (Option<i64>, Option<i64>) {
+        let start = |d: Date| zone.day_start_ms(d);
+        let mut from = self.after.map(|d| start(d.next()));
+        let mut until = self.before.map(start);
         if let Some(on) = self.on {
-            let start = on.start_ms(offset_min);
-            from = Some(from.map_or(start, |f| f.max(start)));
-            until = Some(until.map_or(start + day, |u| u.min(start + day)));
+            let (s, e) = (start(on), start(on.next()));
+            from = Some(from.map_or(s, |f| f.max(s)));
+            until = Some(until.map_or(e, |u| u.min(e)));
         }
         (from, until)
     }

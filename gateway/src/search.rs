@@ -1,7 +1,8 @@
 //! Search: a parsed query, resolved against the ACL model as it is *now*
 //! (the caller's readable channels, channel names, handles, DMs), run
-//! against the search model in one permission-constrained statement, and
-//! answered with the history model's message views.
+//! against the search backend (FTS5 by default, or OpenSearch) as one
+//! permission-constrained query, and answered with the history model's
+//! message views.
 //!
 //! Invariant: a result is a message in a channel the caller may read at
 //! the time of the request — a public channel of its workspace, or a
@@ -15,22 +16,54 @@ use crate::commands::{now_ms, Commands, UserCtx};
 use crate::error::{ApiError, ApiResult};
 use crate::views::MessageView;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use switchboard_core::commands::channels::OpenDm;
 use switchboard_core::ids::UserId;
 use switchboard_core::search::{self as lang, Date};
-use switchboard_projections::search::{self, Cursor, Scope, MARK_CLOSE, MARK_OPEN};
+use switchboard_projections::search::backend::{BackendError, SearchArgs, SearchBackend};
+use switchboard_projections::search::{Cursor, Scope, MARK_CLOSE, MARK_OPEN};
 use switchboard_projections::{acl, history, Progress, Readers};
 
 /// How long a search waits for the index to apply the caller's own
 /// acknowledged writes before answering from what it has.
 const INDEX_WAIT: Duration = Duration::from_secs(1);
 
-/// The search read model.
+/// The search read model: the local `Search` model (always folded; the
+/// document source) and the backend queries go to — the same model
+/// through FTS5 by default, or OpenSearch (`serve --search opensearch`).
 #[derive(Clone)]
 pub struct SearchIndex {
     pub readers: Readers,
     pub progress: Progress,
+    pub backend: Arc<dyn SearchBackend>,
+    /// With an external backend: the log position it acknowledged.
+    pub external_applied: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+/// Which backend answers searches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SearchConfig {
+    /// The embedded SQLite FTS5 model.
+    #[default]
+    Fts5,
+    /// OpenSearch at `url`, fed from the local model by the indexer
+    /// (needs the `opensearch` cargo feature).
+    OpenSearch { url: String },
+}
+
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Read(e) => e.into(),
+            // OpenSearch unreachable or refusing: the details go to the log.
+            BackendError::Backend(why) => {
+                tracing::warn!(error = %why, "search backend failed");
+                ApiError::unavailable("search is unavailable right now; retry shortly")
+            }
+            e => ApiError::internal("search failed", &e),
+        }
+    }
 }
 
 /// A search request, parsed from the query string.
@@ -102,7 +135,7 @@ pub async fn run(
     req: SearchRequest,
 ) -> ApiResult<SearchPage> {
     let mut query = lang::parse(&req.q)?;
-    let offset = lang::parse_tz(req.tz.as_deref(), req.tz_offset.as_deref())?;
+    let zone = lang::parse_tz(req.tz.as_deref(), req.tz_offset.as_deref())?;
     if let Some(b) = &req.before {
         let d = date_param("before", b)?;
         query.filters.before = Some(query.filters.before.map_or(d, |q| q.min_by_days(d)));
@@ -220,7 +253,7 @@ pub async fn run(
         )
         .await??;
 
-    let (since_ms, until_ms) = query.filters.time_range(offset);
+    let (since_ms, until_ms) = query.filters.time_range(zone);
     let scope = Scope {
         workspace_id: user.caller.workspace_id.as_str().to_string(),
         readable: resolved.readable,
@@ -232,10 +265,15 @@ pub async fn run(
         ..Scope::default()
     }
     .with_flags(&query.filters);
-    let limit = req.limit as usize;
     let found = index
-        .readers
-        .read_page(move |c| search::search(c, &query, &scope, cursor, now_ms(), limit))
+        .backend
+        .search(SearchArgs {
+            query,
+            scope,
+            cursor,
+            ref_ms: now_ms(),
+            limit: req.limit as usize,
+        })
         .await?;
 
     let ids: Vec<String> = found.hits.iter().map(|h| h.message_id.clone()).collect();

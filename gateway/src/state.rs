@@ -6,14 +6,16 @@ use crate::commands::files::{self, Files, FilesConfig};
 use crate::commands::{Commands, ReadModel};
 use crate::push::{Push, PushConfig};
 use crate::realtime::{Realtime, RealtimeConfig};
-use crate::search::SearchIndex;
+use crate::search::{SearchConfig, SearchIndex};
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_projections::acl::Acl;
 use switchboard_projections::history::History;
 use switchboard_projections::notifications::Notifications;
 use switchboard_projections::push::Push as PushModel;
+use switchboard_projections::search::backend::{Fts5Backend, SearchBackend};
 use switchboard_projections::search::Search;
 use switchboard_projections::unreads::Unreads;
 use switchboard_projections::{Progress, Projector, Readers, Runner};
@@ -72,6 +74,46 @@ fn spawn_projector<P: Projector>(
     Ok((Readers::new(&path), progress))
 }
 
+/// Connects to OpenSearch, installs the template and indexes, and starts
+/// the indexer that feeds it from the local search model.
+#[cfg(feature = "opensearch")]
+async fn open_opensearch(
+    url: &str,
+    log: &Log,
+    local: (Readers, Progress),
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> Result<(Arc<dyn SearchBackend>, Arc<AtomicU64>), BoxError> {
+    use switchboard_projections::search::{indexer, opensearch::OpenSearchBackend};
+    let backend = OpenSearchBackend::connect(url)?;
+    backend
+        .install()
+        .await
+        .map_err(|e| format!("OpenSearch at {url}: {e}"))?;
+    let backend: Arc<dyn SearchBackend> = Arc::new(backend);
+    let applied = Arc::new(AtomicU64::new(0));
+    tracker.spawn(indexer::run(
+        backend.clone(),
+        log.clone(),
+        local.0,
+        local.1,
+        applied.clone(),
+        cancel.clone(),
+    ));
+    Ok((backend, applied))
+}
+
+#[cfg(not(feature = "opensearch"))]
+async fn open_opensearch(
+    _url: &str,
+    _log: &Log,
+    _local: (Readers, Progress),
+    _tracker: &TaskTracker,
+    _cancel: &CancellationToken,
+) -> Result<(Arc<dyn SearchBackend>, Arc<AtomicU64>), BoxError> {
+    Err("this build has no OpenSearch backend: build with `--features opensearch`".into())
+}
+
 impl Platform {
     /// Opens the read models under `data` and starts their projectors, and
     /// push delivery when `push` is given.
@@ -83,6 +125,7 @@ impl Platform {
         realtime: RealtimeConfig,
         files_config: FilesConfig,
         push: Option<PushConfig>,
+        search: SearchConfig,
     ) -> Result<Platform, BoxError> {
         std::fs::create_dir_all(data)
             .map_err(|e| format!("creating data dir {}: {e}", data.display()))?;
@@ -99,6 +142,21 @@ impl Platform {
             spawn_projector::<PushModel>(data, &log, &tracker, &cancel)?;
         let (search_readers, search_progress) =
             spawn_projector::<Search>(data, &log, &tracker, &cancel)?;
+        let (search_backend, external_applied) = match search {
+            SearchConfig::Fts5 => (
+                Arc::new(Fts5Backend::reader(search_readers.clone())) as Arc<dyn SearchBackend>,
+                None,
+            ),
+            SearchConfig::OpenSearch { url } => open_opensearch(
+                &url,
+                &log,
+                (search_readers.clone(), search_progress.clone()),
+                &tracker,
+                &cancel,
+            )
+            .await
+            .map(|(b, applied)| (b, Some(applied)))?,
+        };
         let files = Files::open(&log, files_config.max_bytes).await?;
         tracker.spawn(files::reap(
             files.clone(),
@@ -149,6 +207,8 @@ impl Platform {
             search: SearchIndex {
                 readers: search_readers,
                 progress: search_progress,
+                backend: search_backend,
+                external_applied,
             },
             startup_head,
             cancel,

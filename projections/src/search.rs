@@ -870,6 +870,9 @@ fn text_snippet(conn: &Connection, rowid: i64, query: &Query) -> rusqlite::Resul
     Ok(out)
 }
 
+pub mod backend;
+pub mod indexer;
+pub mod opensearch;
 mod rank;
 
 #[cfg(test)]

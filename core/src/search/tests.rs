@@ -161,13 +161,19 @@ fn dates_and_time_zones() {
     }
     // A day in Tokyo (+09:00) starts 9 hours before the UTC day.
     assert_eq!(d.start_ms(540), 1_795_824_000_000 - 9 * 3_600_000);
-    assert_eq!(parse_tz(None, None), Ok(0));
-    assert_eq!(parse_tz(Some("UTC"), None), Ok(0));
-    assert_eq!(parse_tz(Some("+09:00"), None), Ok(540));
-    assert_eq!(parse_tz(Some("-0530"), None), Ok(-330));
-    assert_eq!(parse_tz(None, Some("-300")), Ok(-300));
+    assert_eq!(parse_tz(None, None), Ok(Zone::UTC));
+    assert_eq!(parse_tz(Some("UTC"), None), Ok(Zone::UTC));
+    assert_eq!(parse_tz(Some("+09:00"), None), Ok(Zone::Fixed(540)));
+    assert_eq!(parse_tz(Some("-0530"), None), Ok(Zone::Fixed(-330)));
+    assert_eq!(parse_tz(None, Some("-300")), Ok(Zone::Fixed(-300)));
+    assert_eq!(
+        parse_tz(Some("Europe/Paris"), None),
+        Ok(Zone::Named(chrono_tz::Tz::Europe__Paris))
+    );
     for (tz, off) in [
-        (Some("Europe/Paris"), None),
+        (Some("Mars/Olympus_Mons"), None),
+        (Some(""), None),
+        (Some("Europe/Paris"), Some("60")),
         (Some("+25:00"), None),
         (Some("+09:60"), None),
         (Some("9"), None),
@@ -183,12 +189,12 @@ fn dates_and_time_zones() {
     let f = ok("x before:2026-11-28 after:2026-11-26").filters;
     let day = 86_400_000;
     assert_eq!(
-        f.time_range(0),
+        f.time_range(Zone::UTC),
         (Some(1_795_824_000_000 - day), Some(1_795_824_000_000))
     );
     let f = ok("x on:2026-11-28").filters;
     assert_eq!(
-        f.time_range(60),
+        f.time_range(Zone::Fixed(60)),
         (
             Some(1_795_824_000_000 - 3_600_000),
             Some(1_795_824_000_000 - 3_600_000 + day)
@@ -219,4 +225,49 @@ fn links() {
     assert!(has_link("HTTP://X"));
     assert!(has_link("www.example.com"));
     assert!(!has_link("no link here: mailto or ftp"));
+}
+
+#[test]
+fn named_zones_have_daylight_saving_days() {
+    let paris = parse_tz(Some("Europe/Paris"), None).expect("a zone");
+    let hour = 3_600_000;
+    // 2026-03-29: clocks go from 02:00 to 03:00; the day starts at
+    // 00:00+01:00 and lasts 23 hours.
+    let f = ok("x on:2026-03-29").filters;
+    assert_eq!(
+        f.time_range(paris),
+        (Some(1_774_738_800_000), Some(1_774_738_800_000 + 23 * hour))
+    );
+    // 2026-10-25: clocks go back from 03:00 to 02:00; 25 hours, starting
+    // at 00:00+02:00.
+    let f = ok("x on:2026-10-25").filters;
+    assert_eq!(
+        f.time_range(paris),
+        (Some(1_792_879_200_000), Some(1_792_879_200_000 + 25 * hour))
+    );
+    // after: starts where the next local day starts (summer time now).
+    let f = ok("x after:2026-03-29 before:2026-03-31").filters;
+    assert_eq!(
+        f.time_range(paris),
+        (Some(1_774_821_600_000), Some(1_774_821_600_000 + 24 * hour))
+    );
+    // The same day at the winter offset as a fixed zone differs by an hour.
+    assert_eq!(
+        ok("x on:2026-10-26").filters.time_range(Zone::Fixed(60)),
+        ok("x on:2026-10-26").filters.time_range(paris)
+    );
+    // Santiago skips midnight on 2026-09-06 (00:00 -> 01:00): the day
+    // starts at the first local time that exists, 01:00-03:00.
+    let santiago = parse_tz(Some("America/Santiago"), None).expect("a zone");
+    let d = Date::parse("2026-09-06").expect("a date");
+    assert_eq!(santiago.day_start_ms(d), 1_788_667_200_000);
+    // Year and month ends roll over.
+    assert_eq!(
+        Date::parse("2026-12-31").map(Date::next),
+        Date::parse("2027-01-01")
+    );
+    assert_eq!(
+        Date::parse("2024-02-28").map(Date::next),
+        Date::parse("2024-02-29")
+    );
 }

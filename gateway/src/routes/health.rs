@@ -40,6 +40,11 @@ pub(super) struct Readiness {
     /// append this process acknowledged (or the start-up head). Search
     /// answers from the index as it is; it does not gate readiness.
     search_lag: u64,
+    /// The backend searches go to: `fts5` or `opensearch`.
+    search_backend: &'static str,
+    /// With OpenSearch: how many stream sequences its acknowledged
+    /// checkpoint is behind (as `search_lag`); `null` with FTS5.
+    search_backend_lag: Option<u64>,
     /// Projectors whose last batch failed (retrying with backoff).
     stalled: Vec<&'static str>,
 }
@@ -119,6 +124,13 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
             push,
         },
         search_lag,
+        search_backend: s.search.backend.name(),
+        search_backend_lag: s.search.external_applied.as_ref().map(|a| {
+            c.log
+                .last_acked()
+                .max(s.startup_head)
+                .saturating_sub(a.load(std::sync::atomic::Ordering::Relaxed))
+        }),
         stalled,
     };
     if ready {

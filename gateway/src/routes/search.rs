@@ -31,8 +31,9 @@ pub(super) struct SearchQuery {
     limit: SearchLimit,
     /// `next_cursor` of the previous page (the same `q` and parameters).
     cursor: Option<String>,
-    /// The caller's time zone for dates: `UTC` or a fixed offset like
-    /// `+09:00`.
+    /// The caller's time zone for dates: an IANA name like `Europe/Paris`
+    /// (days follow its daylight-saving changes), `UTC`, or a fixed offset
+    /// like `+09:00`.
     tz: Option<String>,
     /// The caller's UTC offset in minutes east (instead of `tz`).
     tz_offset: Option<String>,
