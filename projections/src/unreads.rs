@@ -9,8 +9,11 @@
 //!   to the channel) gets `ord`, the channel's running count of such
 //!   messages, and `sord`, its sender's running count in that channel;
 //! - unread for user U with marker K = (ord at head − ord at K)
-//!   − (U's sord at head − U's sord at K) − others' deleted after K,
-//!   each an index lookup (deleted messages are kept in a small table);
+//!   − (U's sord at head − U's sord at K) − others' deleted after K; the
+//!   values at K are recorded on the marker row when it moves (they never
+//!   change afterwards: every message up to K precedes the marker in the
+//!   log), so a count is one lookup of U's latest sord and a range count
+//!   over a small table of deleted messages;
 //! - mentions are sparse rows (channel, user, seq) — `*` for `@channel` —
 //!   counted by range after the marker.
 //!
@@ -42,6 +45,7 @@ impl Projector for Unreads {
     const TABLES: &'static [(&'static str, &'static str)] = &[
         ("channels", "id"),
         ("msgs", "channel_id, seq"),
+        ("own", "channel_id, sender_id, seq"),
         ("deleted", "channel_id, seq"),
         ("mentions", "channel_id, user_id, seq"),
         ("markers", "user_id, channel_id, root_id"),
@@ -76,10 +80,19 @@ impl Projector for Unreads {
              CREATE UNIQUE INDEX IF NOT EXISTS msgs_by_id ON msgs (id);
              CREATE INDEX IF NOT EXISTS msgs_ord ON msgs (channel_id, seq, ord)
                  WHERE ord IS NOT NULL;
-             CREATE INDEX IF NOT EXISTS msgs_by_sender ON msgs (channel_id, sender_id, seq, sord)
-                 WHERE ord IS NOT NULL;
-             CREATE INDEX IF NOT EXISTS msgs_by_thread ON msgs (root_id, seq)
+             CREATE INDEX IF NOT EXISTS msgs_by_thread
+                 ON msgs (root_id, seq, sender_id, deleted)
                  WHERE root_id IS NOT NULL;
+             -- Each sender's channel-level messages with their running
+             -- count (sord): the caller's own messages after a marker are
+             -- two lookups here.
+             CREATE TABLE IF NOT EXISTS own (
+                 channel_id TEXT NOT NULL,
+                 sender_id TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
+                 sord INTEGER NOT NULL,
+                 PRIMARY KEY (channel_id, sender_id, seq)
+             ) WITHOUT ROWID;
              -- Deleted channel-level messages (subtracted from the ordinals).
              CREATE TABLE IF NOT EXISTS deleted (
                  channel_id TEXT NOT NULL,
@@ -100,12 +113,18 @@ impl Projector for Unreads {
              CREATE INDEX IF NOT EXISTS mentions_by_msg ON mentions (channel_id, seq);
              CREATE INDEX IF NOT EXISTS mentions_by_thread ON mentions (root_id, user_id, seq)
                  WHERE root_id <> '';
-             -- root_id '': the channel's marker.
+             -- root_id '': the channel's marker. For a channel marker at K,
+             -- ord_at / own_at: the channel's ord and the user's sord as of
+             -- K (fixed once K is folded: every message up to K came
+             -- before the marker in the log), so a count needs no lookup
+             -- of them.
              CREATE TABLE IF NOT EXISTS markers (
                  user_id TEXT NOT NULL,
                  channel_id TEXT NOT NULL,
                  root_id TEXT NOT NULL,
                  seq INTEGER NOT NULL,
+                 ord_at INTEGER NOT NULL DEFAULT 0,
+                 own_at INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (user_id, channel_id, root_id)
              ) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS follows (
@@ -222,19 +241,8 @@ fn user_of(subject: &str) -> Option<&str> {
 fn apply_user_event(tx: &Transaction<'_>, user: &str, body: &Body) -> rusqlite::Result<()> {
     match body {
         Body::ReadMarkerMoved(b) => {
-            let sql = if b.backwards {
-                "INSERT INTO markers (user_id, channel_id, root_id, seq) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT DO UPDATE SET seq = excluded.seq"
-            } else {
-                "INSERT INTO markers (user_id, channel_id, root_id, seq) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT DO UPDATE SET seq = MAX(seq, excluded.seq)"
-            };
-            tx.prepare_cached(sql)?.execute(params![
-                user,
-                b.channel_id,
-                b.thread_root_id,
-                b.seq as i64
-            ])?;
+            let to = b.seq.min(i64::MAX as u64) as i64;
+            move_marker(tx, user, &b.channel_id, &b.thread_root_id, to, b.backwards)?;
         }
         Body::ChannelPreferencesSet(b) => {
             if b.muted {
@@ -254,11 +262,57 @@ fn apply_user_event(tx: &Transaction<'_>, user: &str, body: &Body) -> rusqlite::
 
 /// A join: what came before it is not unread for the joiner.
 fn fold_join(tx: &Transaction<'_>, ch: &str, user: &str, seq: i64) -> rusqlite::Result<()> {
+    move_marker(tx, user, ch, "", seq, false)
+}
+
+/// Moves a marker to `to` (only forward unless `backwards`), recording for
+/// a channel marker the ordinals as of `to`.
+fn move_marker(
+    tx: &Transaction<'_>,
+    user: &str,
+    ch: &str,
+    root: &str,
+    to: i64,
+    backwards: bool,
+) -> rusqlite::Result<()> {
+    let current: Option<i64> = tx
+        .prepare_cached(
+            "SELECT seq FROM markers WHERE user_id = ?1 AND channel_id = ?2 AND root_id = ?3",
+        )?
+        .query_row(params![user, ch, root], |r| r.get(0))
+        .optional()?;
+    let to = match current {
+        Some(cur) if !backwards && cur >= to => return Ok(()),
+        Some(cur) if cur == to => return Ok(()),
+        _ => to,
+    };
+    let (ord_at, own_at) = if root.is_empty() {
+        let ord: Option<i64> = tx
+            .prepare_cached(
+                "SELECT ord FROM msgs INDEXED BY msgs_ord
+                 WHERE channel_id = ?1 AND seq <= ?2 AND ord IS NOT NULL
+                 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![ch, to], |r| r.get(0))
+            .optional()?;
+        let own: Option<i64> = tx
+            .prepare_cached(
+                "SELECT sord FROM own WHERE channel_id = ?1 AND sender_id = ?2 AND seq <= ?3
+                 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![ch, user, to], |r| r.get(0))
+            .optional()?;
+        (ord.unwrap_or(0), own.unwrap_or(0))
+    } else {
+        (0, 0)
+    };
     tx.prepare_cached(
-        "INSERT INTO markers (user_id, channel_id, root_id, seq) VALUES (?1, ?2, '', ?3)
-         ON CONFLICT DO UPDATE SET seq = MAX(seq, excluded.seq)",
+        "INSERT INTO markers (user_id, channel_id, root_id, seq, ord_at, own_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT DO UPDATE SET seq = excluded.seq, ord_at = excluded.ord_at,
+                                   own_at = excluded.own_at",
     )?
-    .execute(params![user, ch, seq])?;
+    .execute(params![user, ch, root, to, ord_at, own_at])?;
     Ok(())
 }
 
@@ -314,12 +368,17 @@ fn fold_post(
             .query_row(params![ch, env.ts_ms], |r| r.get(0))?;
         let last: Option<i64> = tx
             .prepare_cached(
-                "SELECT sord FROM msgs WHERE channel_id = ?1 AND sender_id = ?2 AND ord IS NOT NULL
+                "SELECT sord FROM own WHERE channel_id = ?1 AND sender_id = ?2
                  ORDER BY seq DESC LIMIT 1",
             )?
             .query_row(params![ch, sender], |r| r.get(0))
             .optional()?;
-        (Some(ord), Some(last.unwrap_or(0) + 1))
+        let sord = last.unwrap_or(0) + 1;
+        tx.prepare_cached(
+            "INSERT INTO own (channel_id, sender_id, seq, sord) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![ch, sender, env.channel_seq as i64, sord])?;
+        (Some(ord), Some(sord))
     } else {
         (None, None)
     };
@@ -453,61 +512,59 @@ pub struct UnreadSummary {
 }
 
 /// The unread state of `user` in `channels` (the channels it is a member
-/// of now, from the ACL model) and in the threads it follows there, in
-/// channel id (then root id) order. Per channel a fixed number of index
-/// lookups, whatever the channel's size or history.
+/// of now, from the ACL model; distinct ids) and in the threads it follows
+/// there, in channel id (then root id) order. Per channel a fixed number
+/// of index lookups and range counts over sparse rows (deletes,
+/// mentions), whatever the channel's size or history; per followed thread
+/// a range over its replies after the thread's marker.
 pub fn unreads(
     conn: &Connection,
     user: &str,
     channels: &[String],
 ) -> rusqlite::Result<UnreadSummary> {
     let list = serde_json::Value::from(channels.to_vec()).to_string();
+    // `my` is materialized so each channel's marker is looked up once.
+    // A message mentioning the user both by name and by @channel is one
+    // mention: '*' rows count only where the user has no row of its own.
     let mut stmt = conn.prepare_cached(
-        "WITH my AS (
+        "WITH my AS MATERIALIZED (
              SELECT c.id, c.direct, c.head_seq, c.ord, c.latest_ts,
-                    COALESCE((SELECT seq FROM markers
-                              WHERE user_id = ?2 AND channel_id = c.id AND root_id = ''), 0) AS mk,
-                    EXISTS (SELECT 1 FROM muted WHERE user_id = ?2 AND channel_id = c.id) AS muted
-             FROM (SELECT DISTINCT value AS id FROM json_each(?1)) j
-             JOIN channels c ON c.id = j.id
-         ),
-         counted AS (
-             SELECT my.*,
-                 CASE WHEN head_seq <= mk THEN 0 ELSE
-                     ord - COALESCE((SELECT ord FROM msgs WHERE channel_id = my.id
-                                         AND seq <= my.mk AND ord IS NOT NULL
-                                     ORDER BY seq DESC LIMIT 1), 0)
-                 END AS all_after,
-                 CASE WHEN head_seq <= mk THEN 0 ELSE
-                     COALESCE((SELECT sord FROM msgs WHERE channel_id = my.id
-                                   AND sender_id = ?2 AND ord IS NOT NULL
-                               ORDER BY seq DESC LIMIT 1), 0)
-                     - COALESCE((SELECT sord FROM msgs WHERE channel_id = my.id
-                                     AND sender_id = ?2 AND seq <= my.mk AND ord IS NOT NULL
-                                 ORDER BY seq DESC LIMIT 1), 0)
-                 END AS own_after,
-                 CASE WHEN head_seq <= mk THEN 0 ELSE
-                     (SELECT COUNT(*) FROM deleted WHERE channel_id = my.id AND seq > my.mk
-                          AND sender_id <> ?2)
-                 END AS gone_after,
-                 CASE WHEN head_seq <= mk OR muted OR direct THEN 0 ELSE
-                     (SELECT COUNT(DISTINCT seq) FROM mentions
-                      WHERE channel_id = my.id AND user_id IN (?2, '*') AND seq > my.mk
-                        AND in_channel = 1 AND sender_id <> ?2)
-                 END AS mentioned
-             FROM my
+                    COALESCE(mk.seq, 0) AS mk, COALESCE(mk.ord_at, 0) AS ord_at,
+                    COALESCE(mk.own_at, 0) AS own_at, (mu.user_id IS NOT NULL) AS muted
+             FROM json_each(?1) j
+             JOIN channels c ON c.id = j.value
+             LEFT JOIN markers mk
+                 ON mk.user_id = ?2 AND mk.channel_id = c.id AND mk.root_id = ''
+             LEFT JOIN muted mu ON mu.user_id = ?2 AND mu.channel_id = c.id
          )
-         SELECT id, mk, head_seq, all_after - own_after - gone_after, mentioned, latest_ts,
-                direct, muted
-         FROM counted ORDER BY id",
+         SELECT id, mk, head_seq, latest_ts, direct, muted,
+             CASE WHEN head_seq <= mk THEN 0 ELSE
+                 ord - ord_at
+                 - COALESCE((SELECT sord FROM own WHERE channel_id = my.id AND sender_id = ?2
+                             ORDER BY seq DESC LIMIT 1), 0)
+                 + own_at
+                 - (SELECT COUNT(*) FROM deleted
+                    WHERE channel_id = my.id AND seq > my.mk AND sender_id <> ?2)
+             END,
+             CASE WHEN head_seq <= mk OR muted OR direct THEN 0 ELSE
+                 (SELECT COUNT(*) FROM mentions
+                  WHERE channel_id = my.id AND user_id = ?2 AND seq > my.mk
+                    AND in_channel = 1 AND sender_id <> ?2)
+                 + (SELECT COUNT(*) FROM mentions e
+                    WHERE e.channel_id = my.id AND e.user_id = '*' AND e.seq > my.mk
+                      AND e.in_channel = 1 AND e.sender_id <> ?2
+                      AND NOT EXISTS (SELECT 1 FROM mentions x WHERE x.channel_id = my.id
+                                          AND x.user_id = ?2 AND x.seq = e.seq))
+             END
+         FROM my ORDER BY id",
     )?;
     let rows = stmt.query_map(params![list, user], |r| {
-        let unread = r.get::<_, i64>(3)?.max(0) as u64;
-        let (direct, muted): (bool, bool) = (r.get(6)?, r.get(7)?);
+        let unread = r.get::<_, i64>(6)?.max(0) as u64;
+        let (direct, muted): (bool, bool) = (r.get(4)?, r.get(5)?);
         let mention_count = match (muted, direct) {
             (true, _) => 0,
             (false, true) => unread,
-            (false, false) => r.get::<_, i64>(4)?.max(0) as u64,
+            (false, false) => r.get::<_, i64>(7)?.max(0) as u64,
         };
         Ok(ChannelUnread {
             channel_id: r.get(0)?,
@@ -515,39 +572,45 @@ pub fn unreads(
             head_seq: r.get::<_, i64>(2)?.max(0) as u64,
             unread_count: unread,
             mention_count,
-            latest_ts: r.get(5)?,
+            latest_ts: r.get(3)?,
         })
     })?;
     let channels_out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     let mut stmt = conn.prepare_cached(
-        "WITH mine AS (
-             SELECT f.root_id, f.channel_id,
-                    COALESCE((SELECT seq FROM markers WHERE user_id = ?2
-                                  AND channel_id = f.channel_id AND root_id = f.root_id), 0) AS mk,
-                    COALESCE((SELECT direct FROM channels WHERE id = f.channel_id), 0) AS direct,
-                    EXISTS (SELECT 1 FROM muted WHERE user_id = ?2
-                                AND channel_id = f.channel_id) AS muted
+        "WITH mine AS MATERIALIZED (
+             SELECT f.root_id, f.channel_id, COALESCE(mk.seq, 0) AS mk,
+                    COALESCE(c.direct, 0) AS direct, (mu.user_id IS NOT NULL) AS muted
              FROM follows f
-             WHERE f.user_id = ?2
-               AND f.channel_id IN (SELECT value FROM json_each(?1))
+             LEFT JOIN markers mk ON mk.user_id = ?2 AND mk.channel_id = f.channel_id
+                                 AND mk.root_id = f.root_id
+             LEFT JOIN channels c ON c.id = f.channel_id
+             LEFT JOIN muted mu ON mu.user_id = ?2 AND mu.channel_id = f.channel_id
+             WHERE f.user_id = ?2 AND f.channel_id IN (SELECT value FROM json_each(?1))
          )
-         SELECT root_id, channel_id,
-             (SELECT COUNT(*) FROM msgs WHERE root_id = mine.root_id AND seq > mine.mk
-                  AND sender_id <> ?2 AND deleted = 0),
+         SELECT root_id, channel_id, direct, muted,
+             (SELECT COUNT(*) FROM msgs INDEXED BY msgs_by_thread
+              WHERE root_id = mine.root_id AND seq > mine.mk AND sender_id <> ?2
+                AND deleted = 0),
              CASE WHEN muted OR direct THEN 0 ELSE
-                 (SELECT COUNT(DISTINCT seq) FROM mentions WHERE root_id = mine.root_id
-                      AND user_id IN (?2, '*') AND seq > mine.mk AND sender_id <> ?2)
-             END,
-             direct, muted
+                 (SELECT COUNT(*) FROM mentions INDEXED BY mentions_by_thread
+                  WHERE root_id = mine.root_id AND root_id <> '' AND user_id = ?2
+                    AND seq > mine.mk AND sender_id <> ?2)
+                 + (SELECT COUNT(*) FROM mentions e INDEXED BY mentions_by_thread
+                    WHERE e.root_id = mine.root_id AND e.root_id <> '' AND e.user_id = '*'
+                      AND e.seq > mine.mk AND e.sender_id <> ?2
+                      AND NOT EXISTS (SELECT 1 FROM mentions x
+                                      WHERE x.channel_id = e.channel_id
+                                        AND x.user_id = ?2 AND x.seq = e.seq))
+             END
          FROM mine ORDER BY channel_id, root_id",
     )?;
     let rows = stmt.query_map(params![list, user], |r| {
-        let unread = r.get::<_, i64>(2)?.max(0) as u64;
-        let (direct, muted): (bool, bool) = (r.get(4)?, r.get(5)?);
+        let unread = r.get::<_, i64>(4)?.max(0) as u64;
+        let (direct, muted): (bool, bool) = (r.get(2)?, r.get(3)?);
         let mention_count = match (muted, direct) {
             (true, _) => 0,
             (false, true) => unread,
-            (false, false) => r.get::<_, i64>(3)?.max(0) as u64,
+            (false, false) => r.get::<_, i64>(5)?.max(0) as u64,
         };
         Ok(ThreadUnread {
             root_id: r.get(0)?,
