@@ -58,12 +58,17 @@ impl Projector for Unreads {
             "-- ord: channel-level messages so far; head_seq: the channel's
              -- latest channel_seq; latest_ts: the latest channel-level
              -- message's time.
+             -- last_del / last_all: the latest seq of a deleted
+             -- channel-level message / of an @channel (hints that let a
+             -- count skip a range that cannot hold anything).
              CREATE TABLE IF NOT EXISTS channels (
                  id TEXT PRIMARY KEY,
                  direct INTEGER NOT NULL DEFAULT 0,
                  head_seq INTEGER NOT NULL DEFAULT 0,
                  ord INTEGER NOT NULL DEFAULT 0,
-                 latest_ts INTEGER NOT NULL DEFAULT 0
+                 latest_ts INTEGER NOT NULL DEFAULT 0,
+                 last_del INTEGER NOT NULL DEFAULT 0,
+                 last_all INTEGER NOT NULL DEFAULT 0
              ) WITHOUT ROWID;
              -- Every message; ord/sord only for channel-level ones.
              CREATE TABLE IF NOT EXISTS msgs (
@@ -117,7 +122,11 @@ impl Projector for Unreads {
              -- ord_at / own_at: the channel's ord and the user's sord as of
              -- K (fixed once K is folded: every message up to K came
              -- before the marker in the log), so a count needs no lookup
-             -- of them.
+             -- of them. own_head: the user's latest sord in the channel;
+             -- last_mentioned: the latest channel-level message naming
+             -- the user (a hint). A user's own post or a mention makes
+             -- the row (seq 0) if there is none yet: one row of the
+             -- poster or of each mentioned user, never one per member.
              CREATE TABLE IF NOT EXISTS markers (
                  user_id TEXT NOT NULL,
                  channel_id TEXT NOT NULL,
@@ -125,6 +134,8 @@ impl Projector for Unreads {
                  seq INTEGER NOT NULL,
                  ord_at INTEGER NOT NULL DEFAULT 0,
                  own_at INTEGER NOT NULL DEFAULT 0,
+                 own_head INTEGER NOT NULL DEFAULT 0,
+                 last_mentioned INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (user_id, channel_id, root_id)
              ) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS follows (
@@ -221,6 +232,10 @@ impl Projector for Unreads {
                          VALUES (?1, ?2, ?3)",
                     )?
                     .execute(params![ch, m.seq, m.sender_id])?;
+                    tx.prepare_cached(
+                        "UPDATE channels SET last_del = MAX(last_del, ?2) WHERE id = ?1",
+                    )?
+                    .execute(params![ch, m.seq])?;
                 }
                 Ok(())
             }
@@ -378,6 +393,12 @@ fn fold_post(
             "INSERT INTO own (channel_id, sender_id, seq, sord) VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute(params![ch, sender, env.channel_seq as i64, sord])?;
+        tx.prepare_cached(
+            "INSERT INTO markers (user_id, channel_id, root_id, seq, own_head)
+             VALUES (?1, ?2, '', 0, ?3)
+             ON CONFLICT DO UPDATE SET own_head = excluded.own_head",
+        )?
+        .execute(params![sender, ch, sord])?;
         (Some(ord), Some(sord))
     } else {
         (None, None)
@@ -457,6 +478,21 @@ fn insert_mentions(
             root,
             m.in_channel
         ])?;
+        if !m.in_channel {
+            continue;
+        }
+        if user == EVERYONE {
+            tx.prepare_cached("UPDATE channels SET last_all = MAX(last_all, ?2) WHERE id = ?1")?
+                .execute(params![m.channel_id, m.seq])?;
+        } else {
+            tx.prepare_cached(
+                "INSERT INTO markers (user_id, channel_id, root_id, seq, last_mentioned)
+                 VALUES (?1, ?2, '', 0, ?3)
+                 ON CONFLICT DO UPDATE SET
+                     last_mentioned = MAX(last_mentioned, excluded.last_mentioned)",
+            )?
+            .execute(params![user, m.channel_id, m.seq])?;
+        }
     }
     Ok(())
 }
@@ -528,9 +564,11 @@ pub fn unreads(
     // mention: '*' rows count only where the user has no row of its own.
     let mut stmt = conn.prepare_cached(
         "WITH my AS MATERIALIZED (
-             SELECT c.id, c.direct, c.head_seq, c.ord, c.latest_ts,
+             SELECT c.id, c.direct, c.head_seq, c.ord, c.latest_ts, c.last_del, c.last_all,
                     COALESCE(mk.seq, 0) AS mk, COALESCE(mk.ord_at, 0) AS ord_at,
-                    COALESCE(mk.own_at, 0) AS own_at, (mu.user_id IS NOT NULL) AS muted
+                    COALESCE(mk.own_at, 0) AS own_at, COALESCE(mk.own_head, 0) AS own_head,
+                    COALESCE(mk.last_mentioned, 0) AS last_mentioned,
+                    (mu.user_id IS NOT NULL) AS muted
              FROM json_each(?1) j
              JOIN channels c ON c.id = j.value
              LEFT JOIN markers mk
@@ -539,22 +577,25 @@ pub fn unreads(
          )
          SELECT id, mk, head_seq, latest_ts, direct, muted,
              CASE WHEN head_seq <= mk THEN 0 ELSE
-                 ord - ord_at
-                 - COALESCE((SELECT sord FROM own WHERE channel_id = my.id AND sender_id = ?2
-                             ORDER BY seq DESC LIMIT 1), 0)
-                 + own_at
-                 - (SELECT COUNT(*) FROM deleted
-                    WHERE channel_id = my.id AND seq > my.mk AND sender_id <> ?2)
+                 ord - ord_at - (own_head - own_at)
+                 - CASE WHEN last_del <= mk THEN 0 ELSE
+                       (SELECT COUNT(*) FROM deleted
+                        WHERE channel_id = my.id AND seq > my.mk AND sender_id <> ?2)
+                   END
              END,
              CASE WHEN head_seq <= mk OR muted OR direct THEN 0 ELSE
-                 (SELECT COUNT(*) FROM mentions
-                  WHERE channel_id = my.id AND user_id = ?2 AND seq > my.mk
-                    AND in_channel = 1 AND sender_id <> ?2)
-                 + (SELECT COUNT(*) FROM mentions e
-                    WHERE e.channel_id = my.id AND e.user_id = '*' AND e.seq > my.mk
-                      AND e.in_channel = 1 AND e.sender_id <> ?2
-                      AND NOT EXISTS (SELECT 1 FROM mentions x WHERE x.channel_id = my.id
-                                          AND x.user_id = ?2 AND x.seq = e.seq))
+                 CASE WHEN last_mentioned <= mk THEN 0 ELSE
+                     (SELECT COUNT(*) FROM mentions
+                      WHERE channel_id = my.id AND user_id = ?2 AND seq > my.mk
+                        AND in_channel = 1 AND sender_id <> ?2)
+                 END
+                 + CASE WHEN last_all <= mk THEN 0 ELSE
+                     (SELECT COUNT(*) FROM mentions e
+                      WHERE e.channel_id = my.id AND e.user_id = '*' AND e.seq > my.mk
+                        AND e.in_channel = 1 AND e.sender_id <> ?2
+                        AND NOT EXISTS (SELECT 1 FROM mentions x WHERE x.channel_id = my.id
+                                            AND x.user_id = ?2 AND x.seq = e.seq))
+                 END
              END
          FROM my ORDER BY id",
     )?;
