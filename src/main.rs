@@ -128,6 +128,34 @@ struct ServeArgs {
         default_value_t = 86_400
     )]
     unattached_file_ttl_secs: u64,
+    /// Allow push webhooks to loopback, private and link-local addresses
+    /// (refused by default).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE")]
+    webhook_allow_private: bool,
+    /// Seconds a failing push webhook is retried before the notification is
+    /// dead-lettered (default 1 h).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_PUSH_RETRY_FOR_SECS",
+        default_value_t = 3600.0
+    )]
+    push_retry_for_secs: f64,
+    /// Failed attempts after which a notification is dead-lettered.
+    #[arg(long, env = "SWITCHBOARD_PUSH_MAX_ATTEMPTS", default_value_t = 50)]
+    push_max_attempts: u32,
+    /// First push retry delay in ms (doubling per failure, with jitter).
+    #[arg(long, env = "SWITCHBOARD_PUSH_BACKOFF_MS", default_value_t = 1000)]
+    push_backoff_ms: u64,
+    /// Longest push retry delay in ms (default 5 min).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_PUSH_BACKOFF_MAX_MS",
+        default_value_t = 300_000
+    )]
+    push_backoff_max_ms: u64,
+    /// A webhook POST without an answer after this many ms has failed.
+    #[arg(long, env = "SWITCHBOARD_PUSH_TIMEOUT_MS", default_value_t = 5000)]
+    push_timeout_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -224,6 +252,20 @@ async fn shutdown_signal() {
 /// request stuck on a client that does not read.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
+fn push_config(args: &ServeArgs) -> switchboard_gateway::push::PushConfig {
+    let retry_for = Duration::try_from_secs_f64(args.push_retry_for_secs.max(0.0))
+        .unwrap_or(Duration::from_secs(3600));
+    switchboard_gateway::push::PushConfig {
+        retry_for,
+        max_attempts: args.push_max_attempts.max(1),
+        backoff_base: Duration::from_millis(args.push_backoff_ms.max(1)),
+        backoff_max: Duration::from_millis(args.push_backoff_max_ms.max(args.push_backoff_ms)),
+        timeout: Duration::from_millis(args.push_timeout_ms.max(1)),
+        allow_private: args.webhook_allow_private,
+        ..Default::default()
+    }
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     let data = &args.common.data;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
@@ -243,6 +285,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             max_bytes: args.max_file_bytes,
             unattached_ttl: Duration::from_secs(args.unattached_file_ttl_secs),
         },
+        Some(push_config(&args)),
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))
@@ -300,6 +343,7 @@ async fn admin(common: Common, action: AdminAction) -> Result<()> {
         None,
         Default::default(),
         Default::default(),
+        None,
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

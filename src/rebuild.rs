@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use switchboard_projections::acl::Acl;
 use switchboard_projections::history::History;
+use switchboard_projections::notifications::Notifications;
+use switchboard_projections::push::Push;
 use switchboard_projections::unreads::Unreads;
 use switchboard_projections::{live_checksum, rebuild, Projector};
 use switchboard_streams::Log;
@@ -83,6 +85,8 @@ pub async fn run(args: RebuildArgs) -> Result<()> {
         rebuild_one::<Acl>(&log, &args.common.data, &out).await,
         rebuild_one::<History>(&log, &args.common.data, &out).await,
         rebuild_one::<Unreads>(&log, &args.common.data, &out).await,
+        rebuild_one::<Push>(&log, &args.common.data, &out).await,
+        rebuild_one::<Notifications>(&log, &args.common.data, &out).await,
     ];
     if temporary {
         let _ = std::fs::remove_dir_all(&out);
@@ -102,7 +106,7 @@ pub async fn run(args: RebuildArgs) -> Result<()> {
             None => "no live model",
         };
         println!(
-            "{:<8} position={} events={} rebuilt={} live={} {} ({:.2}s)",
+            "{:<13} position={} events={} rebuilt={} live={} {} ({:.2}s)",
             o.name,
             o.position,
             o.events,

@@ -20,6 +20,7 @@ pub mod fleet;
 pub mod floor;
 pub mod history;
 pub mod nats;
+pub mod push;
 pub mod rebuild;
 pub mod schedule;
 pub mod send;
@@ -56,6 +57,9 @@ pub enum Command {
     /// GET /v1/unreads for a user in many channels over a large folded
     /// log, vs the same query on the read models; both fold rates.
     Unreads(unreads::UnreadsArgs),
+    /// Post → webhook delivery latency (a receiver in this process; the
+    /// server must run with --webhook-allow-private).
+    Push(push::PushArgs),
     /// Every benchmark, then the README's table (machine, versions, each
     /// figure's median with its command).
     All(all::AllArgs),
@@ -81,6 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rebuild(a) => rebuild::run(a).await.map(drop),
         Command::History(a) => history::run(a).await.map(drop),
         Command::Unreads(a) => unreads::run(a).await.map(drop),
+        Command::Push(a) => push::run(a).await.map(drop),
         Command::All(a) => all::run(a).await.map(drop),
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod mentions;
+pub mod push;
 pub mod secret;
 pub mod time;
 pub mod validate;

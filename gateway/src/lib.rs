@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 mod openapi;
 pub mod paging;
+pub mod push;
 mod query;
 pub mod realtime;
 mod routes;

@@ -3,13 +3,16 @@
 //! [`Platform::closing`] fires), and the shared state handlers see.
 
 use crate::commands::files::{self, Files, FilesConfig};
-use crate::commands::Commands;
+use crate::commands::{Commands, ReadModel};
+use crate::push::{Push, PushConfig};
 use crate::realtime::{Realtime, RealtimeConfig};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_projections::acl::Acl;
 use switchboard_projections::history::History;
+use switchboard_projections::notifications::Notifications;
+use switchboard_projections::push::Push as PushModel;
 use switchboard_projections::unreads::Unreads;
 use switchboard_projections::{Progress, Projector, Readers, Runner};
 use switchboard_streams::Log;
@@ -21,6 +24,8 @@ use tokio_util::task::TaskTracker;
 pub struct AppState {
     pub commands: Arc<Commands>,
     pub realtime: Arc<Realtime>,
+    /// Push delivery (`None` where it does not run, e.g. the admin CLI).
+    pub push: Option<Arc<Push>>,
     /// The log head seen at start-up: `/readyz` is green once every
     /// projector has applied it.
     pub startup_head: u64,
@@ -30,6 +35,7 @@ pub struct AppState {
 pub struct Platform {
     pub commands: Arc<Commands>,
     pub realtime: Arc<Realtime>,
+    pub push: Option<Arc<Push>>,
     pub startup_head: u64,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -62,13 +68,16 @@ fn spawn_projector<P: Projector>(
 }
 
 impl Platform {
-    /// Opens the read models under `data` and starts their projectors.
+    /// Opens the read models under `data` and starts their projectors, and
+    /// push delivery when `push` is given.
+    #[allow(clippy::too_many_arguments)] // one per subsystem's settings
     pub async fn start(
         log: Log,
         data: &Path,
         operator_token_hash: Option<String>,
         realtime: RealtimeConfig,
         files_config: FilesConfig,
+        push: Option<PushConfig>,
     ) -> Result<Platform, BoxError> {
         std::fs::create_dir_all(data)
             .map_err(|e| format!("creating data dir {}: {e}", data.display()))?;
@@ -79,6 +88,10 @@ impl Platform {
         let (history, history_progress) =
             spawn_projector::<History>(data, &log, &tracker, &cancel)?;
         let unreads = spawn_projector::<Unreads>(data, &log, &tracker, &cancel)?;
+        let (readers, progress) = spawn_projector::<Notifications>(data, &log, &tracker, &cancel)?;
+        let notifications = ReadModel { readers, progress };
+        let (push_model, push_progress) =
+            spawn_projector::<PushModel>(data, &log, &tracker, &cancel)?;
         let files = Files::open(&log, files_config.max_bytes).await?;
         tracker.spawn(files::reap(
             files.clone(),
@@ -93,6 +106,7 @@ impl Platform {
             unreads,
             operator_token_hash,
             files,
+            notifications,
         ));
         commands.note_startup_head(startup_head);
         tracker.spawn(files::expire_loop(
@@ -103,9 +117,28 @@ impl Platform {
         tracker.close();
         let realtime =
             Arc::new(Realtime::new(commands.clone(), realtime, cancel.child_token()).await);
+        let push = match push {
+            Some(config) => {
+                let push =
+                    Arc::new(Push::open(&commands.log, config, push_model, push_progress).await?);
+                let deps = Arc::new(crate::push::Deps {
+                    core: commands.clone(),
+                    realtime: realtime.clone(),
+                });
+                tracker.spawn(crate::push::run_enqueuer(
+                    push.clone(),
+                    commands.notifications.clone(),
+                    cancel.clone(),
+                ));
+                tracker.spawn(crate::push::run_workers(push.clone(), deps, cancel.clone()));
+                Some(push)
+            }
+            None => None,
+        };
         Ok(Platform {
             commands,
             realtime,
+            push,
             startup_head,
             cancel,
             tracker,
@@ -116,6 +149,7 @@ impl Platform {
         AppState {
             commands: self.commands.clone(),
             realtime: self.realtime.clone(),
+            push: self.push.clone(),
             startup_head: self.startup_head,
         }
     }
@@ -125,7 +159,10 @@ impl Platform {
         let head = self.commands.log.last_seq().await?;
         let ok = self.commands.acl_progress.wait_for(head, timeout).await
             && self.commands.history_progress.wait_for(head, timeout).await
-            && self.commands.unreads_progress.wait_for(head, timeout).await;
+            && self.commands.unreads_progress.wait_for(head, timeout).await
+            && (self.commands.notifications.progress)
+                .wait_for(head, timeout)
+                .await;
         if ok {
             Ok(head)
         } else {

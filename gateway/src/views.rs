@@ -442,3 +442,124 @@ impl UnreadsView {
         }
     }
 }
+
+/// One of the caller's notifications.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Notification)]
+pub struct NotificationView {
+    /// `<message_id>-<user_id>`: one per message and user.
+    pub id: String,
+    /// `mention`, `dm`, `keyword`, `channel`, `here`, `thread` or `message`.
+    pub kind: String,
+    pub channel_id: String,
+    pub message_id: String,
+    /// The message's text (as last edited).
+    pub text: String,
+    /// When the message was posted.
+    pub ts: String,
+    /// The message's channel seq.
+    pub seq: u64,
+    /// `pending` (not read or dismissed yet), `read` (a read marker passed
+    /// it) or `acked` (dismissed).
+    pub state: String,
+}
+
+impl NotificationView {
+    pub fn from_row(r: switchboard_projections::notifications::NotificationRow) -> Self {
+        NotificationView {
+            id: r.id,
+            kind: r.kind,
+            channel_id: r.channel_id,
+            message_id: r.message_id,
+            text: r.text,
+            ts: rfc3339_ms(r.ts_ms),
+            seq: r.seq,
+            state: r.state,
+        }
+    }
+}
+
+/// A page of the caller's notifications, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NotificationPage {
+    pub notifications: Vec<NotificationView>,
+    /// Pass as `after` for the next (older) page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// What an acknowledgement did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Acked {
+    /// The ids acknowledged now (the caller's, not acknowledged before).
+    pub acked: Vec<String>,
+}
+
+/// A daily do-not-disturb window, local time in the user's time zone.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DndScheduleView {
+    /// `HH:MM`.
+    pub start: String,
+    /// `HH:MM`; before `start` when the window wraps past midnight.
+    pub end: String,
+}
+
+/// The caller's notification preferences.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Preferences)]
+pub struct PreferencesView {
+    /// Do not disturb until then (`null`: not set).
+    pub dnd_until: Option<String>,
+    pub dnd_schedule: Option<DndScheduleView>,
+    /// IANA name; `UTC` when none was set.
+    pub time_zone: String,
+    /// Lowercased; match whole words, case-insensitively.
+    pub keywords: Vec<String>,
+    /// When do-not-disturb (either kind) ends if it is on now, else `null`.
+    pub dnd_active_until: Option<String>,
+}
+
+fn clock(minute: u32) -> String {
+    format!("{:02}:{:02}", minute / 60, minute % 60)
+}
+
+impl PreferencesView {
+    pub fn new(p: &switchboard_core::events::UserPreferencesSet, now_ms: i64) -> Self {
+        use switchboard_core::commands::preferences::dnd_active_until;
+        PreferencesView {
+            dnd_until: (p.dnd_until_ms > 0).then(|| rfc3339_ms(p.dnd_until_ms)),
+            dnd_schedule: p.dnd_schedule.as_ref().map(|s| DndScheduleView {
+                start: clock(s.start_minute),
+                end: clock(s.end_minute),
+            }),
+            time_zone: if p.time_zone.is_empty() {
+                "UTC".to_string()
+            } else {
+                p.time_zone.clone()
+            },
+            keywords: p.keywords.clone(),
+            dnd_active_until: dnd_active_until(p, now_ms).map(rfc3339_ms),
+        }
+    }
+}
+
+/// The caller's settings for one channel.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ChannelPreferences)]
+pub struct ChannelPreferencesView {
+    pub channel_id: String,
+    /// No notifications from this channel at all.
+    pub muted: bool,
+    /// `all`, `mentions`, `nothing` or `default` (mentions; every message
+    /// in a DM).
+    pub notify: String,
+}
+
+impl ChannelPreferencesView {
+    pub fn new(p: &switchboard_core::events::ChannelPreferencesSet) -> Self {
+        ChannelPreferencesView {
+            channel_id: p.channel_id.clone(),
+            muted: p.muted,
+            notify: switchboard_core::commands::preferences::notify_name(p.notify()).to_string(),
+        }
+    }
+}

@@ -14,7 +14,7 @@ use crate::runner::Projector;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 use switchboard_core::authz::{ChannelFacts, Directory};
-use switchboard_core::events::{Body, ChannelKind, Envelope, Role};
+use switchboard_core::events::{self, Body, ChannelKind, Envelope, Role};
 use switchboard_core::ids::{ChannelId, UserId, WorkspaceId};
 use switchboard_streams::subjects;
 
@@ -64,17 +64,11 @@ impl Projector for Acl {
              -- also keep a table-wide UNIQUE (workspace_id, name).)
              CREATE UNIQUE INDEX IF NOT EXISTS channels_by_name
                  ON channels (workspace_id, name) WHERE direct = 0;
-             CREATE TABLE IF NOT EXISTS members (
-                 channel_id TEXT NOT NULL,
-                 user_id TEXT NOT NULL,
-                 since_seq INTEGER NOT NULL,
-                 PRIMARY KEY (channel_id, user_id)
-             ) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS members_by_user ON members (user_id, channel_id);
              -- Pages of a workspace's channels in name order (DMs too).
              CREATE INDEX IF NOT EXISTS channels_by_workspace
                  ON channels (workspace_id, name, id);",
         )?;
+        conn.execute_batch(MEMBERS_SCHEMA)?;
         // Files from before `fence_seq`: every event they folded carried
         // fence 0, which is the column's default, so a rebuild agrees.
         let has_fence: bool = conn
@@ -145,14 +139,6 @@ impl Projector for Acl {
                     env.actor_id,
                     env.ts_ms
                 ])?;
-                for user in &b.member_ids {
-                    // OR IGNORE: a user listed twice is one member.
-                    tx.prepare_cached(
-                        "INSERT OR IGNORE INTO members (channel_id, user_id, since_seq)
-                         VALUES (?1, ?2, 0)",
-                    )?
-                    .execute(params![ch, user])?;
-                }
             }
             Body::ChannelRenamed(b) => {
                 // Appended to the workspace subject (where names are
@@ -175,14 +161,70 @@ impl Projector for Acl {
                 tx.prepare_cached("UPDATE channels SET archived = 1 WHERE id = ?1")?
                     .execute([ch])?;
             }
-            Body::MemberJoined(b) => add_member(tx, ch, &b.user_id, seq)?,
-            Body::MemberInvited(b) => add_member(tx, ch, &b.user_id, seq)?,
-            Body::MemberLeft(b) => remove_member(tx, ch, &b.user_id)?,
-            Body::MemberRemoved(b) => remove_member(tx, ch, &b.user_id)?,
             _ => {}
         }
+        fold_membership(tx, ch, seq, body)?;
         Ok(())
     }
+}
+
+/// The `members` table of a read model that folds membership: one row per
+/// current member of a channel, with the channel seq its membership began
+/// at (0 for the members a channel was created with). Shared by every
+/// model that folds membership itself (ACL, notifications), so they agree.
+pub(crate) const MEMBERS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS members (
+         channel_id TEXT NOT NULL,
+         user_id TEXT NOT NULL,
+         since_seq INTEGER NOT NULL,
+         PRIMARY KEY (channel_id, user_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX IF NOT EXISTS members_by_user ON members (user_id, channel_id);";
+
+/// What [`fold_membership`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MembershipChange<'a> {
+    /// The channel was created with its listed members.
+    Created,
+    /// The user joined or was invited (nothing changes for a current member).
+    Added(&'a str),
+    /// The user left or was removed.
+    Removed(&'a str),
+}
+
+/// Folds the membership part of `body`, an event of channel `ch` at
+/// channel seq `seq`, into the [`MEMBERS_SCHEMA`] table: a channel's
+/// creation members, joins, invites, leaves and removals. `None` for any
+/// other event.
+pub(crate) fn fold_membership<'a>(
+    tx: &Transaction<'_>,
+    ch: &str,
+    seq: i64,
+    body: &'a Body,
+) -> rusqlite::Result<Option<MembershipChange<'a>>> {
+    Ok(Some(match body {
+        Body::ChannelCreated(b) => {
+            for user in &b.member_ids {
+                // OR IGNORE: a user listed twice is one member.
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO members (channel_id, user_id, since_seq)
+                     VALUES (?1, ?2, 0)",
+                )?
+                .execute(params![ch, user])?;
+            }
+            MembershipChange::Created
+        }
+        Body::MemberJoined(events::MemberJoined { user_id })
+        | Body::MemberInvited(events::MemberInvited { user_id }) => {
+            add_member(tx, ch, user_id, seq)?;
+            MembershipChange::Added(user_id)
+        }
+        Body::MemberLeft(events::MemberLeft { user_id })
+        | Body::MemberRemoved(events::MemberRemoved { user_id }) => {
+            remove_member(tx, ch, user_id)?;
+            MembershipChange::Removed(user_id)
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// Makes `user` a member from `seq` on. OR IGNORE: a join or invite of a

@@ -11,6 +11,8 @@
 pub mod acl;
 mod db;
 pub mod history;
+pub mod notifications;
+pub mod push;
 mod runner;
 #[cfg(test)]
 mod testkit;

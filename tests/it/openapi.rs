@@ -49,6 +49,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/realtime/tickets"),
     ("get", "/v1/sse"),
     ("get", "/v1/presence"),
+    ("put", "/v1/admin/push"),
+    ("get", "/v1/admin/push"),
+    ("delete", "/v1/admin/push"),
+    ("get", "/v1/admin/push/dead"),
+    ("get", "/v1/me/preferences"),
+    ("put", "/v1/me/preferences"),
+    ("get", "/v1/channels/{id}/preferences"),
+    ("put", "/v1/channels/{id}/preferences"),
+    ("get", "/v1/notifications"),
+    ("post", "/v1/notifications/ack"),
 ];
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];

@@ -41,6 +41,12 @@ fn probes(ch: &str, victim: &str) -> Vec<(&'static str, String, Option<serde_jso
             Some(json!({})),
         ),
         ("POST", format!("/v1/channels/{ch}/leave"), Some(json!({}))),
+        ("GET", format!("/v1/channels/{ch}/preferences"), None),
+        (
+            "PUT",
+            format!("/v1/channels/{ch}/preferences"),
+            Some(json!({"muted": true})),
+        ),
     ]
 }
 
@@ -249,6 +255,9 @@ async fn outsiders_get_nothing_on_any_path() {
         assert_no_leak(&r, &path);
     }
     api.send(&bob, &public, "still here?")
+        .await
+        .expect_err(403, "not_a_member");
+    api.get(&format!("/v1/channels/{public}/preferences"), &bob)
         .await
         .expect_err(403, "not_a_member");
     for (method, path, body) in probes(&private, &ada_id) {

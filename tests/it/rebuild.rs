@@ -41,9 +41,33 @@ async fn rebuild_checksums_equal_live_after_mixed_workload() {
         }
     }
     // The conversation: mentions, replies also sent to the channel, edits,
-    // reactions added and removed, pins and unpins, deletes (of a pinned,
+    // reactions added and removed, notification settings and an
+    // acknowledgement, pins and unpins, deletes (of a pinned,
     // reacted-to thread root too), a topic and a rename.
     let m = |v: serde_json::Value| v["id"].as_str().expect("id").to_string();
+    // Notification settings: keywords, DND, a muted channel, notify=all.
+    api.put(
+        "/v1/me/preferences",
+        &bob,
+        json!({"keywords": ["look"], "time_zone": "Europe/Berlin",
+               "dnd_schedule": {"start": "22:00", "end": "07:00"}}),
+    )
+    .await
+    .expect(200);
+    api.put(
+        &format!("/v1/channels/{secret}/preferences"),
+        &bob,
+        json!({"muted": true}),
+    )
+    .await
+    .expect(200);
+    api.put(
+        &format!("/v1/channels/{general}/preferences"),
+        &ada,
+        json!({"notify": "all"}),
+    )
+    .await
+    .expect(200);
     let talk = m(api
         .send(&ada, &general, "@bob look @here")
         .await
@@ -78,6 +102,17 @@ async fn rebuild_checksums_equal_live_after_mixed_workload() {
         .expect(200);
     }
     api.delete(&format!("/v1/messages/{talk}/reactions/%2B1"), &bob)
+        .await
+        .expect(200);
+    let queued = api.get("/v1/notifications", &bob).await.expect(200);
+    let ids: Vec<&str> = queued["notifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    assert!(!ids.is_empty(), "bob was mentioned");
+    api.post("/v1/notifications/ack", &bob, json!({ "ids": ids }))
         .await
         .expect(200);
     for id in [&talk, &root] {
@@ -188,13 +223,33 @@ async fn rebuild_checksums_equal_live_after_mixed_workload() {
     )
     .await
     .expect(200);
+    // Push configuration (the push model): set, changed, removed, set.
+    for url in ["https://93.184.215.14/a", "https://93.184.215.14/b"] {
+        api.call(
+            reqwest::Method::PUT,
+            "/v1/admin/push",
+            Some(&ada),
+            Some(json!({"url": url})),
+        )
+        .await
+        .expect(200);
+    }
+    api.delete("/v1/admin/push", &ada).await.expect(200);
+    api.call(
+        reqwest::Method::PUT,
+        "/v1/admin/push",
+        Some(&ada),
+        Some(json!({"url": "https://93.184.215.14/c"})),
+    )
+    .await
+    .expect(200);
 
     // While the server runs: live and rebuilt agree at the live position.
     let (ok, out, err) = run_cli(&["rebuild"], &server.data, &nats.url());
     assert!(ok, "rebuild failed: {out}\n{err}");
     assert_eq!(
         out.matches(" match ").count(),
-        3,
+        5,
         "every read model matches: {out}"
     );
 
@@ -203,7 +258,7 @@ async fn rebuild_checksums_equal_live_after_mixed_workload() {
     server.api().get("/v1/me", &ada).await.expect(200);
     let (ok, out, err) = run_cli(&["rebuild"], &server.data, &nats.url());
     assert!(ok, "rebuild failed: {out}\n{err}");
-    assert_eq!(out.matches(" match ").count(), 3, "{out}");
+    assert_eq!(out.matches(" match ").count(), 5, "{out}");
     let position = nats.log_len().await;
     assert!(
         out.contains(&format!("position={position}")),

@@ -13,13 +13,17 @@
 //!
 //! One module per command family: [`messages`] (posts), [`conversation`]
 //! (edits, deletes, reactions, pins), [`members`], [`channels`],
-//! [`tenants`]. Nothing here does I/O; ids and time are passed in.
+//! [`tenants`], [`preferences`] (notification settings and acknowledgements),
+//! [`push`] (the push webhook). Nothing here does I/O; ids and time are
+//! passed in.
 
 pub mod channels;
 pub mod conversation;
 pub mod files;
 pub mod members;
 pub mod messages;
+pub mod preferences;
+pub mod push;
 pub mod reads;
 pub mod tenants;
 

@@ -26,6 +26,8 @@ pub mod files;
 mod head;
 mod members;
 pub mod messages;
+mod notifications;
+mod push;
 mod reads;
 mod tenants;
 
@@ -98,11 +100,21 @@ pub struct Commands {
     head: head::HeadProbe,
     /// The files bucket and the upload limit.
     files: files::Files,
+    /// The notification-queue read model (preferences, notifications).
+    pub notifications: ReadModel,
+}
+
+/// A read model's readers and how far its projector has folded the log.
+#[derive(Clone)]
+pub struct ReadModel {
+    pub readers: Readers,
+    pub progress: Progress,
 }
 
 impl Commands {
     /// The command side over the log and the read models, each with its
     /// projector's progress.
+    #[allow(clippy::too_many_arguments)] // one per read model and service
     pub fn new(
         log: Log,
         (acl, acl_progress): (Readers, Progress),
@@ -110,6 +122,7 @@ impl Commands {
         unreads: (Readers, Progress),
         operator_token_hash: Option<String>,
         files: files::Files,
+        notifications: ReadModel,
     ) -> Commands {
         Commands {
             log,
@@ -126,6 +139,7 @@ impl Commands {
             unknown_tokens: Mutex::new(HashMap::new()),
             head: head::HeadProbe::default(),
             files,
+            notifications,
         }
     }
 

@@ -236,6 +236,42 @@ impl Hub {
         });
     }
 
+    /// Routes due notifications (`rt.<ws>.notify.<user>`, see `push`) to
+    /// that user's local sessions as `notification` frames. A session whose
+    /// queue is full misses the frame (it stays in `GET /v1/notifications`).
+    pub async fn start_notify_router(self: &Arc<Self>) {
+        let Ok(mut sub) = self.client.subscribe("rt.*.notify.*").await else {
+            tracing::warn!("realtime: cannot subscribe to notifications");
+            return;
+        };
+        let hub = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                let Some(hub) = hub.upgrade() else { break };
+                let mut parts = m.subject.split('.');
+                let (Some(ws), Some(user)) = (parts.nth(1), parts.nth(1)) else {
+                    continue;
+                };
+                let Ok(frame) = std::str::from_utf8(&m.payload) else {
+                    continue;
+                };
+                for session in hub.sessions_of(user) {
+                    if session.user.caller.workspace_id.as_str() == ws {
+                        session.send_ephemeral(Arc::from(frame));
+                    }
+                }
+            }
+        });
+    }
+
+    /// Whether one of `user`'s connections on this gateway follows
+    /// `channel` right now.
+    pub fn user_follows(&self, user: &str, channel: &str) -> bool {
+        self.sessions_of(user)
+            .iter()
+            .any(|s| s.is_subscribed(channel))
+    }
+
     fn sessions_of(&self, user: &str) -> Vec<Arc<Session>> {
         let mut f = self
             .followers

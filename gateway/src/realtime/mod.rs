@@ -77,6 +77,10 @@ pub mod subjects {
     pub fn joined(ws: &str, user: &str) -> String {
         format!("rt.{ws}.joined.{user}")
     }
+    /// A due notification for one user's open connections (push delivery).
+    pub fn notify(ws: &str, user: &str) -> String {
+        format!("rt.{ws}.notify.{user}")
+    }
     /// Stored channel events, as the stream republishes them.
     pub fn delivered(ws: &str, ch: &str) -> String {
         format!("dlv.sb.{ws}.ch.{ch}")
@@ -142,6 +146,7 @@ impl Realtime {
         let hub = Arc::new(Hub::new(client, core.clone()));
         hub.start_join_router().await;
         hub.start_marker_router().await;
+        hub.start_notify_router().await;
         Realtime {
             hub,
             tickets: tickets::Tickets::default(),

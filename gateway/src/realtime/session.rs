@@ -103,6 +103,16 @@ impl Session {
         }
     }
 
+    /// Queues a frame that is not a channel event (a notification) without
+    /// waiting; a full queue drops it.
+    pub fn send_ephemeral(&self, text: Arc<str>) {
+        let _ = self.out.try_send(Out {
+            channel: None,
+            seq: 0,
+            text,
+        });
+    }
+
     fn owe_resync(&self, channel: &str, after: u64) {
         let mut r = self
             .resyncs

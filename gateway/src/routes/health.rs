@@ -46,6 +46,7 @@ pub(super) struct Projectors {
     acl: u64,
     history: u64,
     unreads: u64,
+    notifications: u64,
 }
 
 /// A 503 from `/readyz`: the error, and what is not ready.
@@ -68,6 +69,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
     let acl = c.acl_progress.current();
     let history = c.history_progress.current();
     let unreads = c.unreads_progress.current();
+    let notifications = c.notifications.progress.current();
     let connected = c.log.is_connected();
     // A projector whose last batch failed (fold conflict, panic, store
     // error) is retrying with backoff: not ready. The detail is logged; the
@@ -76,6 +78,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
         ("acl", &c.acl_progress),
         ("history", &c.history_progress),
         ("unreads", &c.unreads_progress),
+        ("notifications", &c.notifications.progress),
     ]
     .into_iter()
     .filter(|(_, p)| p.health().is_some())
@@ -83,9 +86,9 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
     .collect();
     let ready = connected
         && stalled.is_empty()
-        && acl >= s.startup_head
-        && history >= s.startup_head
-        && unreads >= s.startup_head;
+        && [acl, history, unreads, notifications]
+            .iter()
+            .all(|applied| *applied >= s.startup_head);
     let status = Readiness {
         jetstream: connected,
         startup_head: s.startup_head,
@@ -93,6 +96,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
             acl,
             history,
             unreads,
+            notifications,
         },
         stalled,
     };

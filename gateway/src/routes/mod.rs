@@ -1,5 +1,6 @@
 //! The v1 routes, one module per resource: [`tenants`], [`channels`],
 //! [`messages`], [`reactions`], [`threads`], [`pins`], [`reads`], [`files`], [`realtime`] and
+//! [`messages`], [`reactions`], [`threads`], [`pins`], [`files`], [`notifications`], [`realtime`] and
 //! [`health`] (probes and the reference).
 //!
 //! [`table`] is the one route table. Each handler's `#[utoipa::path]`
@@ -13,7 +14,9 @@ mod channels;
 mod files;
 mod health;
 mod messages;
+mod notifications;
 mod pins;
+mod push;
 mod reactions;
 mod reads;
 mod realtime;
@@ -73,6 +76,18 @@ pub(crate) fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(realtime::issue_ticket))
         .routes(routes!(realtime::sse))
         .routes(routes!(realtime::presence))
+        .routes(routes!(push::set_push, push::get_push, push::delete_push))
+        .routes(routes!(push::list_dead))
+        .routes(routes!(
+            notifications::get_preferences,
+            notifications::put_preferences
+        ))
+        .routes(routes!(
+            notifications::get_channel_preferences,
+            notifications::put_channel_preferences
+        ))
+        .routes(routes!(notifications::list_notifications))
+        .routes(routes!(notifications::ack))
 }
 
 /// Requests in progress at once; past that new ones are shed with 503
