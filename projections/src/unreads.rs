@@ -4,18 +4,36 @@
 //!
 //! Invariant: the cost of folding a post does not depend on how many
 //! members its channel has. Nothing is written per member on a post;
-//! counts are computed on read from per-channel running ordinals:
+//! counts are computed on read from running ordinals, plus a small table
+//! of corrections for the rare changes to the past:
 //! - every channel-level message (a top-level post, or a reply also sent
 //!   to the channel) gets `ord`, the channel's running count of such
 //!   messages, and `sord`, its sender's running count in that channel;
-//! - unread for user U with marker K = (ord at head − ord at K)
-//!   − (U's sord at head − U's sord at K) − others' deleted after K; the
-//!   values at K are recorded on the marker row when it moves (they never
-//!   change afterwards: every message up to K precedes the marker in the
-//!   log), so a count is one lookup of U's latest sord and a range count
-//!   over a small table of deleted messages;
-//! - mentions are sparse rows (channel, user, seq) — `*` for `@channel` —
-//!   counted by range after the marker.
+//! - every channel-level post that mentions someone gets, per mention
+//!   key, a running ordinal in `ment`: the key is `*` when it says
+//!   `@channel`/`@everyone` (the channel's count, `channels.all_ord`),
+//!   else each user it names or `@here` addresses other than its sender
+//!   (that user's count, `markers.men_head`) — never both, so a message
+//!   that names the user and says `@channel` is one mention; the sender's
+//!   own `@channel` posts are counted too (`own.aord`) and subtracted;
+//! - the values of all these ordinals as of a channel marker K are
+//!   recorded on the marker row when it moves. They never change
+//!   afterwards: every message up to K precedes the marker in the log, and
+//!   ordinals are only ever appended by new posts (whose seq is above
+//!   every marker);
+//! - what changes a message at or before the head afterwards — a delete,
+//!   an edit that adds or removes a mention — is a row in `fixes`
+//!   (channel, seq, key, sender, delta ±1; key `''` for the message
+//!   itself), kept so that ordinal + fix is exactly the message's current
+//!   state (a fix back to the ordinal's state deletes the row). Counting a
+//!   channel is then arithmetic on the channel and marker rows plus, only
+//!   when the channel has fixes after the marker, one range over them:
+//!
+//!   unread   = (ord − ord_at) − (own_head − own_at) + Σ fixes('' )
+//!   mentions = (all_ord − all_at) − (own_all_head − own_all_at)
+//!            + (men_head − men_at) + Σ fixes('*' | user)
+//!
+//!   the sums over fixes after K of messages not sent by the user.
 //!
 //! Rules (the README lists them too): only messages count (not joins,
 //! edits, reactions); the caller's own messages never count; deleted
@@ -32,6 +50,7 @@
 use crate::runner::Projector;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use switchboard_core::events::{Body, ChannelKind, Envelope, Mentions};
 use switchboard_streams::subjects;
 
@@ -40,35 +59,56 @@ pub struct Unreads;
 /// The mention row user id that stands for `@channel` / `@everyone`.
 const EVERYONE: &str = "*";
 
+/// The `fixes` key of a message itself (its delete).
+const MESSAGE: &str = "";
+
+/// The schema's version (`PRAGMA user_version`). A file written by an
+/// older version (0: before versions) is emptied and refolded from the
+/// log when opened: the model is a cache of the log.
+const SCHEMA_VERSION: i64 = 2;
+
+/// Every table this model has had, dropped when the schema changes.
+const ALL_TABLES: &[&str] = &[
+    "channels", "msgs", "own", "deleted", "mentions", "ment", "fixes", "markers", "follows",
+    "muted",
+];
+
 impl Projector for Unreads {
     const NAME: &'static str = "unreads";
     const TABLES: &'static [(&'static str, &'static str)] = &[
         ("channels", "id"),
         ("msgs", "channel_id, seq"),
         ("own", "channel_id, sender_id, seq"),
-        ("deleted", "channel_id, seq"),
         ("mentions", "channel_id, user_id, seq"),
+        ("ment", "channel_id, key, seq"),
+        ("fixes", "channel_id, seq, key"),
         ("markers", "user_id, channel_id, root_id"),
         ("follows", "user_id, root_id"),
         ("muted", "user_id, channel_id"),
     ];
 
     fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version < SCHEMA_VERSION {
+            for t in ALL_TABLES {
+                conn.execute_batch(&format!("DROP TABLE IF EXISTS {t};"))?;
+            }
+            conn.execute("DELETE FROM checkpoint WHERE projector = ?1", [Self::NAME])?;
+        }
         conn.execute_batch(
-            "-- ord: channel-level messages so far; head_seq: the channel's
-             -- latest channel_seq; latest_ts: the latest channel-level
-             -- message's time.
-             -- last_del / last_all: the latest seq of a deleted
-             -- channel-level message / of an @channel (hints that let a
-             -- count skip a range that cannot hold anything).
+            "-- ord: channel-level messages so far; all_ord: those of them
+             -- posted with @channel; head_seq: the channel's latest
+             -- channel_seq; latest_ts: the latest channel-level message's
+             -- time; last_fix: the highest seq in `fixes` (a hint: a count
+             -- after a marker at or above it reads no fixes).
              CREATE TABLE IF NOT EXISTS channels (
                  id TEXT PRIMARY KEY,
                  direct INTEGER NOT NULL DEFAULT 0,
                  head_seq INTEGER NOT NULL DEFAULT 0,
                  ord INTEGER NOT NULL DEFAULT 0,
+                 all_ord INTEGER NOT NULL DEFAULT 0,
                  latest_ts INTEGER NOT NULL DEFAULT 0,
-                 last_del INTEGER NOT NULL DEFAULT 0,
-                 last_all INTEGER NOT NULL DEFAULT 0
+                 last_fix INTEGER NOT NULL DEFAULT 0
              ) WITHOUT ROWID;
              -- Every message; ord/sord only for channel-level ones.
              CREATE TABLE IF NOT EXISTS msgs (
@@ -89,23 +129,19 @@ impl Projector for Unreads {
                  ON msgs (root_id, seq, sender_id, deleted)
                  WHERE root_id IS NOT NULL;
              -- Each sender's channel-level messages with their running
-             -- count (sord): the caller's own messages after a marker are
-             -- two lookups here.
+             -- count (sord) and the running count of those posted with
+             -- @channel (aord), as of posting.
              CREATE TABLE IF NOT EXISTS own (
                  channel_id TEXT NOT NULL,
                  sender_id TEXT NOT NULL,
                  seq INTEGER NOT NULL,
                  sord INTEGER NOT NULL,
+                 aord INTEGER NOT NULL,
                  PRIMARY KEY (channel_id, sender_id, seq)
              ) WITHOUT ROWID;
-             -- Deleted channel-level messages (subtracted from the ordinals).
-             CREATE TABLE IF NOT EXISTS deleted (
-                 channel_id TEXT NOT NULL,
-                 seq INTEGER NOT NULL,
-                 sender_id TEXT NOT NULL,
-                 PRIMARY KEY (channel_id, seq)
-             ) WITHOUT ROWID;
-             -- One row per mentioned user (or '*') and live message.
+             -- The mentions of every live message as it says now: one row
+             -- per mentioned user (by name or @here) and '*' for @channel
+             -- (thread counts and follows read these).
              CREATE TABLE IF NOT EXISTS mentions (
                  channel_id TEXT NOT NULL,
                  user_id TEXT NOT NULL,
@@ -118,15 +154,39 @@ impl Projector for Unreads {
              CREATE INDEX IF NOT EXISTS mentions_by_msg ON mentions (channel_id, seq);
              CREATE INDEX IF NOT EXISTS mentions_by_thread ON mentions (root_id, user_id, seq)
                  WHERE root_id <> '';
+             -- Channel-level mention ordinals as posted: key '*' (the
+             -- post said @channel; ord = channels.all_ord then) or a user
+             -- named or addressed by @here, not the sender (ord = that
+             -- user's markers.men_head then). Appended by posts only.
+             CREATE TABLE IF NOT EXISTS ment (
+                 channel_id TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
+                 ord INTEGER NOT NULL,
+                 PRIMARY KEY (channel_id, key, seq)
+             ) WITHOUT ROWID;
+             -- Corrections to the ordinals for channel-level messages:
+             -- key '' −1 for a deleted message; key '*' or a user ±1 for
+             -- a mention an edit or delete took away or an edit added.
+             -- A row exists only while the message's state differs from
+             -- what its ordinals say.
+             CREATE TABLE IF NOT EXISTS fixes (
+                 channel_id TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
+                 key TEXT NOT NULL,
+                 sender_id TEXT NOT NULL,
+                 delta INTEGER NOT NULL,
+                 PRIMARY KEY (channel_id, seq, key)
+             ) WITHOUT ROWID;
              -- root_id '': the channel's marker. For a channel marker at K,
-             -- ord_at / own_at: the channel's ord and the user's sord as of
-             -- K (fixed once K is folded: every message up to K came
-             -- before the marker in the log), so a count needs no lookup
-             -- of them. own_head: the user's latest sord in the channel;
-             -- last_mentioned: the latest channel-level message naming
-             -- the user (a hint). A user's own post or a mention makes
-             -- the row (seq 0) if there is none yet: one row of the
-             -- poster or of each mentioned user, never one per member.
+             -- the *_at columns are the ordinals as of K (ord_at: the
+             -- channel's ord; own_at / own_all_at: the user's sord / aord;
+             -- men_at: the user's mention ordinal; all_at: the channel's
+             -- all_ord), fixed once K is folded. own_head / own_all_head /
+             -- men_head: the user's latest sord / aord / mention ordinal in
+             -- the channel. A user's own post or a mention makes the row
+             -- (seq 0) if there is none yet: one row of the poster or of
+             -- each mentioned user, never one per member.
              CREATE TABLE IF NOT EXISTS markers (
                  user_id TEXT NOT NULL,
                  channel_id TEXT NOT NULL,
@@ -134,8 +194,12 @@ impl Projector for Unreads {
                  seq INTEGER NOT NULL,
                  ord_at INTEGER NOT NULL DEFAULT 0,
                  own_at INTEGER NOT NULL DEFAULT 0,
+                 own_all_at INTEGER NOT NULL DEFAULT 0,
+                 men_at INTEGER NOT NULL DEFAULT 0,
+                 all_at INTEGER NOT NULL DEFAULT 0,
                  own_head INTEGER NOT NULL DEFAULT 0,
-                 last_mentioned INTEGER NOT NULL DEFAULT 0,
+                 own_all_head INTEGER NOT NULL DEFAULT 0,
+                 men_head INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (user_id, channel_id, root_id)
              ) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS follows (
@@ -149,7 +213,8 @@ impl Projector for Unreads {
                  channel_id TEXT NOT NULL,
                  PRIMARY KEY (user_id, channel_id)
              ) WITHOUT ROWID;",
-        )
+        )?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
     }
 
     fn apply(
@@ -205,9 +270,20 @@ impl Projector for Unreads {
                 if m.deleted || m.channel_id != ch {
                     return Ok(());
                 }
+                let before = if m.in_channel {
+                    mention_keys_now(tx, &m)?
+                } else {
+                    BTreeSet::new()
+                };
                 tx.prepare_cached("DELETE FROM mentions WHERE channel_id = ?1 AND seq = ?2")?
                     .execute(params![ch, m.seq])?;
                 insert_mentions(tx, &m, b.mentions.as_ref())?;
+                if m.in_channel {
+                    let after = mention_keys(b.mentions.as_ref(), &m.sender_id);
+                    for key in before.symmetric_difference(&after) {
+                        set_mention(tx, &m, key, after.contains(key))?;
+                    }
+                }
                 if let Some(root) = &m.root_id {
                     follow_mentioned(tx, ch, root, m.seq)?;
                 }
@@ -220,23 +296,18 @@ impl Projector for Unreads {
                 if m.deleted || m.channel_id != ch {
                     return Ok(());
                 }
+                if m.in_channel {
+                    for key in mention_keys_now(tx, &m)? {
+                        set_mention(tx, &m, &key, false)?;
+                    }
+                    put_fix(tx, &m, MESSAGE, -1)?;
+                }
                 tx.prepare_cached(
                     "UPDATE msgs SET deleted = 1 WHERE channel_id = ?1 AND seq = ?2",
                 )?
                 .execute(params![ch, m.seq])?;
                 tx.prepare_cached("DELETE FROM mentions WHERE channel_id = ?1 AND seq = ?2")?
                     .execute(params![ch, m.seq])?;
-                if m.in_channel {
-                    tx.prepare_cached(
-                        "INSERT OR IGNORE INTO deleted (channel_id, seq, sender_id)
-                         VALUES (?1, ?2, ?3)",
-                    )?
-                    .execute(params![ch, m.seq, m.sender_id])?;
-                    tx.prepare_cached(
-                        "UPDATE channels SET last_del = MAX(last_del, ?2) WHERE id = ?1",
-                    )?
-                    .execute(params![ch, m.seq])?;
-                }
                 Ok(())
             }
             _ => Ok(()),
@@ -280,6 +351,18 @@ fn fold_join(tx: &Transaction<'_>, ch: &str, user: &str, seq: i64) -> rusqlite::
     move_marker(tx, user, ch, "", seq, false)
 }
 
+/// The latest `ment` ordinal of `key` in `ch` at or before `to` (0: none).
+fn ment_at(tx: &Transaction<'_>, ch: &str, key: &str, to: i64) -> rusqlite::Result<i64> {
+    let ord: Option<i64> = tx
+        .prepare_cached(
+            "SELECT ord FROM ment WHERE channel_id = ?1 AND key = ?2 AND seq <= ?3
+             ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![ch, key, to], |r| r.get(0))
+        .optional()?;
+    Ok(ord.unwrap_or(0))
+}
+
 /// Moves a marker to `to` (only forward unless `backwards`), recording for
 /// a channel marker the ordinals as of `to`.
 fn move_marker(
@@ -301,7 +384,8 @@ fn move_marker(
         Some(cur) if cur == to => return Ok(()),
         _ => to,
     };
-    let (ord_at, own_at) = if root.is_empty() {
+    let mut at = [0i64; 5];
+    if root.is_empty() {
         let ord: Option<i64> = tx
             .prepare_cached(
                 "SELECT ord FROM msgs INDEXED BY msgs_ord
@@ -310,24 +394,33 @@ fn move_marker(
             )?
             .query_row(params![ch, to], |r| r.get(0))
             .optional()?;
-        let own: Option<i64> = tx
+        let own: Option<(i64, i64)> = tx
             .prepare_cached(
-                "SELECT sord FROM own WHERE channel_id = ?1 AND sender_id = ?2 AND seq <= ?3
-                 ORDER BY seq DESC LIMIT 1",
+                "SELECT sord, aord FROM own WHERE channel_id = ?1 AND sender_id = ?2
+                 AND seq <= ?3 ORDER BY seq DESC LIMIT 1",
             )?
-            .query_row(params![ch, user, to], |r| r.get(0))
+            .query_row(params![ch, user, to], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        (ord.unwrap_or(0), own.unwrap_or(0))
-    } else {
-        (0, 0)
-    };
+        let (own_at, own_all_at) = own.unwrap_or((0, 0));
+        at = [
+            ord.unwrap_or(0),
+            own_at,
+            own_all_at,
+            ment_at(tx, ch, user, to)?,
+            ment_at(tx, ch, EVERYONE, to)?,
+        ];
+    }
     tx.prepare_cached(
-        "INSERT INTO markers (user_id, channel_id, root_id, seq, ord_at, own_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO markers (user_id, channel_id, root_id, seq,
+                              ord_at, own_at, own_all_at, men_at, all_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT DO UPDATE SET seq = excluded.seq, ord_at = excluded.ord_at,
-                                   own_at = excluded.own_at",
+             own_at = excluded.own_at, own_all_at = excluded.own_all_at,
+             men_at = excluded.men_at, all_at = excluded.all_at",
     )?
-    .execute(params![user, ch, root, to, ord_at, own_at])?;
+    .execute(params![
+        user, ch, root, to, at[0], at[1], at[2], at[3], at[4]
+    ])?;
     Ok(())
 }
 
@@ -359,6 +452,66 @@ fn message_of(conn: &Connection, id: &str) -> rusqlite::Result<Option<Msg>> {
     .optional()
 }
 
+/// The keys a channel-level message with `mentions` is counted under:
+/// `*` alone if it says @channel, else every user it names or addresses
+/// by @here but its sender. A user mentioned both ways is counted once
+/// (under `*`), and a sender never mentions themself.
+fn mention_keys(mentions: Option<&Mentions>, sender: &str) -> BTreeSet<String> {
+    let Some(m) = mentions else {
+        return BTreeSet::new();
+    };
+    if m.channel {
+        return BTreeSet::from([EVERYONE.to_string()]);
+    }
+    let here: &[String] = if m.here { &m.here_user_ids } else { &[] };
+    m.user_ids
+        .iter()
+        .chain(here)
+        .filter(|u| u.as_str() != sender && u.as_str() != EVERYONE)
+        .cloned()
+        .collect()
+}
+
+/// [`mention_keys`] of a live message as its `mentions` rows say now.
+fn mention_keys_now(tx: &Transaction<'_>, m: &Msg) -> rusqlite::Result<BTreeSet<String>> {
+    let users: Vec<String> = tx
+        .prepare_cached("SELECT user_id FROM mentions WHERE channel_id = ?1 AND seq = ?2")?
+        .query_map(params![m.channel_id, m.seq], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if users.iter().any(|u| u == EVERYONE) {
+        return Ok(BTreeSet::from([EVERYONE.to_string()]));
+    }
+    Ok(users.into_iter().filter(|u| *u != m.sender_id).collect())
+}
+
+/// Makes the channel-level message `m` count (`on`) or not under mention
+/// `key` from now on: a fix of the difference to what its ordinals say.
+fn set_mention(tx: &Transaction<'_>, m: &Msg, key: &str, on: bool) -> rusqlite::Result<()> {
+    let counted: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM ment WHERE channel_id = ?1 AND key = ?2 AND seq = ?3)",
+        )?
+        .query_row(params![m.channel_id, key, m.seq], |r| r.get(0))?;
+    put_fix(tx, m, key, i64::from(on) - i64::from(counted))
+}
+
+/// Sets the fix of `m` under `key` to `delta` (0: none).
+fn put_fix(tx: &Transaction<'_>, m: &Msg, key: &str, delta: i64) -> rusqlite::Result<()> {
+    if delta == 0 {
+        tx.prepare_cached("DELETE FROM fixes WHERE channel_id = ?1 AND seq = ?2 AND key = ?3")?
+            .execute(params![m.channel_id, m.seq, key])?;
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "INSERT INTO fixes (channel_id, seq, key, sender_id, delta) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT DO UPDATE SET delta = excluded.delta",
+    )?
+    .execute(params![m.channel_id, m.seq, key, m.sender_id, delta])?;
+    tx.prepare_cached("UPDATE channels SET last_fix = MAX(last_fix, ?2) WHERE id = ?1")?
+        .execute(params![m.channel_id, m.seq])?;
+    Ok(())
+}
+
 fn fold_post(
     tx: &Transaction<'_>,
     env: &Envelope,
@@ -375,30 +528,56 @@ fn fold_post(
         return Ok(());
     }
     let (ord, sord) = if in_channel {
-        let ord: i64 = tx
+        let keys = mention_keys(mentions, sender);
+        let everyone = keys.contains(EVERYONE);
+        let (ord, all_ord): (i64, i64) = tx
             .prepare_cached(
-                "UPDATE channels SET ord = ord + 1, latest_ts = MAX(latest_ts, ?2)
-                 WHERE id = ?1 RETURNING ord",
+                "UPDATE channels SET ord = ord + 1, all_ord = all_ord + ?3,
+                                     latest_ts = MAX(latest_ts, ?2)
+                 WHERE id = ?1 RETURNING ord, all_ord",
             )?
-            .query_row(params![ch, env.ts_ms], |r| r.get(0))?;
-        let last: Option<i64> = tx
+            .query_row(params![ch, env.ts_ms, everyone], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let last: Option<(i64, i64)> = tx
             .prepare_cached(
-                "SELECT sord FROM own WHERE channel_id = ?1 AND sender_id = ?2
+                "SELECT sord, aord FROM own WHERE channel_id = ?1 AND sender_id = ?2
                  ORDER BY seq DESC LIMIT 1",
             )?
-            .query_row(params![ch, sender], |r| r.get(0))
+            .query_row(params![ch, sender], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let sord = last.unwrap_or(0) + 1;
+        let (sord, aord) = last.unwrap_or((0, 0));
+        let (sord, aord) = (sord + 1, aord + i64::from(everyone));
         tx.prepare_cached(
-            "INSERT INTO own (channel_id, sender_id, seq, sord) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO own (channel_id, sender_id, seq, sord, aord)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
-        .execute(params![ch, sender, env.channel_seq as i64, sord])?;
+        .execute(params![ch, sender, seq, sord, aord])?;
         tx.prepare_cached(
-            "INSERT INTO markers (user_id, channel_id, root_id, seq, own_head)
-             VALUES (?1, ?2, '', 0, ?3)
-             ON CONFLICT DO UPDATE SET own_head = excluded.own_head",
+            "INSERT INTO markers (user_id, channel_id, root_id, seq, own_head, own_all_head)
+             VALUES (?1, ?2, '', 0, ?3, ?4)
+             ON CONFLICT DO UPDATE SET own_head = excluded.own_head,
+                                       own_all_head = excluded.own_all_head",
         )?
-        .execute(params![sender, ch, sord])?;
+        .execute(params![sender, ch, sord, aord])?;
+        let mut ment = tx.prepare_cached(
+            "INSERT INTO ment (channel_id, key, seq, ord) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        if everyone {
+            ment.execute(params![ch, EVERYONE, seq, all_ord])?;
+        } else {
+            for user in &keys {
+                let n: i64 = tx
+                    .prepare_cached(
+                        "INSERT INTO markers (user_id, channel_id, root_id, seq, men_head)
+                         VALUES (?1, ?2, '', 0, 1)
+                         ON CONFLICT DO UPDATE SET men_head = men_head + 1
+                         RETURNING men_head",
+                    )?
+                    .query_row(params![user, ch], |r| r.get(0))?;
+                ment.execute(params![ch, user, seq, n])?;
+            }
+        }
         (Some(ord), Some(sord))
     } else {
         (None, None)
@@ -444,6 +623,7 @@ fn follow_mentioned(tx: &Transaction<'_>, ch: &str, root: &str, seq: i64) -> rus
     Ok(())
 }
 
+/// The message's `mentions` rows (what it says now).
 fn insert_mentions(
     tx: &Transaction<'_>,
     m: &Msg,
@@ -478,21 +658,6 @@ fn insert_mentions(
             root,
             m.in_channel
         ])?;
-        if !m.in_channel {
-            continue;
-        }
-        if user == EVERYONE {
-            tx.prepare_cached("UPDATE channels SET last_all = MAX(last_all, ?2) WHERE id = ?1")?
-                .execute(params![m.channel_id, m.seq])?;
-        } else {
-            tx.prepare_cached(
-                "INSERT INTO markers (user_id, channel_id, root_id, seq, last_mentioned)
-                 VALUES (?1, ?2, '', 0, ?3)
-                 ON CONFLICT DO UPDATE SET
-                     last_mentioned = MAX(last_mentioned, excluded.last_mentioned)",
-            )?
-            .execute(params![user, m.channel_id, m.seq])?;
-        }
     }
     Ok(())
 }
@@ -549,9 +714,10 @@ pub struct UnreadSummary {
 
 /// The unread state of `user` in `channels` (the channels it is a member
 /// of now, from the ACL model; distinct ids) and in the threads it follows
-/// there, in channel id (then root id) order. Per channel a fixed number
-/// of index lookups and range counts over sparse rows (deletes,
-/// mentions), whatever the channel's size or history; per followed thread
+/// there, in channel id (then root id) order. Per channel: arithmetic on
+/// its row and the user's marker row, plus one range over the fixes after
+/// the marker only where there are any (rare: deletes, edits changing a
+/// mention); whatever the channel's size or history. Per followed thread:
 /// a range over its replies after the thread's marker.
 pub fn unreads(
     conn: &Connection,
@@ -559,45 +725,36 @@ pub fn unreads(
     channels: &[String],
 ) -> rusqlite::Result<UnreadSummary> {
     let list = serde_json::Value::from(channels.to_vec()).to_string();
-    // `my` is materialized so each channel's marker is looked up once.
-    // A message mentioning the user both by name and by @channel is one
-    // mention: '*' rows count only where the user has no row of its own.
+    // `my` is materialized so each channel's rows are read once; `fx`
+    // sums the fixes after the marker of channels that have any there.
     let mut stmt = conn.prepare_cached(
         "WITH my AS MATERIALIZED (
-             SELECT c.id, c.direct, c.head_seq, c.ord, c.latest_ts, c.last_del, c.last_all,
-                    COALESCE(mk.seq, 0) AS mk, COALESCE(mk.ord_at, 0) AS ord_at,
-                    COALESCE(mk.own_at, 0) AS own_at, COALESCE(mk.own_head, 0) AS own_head,
-                    COALESCE(mk.last_mentioned, 0) AS last_mentioned,
+             SELECT c.id, c.direct, c.head_seq, c.latest_ts, c.last_fix,
+                    COALESCE(mk.seq, 0) AS mk,
+                    c.ord - COALESCE(mk.ord_at, 0)
+                        - (COALESCE(mk.own_head, 0) - COALESCE(mk.own_at, 0)) AS unread,
+                    c.all_ord - COALESCE(mk.all_at, 0)
+                        - (COALESCE(mk.own_all_head, 0) - COALESCE(mk.own_all_at, 0))
+                        + COALESCE(mk.men_head, 0) - COALESCE(mk.men_at, 0) AS mentioned,
                     (mu.user_id IS NOT NULL) AS muted
              FROM json_each(?1) j
              JOIN channels c ON c.id = j.value
              LEFT JOIN markers mk
                  ON mk.user_id = ?2 AND mk.channel_id = c.id AND mk.root_id = ''
              LEFT JOIN muted mu ON mu.user_id = ?2 AND mu.channel_id = c.id
+         ),
+         fx AS MATERIALIZED (
+             SELECT my.id,
+                    SUM(CASE WHEN f.key = '' THEN f.delta ELSE 0 END) AS du,
+                    SUM(CASE WHEN f.key = '' THEN 0 ELSE f.delta END) AS dm
+             FROM my JOIN fixes f ON f.channel_id = my.id AND f.seq > my.mk
+             WHERE my.last_fix > my.mk AND f.key IN ('', '*', ?2) AND f.sender_id <> ?2
+             GROUP BY my.id
          )
-         SELECT id, mk, head_seq, latest_ts, direct, muted,
-             CASE WHEN head_seq <= mk THEN 0 ELSE
-                 ord - ord_at - (own_head - own_at)
-                 - CASE WHEN last_del <= mk THEN 0 ELSE
-                       (SELECT COUNT(*) FROM deleted
-                        WHERE channel_id = my.id AND seq > my.mk AND sender_id <> ?2)
-                   END
-             END,
-             CASE WHEN head_seq <= mk OR muted OR direct THEN 0 ELSE
-                 CASE WHEN last_mentioned <= mk THEN 0 ELSE
-                     (SELECT COUNT(*) FROM mentions
-                      WHERE channel_id = my.id AND user_id = ?2 AND seq > my.mk
-                        AND in_channel = 1 AND sender_id <> ?2)
-                 END
-                 + CASE WHEN last_all <= mk THEN 0 ELSE
-                     (SELECT COUNT(*) FROM mentions e
-                      WHERE e.channel_id = my.id AND e.user_id = '*' AND e.seq > my.mk
-                        AND e.in_channel = 1 AND e.sender_id <> ?2
-                        AND NOT EXISTS (SELECT 1 FROM mentions x WHERE x.channel_id = my.id
-                                            AND x.user_id = ?2 AND x.seq = e.seq))
-                 END
-             END
-         FROM my ORDER BY id",
+         SELECT my.id, mk, head_seq, latest_ts, direct, muted,
+             CASE WHEN head_seq <= mk THEN 0 ELSE unread + COALESCE(fx.du, 0) END,
+             CASE WHEN head_seq <= mk THEN 0 ELSE mentioned + COALESCE(fx.dm, 0) END
+         FROM my LEFT JOIN fx ON fx.id = my.id ORDER BY my.id",
     )?;
     let rows = stmt.query_map(params![list, user], |r| {
         let unread = r.get::<_, i64>(6)?.max(0) as u64;
