@@ -63,9 +63,9 @@ const EVERYONE: &str = "*";
 const MESSAGE: &str = "";
 
 /// The schema's version (`PRAGMA user_version`). A file written by an
-/// older version (0: before versions) is emptied and refolded from the
+/// older version (0: before versions; 2: without `markers.user_fix`) is emptied and refolded from the
 /// log when opened: the model is a cache of the log.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Every table this model has had, dropped when the schema changes.
 const ALL_TABLES: &[&str] = &[
@@ -99,8 +99,9 @@ impl Projector for Unreads {
             "-- ord: channel-level messages so far; all_ord: those of them
              -- posted with @channel; head_seq: the channel's latest
              -- channel_seq; latest_ts: the latest channel-level message's
-             -- time; last_fix: the highest seq in `fixes` (a hint: a count
-             -- after a marker at or above it reads no fixes).
+             -- time; last_fix: the highest seq of a channel-wide fix (key
+             -- '' or '*'; a hint: a count after a marker at or above it and
+             -- at or above the user's markers.user_fix reads no fixes).
              CREATE TABLE IF NOT EXISTS channels (
                  id TEXT PRIMARY KEY,
                  direct INTEGER NOT NULL DEFAULT 0,
@@ -152,7 +153,8 @@ impl Projector for Unreads {
                  PRIMARY KEY (channel_id, user_id, seq)
              ) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS mentions_by_msg ON mentions (channel_id, seq);
-             CREATE INDEX IF NOT EXISTS mentions_by_thread ON mentions (root_id, user_id, seq)
+             CREATE INDEX IF NOT EXISTS mentions_by_thread
+                 ON mentions (root_id, user_id, seq, sender_id, channel_id)
                  WHERE root_id <> '';
              -- Channel-level mention ordinals as posted: key '*' (the
              -- post said @channel; ord = channels.all_ord then) or a user
@@ -184,9 +186,11 @@ impl Projector for Unreads {
              -- men_at: the user's mention ordinal; all_at: the channel's
              -- all_ord), fixed once K is folded. own_head / own_all_head /
              -- men_head: the user's latest sord / aord / mention ordinal in
-             -- the channel. A user's own post or a mention makes the row
-             -- (seq 0) if there is none yet: one row of the poster or of
-             -- each mentioned user, never one per member.
+             -- the channel; user_fix: the highest seq of a fix under the
+             -- user's key (a hint, as channels.last_fix). A user's own
+             -- post, a mention or a fix of one makes the row (seq 0) if
+             -- there is none yet: one row of the poster or of each
+             -- mentioned user, never one per member.
              CREATE TABLE IF NOT EXISTS markers (
                  user_id TEXT NOT NULL,
                  channel_id TEXT NOT NULL,
@@ -200,6 +204,7 @@ impl Projector for Unreads {
                  own_head INTEGER NOT NULL DEFAULT 0,
                  own_all_head INTEGER NOT NULL DEFAULT 0,
                  men_head INTEGER NOT NULL DEFAULT 0,
+                 user_fix INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (user_id, channel_id, root_id)
              ) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS follows (
@@ -507,8 +512,17 @@ fn put_fix(tx: &Transaction<'_>, m: &Msg, key: &str, delta: i64) -> rusqlite::Re
          ON CONFLICT DO UPDATE SET delta = excluded.delta",
     )?
     .execute(params![m.channel_id, m.seq, key, m.sender_id, delta])?;
-    tx.prepare_cached("UPDATE channels SET last_fix = MAX(last_fix, ?2) WHERE id = ?1")?
-        .execute(params![m.channel_id, m.seq])?;
+    if key == MESSAGE || key == EVERYONE {
+        tx.prepare_cached("UPDATE channels SET last_fix = MAX(last_fix, ?2) WHERE id = ?1")?
+            .execute(params![m.channel_id, m.seq])?;
+    } else {
+        tx.prepare_cached(
+            "INSERT INTO markers (user_id, channel_id, root_id, seq, user_fix)
+             VALUES (?1, ?2, '', 0, ?3)
+             ON CONFLICT DO UPDATE SET user_fix = MAX(user_fix, excluded.user_fix)",
+        )?
+        .execute(params![key, m.channel_id, m.seq])?;
+    }
     Ok(())
 }
 
@@ -712,25 +726,15 @@ pub struct UnreadSummary {
     pub threads: Vec<ThreadUnread>,
 }
 
-/// The unread state of `user` in `channels` (the channels it is a member
-/// of now, from the ACL model; distinct ids) and in the threads it follows
-/// there, in channel id (then root id) order. Per channel: arithmetic on
-/// its row and the user's marker row, plus one range over the fixes after
-/// the marker only where there are any (rare: deletes, edits changing a
-/// mention); whatever the channel's size or history. Per followed thread:
-/// a range over its replies after the thread's marker.
-pub fn unreads(
-    conn: &Connection,
-    user: &str,
-    channels: &[String],
-) -> rusqlite::Result<UnreadSummary> {
-    let list = serde_json::Value::from(channels.to_vec()).to_string();
-    // `my` is materialized so each channel's rows are read once; `fx`
-    // sums the fixes after the marker of channels that have any there.
-    let mut stmt = conn.prepare_cached(
-        "WITH my AS MATERIALIZED (
-             SELECT c.id, c.direct, c.head_seq, c.latest_ts, c.last_fix,
+/// `unreads`' per-channel statement (?1: the channel ids as a JSON
+/// list, ?2: the user). `my` is materialized so each channel's rows are
+/// read once. `fixes` is read only where the hints say it has rows after
+/// the marker, in one range for both counts: the sum is packed as
+/// `mention fixes × 2³² + unread fixes` (see [`unpack_fixes`]).
+pub(crate) const CHANNELS_SQL: &str = "WITH my AS MATERIALIZED (
+             SELECT c.id, c.direct, c.head_seq, c.latest_ts,
                     COALESCE(mk.seq, 0) AS mk,
+                    MAX(c.last_fix, COALESCE(mk.user_fix, 0)) AS last_fix,
                     c.ord - COALESCE(mk.ord_at, 0)
                         - (COALESCE(mk.own_head, 0) - COALESCE(mk.own_at, 0)) AS unread,
                     c.all_ord - COALESCE(mk.all_at, 0)
@@ -742,40 +746,28 @@ pub fn unreads(
              LEFT JOIN markers mk
                  ON mk.user_id = ?2 AND mk.channel_id = c.id AND mk.root_id = ''
              LEFT JOIN muted mu ON mu.user_id = ?2 AND mu.channel_id = c.id
-         ),
-         fx AS MATERIALIZED (
-             SELECT my.id,
-                    SUM(CASE WHEN f.key = '' THEN f.delta ELSE 0 END) AS du,
-                    SUM(CASE WHEN f.key = '' THEN 0 ELSE f.delta END) AS dm
-             FROM my JOIN fixes f ON f.channel_id = my.id AND f.seq > my.mk
-             WHERE my.last_fix > my.mk AND f.key IN ('', '*', ?2) AND f.sender_id <> ?2
-             GROUP BY my.id
          )
-         SELECT my.id, mk, head_seq, latest_ts, direct, muted,
-             CASE WHEN head_seq <= mk THEN 0 ELSE unread + COALESCE(fx.du, 0) END,
-             CASE WHEN head_seq <= mk THEN 0 ELSE mentioned + COALESCE(fx.dm, 0) END
-         FROM my LEFT JOIN fx ON fx.id = my.id ORDER BY my.id",
-    )?;
-    let rows = stmt.query_map(params![list, user], |r| {
-        let unread = r.get::<_, i64>(6)?.max(0) as u64;
-        let (direct, muted): (bool, bool) = (r.get(4)?, r.get(5)?);
-        let mention_count = match (muted, direct) {
-            (true, _) => 0,
-            (false, true) => unread,
-            (false, false) => r.get::<_, i64>(7)?.max(0) as u64,
-        };
-        Ok(ChannelUnread {
-            channel_id: r.get(0)?,
-            last_read_seq: r.get::<_, i64>(1)?.max(0) as u64,
-            head_seq: r.get::<_, i64>(2)?.max(0) as u64,
-            unread_count: unread,
-            mention_count,
-            latest_ts: r.get(3)?,
-        })
-    })?;
-    let channels_out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = conn.prepare_cached(
-        "WITH mine AS MATERIALIZED (
+         SELECT id, mk, head_seq, latest_ts, direct, muted,
+             CASE WHEN head_seq <= mk THEN 0 ELSE unread END,
+             CASE WHEN head_seq <= mk THEN 0 ELSE mentioned END,
+             CASE WHEN head_seq <= mk OR last_fix <= mk THEN 0 ELSE
+                 (SELECT SUM(CASE WHEN f.key = '' THEN f.delta ELSE f.delta * 4294967296 END)
+                  FROM fixes f
+                  WHERE f.channel_id = my.id AND f.seq > my.mk
+                    AND f.key IN ('', '*', ?2) AND f.sender_id <> ?2)
+             END
+         FROM my ORDER BY id";
+
+/// The (unread, mention) parts of a packed sum of fixes (the unread part
+/// is at most the channel's messages in magnitude, far below 2³¹).
+fn unpack_fixes(packed: i64) -> (i64, i64) {
+    const SHIFT: i64 = 1 << 32;
+    let mentions = (packed + SHIFT / 2).div_euclid(SHIFT);
+    (packed - mentions * SHIFT, mentions)
+}
+
+/// `unreads`' per-thread statement (same parameters).
+pub(crate) const THREADS_SQL: &str = "WITH mine AS MATERIALIZED (
              SELECT f.root_id, f.channel_id, COALESCE(mk.seq, 0) AS mk,
                     COALESCE(c.direct, 0) AS direct, (mu.user_id IS NOT NULL) AS muted
              FROM follows f
@@ -800,8 +792,42 @@ pub fn unreads(
                                       WHERE x.channel_id = e.channel_id
                                         AND x.user_id = ?2 AND x.seq = e.seq))
              END
-         FROM mine ORDER BY channel_id, root_id",
-    )?;
+         FROM mine ORDER BY channel_id, root_id";
+
+/// The unread state of `user` in `channels` (the channels it is a member
+/// of now, from the ACL model; distinct ids) and in the threads it follows
+/// there, in channel id (then root id) order. Per channel: arithmetic on
+/// its row and the user's marker row, plus one range over the fixes after
+/// the marker only where there are any (rare: deletes, edits changing a
+/// mention); whatever the channel's size or history. Per followed thread:
+/// a range over its replies after the thread's marker.
+pub fn unreads(
+    conn: &Connection,
+    user: &str,
+    channels: &[String],
+) -> rusqlite::Result<UnreadSummary> {
+    let list = serde_json::Value::from(channels.to_vec()).to_string();
+    let mut stmt = conn.prepare_cached(CHANNELS_SQL)?;
+    let rows = stmt.query_map(params![list, user], |r| {
+        let (fix_unread, fix_mentions) = unpack_fixes(r.get::<_, Option<i64>>(8)?.unwrap_or(0));
+        let unread = (r.get::<_, i64>(6)? + fix_unread).max(0) as u64;
+        let (direct, muted): (bool, bool) = (r.get(4)?, r.get(5)?);
+        let mention_count = match (muted, direct) {
+            (true, _) => 0,
+            (false, true) => unread,
+            (false, false) => (r.get::<_, i64>(7)? + fix_mentions).max(0) as u64,
+        };
+        Ok(ChannelUnread {
+            channel_id: r.get(0)?,
+            last_read_seq: r.get::<_, i64>(1)?.max(0) as u64,
+            head_seq: r.get::<_, i64>(2)?.max(0) as u64,
+            unread_count: unread,
+            mention_count,
+            latest_ts: r.get(3)?,
+        })
+    })?;
+    let channels_out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare_cached(THREADS_SQL)?;
     let rows = stmt.query_map(params![list, user], |r| {
         let unread = r.get::<_, i64>(4)?.max(0) as u64;
         let (direct, muted): (bool, bool) = (r.get(2)?, r.get(3)?);

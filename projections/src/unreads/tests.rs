@@ -2,7 +2,7 @@
 //! test per rule, and the ordinal arithmetic checked against a naive count
 //! over a pseudo-random history.
 
-use super::{marker, unreads, UnreadSummary, Unreads};
+use super::{marker, unpack_fixes, unreads, UnreadSummary, Unreads, CHANNELS_SQL, THREADS_SQL};
 use crate::testkit::*;
 use switchboard_core::events::ChannelKind;
 use switchboard_streams::LogEvent;
@@ -630,4 +630,44 @@ fn a_file_of_an_older_schema_is_refolded_from_the_start() {
     one(&mut m, f.ch(CH, "bob", posted("M2", "again")));
     crate::runner::migrate_model::<Unreads>(m.conn()).expect("migrate");
     assert_eq!(m.int("SELECT COUNT(*) FROM msgs", []), 1);
+}
+
+/// Every table the two statements of `unreads` read is reached by a
+/// seek on a key or index (`SEARCH`), never a `SCAN`: only the JSON list
+/// of channels and the materialized per-channel rows are walked.
+#[test]
+fn the_unreads_statements_only_seek() {
+    let (m, _) = setup();
+    for sql in [CHANNELS_SQL, THREADS_SQL] {
+        let mut stmt = m
+            .conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let plan: Vec<String> = stmt
+            .query_map(rusqlite::params!["[\"C1\"]", "ada"], |r| r.get(3))
+            .expect("plan")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        eprintln!("{}", plan.join("\n"));
+        for step in &plan {
+            if let Some(what) = step.strip_prefix("SCAN ") {
+                assert!(
+                    what.starts_with("j VIRTUAL")
+                        || what.starts_with("json_each VIRTUAL")
+                        || what.starts_with("my")
+                        || what.starts_with("mine"),
+                    "{step} in the plan of {sql}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_fix_sums_unpack() {
+    for du in [-5_000i64, -1, 0, 1, 7] {
+        for dm in [-3i64, -1, 0, 1, 2, 9_000] {
+            assert_eq!(unpack_fixes(dm * (1 << 32) + du), (du, dm), "{du} {dm}");
+        }
+    }
 }
