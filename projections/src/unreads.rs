@@ -63,8 +63,9 @@ const EVERYONE: &str = "*";
 const MESSAGE: &str = "";
 
 /// The schema's version (`PRAGMA user_version`). A file written by an
-/// older version (0: before versions; 2: without `markers.user_fix`) is emptied and refolded from the
-/// log when opened: the model is a cache of the log.
+/// older version (0: before versions; 2: without `markers.user_fix`) is
+/// emptied and refolded from the log when opened: the model is a cache of
+/// the log.
 const SCHEMA_VERSION: i64 = 3;
 
 /// Every table this model has had, dropped when the schema changes.
