@@ -27,13 +27,15 @@
 //!   itself), kept so that ordinal + fix is exactly the message's current
 //!   state (a fix back to the ordinal's state deletes the row). Counting a
 //!   channel is then arithmetic on the channel and marker rows plus, only
-//!   when the channel has fixes after the marker, one range over them:
+//!   where the hints say the channel or the user has fixes after the
+//!   marker, one range over them (the sums over fixes after K of
+//!   messages not sent by the user):
 //!
-//!   unread   = (ord − ord_at) − (own_head − own_at) + Σ fixes('' )
-//!   mentions = (all_ord − all_at) − (own_all_head − own_all_at)
-//!            + (men_head − men_at) + Σ fixes('*' | user)
-//!
-//!   the sums over fixes after K of messages not sent by the user.
+//! ```text
+//! unread   = (ord − ord_at) − (own_head − own_at) + Σ fixes('')
+//! mentions = (all_ord − all_at) − (own_all_head − own_all_at)
+//!          + (men_head − men_at) + Σ fixes('*' | user)
+//! ```
 //!
 //! Rules (the README lists them too): only messages count (not joins,
 //! edits, reactions); the caller's own messages never count; deleted
