@@ -465,19 +465,19 @@ fn counts_agree_with_a_naive_count() {
     // 1/8, @here 1/6 addressing each user with p 1/2.
     let pick = |r: u64| -> (Vec<&'static str>, bool, bool, Vec<&'static str>) {
         let named = (0..3)
-            .filter(|i| (r >> (2 * i)) % 4 == 0)
+            .filter(|i| (r >> (2 * i)).is_multiple_of(4))
             .map(|i| users[i])
             .collect();
-        let here = (r >> 9) % 6 == 0;
+        let here = (r >> 9).is_multiple_of(6);
         let here_users = if here {
             (0..3)
-                .filter(|i| (r >> (12 + i)) % 2 == 0)
+                .filter(|i| (r >> (12 + i)).is_multiple_of(2))
                 .map(|i| users[i])
                 .collect()
         } else {
             Vec::new()
         };
-        (named, (r >> 6) % 8 == 0, here, here_users)
+        (named, (r >> 6).is_multiple_of(8), here, here_users)
     };
     for step in 0..1_500 {
         let r = next();
