@@ -2,7 +2,7 @@
 //! test per rule, and the ordinal arithmetic checked against a naive count
 //! over a pseudo-random history.
 
-use super::{marker, unreads, UnreadSummary, Unreads};
+use super::{marker, unpack_fixes, unreads, UnreadSummary, Unreads, CHANNELS_SQL, THREADS_SQL};
 use crate::testkit::*;
 use switchboard_core::events::ChannelKind;
 use switchboard_streams::LogEvent;
@@ -413,15 +413,44 @@ fn replay_gives_the_same_rows() {
     assert_eq!(a.checksum(), b.checksum());
 }
 
-/// The ordinal arithmetic against a naive count, over a pseudo-random
-/// history of posts, replies (some also sent), deletes and marker moves
-/// by three users.
+/// A message of the naive model in `counts_agree_with_a_naive_count`.
+struct Naive {
+    seq: u64,
+    id: String,
+    sender: &'static str,
+    channel_level: bool,
+    deleted: bool,
+    /// Named users, @channel, @here and the users it addressed.
+    named: Vec<&'static str>,
+    channel: bool,
+    here: bool,
+    here_users: Vec<&'static str>,
+}
+
+impl Naive {
+    fn mentions(&self, user: &str) -> bool {
+        self.channel || self.named.contains(&user) || (self.here && self.here_users.contains(&user))
+    }
+
+    fn event(&self) -> switchboard_core::events::Mentions {
+        let mut m = mentions(&self.named, self.channel, self.here);
+        m.here_user_ids = self.here_users.iter().map(|u| u.to_string()).collect();
+        m
+    }
+}
+
+/// The ordinal arithmetic (message and mention ordinals, and their fixes)
+/// against a naive count, over a pseudo-random history of posts and
+/// replies (some also sent) by three users mentioning any of them by
+/// name, `@here` (addressing some) and `@channel` (several at once, the
+/// sender too), edits that add and remove mentions (of old messages and
+/// of new ones, again and again), deletes, marker moves forward and back
+/// (mark unread).
 #[test]
 fn counts_agree_with_a_naive_count() {
     let (mut m, mut f) = setup();
     let users = ["ada", "bob", "cy"];
-    // (seq, id, sender, channel_level, deleted, mentions ada)
-    let mut msgs: Vec<(u64, String, &str, bool, bool, bool)> = Vec::new();
+    let mut msgs: Vec<Naive> = Vec::new();
     // ada created C1 (no marker); bob joined at seq 1, cy at seq 2.
     let mut markers = [0u64, 1, 2];
     let mut seq = 2u64;
@@ -432,27 +461,59 @@ fn counts_agree_with_a_naive_count() {
         x ^= x << 17;
         x
     };
-    for step in 0..600 {
+    // Mentions from random bits: each user named with p 1/4, @channel
+    // 1/8, @here 1/6 addressing each user with p 1/2.
+    let pick = |r: u64| -> (Vec<&'static str>, bool, bool, Vec<&'static str>) {
+        let named = (0..3)
+            .filter(|i| (r >> (2 * i)).is_multiple_of(4))
+            .map(|i| users[i])
+            .collect();
+        let here = (r >> 9).is_multiple_of(6);
+        let here_users = if here {
+            (0..3)
+                .filter(|i| (r >> (12 + i)).is_multiple_of(2))
+                .map(|i| users[i])
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (named, (r >> 6).is_multiple_of(8), here, here_users)
+    };
+    for step in 0..1_500 {
         let r = next();
         let who = users[(r % 3) as usize];
-        match (r >> 8) % 10 {
+        let bits = next();
+        match (r >> 8) % 12 {
             0..=4 => {
                 seq += 1;
                 let id = format!("M{step}");
-                let mention = (r >> 16) % 4 == 0;
-                let body = if mention {
-                    posted_mentioning(&id, "@ada", mentions(&["ada"], false, false))
+                let (named, channel, here, here_users) = if bits % 3 == 0 {
+                    pick(bits >> 2)
                 } else {
-                    posted(&id, "x")
+                    (Vec::new(), false, false, Vec::new())
                 };
-                one(&mut m, f.ch(CH, who, body));
-                msgs.push((seq, id, who, true, false, mention));
+                let n = Naive {
+                    seq,
+                    id: id.clone(),
+                    sender: who,
+                    channel_level: true,
+                    deleted: false,
+                    named,
+                    channel,
+                    here,
+                    here_users,
+                };
+                one(
+                    &mut m,
+                    f.ch(CH, who, posted_mentioning(&id, "x", n.event())),
+                );
+                msgs.push(n);
             }
             5 | 6 => {
                 let roots: Vec<String> = msgs
                     .iter()
-                    .filter(|m| m.3 && !m.4 && !m.1.starts_with('T'))
-                    .map(|m| m.1.clone())
+                    .filter(|m| m.channel_level && !m.deleted && !m.id.starts_with('T'))
+                    .map(|m| m.id.clone())
                     .collect();
                 if roots.is_empty() {
                     continue;
@@ -461,23 +522,69 @@ fn counts_agree_with_a_naive_count() {
                 let also = (r >> 30) % 2 == 0;
                 seq += 1;
                 let id = format!("T{step}");
-                let body = if also {
-                    reply_to_channel(&id, root, "x")
+                let (named, channel, here, here_users) = if bits % 4 == 0 {
+                    pick(bits >> 2)
                 } else {
-                    reply(&id, root, "x")
+                    (Vec::new(), false, false, Vec::new())
                 };
-                one(&mut m, f.ch(CH, who, body));
-                msgs.push((seq, id, who, also, false, false));
+                let n = Naive {
+                    seq,
+                    id: id.clone(),
+                    sender: who,
+                    channel_level: also,
+                    deleted: false,
+                    named,
+                    channel,
+                    here,
+                    here_users,
+                };
+                one(
+                    &mut m,
+                    f.ch(CH, who, reply_mentioning(&id, root, also, n.event())),
+                );
+                msgs.push(n);
             }
             7 => {
-                let live: Vec<usize> = (0..msgs.len()).filter(|&i| !msgs[i].4).collect();
+                let live: Vec<usize> = (0..msgs.len()).filter(|&i| !msgs[i].deleted).collect();
                 if live.is_empty() {
                     continue;
                 }
                 let i = live[(r >> 20) as usize % live.len()];
                 seq += 1;
-                one(&mut m, f.ch(CH, msgs[i].2, deleted(&msgs[i].1.clone())));
-                msgs[i].4 = true;
+                let id = msgs[i].id.clone();
+                one(&mut m, f.ch(CH, msgs[i].sender, deleted(&id)));
+                msgs[i].deleted = true;
+            }
+            8 | 9 => {
+                // An edit re-resolves the mentions: of a recent message
+                // or any older one, possibly a deleted one (no effect).
+                if msgs.is_empty() {
+                    continue;
+                }
+                let i = if (r >> 18) % 2 == 0 {
+                    msgs.len() - 1 - (r >> 20) as usize % msgs.len().min(3)
+                } else {
+                    (r >> 20) as usize % msgs.len()
+                };
+                seq += 1;
+                let (named, channel, here, here_users) = pick(bits);
+                let id = msgs[i].id.clone();
+                let sender = msgs[i].sender;
+                if !msgs[i].deleted {
+                    let n = &mut msgs[i];
+                    (n.named, n.channel, n.here, n.here_users) =
+                        (named.clone(), channel, here, here_users.clone());
+                }
+                let mut e = mentions(&named, channel, here);
+                e.here_user_ids = here_users.iter().map(|u| u.to_string()).collect();
+                one(&mut m, f.ch(CH, sender, edited_mentioning(&id, "x", e)));
+            }
+            10 if (r >> 12) % 4 == 0 => {
+                // Mark unread from a random point (the only way back).
+                let u = (r % 3) as usize;
+                let to = (r >> 24) % (seq + 1);
+                one(&mut m, f.user(users[u], marker_back(CH, to)));
+                markers[u] = to;
             }
             _ => {
                 let u = (r % 3) as usize;
@@ -487,20 +594,80 @@ fn counts_agree_with_a_naive_count() {
             }
         }
         for (u, user) in users.iter().enumerate() {
-            let after = |m: &&(u64, String, &str, bool, bool, bool)| {
-                m.0 > markers[u] && m.3 && !m.4 && m.2 != *user
+            let after = |m: &&Naive| {
+                m.seq > markers[u] && m.channel_level && !m.deleted && m.sender != *user
             };
             let unread = msgs.iter().filter(after).count() as u64;
-            let mentioned = if *user == "ada" {
-                msgs.iter().filter(after).filter(|m| m.5).count() as u64
-            } else {
-                0
-            };
+            let mentioned = msgs
+                .iter()
+                .filter(after)
+                .filter(|m| m.mentions(user))
+                .count() as u64;
             assert_eq!(
                 counts(&m, user),
                 (unread, mentioned),
                 "step {step}, user {user}"
             );
+        }
+    }
+}
+
+#[test]
+fn a_file_of_an_older_schema_is_refolded_from_the_start() {
+    let (mut m, mut f) = setup();
+    one(&mut m, f.ch(CH, "bob", posted("M1", "hi")));
+    assert_eq!(counts(&m, "ada"), (1, 0));
+    let cp = m.checkpoint();
+    assert!(cp > 0);
+    m.conn()
+        .execute_batch("PRAGMA user_version = 0")
+        .expect("pragma");
+    crate::runner::migrate_model::<Unreads>(m.conn()).expect("migrate");
+    assert_eq!(m.checkpoint(), 0, "the log is folded again");
+    assert_eq!(m.int("SELECT COUNT(*) FROM msgs", []), 0);
+    assert_eq!(m.int("PRAGMA user_version", []), super::SCHEMA_VERSION);
+    // Opening a current file changes nothing.
+    one(&mut m, f.ch(CH, "bob", posted("M2", "again")));
+    crate::runner::migrate_model::<Unreads>(m.conn()).expect("migrate");
+    assert_eq!(m.int("SELECT COUNT(*) FROM msgs", []), 1);
+}
+
+/// Every table the two statements of `unreads` read is reached by a
+/// seek on a key or index (`SEARCH`), never a `SCAN`: only the JSON list
+/// of channels and the materialized per-channel rows are walked.
+#[test]
+fn the_unreads_statements_only_seek() {
+    let (m, _) = setup();
+    for sql in [CHANNELS_SQL, THREADS_SQL] {
+        let mut stmt = m
+            .conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let plan: Vec<String> = stmt
+            .query_map(rusqlite::params!["[\"C1\"]", "ada"], |r| r.get(3))
+            .expect("plan")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        eprintln!("{}", plan.join("\n"));
+        for step in &plan {
+            if let Some(what) = step.strip_prefix("SCAN ") {
+                assert!(
+                    what.starts_with("j VIRTUAL")
+                        || what.starts_with("json_each VIRTUAL")
+                        || what.starts_with("my")
+                        || what.starts_with("mine"),
+                    "{step} in the plan of {sql}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_fix_sums_unpack() {
+    for du in [-5_000i64, -1, 0, 1, 7] {
+        for dm in [-3i64, -1, 0, 1, 2, 9_000] {
+            assert_eq!(unpack_fixes(dm * (1 << 32) + du), (du, dm), "{du} {dm}");
         }
     }
 }
