@@ -240,7 +240,7 @@ impl Projector for Notifications {
         env: &Envelope,
     ) -> rusqlite::Result<()> {
         let Some(body) = &env.body else { return Ok(()) };
-        if let Some(user) = user_of(subject) {
+        if let Some(user) = subjects::user_of(subject) {
             return fold_user_event(tx, &env.workspace_id, user, body);
         }
         let ch = env.channel_id.as_str();
@@ -341,21 +341,6 @@ impl Projector for Notifications {
             _ => {}
         }
         Ok(())
-    }
-}
-
-/// The user of a per-user subject `sb.<ws>.user.<user>`.
-fn user_of(subject: &str) -> Option<&str> {
-    let mut parts = subject.split('.');
-    match (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) {
-        (Some("sb"), Some(_), Some("user"), Some(user), None) => Some(user),
-        _ => None,
     }
 }
 

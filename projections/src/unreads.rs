@@ -232,7 +232,7 @@ impl Projector for Unreads {
         env: &Envelope,
     ) -> rusqlite::Result<()> {
         let Some(body) = &env.body else { return Ok(()) };
-        if let Some(user) = user_of(subject) {
+        if let Some(user) = subjects::user_of(subject) {
             return apply_user_event(tx, user, body);
         }
         if let Body::ChannelCreated(b) = body {
@@ -320,15 +320,6 @@ impl Projector for Unreads {
             }
             _ => Ok(()),
         }
-    }
-}
-
-/// The user of a user subject (`sb.<ws>.user.<user>`).
-fn user_of(subject: &str) -> Option<&str> {
-    let mut p = subject.split('.');
-    match (p.next(), p.next(), p.next(), p.next(), p.next()) {
-        (Some("sb"), Some(_), Some("user"), Some(u), None) => Some(u),
-        _ => None,
     }
 }
 

@@ -39,6 +39,21 @@ pub fn is_channel(subject: &str) -> bool {
     )
 }
 
+/// The user of a user subject (`sb.<ws>.user.<user>`), else `None`.
+pub fn user_of(subject: &str) -> Option<&str> {
+    let mut parts = subject.split('.');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("sb"), Some(_), Some("user"), Some(user), None) => Some(user),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -48,5 +63,8 @@ mod tests {
         assert!(!super::is_channel("sb.W1.ws"));
         assert!(!super::is_channel("sb.W1.user.U1"));
         assert!(!super::is_channel("sb.W1.ch.C1.x"));
+        assert_eq!(super::user_of("sb.W1.user.U1"), Some("U1"));
+        assert_eq!(super::user_of("sb.W1.ch.C1"), None);
+        assert_eq!(super::user_of("sb.W1.user.U1.x"), None);
     }
 }

@@ -651,9 +651,15 @@ fn whole_word_matching() {
 
 #[test]
 fn user_subjects() {
-    assert_eq!(user_of("sb.W1.user.U1"), Some("U1"));
-    assert_eq!(user_of("sb.W1.ch.C1"), None);
-    assert_eq!(user_of("sb.W1.user.U1.x"), None);
+    assert_eq!(
+        switchboard_streams::subjects::user_of("sb.W1.user.U1"),
+        Some("U1")
+    );
+    assert_eq!(switchboard_streams::subjects::user_of("sb.W1.ch.C1"), None);
+    assert_eq!(
+        switchboard_streams::subjects::user_of("sb.W1.user.U1.x"),
+        None
+    );
 }
 
 #[test]
