@@ -137,6 +137,8 @@ impl Projector for Search {
              ) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS files_by_message ON files (message_id)
                  WHERE message_id IS NOT NULL;
+             -- The workspace's first document (for the total estimate).
+             CREATE INDEX IF NOT EXISTS docs_by_workspace ON docs (workspace_id, id);
              CREATE TABLE IF NOT EXISTS reactions (
                  message_id TEXT NOT NULL,
                  emoji TEXT NOT NULL,
@@ -753,9 +755,16 @@ pub fn search(
     let total_estimate = match ranked.iter().map(|r| r.0).min() {
         Some(oldest) if ranked.len() >= CANDIDATES => {
             // Readable matches per rowid among the newest, extrapolated over
-            // every rowid of the snapshot.
+            // the rowids since this workspace's first document (not over
+            // the whole file: other workspaces' history must not show).
+            let first: i64 = conn
+                .prepare_cached("SELECT MIN(id) FROM docs WHERE workspace_id = ?1")?
+                .query_row([&scope.workspace_id], |r| r.get::<_, Option<i64>>(0))?
+                .unwrap_or(oldest)
+                .min(oldest);
             let span = (snap - oldest + 1).max(1) as f64;
-            ((ranked.len() as f64) * (snap.max(1) as f64) / span).round() as u64
+            let whole = (snap - first + 1).max(1) as f64;
+            ((ranked.len() as f64) * whole / span).round() as u64
         }
         _ => ranked.len() as u64,
     };
