@@ -96,6 +96,8 @@ pub struct UnreadsRun {
     pub channels: usize,
     pub threads: usize,
     pub http: LatencySummary,
+    /// The same requests as the server timed them (`Server-Timing`).
+    pub server: LatencySummary,
     pub raw: LatencySummary,
     /// Answers that were not 200 or did not list every channel and thread.
     pub errors: u64,
@@ -118,6 +120,16 @@ impl Figures for UnreadsRun {
         f.push(Figure::new(
             "GET /v1/unreads HTTP p99",
             ms(self.http.p99),
+            "ms",
+        ));
+        f.push(Figure::new(
+            "GET /v1/unreads server-side p50",
+            ms(self.server.p50),
+            "ms",
+        ));
+        f.push(Figure::new(
+            "GET /v1/unreads server-side p99",
+            ms(self.server.p99),
             "ms",
         ));
         f.push(Figure::new("unreads SQLite p50", ms(self.raw.p50), "ms"));
@@ -409,7 +421,7 @@ pub async fn run(a: UnreadsArgs) -> Result<Runs<UnreadsRun>> {
     let url = format!("{base}/v1/unreads");
     let mut runs = Vec::new();
     for run in 1..=a.runs.max(1) {
-        let (mut h, mut r, mut errors) = (Vec::new(), Vec::new(), 0u64);
+        let (mut h, mut s, mut r, mut errors) = (Vec::new(), Vec::new(), Vec::new(), 0u64);
         for _ in 0..a.samples {
             let t = Instant::now();
             let channels = acl::channels_of(&acl_db, &reader_id)?;
@@ -425,15 +437,20 @@ pub async fn run(a: UnreadsArgs) -> Result<Runs<UnreadsRun>> {
             }
             let t = Instant::now();
             let ok = match http.get(&url).bearer_auth(&reader).send().await {
-                Ok(resp) if resp.status().is_success() => match resp.bytes().await {
-                    Ok(b) => {
-                        h.push(t.elapsed());
-                        let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
-                        v["channels"].as_array().map(Vec::len) == Some(n_chans)
-                            && v["threads"].as_array().map(Vec::len) == Some(want_threads)
+                Ok(resp) if resp.status().is_success() => {
+                    if let Some(d) = server_duration(resp.headers()) {
+                        s.push(d);
                     }
-                    Err(_) => false,
-                },
+                    match resp.bytes().await {
+                        Ok(b) => {
+                            h.push(t.elapsed());
+                            let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+                            v["channels"].as_array().map(Vec::len) == Some(n_chans)
+                                && v["threads"].as_array().map(Vec::len) == Some(want_threads)
+                        }
+                        Err(_) => false,
+                    }
+                }
                 _ => false,
             };
             if !ok {
@@ -447,6 +464,7 @@ pub async fn run(a: UnreadsArgs) -> Result<Runs<UnreadsRun>> {
             channels: n_chans,
             threads: want_threads,
             http: LatencySummary::of(h),
+            server: LatencySummary::of(s),
             raw: LatencySummary::of(r),
             errors,
         };
@@ -459,10 +477,22 @@ pub async fn run(a: UnreadsArgs) -> Result<Runs<UnreadsRun>> {
             r.http.line(),
             r.errors
         );
+        println!("  server-side            {}", r.server.line());
         println!("  unreads SQLite         {}", r.raw.line());
         runs.push(r);
     }
     let runs = Runs { runs };
     runs.print_summary();
     Ok(runs)
+}
+
+/// The server's own time for a request, from `Server-Timing: app;dur=<ms>`.
+fn server_duration(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    let v = headers.get("server-timing")?.to_str().ok()?;
+    let ms: f64 = v
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("dur="))?
+        .parse()
+        .ok()?;
+    std::time::Duration::try_from_secs_f64(ms / 1000.0).ok()
 }

@@ -260,6 +260,8 @@ async fn unreads_bench_folds_everything_and_every_answer_lists_every_channel() {
         assert_eq!((r.channels, r.errors), (12, 0), "{r:?}");
         assert!(r.threads >= 5, "{r:?}");
         assert_eq!(r.http.samples, 20);
+        assert_eq!(r.server.samples, 20, "every answer carries Server-Timing");
+        assert!(r.server.p50 <= r.http.p50, "{r:?}");
         assert_eq!(r.raw.samples, 20);
         assert!(r.events > 3000);
     }

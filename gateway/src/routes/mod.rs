@@ -121,7 +121,25 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(limits)
         .layer(axum::middleware::map_response(crate::error::json_errors))
+        .layer(axum::middleware::from_fn(server_timing))
         .with_state(state)
+}
+
+/// Adds `Server-Timing: app;dur=<ms>`: the time from the request reaching
+/// the router to its response being ready (the body built, for every JSON
+/// answer), so benchmarks can report server-side latency next to what a
+/// client sees. Streams (WebSocket, SSE) report the time to their headers.
+async fn server_timing(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let start = std::time::Instant::now();
+    let mut res = next.run(req).await;
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("app;dur={ms:.3}")) {
+        res.headers_mut().insert("server-timing", v);
+    }
+    res
 }
 
 /// A channel id from a path segment.
