@@ -43,16 +43,17 @@ impl Projector for History {
     ];
 
     fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version < SCHEMA_VERSION {
-            conn.execute_batch(
-                "DROP TABLE IF EXISTS events;
-                 DROP TABLE IF EXISTS messages;
-                 DROP TABLE IF EXISTS reactions;
-                 DROP TABLE IF EXISTS files;
-                 DELETE FROM checkpoint WHERE projector = 'history';",
-            )?;
-        }
+        crate::runner::refold_if_older(
+            conn,
+            Self::NAME,
+            SCHEMA_VERSION,
+            &[
+                "TABLE events",
+                "TABLE messages",
+                "TABLE reactions",
+                "TABLE files",
+            ],
+        )?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS events (
                  channel_id TEXT NOT NULL,

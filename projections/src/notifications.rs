@@ -119,21 +119,22 @@ impl Projector for Notifications {
     ];
 
     fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version < SCHEMA_VERSION {
-            conn.execute_batch(
-                "DROP TABLE IF EXISTS notifications;
-                 DROP TABLE IF EXISTS channels;
-                 DROP TABLE IF EXISTS members;
-                 DROP TABLE IF EXISTS messages;
-                 DROP TABLE IF EXISTS thread_users;
-                 DROP TABLE IF EXISTS user_prefs;
-                 DROP TABLE IF EXISTS keywords;
-                 DROP TABLE IF EXISTS channel_prefs;
-                 DROP TABLE IF EXISTS read_markers;
-                 DELETE FROM checkpoint WHERE projector = 'notifications';",
-            )?;
-        }
+        crate::runner::refold_if_older(
+            conn,
+            Self::NAME,
+            SCHEMA_VERSION,
+            &[
+                "TABLE notifications",
+                "TABLE channels",
+                "TABLE members",
+                "TABLE messages",
+                "TABLE thread_users",
+                "TABLE user_prefs",
+                "TABLE keywords",
+                "TABLE channel_prefs",
+                "TABLE read_markers",
+            ],
+        )?;
         conn.execute_batch(MEMBERS_SCHEMA)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS notifications (

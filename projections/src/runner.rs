@@ -48,6 +48,36 @@ pub trait Projector: Send + Sync + 'static {
     ) -> rusqlite::Result<()>;
 }
 
+/// Empties a read model written by an older schema (its `PRAGMA
+/// user_version` below `version`) so it is refolded from the log: drops
+/// each of `objects` (`"TABLE name"`, `"TRIGGER name"`, …) and the
+/// projector's checkpoint. The model is a cache of the log; the new fold
+/// must see every event again (what `switchboard rebuild` proves equal).
+/// The caller creates the new schema and sets `user_version` after.
+pub(crate) fn refold_if_older(
+    conn: &Connection,
+    projector: &str,
+    version: i64,
+    objects: &[&str],
+) -> rusqlite::Result<()> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found < version {
+        for o in objects {
+            conn.execute_batch(&format!("DROP {} IF EXISTS {};", kind_of(o), name_of(o)))?;
+        }
+        conn.execute("DELETE FROM checkpoint WHERE projector = ?1", [projector])?;
+    }
+    Ok(())
+}
+
+fn kind_of(object: &str) -> &str {
+    object.split_whitespace().next().unwrap_or("TABLE")
+}
+
+fn name_of(object: &str) -> &str {
+    object.split_whitespace().nth(1).unwrap_or(object)
+}
+
 /// Why a batch was not applied. Either way its transaction rolled back:
 /// nothing of the batch is in the read model and the checkpoint did not
 /// move.

@@ -86,20 +86,21 @@ impl Projector for Search {
     ];
 
     fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version < SCHEMA_VERSION {
-            conn.execute_batch(
-                "DROP TABLE IF EXISTS fts_terms;
-                 DROP TABLE IF EXISTS fts;
-                 DROP TABLE IF EXISTS docs;
-                 DROP TABLE IF EXISTS files;
-                 DROP TABLE IF EXISTS reactions;
-                 DROP TRIGGER IF EXISTS docs_ai;
-                 DROP TRIGGER IF EXISTS docs_ad;
-                 DROP TRIGGER IF EXISTS docs_au;
-                 DELETE FROM checkpoint WHERE projector = 'search';",
-            )?;
-        }
+        crate::runner::refold_if_older(
+            conn,
+            Self::NAME,
+            SCHEMA_VERSION,
+            &[
+                "TABLE fts_terms",
+                "TABLE fts",
+                "TABLE docs",
+                "TABLE files",
+                "TABLE reactions",
+                "TRIGGER docs_ai",
+                "TRIGGER docs_ad",
+                "TRIGGER docs_au",
+            ],
+        )?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS docs (
                  id INTEGER PRIMARY KEY,

@@ -72,8 +72,16 @@ const SCHEMA_VERSION: i64 = 3;
 
 /// Every table this model has had, dropped when the schema changes.
 const ALL_TABLES: &[&str] = &[
-    "channels", "msgs", "own", "deleted", "mentions", "ment", "fixes", "markers", "follows",
-    "muted",
+    "TABLE channels",
+    "TABLE msgs",
+    "TABLE own",
+    "TABLE deleted",
+    "TABLE mentions",
+    "TABLE ment",
+    "TABLE fixes",
+    "TABLE markers",
+    "TABLE follows",
+    "TABLE muted",
 ];
 
 impl Projector for Unreads {
@@ -91,13 +99,7 @@ impl Projector for Unreads {
     ];
 
     fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version < SCHEMA_VERSION {
-            for t in ALL_TABLES {
-                conn.execute_batch(&format!("DROP TABLE IF EXISTS {t};"))?;
-            }
-            conn.execute("DELETE FROM checkpoint WHERE projector = ?1", [Self::NAME])?;
-        }
+        crate::runner::refold_if_older(conn, Self::NAME, SCHEMA_VERSION, ALL_TABLES)?;
         conn.execute_batch(
             "-- ord: channel-level messages so far; all_ord: those of them
              -- posted with @channel; head_seq: the channel's latest

@@ -400,7 +400,6 @@ async fn pending_deliveries_survive_kill9_of_serve() {
     }
     receiver.down().await;
     server.kill9();
-    receiver.set(|r| r.failing = false);
     receiver.up().await;
     server.restart();
     let got = receiver
@@ -436,8 +435,8 @@ async fn removed_member_and_edited_away_mention_get_nothing() {
         .await
         .expect(200);
     }
-    // The receiver fails everything: both jobs are pending, tried and
-    // retried, when the removal and the edit happen.
+    // The receiver fails everything (503): both jobs are pending, tried
+    // and retried, when the removal and the edit happen.
     receiver.set(|r| r.failing = true);
     api.send(&w.ada, &secret_ch, "@bob read this")
         .await
@@ -467,6 +466,20 @@ async fn removed_member_and_edited_away_mention_get_nothing() {
     )
     .await
     .expect(200);
+    // An attempt judged before the edit may still be on its way (it is
+    // being delivered, not undelivered): keep failing until bob's job has
+    // been judged again after the edit (its text is the new one), plus a
+    // margin for such an attempt to land, then answer again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !receiver
+        .hits()
+        .iter()
+        .any(|h| h.json()["text"] == "and @bob")
+    {
+        assert!(Instant::now() < deadline, "bob's job was never retried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     receiver.set(|r| r.failing = false);
     // A control notification to carol after the fact: once it is in,
     // every earlier job has had its turn several times.
