@@ -400,6 +400,7 @@ async fn pending_deliveries_survive_kill9_of_serve() {
     }
     receiver.down().await;
     server.kill9();
+    receiver.set(|r| r.failing = false);
     receiver.up().await;
     server.restart();
     let got = receiver
