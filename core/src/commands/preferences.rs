@@ -275,12 +275,32 @@ pub fn decide_channel_preferences(
     Ok((next != before).then_some(Body::ChannelPreferencesSet(next)))
 }
 
-/// Acknowledging notifications: `owned` are those of the ids asked for
-/// that belong to the caller and are not acknowledged yet (the gateway
-/// looks them up; others are ignored, never acknowledged for anyone).
-/// `None` when there are none.
-pub fn decide_ack(owned: Vec<String>) -> Option<Body> {
-    (!owned.is_empty()).then_some(Body::NotificationsAcked(NotificationsAcked { ids: owned }))
+/// What the notification model holds about one id asked to be
+/// acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckFacts {
+    pub id: String,
+    pub workspace_id: String,
+    pub user_id: String,
+    /// `pending`, `read`, `acked` or `withdrawn`.
+    pub state: String,
+}
+
+/// Acknowledging notifications: of the ids asked for (`found`: those the
+/// model knows), only the caller's own in the caller's workspace that are
+/// still `pending` or `read` are acknowledged; the others are ignored,
+/// never acknowledged for anyone. `None` when none is left.
+pub fn decide_ack(caller: &Caller, found: Vec<AckFacts>) -> Option<Body> {
+    let ids: Vec<String> = found
+        .into_iter()
+        .filter(|f| {
+            f.user_id == caller.user_id.as_str()
+                && f.workspace_id == caller.workspace_id.as_str()
+                && matches!(f.state.as_str(), "pending" | "read")
+        })
+        .map(|f| f.id)
+        .collect();
+    (!ids.is_empty()).then_some(Body::NotificationsAcked(NotificationsAcked { ids }))
 }
 
 /// Checks the shape of an acknowledgement: 1 to [`MAX_ACK_IDS`] ids, each

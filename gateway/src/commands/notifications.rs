@@ -15,7 +15,7 @@ use crate::error::ApiResult;
 use std::collections::{HashMap, HashSet};
 use switchboard_core::authz::Directory;
 use switchboard_core::commands::preferences::{
-    decide_ack, decide_channel_preferences, decide_user_preferences, ChannelPrefsPatch,
+    decide_ack, decide_channel_preferences, decide_user_preferences, AckFacts, ChannelPrefsPatch,
     UserPrefsPatch,
 };
 use switchboard_core::ids::{ChannelId, UserId};
@@ -222,26 +222,26 @@ impl Commands {
             .log
             .append_decided(&subjects::user(ws, me), |basis| async move {
                 self.user_subject_models(basis, false).await?;
-                let (ids, u, w) = (ids.clone(), me.to_string(), ws.to_string());
-                let owned = self
+                let ids = ids.clone();
+                let found = self
                     .notifications
                     .readers
                     .read(move |c| {
-                        let mut owned = Vec::new();
+                        let mut found = Vec::new();
                         for id in ids {
                             if let Some(row) = notifications::get(c, &id)? {
-                                if row.user_id == u
-                                    && row.workspace_id == w
-                                    && matches!(row.state.as_str(), "pending" | "read")
-                                {
-                                    owned.push(id);
-                                }
+                                found.push(AckFacts {
+                                    id,
+                                    workspace_id: row.workspace_id,
+                                    user_id: row.user_id,
+                                    state: row.state,
+                                });
                             }
                         }
-                        Ok(owned)
+                        Ok(found)
                     })
                     .await?;
-                settle_or_unchanged(basis, Ok(decide_ack(owned)), |seq, body| {
+                settle_or_unchanged(basis, Ok(decide_ack(&user.caller, found)), |seq, body| {
                     Self::envelope(ws, "", me, seq, body)
                 })
             })

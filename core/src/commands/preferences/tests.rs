@@ -3,6 +3,7 @@
 use super::*;
 use crate::commands::fixtures::*;
 use crate::events::ChannelKind;
+use crate::ids::{UserId, WorkspaceId};
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
@@ -253,7 +254,41 @@ fn ack_ids_are_checked() {
     let many: Vec<String> = (0..501).map(|i| format!("M{i}-U")).collect();
     assert!(parse_ack_ids(&many).is_err());
     assert!(parse_ack_ids(&many[..500]).is_ok());
-    assert_eq!(decide_ack(vec![]), None);
+}
+
+#[test]
+fn only_the_callers_own_live_notifications_are_acknowledged() {
+    let me = Caller {
+        workspace_id: WorkspaceId::from("W1"),
+        user_id: UserId::from("U1"),
+        admin: false,
+    };
+    let fact = |id: &str, ws: &str, user: &str, state: &str| AckFacts {
+        id: id.into(),
+        workspace_id: ws.into(),
+        user_id: user.into(),
+        state: state.into(),
+    };
+    assert_eq!(decide_ack(&me, vec![]), None);
+    let found = vec![
+        fact("M1-U1", "W1", "U1", "pending"),
+        fact("M2-U1", "W1", "U1", "read"),
+        fact("M3-U1", "W1", "U1", "acked"),
+        fact("M4-U1", "W1", "U1", "withdrawn"),
+        fact("M5-U2", "W1", "U2", "pending"),
+        fact("M6-U1", "W2", "U1", "pending"),
+    ];
+    assert_eq!(
+        decide_ack(&me, found),
+        Some(Body::NotificationsAcked(NotificationsAcked {
+            ids: vec!["M1-U1".into(), "M2-U1".into()]
+        }))
+    );
+    assert_eq!(
+        decide_ack(&me, vec![fact("M5-U2", "W1", "U2", "pending")]),
+        None,
+        "another user's is never acknowledged"
+    );
 }
 
 fn scheduled(start: &str, end: &str, tz: &str) -> UserPreferencesSet {
