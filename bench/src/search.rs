@@ -18,8 +18,9 @@
 //! tokenizer, one transaction per chunk, same WAL / `synchronous=NORMAL`
 //! settings; a second baseline inserts the projector's own column values
 //! (text, file names, bigrams, facets; read back untimed) into a bare FTS5
-//! table with the same options. Only the commits are timed, not the
-//! generation.
+//! table with the same options. The three take each chunk in turn, so
+//! the machine's load changing during the run weighs on all of them alike.
+//! Only the writes are timed, not the generation.
 //!
 //! Queries run `switchboard_projections::search::search` (the function
 //! `GET /v1/search` calls, first page of 20 with snippets) on a read-only
@@ -392,53 +393,15 @@ fn run_blocking(a: SearchArgs) -> Result<SearchRun> {
         }
     }
 
-    // Index through the projector.
+    // The three writers, fed the same chunks in turn (projector, then the
+    // bare table of its column values, then the bare table of the texts),
+    // so a change of the machine's load during the run hits all three
+    // alike.
     let (mut conn, _) = open_model::<Search>(&index_path).context("opening the index")?;
-    let mut corpus = Corpus::new(a.channels);
-    let mut index_time = Duration::ZERO;
-    let mut left = a.messages;
-    while left > 0 {
-        let n = left.min(BATCH as u64);
-        let chunk = corpus.chunk(n);
-        let t = Instant::now();
-        apply_batch::<Search>(&mut conn, &chunk)?;
-        index_time += t.elapsed();
-        left -= n;
-    }
-    drop(conn);
-    eprintln!(
-        "indexed {} messages in {:.1} s",
-        a.messages,
-        index_time.as_secs_f64()
-    );
-
-    // The same texts into a bare FTS5 table.
     let mut raw = open_writer(&raw_path)?;
     raw.execute_batch(
         "CREATE VIRTUAL TABLE raw USING fts5(text, tokenize = 'unicode61 remove_diacritics 2')",
     )?;
-    let mut corpus = Corpus::new(a.channels);
-    let mut raw_time = Duration::ZERO;
-    let mut left = a.messages;
-    while left > 0 {
-        let n = left.min(BATCH as u64);
-        let chunk = corpus.chunk(n);
-        let t = Instant::now();
-        let tx = raw.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached("INSERT INTO raw (rowid, text) VALUES (?1, ?2)")?;
-            for ev in &chunk {
-                stmt.execute(rusqlite::params![ev.stream_seq as i64, text_of(ev)])?;
-            }
-        }
-        tx.commit()?;
-        raw_time += t.elapsed();
-        left -= n;
-    }
-    drop(raw);
-
-    // The projector's own column values into a bare FTS5 table with the
-    // same options (read back from the index, not timed).
     let same_path = dir.join("same-rows-fts5.db");
     for s in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{s}", same_path.display()));
@@ -452,19 +415,32 @@ fn run_blocking(a: SearchArgs) -> Result<SearchRun> {
         &index_path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )?;
-    let mut same_time = Duration::ZERO;
+    let mut corpus = Corpus::new(a.channels);
+    let (mut index_time, mut raw_time, mut same_time) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut left = a.messages;
     let mut after = 0i64;
-    loop {
+    while left > 0 {
+        let n = left.min(BATCH as u64);
+        let chunk = corpus.chunk(n);
+        left -= n;
+
+        let t = Instant::now();
+        apply_batch::<Search>(&mut conn, &chunk)?;
+        index_time += t.elapsed();
+
+        // The projector's own column values for these rows (not timed).
         let rows: Vec<(i64, String, String, String, String)> = source
             .prepare_cached(
-                "SELECT id, text, files, grams, meta FROM docs WHERE id > ?1 ORDER BY id LIMIT ?2",
+                "SELECT id, text, files, grams, meta FROM docs WHERE id > ?1 ORDER BY id",
             )?
-            .query_map(rusqlite::params![after, BATCH as i64], |r| {
+            .query_map([after], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?
             .collect::<rusqlite::Result<_>>()?;
-        let Some(last) = rows.last() else { break };
-        after = last.0;
+        if let Some(last) = rows.last() {
+            after = last.0;
+        }
         let t = Instant::now();
         let tx = same.transaction()?;
         {
@@ -477,14 +453,25 @@ fn run_blocking(a: SearchArgs) -> Result<SearchRun> {
         }
         tx.commit()?;
         same_time += t.elapsed();
+
+        let t = Instant::now();
+        let tx = raw.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("INSERT INTO raw (rowid, text) VALUES (?1, ?2)")?;
+            for ev in &chunk {
+                stmt.execute(rusqlite::params![ev.stream_seq as i64, text_of(ev)])?;
+            }
+        }
+        tx.commit()?;
+        raw_time += t.elapsed();
     }
-    drop((same, source));
+    drop((conn, raw, same, source));
     eprintln!(
-        "raw FTS5 insert of the projector's column values in {:.1} s",
-        same_time.as_secs_f64()
-    );
-    eprintln!(
-        "raw FTS5 insert of the same texts in {:.1} s",
+        "indexed {} messages in {:.1} s; raw FTS5 insert of the projector's column values \
+         in {:.1} s; of the same texts in {:.1} s",
+        a.messages,
+        index_time.as_secs_f64(),
+        same_time.as_secs_f64(),
         raw_time.as_secs_f64()
     );
 

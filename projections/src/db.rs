@@ -165,6 +165,31 @@ impl Readers {
         .map_err(|e| ReadError::Join(e.to_string()))?
     }
 
+    /// Runs a page read `f` over this model and `other` in one hand-off to
+    /// the blocking pool (two models a single answer needs, e.g. the ACL
+    /// model's channel list and the unread model's counts: one thread
+    /// wake-up instead of two). Holds this model's page permit only.
+    pub async fn read_page_with<R, F>(&self, other: &Readers, f: F) -> Result<R, ReadError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, &Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let permit = self
+            .pages
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ReadError::Join(e.to_string()))?;
+        let (this, other) = (self.clone(), other.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = this.read_pair_blocking(&other, f);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| ReadError::Join(e.to_string()))?
+    }
+
     /// Runs a read of at most `rows` rows: inline up to [`INLINE_ROWS`]
     /// (a gap fill, a default history page), else as [`Readers::read_page`].
     pub async fn read_rows<R, F>(&self, rows: u32, f: F) -> Result<R, ReadError>
@@ -177,6 +202,24 @@ impl Readers {
         } else {
             self.read_page(f).await
         }
+    }
+
+    fn read_pair_blocking<R>(
+        &self,
+        other: &Readers,
+        f: impl FnOnce(&Connection, &Connection) -> rusqlite::Result<R>,
+    ) -> Result<R, ReadError> {
+        let conn = self.checkout().map_err(ReadError::from_sqlite)?;
+        let out = match other.checkout() {
+            Ok(o) => {
+                let out = f(&conn, &o);
+                other.checkin(o);
+                out
+            }
+            Err(e) => Err(e),
+        };
+        self.checkin(conn);
+        out.map_err(ReadError::from_sqlite)
     }
 
     /// Runs `f` synchronously (for CLI tools and tests).

@@ -32,7 +32,9 @@
 //!   option, cannot match queries shorter than three characters, and most
 //!   Chinese and Japanese words are two.)
 //! - `meta`: the filter facets as tokens (`meta_tokens`), so filters are
-//!   terms the index intersects rather than rows read and dropped.
+//!   terms the index intersects rather than rows read and dropped (all
+//!   but `is:thread` and `has:reaction`, facts that change after a post
+//!   and are read from the row).
 //!
 //! Prefix indexes of 2, 3 and 4 characters serve `abc*` queries.
 //! # Queries
@@ -57,7 +59,7 @@ use switchboard_streams::subjects;
 pub struct Search;
 
 /// The schema's version: an older file is emptied and refolded.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Most matches a query ranks: the newest readable ones (see the README
 /// "Search" section for what that means for very common words).
@@ -201,7 +203,6 @@ impl Projector for Search {
                     channel: ch,
                     has_link: has_link(&b.text),
                     has_file: !names.is_empty(),
-                    in_thread: root.is_some(),
                     mentions: &mentions,
                 });
                 // OR IGNORE: a second post of the same message id (a raced
@@ -257,22 +258,17 @@ impl Projector for Search {
                         ])?;
                     }
                     if let Some(root) = root {
-                        // The root is now in a thread: its facets change.
-                        let first: bool = tx
-                            .prepare_cached(
-                                "SELECT EXISTS (SELECT 1 FROM docs
-                                                WHERE message_id = ?1 AND has_replies = 0)",
-                            )?
-                            .query_row([root], |r| r.get(0))?;
-                        if first {
-                            unindex_doc(tx, root)?;
-                            tx.prepare_cached(
-                                "UPDATE docs SET has_replies = 1 WHERE message_id = ?1",
-                            )?
-                            .execute([root])?;
-                            refresh_meta(tx, root)?;
-                            index_doc(tx, root)?;
-                        }
+                        // The root is now part of a thread: a row fact
+                        // `is:thread` reads, not an index term, so the
+                        // root is not re-indexed (an FTS5 delete flushes
+                        // the transaction's pending terms into a segment
+                        // of their own: re-indexing each root at its first
+                        // reply made most of the fold's cost).
+                        tx.prepare_cached(
+                            "UPDATE docs SET has_replies = 1
+                             WHERE message_id = ?1 AND has_replies = 0",
+                        )?
+                        .execute([root])?;
                     }
                 }
             }
@@ -387,7 +383,6 @@ struct Facets<'a> {
     channel: &'a str,
     has_link: bool,
     has_file: bool,
-    in_thread: bool,
     mentions: &'a [String],
 }
 
@@ -404,9 +399,12 @@ fn id_token(kind: &str, id: &str) -> String {
 }
 
 /// The `meta` column: the document's filterable facts as tokens, so the
-/// `from:`, `in:`, `mentions:`, `has:file`, `has:link` and `is:thread`
-/// filters are terms the index intersects with the words instead of rows
-/// it would read and drop.
+/// `from:`, `in:`, `mentions:`, `has:file` and `has:link` filters are
+/// terms the index intersects with the words instead of rows it would read
+/// and drop. `is:thread` is not among them: a root joins a thread at its
+/// first reply, and changing an indexed term means re-indexing the whole
+/// document; the filter reads the row (`thread_root_id`, `has_replies`)
+/// of the word matches instead, as `has:reaction` does.
 fn meta_tokens(f: &Facets<'_>) -> String {
     let mut t = vec![id_token("zs", f.sender), id_token("zc", f.channel)];
     if f.has_link {
@@ -415,34 +413,23 @@ fn meta_tokens(f: &Facets<'_>) -> String {
     if f.has_file {
         t.push("zfile".into());
     }
-    if f.in_thread {
-        t.push("zthread".into());
-    }
     t.extend(f.mentions.iter().map(|m| id_token("zm", m)));
     t.join(" ")
 }
 
 /// Recomputes a document's `meta` from its row (before it is re-indexed).
 fn refresh_meta(tx: &Transaction<'_>, message_id: &str) -> rusqlite::Result<()> {
-    type Row = (String, String, bool, bool, bool, String);
+    type Row = (String, String, bool, bool, String);
     let row: Option<Row> = tx
         .prepare_cached(
-            "SELECT sender_id, channel_id, has_link, has_file,
-                    thread_root_id IS NOT NULL OR has_replies = 1, mentions
+            "SELECT sender_id, channel_id, has_link, has_file, mentions
              FROM docs WHERE message_id = ?1",
         )?
         .query_row([message_id], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .optional()?;
-    let Some((sender, channel, has_link, has_file, in_thread, mentions)) = row else {
+    let Some((sender, channel, has_link, has_file, mentions)) = row else {
         return Ok(());
     };
     let mentions: Vec<String> = serde_json::from_str(&mentions).unwrap_or_default();
@@ -451,7 +438,6 @@ fn refresh_meta(tx: &Transaction<'_>, message_id: &str) -> rusqlite::Result<()> 
         channel: &channel,
         has_link,
         has_file,
-        in_thread,
         mentions: &mentions,
     });
     tx.prepare_cached("UPDATE docs SET meta = ?2 WHERE message_id = ?1")?
@@ -554,11 +540,7 @@ pub fn fts_match_scoped(q: &Query, scope: &Scope) -> String {
             _ => {}
         }
     }
-    for (on, token) in [
-        (scope.has_link, "zlink"),
-        (scope.has_file, "zfile"),
-        (scope.is_thread, "zthread"),
-    ] {
+    for (on, token) in [(scope.has_link, "zlink"), (scope.has_file, "zfile")] {
         if on {
             expr.push_str(&format!(" AND (meta : {})", literal(token)));
         }

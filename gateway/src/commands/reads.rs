@@ -130,15 +130,14 @@ impl Commands {
             return Err(super::behind("the unread read model is"));
         }
         let me = user.caller.user_id.as_str().to_string();
-        let channels = {
-            let me = me.clone();
-            self.acl
-                .read_page(move |c| acl::channels_of(c, &me))
-                .await?
-        };
+        // One hand-off for both models: the channel list (current
+        // memberships) and the counts over it.
         Ok(self
             .unreads
-            .read_page(move |c| unreads::unreads(c, &me, &channels))
+            .read_page_with(&self.acl, move |u, a| {
+                let channels = acl::channels_of(a, &me)?;
+                unreads::unreads(u, &me, &channels)
+            })
             .await?)
     }
 

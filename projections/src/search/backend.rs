@@ -152,7 +152,6 @@ pub fn apply_fts5(tx: &rusqlite::Transaction<'_>, op: &DocOp) -> rusqlite::Resul
                 channel: &d.channel_id,
                 has_link: d.has_link,
                 has_file: d.has_file,
-                in_thread: d.in_thread,
                 mentions: &d.mentions,
             });
             tx.prepare_cached(
