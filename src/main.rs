@@ -176,6 +176,15 @@ struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=10_000)
     )]
     push_timeout_ms: u64,
+    /// Seconds `serve` waits after SIGTERM (or Ctrl-C) for the requests it
+    /// had accepted to be answered; then it stops anyway (see README,
+    /// "Graceful shutdown").
+    #[arg(
+        long = "drain-timeout",
+        env = "SWITCHBOARD_DRAIN_TIMEOUT_SECS",
+        default_value_t = 15.0
+    )]
+    drain_timeout_secs: f64,
 }
 
 #[derive(Subcommand)]
@@ -268,10 +277,13 @@ async fn shutdown_signal() {
     }
 }
 
-/// How long `serve` waits, after the shutdown signal, for open HTTP
-/// responses to finish. Real-time streams end at once; this bounds a
-/// request stuck on a client that does not read.
-const DRAIN_GRACE: Duration = Duration::from_secs(10);
+/// How long the projectors get, once the HTTP side has drained, to apply
+/// every append this process acknowledged before they stop.
+const FLUSH_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the NATS client gets to send what it still buffers (presence
+/// going offline, …) before the local nats-server is stopped.
+const NATS_FLUSH_GRACE: Duration = Duration::from_secs(2);
 
 fn push_config(args: &ServeArgs) -> switchboard_gateway::push::PushConfig {
     let retry_for = Duration::try_from_secs_f64(args.push_retry_for_secs.max(0.0))
@@ -323,14 +335,25 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let addr = listener.local_addr()?;
     println!("switchboard listening on http://{addr}");
     tracing::info!(%addr, data = %data.display(), "serving");
-    // One token: the signal cancels it, the HTTP server stops accepting and
-    // waits for open responses, and every WebSocket/SSE stream ends (close
-    // frame 1001 / end of the event stream) so that wait is short.
+    // Graceful shutdown, in this order (README, "Graceful shutdown"):
+    // 1. the signal cancels `closing`: the listener stops accepting, every
+    //    WebSocket gets a `reconnect` frame then a close 1001, every SSE
+    //    response a `reconnect` event then its end, new real-time streams
+    //    and `/readyz` answer 503;
+    // 2. requests already accepted run to their answer (each sent with
+    //    `Connection: close`), for at most --drain-timeout;
+    // 3. the projectors apply every append this process acknowledged and
+    //    stop between batches (checkpoint committed with the rows);
+    // 4. the NATS client flushes, and the child nats-server stops last.
     let closing = platform.closing();
     let stop = closing.clone();
+    let drain_timeout = Duration::try_from_secs_f64(args.drain_timeout_secs.max(0.0))
+        .unwrap_or(Duration::from_secs(15));
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!(
+            "shutting down: no new connections; draining requests in flight (at most {drain_timeout:?})"
+        );
         stop.cancel();
     });
     // Small frames (real-time events, JSON answers) go out at once: with
@@ -345,19 +368,32 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .with_graceful_shutdown(closing.clone().cancelled_owned());
     let drained = async {
         closing.cancelled().await;
-        tokio::time::sleep(DRAIN_GRACE).await;
+        tokio::time::sleep(drain_timeout).await;
     };
     let result = tokio::select! {
         r = async { server.await } => r.context("HTTP server failed"),
         () = drained => {
-            tracing::warn!("connections still open {DRAIN_GRACE:?} after the shutdown signal; exiting anyway");
+            tracing::warn!(
+                "requests still in flight {drain_timeout:?} after the shutdown signal; \
+                 stopping without their answers"
+            );
             Ok(())
         }
     };
-    platform.shutdown().await;
+    tracing::info!("HTTP drained; flushing the projectors");
+    let client = platform.commands.log.client().clone();
+    platform.shutdown(FLUSH_GRACE).await;
+    if tokio::time::timeout(NATS_FLUSH_GRACE, client.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the NATS client did not flush within {NATS_FLUSH_GRACE:?}");
+    }
     if let Some(n) = local_nats {
         n.stop().await;
+        tracing::info!("local nats-server stopped");
     }
+    tracing::info!("shutdown complete");
     result
 }
 
@@ -402,7 +438,7 @@ async fn admin(common: Common, action: AdminAction) -> Result<()> {
             }),
     };
     let _ = platform.catch_up(Duration::from_secs(10)).await;
-    platform.shutdown().await;
+    platform.shutdown(FLUSH_GRACE).await;
     if let Some(n) = local_nats {
         n.stop().await;
     }
