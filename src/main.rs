@@ -73,6 +73,22 @@ pub struct Common {
         default_value_t = 120_000
     )]
     pub duplicate_window_ms: u64,
+    /// How long an append waits for JetStream's ack, in milliseconds.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_APPEND_ACK_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub append_ack_timeout_ms: u64,
+    /// After an ack did not come, how long an append may spend finding out
+    /// whether it was stored before answering 503 "outcome unknown", in
+    /// milliseconds (see README, "503 means what it says").
+    #[arg(
+        long,
+        env = "SWITCHBOARD_APPEND_RECONCILE_MS",
+        default_value_t = 10_000
+    )]
+    pub append_reconcile_ms: u64,
 }
 
 impl Common {
@@ -80,6 +96,8 @@ impl Common {
         LogConfig {
             stream: self.stream.clone(),
             duplicate_window: Duration::from_millis(self.duplicate_window_ms.max(100)),
+            ack_timeout: Duration::from_millis(self.append_ack_timeout_ms.max(100)),
+            reconcile_timeout: Duration::from_millis(self.append_reconcile_ms),
             ..LogConfig::default()
         }
     }

@@ -12,6 +12,7 @@ mod harness;
 mod idempotency;
 mod notifications;
 mod openapi;
+mod outcome;
 mod outsiders;
 mod push;
 mod reads;
