@@ -200,9 +200,16 @@ struct ServeArgs {
     #[arg(
         long = "drain-timeout",
         env = "SWITCHBOARD_DRAIN_TIMEOUT_SECS",
-        default_value_t = 15.0
+        default_value_t = 20.0
     )]
     drain_timeout_secs: f64,
+    /// PEM certificate chain for TLS on the listener (with --tls-key).
+    /// Reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -321,6 +328,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let data = &args.common.data;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let op_hash = operator_token_hash(data)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            switchboard_gateway::tls::Certs::load(cert, key)
+                .context("loading the TLS certificate and key")?,
+        ),
+        _ => None,
+    };
     let search = match (args.search.as_str(), &args.opensearch_url) {
         ("opensearch", Some(url)) => SearchConfig::OpenSearch { url: url.clone() },
         ("opensearch", None) => anyhow::bail!("--search opensearch needs --opensearch-url"),
@@ -351,8 +365,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    println!("switchboard listening on http://{addr}");
-    tracing::info!(%addr, data = %data.display(), "serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("switchboard listening on {scheme}://{addr}");
+    tracing::info!(%addr, tls = tls.is_some(), data = %data.display(), "serving");
     // Graceful shutdown, in this order (README, "Graceful shutdown"):
     // 1. the signal cancels `closing`: the listener stops accepting, every
     //    WebSocket gets a `reconnect` frame then a close 1001, every SSE
@@ -366,7 +381,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let closing = platform.closing();
     let stop = closing.clone();
     let drain_timeout = Duration::try_from_secs_f64(args.drain_timeout_secs.max(0.0))
-        .unwrap_or(Duration::from_secs(15));
+        .unwrap_or(Duration::from_secs(20));
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!(
@@ -374,28 +389,31 @@ async fn serve(args: ServeArgs) -> Result<()> {
         );
         stop.cancel();
     });
-    // Small frames (real-time events, JSON answers) go out at once: with
-    // Nagle's algorithm a WebSocket frame can wait ~40 ms for the peer's
-    // delayed ACK (seen as p99 stalls in the bench's WebSocket floor).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
+    let mut state = platform.state();
+    state.tls_enabled = tls.is_some();
+    let router = app(state);
+    let result = match tls {
+        Some(certs) => {
+            tokio::spawn(switchboard_gateway::tls::watch(
+                certs.clone(),
+                closing.clone(),
+            ));
+            let config = certs.server_config().context("TLS configuration")?;
+            let listener = switchboard_gateway::tls::TlsListener::new(listener, config)
+                .context("TLS listener")?;
+            serve_until_drained(listener, router, &closing, drain_timeout).await
         }
-    });
-    let server = axum::serve(listener, app(platform.state()))
-        .with_graceful_shutdown(closing.clone().cancelled_owned());
-    let drained = async {
-        closing.cancelled().await;
-        tokio::time::sleep(drain_timeout).await;
-    };
-    let result = tokio::select! {
-        r = async { server.await } => r.context("HTTP server failed"),
-        () = drained => {
-            tracing::warn!(
-                "requests still in flight {drain_timeout:?} after the shutdown signal; \
-                 stopping without their answers"
-            );
-            Ok(())
+        None => {
+            // Small frames (real-time events, JSON answers) go out at
+            // once: with Nagle's algorithm a WebSocket frame can wait
+            // ~40 ms for the peer's delayed ACK (seen as p99 stalls in the
+            // bench's WebSocket floor).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+            });
+            serve_until_drained(listener, router, &closing, drain_timeout).await
         }
     };
     tracing::info!("HTTP drained; flushing the projectors");
@@ -413,6 +431,36 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     tracing::info!("shutdown complete");
     result
+}
+
+/// Serves HTTP on `listener` until `closing` fires, then waits for the
+/// connections to finish their requests, at most `drain_timeout`.
+async fn serve_until_drained<L>(
+    listener: L,
+    router: axum::Router,
+    closing: &tokio_util::sync::CancellationToken,
+    drain_timeout: Duration,
+) -> Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let server =
+        axum::serve(listener, router).with_graceful_shutdown(closing.clone().cancelled_owned());
+    let drained = async {
+        closing.cancelled().await;
+        tokio::time::sleep(drain_timeout).await;
+    };
+    tokio::select! {
+        r = async { server.await } => r.context("HTTP server failed"),
+        () = drained => {
+            tracing::warn!(
+                "requests still in flight {drain_timeout:?} after the shutdown signal; \
+                 stopping without their answers"
+            );
+            Ok(())
+        }
+    }
 }
 
 async fn admin(common: Common, action: AdminAction) -> Result<()> {

@@ -35,6 +35,10 @@ pub struct AppState {
     /// The log head seen at start-up: `/readyz` is green once every
     /// projector has applied it.
     pub startup_head: u64,
+    /// The listener serves TLS (`serve --tls-cert/--tls-key`): cookies
+    /// must be `Secure`, and URLs handed out are `https`/`wss`. Set by
+    /// `serve` on the state [`Platform::state`] returns (false there).
+    pub tls_enabled: bool,
 }
 
 /// Projectors plus the command side, running until `shutdown`.
@@ -223,6 +227,7 @@ impl Platform {
             push: self.push.clone(),
             search: self.search.clone(),
             startup_head: self.startup_head,
+            tls_enabled: false,
         }
     }
 

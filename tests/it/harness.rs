@@ -248,12 +248,17 @@ impl Server {
 
     /// Sends SIGTERM (through `kill`) and returns at once.
     pub fn sigterm(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends a signal (`"-HUP"`, …) through `kill` and returns at once.
+    pub fn signal(&self, sig: &str) {
         let pid = self.pid().expect("switchboard running");
         let sent = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([sig, &pid.to_string()])
             .status()
             .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
+        assert!(sent.success(), "kill {sig} failed");
     }
 
     /// The exit status if the process has exited (without waiting).

@@ -23,5 +23,6 @@ mod regressions;
 mod replay;
 mod search;
 mod shutdown;
+mod tls;
 mod unreads;
 mod walkthrough;
