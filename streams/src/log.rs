@@ -589,7 +589,14 @@ impl Log {
                     why = w;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Ok(Err(e @ AppendError::Failed(_))) => return Err(e),
+                // "No responders" while JetStream recovers after a
+                // restart: transient here (the first copy was accepted
+                // for sending, so the stream existed and the size was
+                // fine). Retried until the deadline like the rest.
+                Ok(Err(AppendError::Failed(w))) => {
+                    why = w;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
     }

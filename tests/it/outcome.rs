@@ -154,3 +154,46 @@ async fn past_the_reconcile_window_a_503_then_a_retry_yields_exactly_one() {
     );
     assert_eq!(nats.log_len().await, before + 1, "nothing else appended");
 }
+
+/// The connection dies with the publish unread (nats-server frozen, then
+/// killed with -9 and restarted on the same store): the first copy is lost
+/// with the dead socket, the client reconnects, and the re-published copy
+/// is the one stored — a 201, exactly one message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_lost_with_its_connection_is_republished_once() {
+    let mut nats = Nats::start();
+    let server = Server::start_with(
+        &nats,
+        &[
+            "--append-ack-timeout-ms",
+            "1000",
+            "--append-reconcile-ms",
+            "20000",
+        ],
+    );
+    let api = server.api();
+    let ws_id = api.workspace("Acme").await;
+    let (_, ada) = api.user(&ws_id, "ada", "admin").await;
+    let ch = api.channel(&ada, "general", false).await;
+    api.send(&ada, &ch, "warm").await.expect(201);
+
+    nats.pause();
+    let task = {
+        let (api, ada, ch) = (api.clone(), ada.clone(), ch.clone());
+        tokio::spawn(async move { post(&api, &ada, &ch, "lost-once", Some("c-lost")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!task.is_finished(), "answered while the log was frozen");
+    nats.restart(); // kill -9 of the frozen server, then the same store again
+    let (status, body) = tokio::time::timeout(Duration::from_secs(25), task)
+        .await
+        .expect("answered after the restart")
+        .expect("post task");
+    assert_eq!(status, 201, "{body}");
+    let events = api.all_events(&ada, &ch).await;
+    assert_eq!(
+        texts(&events, "lost-once"),
+        [("lost-once".to_string(), body["seq"].as_u64().expect("seq"))],
+        "stored once, at the seq the 201 gave"
+    );
+}
