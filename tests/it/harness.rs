@@ -759,6 +759,8 @@ pub fn event_seqs(frames: &[Value], channel: &str) -> Vec<u64> {
 pub struct SseEvent {
     pub id: Option<String>,
     pub data: Value,
+    /// The event's `retry:` field (ms), when it has one.
+    pub retry: Option<u64>,
 }
 
 pub struct Sse {
@@ -821,10 +823,13 @@ impl Sse {
             if let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
                 let mut id = None;
+                let mut retry = None;
                 let mut data = String::new();
                 for line in block.lines() {
                     if let Some(v) = line.strip_prefix("id:") {
                         id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("retry:") {
+                        retry = v.trim().parse().ok();
                     } else if let Some(v) = line.strip_prefix("data:") {
                         data.push_str(v.trim_start());
                     }
@@ -835,6 +840,7 @@ impl Sse {
                 return Some(SseEvent {
                     id,
                     data: serde_json::from_str(&data).unwrap_or(Value::Null),
+                    retry,
                 });
             }
             let left = deadline.checked_duration_since(Instant::now())?;

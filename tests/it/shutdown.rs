@@ -64,6 +64,8 @@ async fn sigterm_closes_realtime_streams_and_exits_promptly() {
     assert!(reconnect["after_ms"].as_u64().is_some_and(|ms| ms < 1_000));
     let sse_last = sse_last.expect("an SSE event before the end");
     assert_eq!(sse_last.data["type"], "reconnect", "{:?}", sse_last.data);
+    // EventSource's own reconnect waits the same spread delay.
+    assert_eq!(sse_last.retry, sse_last.data["after_ms"].as_u64());
     // Its id is the cursor to resume from: the channel at seq 1.
     assert_eq!(sse_last.id.as_deref(), Some(format!("{ch}:1").as_str()));
     let status = exited.await.expect("terminate task");

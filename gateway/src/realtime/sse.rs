@@ -163,10 +163,16 @@ async fn step(state: StepState) -> Option<(Result<Event, Infallible>, StepState)
             // Shutdown ends the response (the server's graceful shutdown
             // waits for it) after a `reconnect` frame whose id is the
             // cursor so far; the client resumes with Last-Event-ID.
+            // Its `retry:` field makes a browser's EventSource wait the
+            // same spread delay before it reconnects by itself.
             () = guard.rt.closing.cancelled() => {
                 guard.said_reconnect = true;
-                let frame = super::frames::reconnect_frame(super::frames::reconnect_delay_ms());
-                pending.push_back(Arc::from(frame));
+                let after_ms = super::frames::reconnect_delay_ms();
+                let event = Event::default()
+                    .id(cursor_string(&cursor))
+                    .retry(std::time::Duration::from_millis(after_ms))
+                    .data(super::frames::reconnect_frame(after_ms));
+                return Some((Ok(event), (session, out, cursor, frozen, pending, guard)));
             }
             _ = session.wake.notified() => {
                 for (ch, after, frame) in session.take_resyncs() {
