@@ -35,9 +35,9 @@ pub struct AppState {
     /// The log head seen at start-up: `/readyz` is green once every
     /// projector has applied it.
     pub startup_head: u64,
-    /// The listener serves TLS (`serve --tls-cert/--tls-key`): cookies
-    /// must be `Secure`, and URLs handed out are `https`/`wss`. Set by
-    /// `serve` on the state [`Platform::state`] returns (false there).
+    /// The listener serves TLS (`serve --tls-cert/--tls-key`): session
+    /// cookies must then be `Secure`. Set by `serve` on the state
+    /// [`Platform::state`] returns (false there).
     pub tls_enabled: bool,
 }
 
