@@ -73,6 +73,22 @@ pub struct Common {
         default_value_t = 120_000
     )]
     pub duplicate_window_ms: u64,
+    /// How long an append waits for JetStream's ack, in milliseconds.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_APPEND_ACK_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub append_ack_timeout_ms: u64,
+    /// After an ack did not come, how long an append may spend finding out
+    /// whether it was stored before answering 503 "outcome unknown", in
+    /// milliseconds (see README, "503 means what it says").
+    #[arg(
+        long,
+        env = "SWITCHBOARD_APPEND_RECONCILE_MS",
+        default_value_t = 10_000
+    )]
+    pub append_reconcile_ms: u64,
 }
 
 impl Common {
@@ -80,6 +96,8 @@ impl Common {
         LogConfig {
             stream: self.stream.clone(),
             duplicate_window: Duration::from_millis(self.duplicate_window_ms.max(100)),
+            ack_timeout: Duration::from_millis(self.append_ack_timeout_ms.max(100)),
+            reconcile_timeout: Duration::from_millis(self.append_reconcile_ms),
             ..LogConfig::default()
         }
     }
@@ -176,6 +194,22 @@ struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=10_000)
     )]
     push_timeout_ms: u64,
+    /// Seconds `serve` waits after SIGTERM (or Ctrl-C) for the requests it
+    /// had accepted to be answered; then it stops anyway (see README,
+    /// "Graceful shutdown").
+    #[arg(
+        long = "drain-timeout",
+        env = "SWITCHBOARD_DRAIN_TIMEOUT_SECS",
+        default_value_t = 20.0
+    )]
+    drain_timeout_secs: f64,
+    /// PEM certificate chain for TLS on the listener (with --tls-key).
+    /// Reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -268,10 +302,13 @@ async fn shutdown_signal() {
     }
 }
 
-/// How long `serve` waits, after the shutdown signal, for open HTTP
-/// responses to finish. Real-time streams end at once; this bounds a
-/// request stuck on a client that does not read.
-const DRAIN_GRACE: Duration = Duration::from_secs(10);
+/// How long the projectors get, once the HTTP side has drained, to apply
+/// every append this process acknowledged before they stop.
+const FLUSH_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the NATS client gets to send what it still buffers (presence
+/// going offline, …) before the local nats-server is stopped.
+const NATS_FLUSH_GRACE: Duration = Duration::from_secs(2);
 
 fn push_config(args: &ServeArgs) -> switchboard_gateway::push::PushConfig {
     let retry_for = Duration::try_from_secs_f64(args.push_retry_for_secs.max(0.0))
@@ -291,6 +328,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let data = &args.common.data;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let op_hash = operator_token_hash(data)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            switchboard_gateway::tls::Certs::load(cert, key)
+                .context("loading the TLS certificate and key")?,
+        ),
+        _ => None,
+    };
     let search = match (args.search.as_str(), &args.opensearch_url) {
         ("opensearch", Some(url)) => SearchConfig::OpenSearch { url: url.clone() },
         ("opensearch", None) => anyhow::bail!("--search opensearch needs --opensearch-url"),
@@ -321,44 +365,102 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    println!("switchboard listening on http://{addr}");
-    tracing::info!(%addr, data = %data.display(), "serving");
-    // One token: the signal cancels it, the HTTP server stops accepting and
-    // waits for open responses, and every WebSocket/SSE stream ends (close
-    // frame 1001 / end of the event stream) so that wait is short.
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("switchboard listening on {scheme}://{addr}");
+    tracing::info!(%addr, tls = tls.is_some(), data = %data.display(), "serving");
+    // Graceful shutdown, in this order (README, "Graceful shutdown"):
+    // 1. the signal cancels `closing`: the listener stops accepting, every
+    //    WebSocket gets a `reconnect` frame then a close 1001, every SSE
+    //    response a `reconnect` event then its end, new real-time streams
+    //    and `/readyz` answer 503;
+    // 2. requests already accepted run to their answer (each sent with
+    //    `Connection: close`), for at most --drain-timeout;
+    // 3. the projectors apply every append this process acknowledged and
+    //    stop between batches (checkpoint committed with the rows);
+    // 4. the NATS client flushes, and the child nats-server stops last.
     let closing = platform.closing();
     let stop = closing.clone();
+    let drain_timeout = Duration::try_from_secs_f64(args.drain_timeout_secs.max(0.0))
+        .unwrap_or(Duration::from_secs(20));
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!(
+            "shutting down: no new connections; draining requests in flight (at most {drain_timeout:?})"
+        );
         stop.cancel();
     });
-    // Small frames (real-time events, JSON answers) go out at once: with
-    // Nagle's algorithm a WebSocket frame can wait ~40 ms for the peer's
-    // delayed ACK (seen as p99 stalls in the bench's WebSocket floor).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
+    let mut state = platform.state();
+    state.tls_enabled = tls.is_some();
+    let router = app(state);
+    let result = match tls {
+        Some(certs) => {
+            tokio::spawn(switchboard_gateway::tls::watch(
+                certs.clone(),
+                closing.clone(),
+            ));
+            let config = certs.server_config().context("TLS configuration")?;
+            let listener = switchboard_gateway::tls::TlsListener::new(listener, config)
+                .context("TLS listener")?;
+            serve_until_drained(listener, router, &closing, drain_timeout).await
         }
-    });
-    let server = axum::serve(listener, app(platform.state()))
-        .with_graceful_shutdown(closing.clone().cancelled_owned());
-    let drained = async {
-        closing.cancelled().await;
-        tokio::time::sleep(DRAIN_GRACE).await;
-    };
-    let result = tokio::select! {
-        r = async { server.await } => r.context("HTTP server failed"),
-        () = drained => {
-            tracing::warn!("connections still open {DRAIN_GRACE:?} after the shutdown signal; exiting anyway");
-            Ok(())
+        None => {
+            // Small frames (real-time events, JSON answers) go out at
+            // once: with Nagle's algorithm a WebSocket frame can wait
+            // ~40 ms for the peer's delayed ACK (seen as p99 stalls in the
+            // bench's WebSocket floor).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+            });
+            serve_until_drained(listener, router, &closing, drain_timeout).await
         }
     };
-    platform.shutdown().await;
+    tracing::info!("HTTP drained; flushing the projectors");
+    let client = platform.commands.log.client().clone();
+    platform.shutdown(FLUSH_GRACE).await;
+    if tokio::time::timeout(NATS_FLUSH_GRACE, client.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the NATS client did not flush within {NATS_FLUSH_GRACE:?}");
+    }
     if let Some(n) = local_nats {
         n.stop().await;
+        tracing::info!("local nats-server stopped");
     }
+    tracing::info!("shutdown complete");
     result
+}
+
+/// Serves HTTP on `listener` until `closing` fires, then waits for the
+/// connections to finish their requests, at most `drain_timeout`.
+async fn serve_until_drained<L>(
+    listener: L,
+    router: axum::Router,
+    closing: &tokio_util::sync::CancellationToken,
+    drain_timeout: Duration,
+) -> Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let server =
+        axum::serve(listener, router).with_graceful_shutdown(closing.clone().cancelled_owned());
+    let drained = async {
+        closing.cancelled().await;
+        tokio::time::sleep(drain_timeout).await;
+    };
+    tokio::select! {
+        r = async { server.await } => r.context("HTTP server failed"),
+        () = drained => {
+            tracing::warn!(
+                "requests still in flight {drain_timeout:?} after the shutdown signal; \
+                 stopping without their answers"
+            );
+            Ok(())
+        }
+    }
 }
 
 async fn admin(common: Common, action: AdminAction) -> Result<()> {
@@ -402,7 +504,7 @@ async fn admin(common: Common, action: AdminAction) -> Result<()> {
             }),
     };
     let _ = platform.catch_up(Duration::from_secs(10)).await;
-    platform.shutdown().await;
+    platform.shutdown(FLUSH_GRACE).await;
     if let Some(n) = local_nats {
         n.stop().await;
     }

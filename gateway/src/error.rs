@@ -245,8 +245,10 @@ impl From<AppendError> for ApiError {
             AppendError::Unknown(m) => {
                 tracing::warn!(error = %m, "append outcome unknown");
                 ApiError::unavailable(
-                    "the log did not confirm the write in time; it may or may not be stored. \
-                     Retrying with the same client_msg_id is safe",
+                    "the log did not confirm the write in time, nor whether it was stored: \
+                     it may still be stored. Retrying with the same client_msg_id is safe \
+                     (it returns the original if there is one); without a client_msg_id, \
+                     check the channel's events before sending again",
                 )
             }
             AppendError::Conflict => {

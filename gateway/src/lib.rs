@@ -15,6 +15,7 @@ pub mod realtime;
 mod routes;
 pub mod search;
 pub mod state;
+pub mod tls;
 pub mod views;
 
 pub use routes::app;

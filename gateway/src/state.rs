@@ -35,6 +35,10 @@ pub struct AppState {
     /// The log head seen at start-up: `/readyz` is green once every
     /// projector has applied it.
     pub startup_head: u64,
+    /// The listener serves TLS (`serve --tls-cert/--tls-key`): session
+    /// cookies must then be `Secure`. Set by `serve` on the state
+    /// [`Platform::state`] returns (false there).
+    pub tls_enabled: bool,
 }
 
 /// Projectors plus the command side, running until `shutdown`.
@@ -223,24 +227,42 @@ impl Platform {
             push: self.push.clone(),
             search: self.search.clone(),
             startup_head: self.startup_head,
+            tls_enabled: false,
         }
     }
 
     /// Waits until every projector has applied the log's current head.
     pub async fn catch_up(&self, timeout: Duration) -> Result<u64, BoxError> {
         let head = self.commands.log.last_seq().await?;
-        let ok = self.commands.acl_progress.wait_for(head, timeout).await
-            && self.commands.history_progress.wait_for(head, timeout).await
-            && self.commands.unreads_progress.wait_for(head, timeout).await
-            && (self.commands.notifications.progress)
-                .wait_for(head, timeout)
-                .await
-            && self.search.progress.wait_for(head, timeout).await;
-        if ok {
+        if self.caught_up_to(head, timeout).await {
             Ok(head)
         } else {
             Err(format!("projectors did not reach stream sequence {head} in {timeout:?}").into())
         }
+    }
+
+    /// Waits (at most `timeout` in all) until every projector, push's
+    /// included, has applied stream sequence `seq`.
+    async fn caught_up_to(&self, seq: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let c = &self.commands;
+        let push = self.push.as_ref().map(|p| &p.progress);
+        for progress in [
+            &c.acl_progress,
+            &c.history_progress,
+            &c.unreads_progress,
+            &c.notifications.progress,
+            &self.search.progress,
+        ]
+        .into_iter()
+        .chain(push)
+        {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !progress.wait_for(seq, left).await {
+                return false;
+            }
+        }
+        true
     }
 
     /// Cancelled when shutdown begins (cancel it to begin): every
@@ -252,12 +274,23 @@ impl Platform {
     }
 
     /// Ends the real-time streams (waiting up to [`SESSIONS_GRACE`] for
-    /// their close frames), then stops the projectors after their current
-    /// batch.
-    pub async fn shutdown(self) {
+    /// their close frames), lets the projectors apply every append this
+    /// process acknowledged (at most `flush`, so a restart has nothing of
+    /// its own to refold), then stops them. A projector stops only between
+    /// batches: a batch it has begun is folded and committed with its
+    /// checkpoint, never cut short.
+    pub async fn shutdown(self, flush: Duration) {
         if !self.realtime.closed(SESSIONS_GRACE).await {
             tracing::warn!(
                 "real-time sessions still closing after {SESSIONS_GRACE:?}; stopping anyway"
+            );
+        }
+        let acked = self.commands.log.last_acked();
+        if !self.caught_up_to(acked, flush).await {
+            tracing::warn!(
+                acked,
+                "projectors had not applied every acknowledged append after {flush:?}; \
+                 they resume from their checkpoints at the next start"
             );
         }
         self.cancel.cancel();

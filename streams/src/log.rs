@@ -12,6 +12,14 @@
 //! "A 503 means what it says": an append is only handed to the NATS client
 //! while it is connected. The client would otherwise buffer the publish and
 //! flush it after a reconnect, long after the request was answered.
+//!
+//! An append whose ack does not come is reconciled before anyone is told
+//! "unknown": every copy of one append carries the same
+//! `Nats-Expected-Last-Subject-Sequence`, so at most one copy can ever be
+//! stored (right after that head) — the same bytes are published again
+//! through the same connection, behind any copy still queued in the
+//! client, and the stream's answer to that copy settles the fate of all
+//! earlier ones (see [`Log::append_at`]).
 
 use async_nats::connection::State;
 use async_nats::jetstream::{
@@ -47,6 +55,10 @@ pub struct LogConfig {
     pub ack_timeout: Duration,
     /// Stream replicas (1 on one machine, 3 on a cluster).
     pub replicas: usize,
+    /// After an append's ack did not come in `ack_timeout`, how long the
+    /// append may spend finding out whether it was stored (see
+    /// [`Log::append_at`]) before it answers [`AppendError::Unknown`].
+    pub reconcile_timeout: Duration,
 }
 
 impl Default for LogConfig {
@@ -56,6 +68,7 @@ impl Default for LogConfig {
             duplicate_window: Duration::from_secs(120),
             ack_timeout: Duration::from_secs(5),
             replicas: 1,
+            reconcile_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -167,6 +180,15 @@ pub enum AppendError {
     /// The stream answered with an error that retrying will not fix.
     #[error("the log refused the event: {0}")]
     Failed(String),
+}
+
+/// How a reconciliation settled an unacknowledged append.
+enum Reconciled {
+    /// The stream answered a copy: stored now, or a duplicate of an
+    /// earlier copy.
+    Acked(jetstream::publish::PublishAck),
+    /// An earlier copy is stored (found after the head it expected).
+    Found(Appended),
 }
 
 /// Errors of reads from the log.
@@ -386,6 +408,25 @@ impl Log {
     /// Appends `envelope` to `subject` if and only if the subject is still at
     /// `expected` (its `channel_seq` must be `expected.subject_seq + 1`).
     /// `msg_id` is the JetStream de-duplication key.
+    ///
+    /// When the ack does not come within the ack timeout, the outcome is
+    /// reconciled (for at most `reconcile_timeout`) before it is reported:
+    /// the same bytes, with the same `msg_id` and expected head, are
+    /// published again once the connection is up. That copy travels the
+    /// one connection behind the first (and behind any copy async-nats
+    /// still buffers from a disconnect), so when the stream answers it,
+    /// the earlier copies have been dealt with:
+    /// - stored → the first copy was lost or refused for a reason that
+    ///   no longer holds; this one is the event (and no earlier copy can
+    ///   land after it: the subject is past `expected` now);
+    /// - duplicate → an earlier copy was stored; its event is returned;
+    /// - wrong last sequence → the subject moved past `expected`: the
+    ///   event is stored iff it is the subject's first event after
+    ///   `expected` (one direct get tells, whatever the de-dup window);
+    ///   if not, it is not stored and never will be ([`AppendError::Conflict`]).
+    ///
+    /// Only when that does not settle it in time is the answer
+    /// [`AppendError::Unknown`]; an earlier copy may then still land.
     pub async fn append_at(
         &self,
         subject: &str,
@@ -398,6 +439,62 @@ impl Log {
             return Err(AppendError::Unavailable("not connected to NATS".into()));
         }
         let payload = Bytes::from(envelope.encode_to_vec());
+        let ack = match self
+            .publish_once(subject, expected, payload.clone(), msg_id)
+            .await
+        {
+            Err(AppendError::Unknown(why)) => {
+                tracing::warn!(subject, msg_id, error = %why, "append not acknowledged; reconciling");
+                match self
+                    .reconcile(subject, expected, payload, msg_id, &envelope.event_id, why)
+                    .await?
+                {
+                    Reconciled::Acked(ack) => ack,
+                    Reconciled::Found(stored) => {
+                        self.inner
+                            .last_acked
+                            .fetch_max(stored.stream_seq, Ordering::AcqRel);
+                        return Ok(stored);
+                    }
+                }
+            }
+            other => other?,
+        };
+        self.inner
+            .last_acked
+            .fetch_max(ack.sequence, Ordering::AcqRel);
+        if ack.duplicate {
+            let original = self
+                .get(ack.sequence)
+                .await
+                .map_err(|e| AppendError::Unknown(e.to_string()))?;
+            let stored = original
+                .envelope
+                .ok_or_else(|| AppendError::Failed("duplicate of an undecodable event".into()))?;
+            // A copy of this very append (reconciliation) is not a
+            // duplicate of an earlier request: this request stored it.
+            let duplicate = stored.event_id != envelope.event_id;
+            return Ok(Appended {
+                stream_seq: ack.sequence,
+                envelope: stored,
+                duplicate,
+            });
+        }
+        Ok(Appended {
+            stream_seq: ack.sequence,
+            envelope,
+            duplicate: false,
+        })
+    }
+
+    /// One publish of `payload` conditional on `expected`, and its ack.
+    async fn publish_once(
+        &self,
+        subject: &str,
+        expected: Head,
+        payload: Bytes,
+        msg_id: &str,
+    ) -> Result<jetstream::publish::PublishAck, AppendError> {
         let publish = PublishMessage::build()
             .payload(payload)
             .message_id(msg_id)
@@ -412,33 +509,96 @@ impl Log {
                 // Not handed to the connection: nothing was sent.
                 _ => AppendError::Unavailable(e.to_string()),
             })?;
-        let ack = ack_future.await.map_err(|e| match e.kind() {
+        ack_future.await.map_err(|e| match e.kind() {
             PublishErrorKind::WrongLastSequence => AppendError::Conflict,
             PublishErrorKind::StreamNotFound => AppendError::Failed(e.to_string()),
             _ => AppendError::Unknown(e.to_string()),
-        })?;
-        self.inner
-            .last_acked
-            .fetch_max(ack.sequence, Ordering::AcqRel);
-        if ack.duplicate {
-            let original = self
-                .get(ack.sequence)
-                .await
-                .map_err(|e| AppendError::Unknown(e.to_string()))?;
-            let envelope = original
-                .envelope
-                .ok_or_else(|| AppendError::Failed("duplicate of an undecodable event".into()))?;
-            return Ok(Appended {
-                stream_seq: ack.sequence,
-                envelope,
-                duplicate: true,
-            });
-        }
-        Ok(Appended {
-            stream_seq: ack.sequence,
-            envelope,
-            duplicate: false,
         })
+    }
+
+    /// Settles an append whose ack did not come (see [`Log::append_at`]).
+    async fn reconcile(
+        &self,
+        subject: &str,
+        expected: Head,
+        payload: Bytes,
+        msg_id: &str,
+        event_id: &str,
+        mut why: String,
+    ) -> Result<Reconciled, AppendError> {
+        let deadline = tokio::time::Instant::now() + self.inner.config.reconcile_timeout;
+        let mut connects = self.connects();
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(subject, msg_id, error = %why, "append outcome still unknown");
+                return Err(AppendError::Unknown(why));
+            }
+            if !self.is_connected() {
+                // Wait for the reconnect (the client reconnects by itself),
+                // polling too: the counter moves on connect only.
+                connects.mark_unchanged();
+                let wait = tokio::time::sleep(Duration::from_millis(50));
+                tokio::select! {
+                    _ = connects.changed() => {}
+                    () = wait => {}
+                }
+                continue;
+            }
+            let attempt = tokio::time::timeout_at(
+                deadline,
+                self.publish_once(subject, expected, payload.clone(), msg_id),
+            )
+            .await;
+            match attempt {
+                Err(_) => why = "no ack before the reconcile deadline".into(),
+                Ok(Ok(ack)) => return Ok(Reconciled::Acked(ack)),
+                Ok(Err(AppendError::Conflict)) => {
+                    // Stored iff it is the subject's first event after
+                    // `expected`: only one event can follow a head.
+                    let next = tokio::time::timeout_at(
+                        deadline,
+                        self.inner
+                            .stream
+                            .direct_get_next_for_subject(subject, Some(expected.stream_seq + 1)),
+                    )
+                    .await;
+                    match next {
+                        Ok(Ok(msg)) => {
+                            let env = Envelope::decode(msg.payload.as_ref()).ok();
+                            return match env {
+                                Some(env) if env.event_id == event_id => {
+                                    Ok(Reconciled::Found(Appended {
+                                        stream_seq: msg.sequence,
+                                        envelope: env,
+                                        duplicate: false,
+                                    }))
+                                }
+                                // Another event follows the head: this one
+                                // was refused, and every copy with it.
+                                _ => Err(AppendError::Conflict),
+                            };
+                        }
+                        Ok(Err(e)) => why = e.to_string(),
+                        Err(_) => why = "no answer to the look-up before the deadline".into(),
+                    }
+                }
+                Ok(Err(AppendError::Unknown(w))) => why = w,
+                Ok(Err(AppendError::Unavailable(w))) => {
+                    // Not handed over (disconnected meanwhile, or too many
+                    // acks pending): try again shortly.
+                    why = w;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                // "No responders" while JetStream recovers after a
+                // restart: transient here (the first copy was accepted
+                // for sending, so the stream existed and the size was
+                // fine). Retried until the deadline like the rest.
+                Ok(Err(AppendError::Failed(w))) => {
+                    why = w;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
     }
 
     /// Appends the event `make(next_subject_seq)` to `subject`, retrying on

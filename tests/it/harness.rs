@@ -100,6 +100,26 @@ impl Nats {
         self.spawn();
     }
 
+    /// Freezes nats-server (SIGSTOP): connections stay open, nothing is
+    /// answered, publishes wait in the socket. [`Nats::resume`] thaws it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused nats-server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("nats-server running").id();
+        let sent = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill {sig} {pid} failed");
+    }
+
     /// A counter of the server's `/varz` (e.g. `in_msgs`: messages the
     /// server received from clients, JetStream API requests included).
     /// Needs [`Nats::start_monitored`].
@@ -222,12 +242,36 @@ impl Server {
     /// for the process to exit. Returns its exit status, or `None` if it
     /// was still running then (it is killed with -9 in that case).
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let mut c = self.child.take()?;
+        self.sigterm();
+        self.wait_exit(timeout)
+    }
+
+    /// Sends SIGTERM (through `kill`) and returns at once.
+    pub fn sigterm(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends a signal (`"-HUP"`, …) through `kill` and returns at once.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.pid().expect("switchboard running");
         let sent = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
+            .args([sig, &pid.to_string()])
             .status()
             .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
+        assert!(sent.success(), "kill {sig} failed");
+    }
+
+    /// The exit status if the process has exited (without waiting).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().expect("wait for switchboard"))
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit status, or
+    /// `None` if it was still running then (it is killed with -9 then).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
         let start = Instant::now();
         while start.elapsed() < timeout {
             if let Some(status) = c.try_wait().expect("wait for switchboard") {
@@ -715,6 +759,8 @@ pub fn event_seqs(frames: &[Value], channel: &str) -> Vec<u64> {
 pub struct SseEvent {
     pub id: Option<String>,
     pub data: Value,
+    /// The event's `retry:` field (ms), when it has one.
+    pub retry: Option<u64>,
 }
 
 pub struct Sse {
@@ -777,10 +823,13 @@ impl Sse {
             if let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
                 let mut id = None;
+                let mut retry = None;
                 let mut data = String::new();
                 for line in block.lines() {
                     if let Some(v) = line.strip_prefix("id:") {
                         id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("retry:") {
+                        retry = v.trim().parse().ok();
                     } else if let Some(v) = line.strip_prefix("data:") {
                         data.push_str(v.trim_start());
                     }
@@ -791,6 +840,7 @@ impl Sse {
                 return Some(SseEvent {
                     id,
                     data: serde_json::from_str(&data).unwrap_or(Value::Null),
+                    retry,
                 });
             }
             let left = deadline.checked_duration_since(Instant::now())?;

@@ -72,6 +72,28 @@ pub fn error_frame(code: &str, channel_id: Option<&str>, message: &str) -> Strin
     f.to_string()
 }
 
+/// Longest wait a `reconnect` frame asks of a client. Each connection
+/// gets its own delay below it, so the clients of a gateway that shuts
+/// down do not all reconnect to the others in the same millisecond.
+pub const RECONNECT_SPREAD_MS: u64 = 1_000;
+
+/// `{"type":"reconnect","reason","after_ms"}`: the last frame before the
+/// server closes a stream on shutdown. The client reconnects (to any
+/// gateway) after `after_ms` and resumes from its last seqs, as after any
+/// disconnect; a client that ignores it sees the close that follows.
+pub fn reconnect_frame(after_ms: u64) -> String {
+    json!({"type": "reconnect", "reason": "server_shutting_down", "after_ms": after_ms}).to_string()
+}
+
+/// A delay in `0..RECONNECT_SPREAD_MS`, different per call (spreading
+/// reconnects only; not a secret).
+pub fn reconnect_delay_ms() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    h.finish() % RECONNECT_SPREAD_MS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +152,17 @@ mod tests {
             ] {
                 assert!(!msg.contains(leak), "{bad}: {msg}");
             }
+        }
+    }
+
+    #[test]
+    fn the_reconnect_frame_has_a_type_and_a_bounded_delay() {
+        let f: serde_json::Value = serde_json::from_str(&reconnect_frame(250)).expect("JSON");
+        assert_eq!(f["type"], "reconnect");
+        assert_eq!(f["after_ms"], 250);
+        assert_eq!(f["reason"], "server_shutting_down");
+        for _ in 0..100 {
+            assert!(reconnect_delay_ms() < RECONNECT_SPREAD_MS);
         }
     }
 }

@@ -98,6 +98,7 @@ pub async fn stream(State(state): State<AppState>, req: axum::extract::Request) 
         rt: rt.clone(),
         session: session.clone(),
         beat,
+        said_reconnect: false,
     };
     let events = futures_util::stream::unfold(
         (
@@ -121,6 +122,8 @@ struct Guard {
     rt: Arc<super::Realtime>,
     session: Arc<Session>,
     beat: tokio::task::JoinHandle<()>,
+    /// The `reconnect` frame is queued (shutdown began); end after it.
+    said_reconnect: bool,
 }
 
 impl Drop for Guard {
@@ -144,7 +147,7 @@ type StepState = (
 );
 
 async fn step(state: StepState) -> Option<(Result<Event, Infallible>, StepState)> {
-    let (session, mut out, mut cursor, mut frozen, mut pending, guard) = state;
+    let (session, mut out, mut cursor, mut frozen, mut pending, mut guard) = state;
     loop {
         if let Some(text) = pending.pop_front() {
             let event = Event::default()
@@ -152,11 +155,25 @@ async fn step(state: StepState) -> Option<(Result<Event, Infallible>, StepState)
                 .data(text.as_ref());
             return Some((Ok(event), (session, out, cursor, frozen, pending, guard)));
         }
+        if guard.said_reconnect {
+            return None;
+        }
         tokio::select! {
             biased;
             // Shutdown ends the response (the server's graceful shutdown
-            // waits for it); the client resumes with Last-Event-ID.
-            () = guard.rt.closing.cancelled() => return None,
+            // waits for it) after a `reconnect` frame whose id is the
+            // cursor so far; the client resumes with Last-Event-ID.
+            // Its `retry:` field makes a browser's EventSource wait the
+            // same spread delay before it reconnects by itself.
+            () = guard.rt.closing.cancelled() => {
+                guard.said_reconnect = true;
+                let after_ms = super::frames::reconnect_delay_ms();
+                let event = Event::default()
+                    .id(cursor_string(&cursor))
+                    .retry(std::time::Duration::from_millis(after_ms))
+                    .data(super::frames::reconnect_frame(after_ms));
+                return Some((Ok(event), (session, out, cursor, frozen, pending, guard)));
+            }
             _ = session.wake.notified() => {
                 for (ch, after, frame) in session.take_resyncs() {
                     // The cursor must never claim what the client did not

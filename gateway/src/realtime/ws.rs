@@ -173,8 +173,12 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
         let ok = tokio::select! {
             biased;
             () = rt.closing.cancelled() => {
-                // Going away: the client reconnects (elsewhere) with its
-                // last seqs; frames still queued here are replayed then.
+                // Going away: a `reconnect` frame says so (and when to come
+                // back, spread per connection), then the close 1001. The
+                // client reconnects (elsewhere) with its last seqs; frames
+                // still queued here are replayed then.
+                let reconnect = frames::reconnect_frame(frames::reconnect_delay_ms());
+                send(&mut sink, Message::Text(reconnect.into()), CLOSE_GRACE).await;
                 let bye = CloseFrame {
                     code: close_code::AWAY,
                     reason: "server shutting down".into(),

@@ -47,6 +47,9 @@ pub(super) struct Readiness {
     search_backend_lag: Option<u64>,
     /// Projectors whose last batch failed (retrying with backoff).
     stalled: Vec<&'static str>,
+    /// The gateway is shutting down (answers what it accepted, takes
+    /// nothing new): never ready again.
+    draining: bool,
 }
 
 /// The last stream sequence each projector applied.
@@ -72,7 +75,7 @@ pub(super) struct NotReady {
 /// Readiness probe.
 ///
 /// 200 when JetStream is reachable and the projectors, none stalled, have
-/// caught up to the log head seen at start-up.
+/// caught up to the log head seen at start-up; 503 once shutdown began.
 #[utoipa::path(get, path = "/readyz", tag = TAG, responses(
     (status = 200, description = "ready", body = Readiness),
     (status = 503, description = "not ready", body = NotReady),
@@ -106,7 +109,9 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
     .filter(|(_, p)| p.health().is_some())
     .map(|(name, _)| name)
     .collect();
+    let draining = s.realtime.closing.is_cancelled();
     let ready = connected
+        && !draining
         && stalled.is_empty()
         && [acl, history, unreads, notifications]
             .into_iter()
@@ -132,6 +137,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
                 .saturating_sub(a.load(std::sync::atomic::Ordering::Relaxed))
         }),
         stalled,
+        draining,
     };
     if ready {
         return (StatusCode::OK, Json(status)).into_response();
