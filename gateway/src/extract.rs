@@ -152,6 +152,19 @@ where
 pub struct UserCtx {
     pub user: UserView,
     pub caller: Caller,
+    /// The token the request presented.
+    pub token: std::sync::Arc<TokenRef>,
+}
+
+/// The token a request presented: its id (never the secret), kind and
+/// expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRef {
+    pub id: String,
+    /// Behind a browser's cookie session (else an API token).
+    pub session: bool,
+    /// Unix ms after which the token is refused; 0 = never.
+    pub expires_ms: i64,
 }
 
 /// Who made the request.

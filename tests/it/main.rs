@@ -1,6 +1,7 @@
 //! Black-box tests: each test starts its own nats-server (free port, temp
 //! store) and the real `switchboard` binary, and talks HTTP to it.
 
+mod accounts;
 mod bad_input;
 mod bench;
 mod concurrency;

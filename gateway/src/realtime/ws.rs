@@ -129,6 +129,14 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
         return;
     }
     session.follow_joins();
+    // Revoked between authentication and registration: the access router
+    // could not see this session yet.
+    if !matches!(
+        state.commands.still_authorized(&session.user).await,
+        Ok(true)
+    ) {
+        session.revoked.cancel();
+    }
     let start = Instant::now();
     let last_heard = Arc::new(AtomicU64::new(0));
 
@@ -178,6 +186,15 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
                 let bye = CloseFrame {
                     code: close_code::AWAY,
                     reason: "server shutting down".into(),
+                };
+                send(&mut sink, Message::Close(Some(bye)), CLOSE_GRACE).await;
+                false
+            }
+            () = session.revoked.cancelled() => {
+                // The token was revoked or expired, or the user deactivated.
+                let bye = CloseFrame {
+                    code: close_code::POLICY,
+                    reason: "token revoked or expired".into(),
                 };
                 send(&mut sink, Message::Close(Some(bye)), CLOSE_GRACE).await;
                 false
