@@ -341,8 +341,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
     });
-    let server = axum::serve(listener, app(platform.state()))
-        .with_graceful_shutdown(closing.clone().cancelled_owned());
+    // The peer address is what sign-in attempts are limited by.
+    let service =
+        app(platform.state()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server =
+        axum::serve(listener, service).with_graceful_shutdown(closing.clone().cancelled_owned());
     let drained = async {
         closing.cancelled().await;
         tokio::time::sleep(DRAIN_GRACE).await;

@@ -571,6 +571,23 @@ impl Ws {
         }
     }
 
+    /// Connects with a prepared request (own headers) and reads the hello
+    /// frame; Err(status) when refused before the upgrade.
+    pub async fn from_request(
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<Ws, u16> {
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((inner, _)) => {
+                let mut ws = Ws { inner };
+                let hello = ws.frame(Duration::from_secs(5)).await.expect("hello");
+                assert_eq!(hello["type"], "hello", "{hello}");
+                Ok(ws)
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("unexpected websocket error {e}"),
+        }
+    }
+
     /// Connects with a ticket; Err(status) when refused before the upgrade.
     pub async fn connect_ticket(base: &str, ticket: &str) -> Result<Ws, u16> {
         match tokio_tungstenite::connect_async(ws_url(base, &format!("?ticket={ticket}"))).await {

@@ -22,6 +22,7 @@ mod rebuild;
 mod regressions;
 mod replay;
 mod search;
+mod sessions;
 mod shutdown;
 mod unreads;
 mod walkthrough;

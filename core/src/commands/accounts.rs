@@ -77,6 +77,32 @@ pub struct IssueToken {
     pub kind: TokenKind,
 }
 
+/// A password as a user typed it: 8 to 256 characters. Never printed
+/// (its `Debug` is redacted) and never logged; only its argon2id hash is
+/// kept, outside the log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(s: &str) -> Result<Password, DomainError> {
+        let n = s.chars().count();
+        if !(8..=256).contains(&n) {
+            return Err(DomainError::invalid("password must be 8 to 256 characters"));
+        }
+        Ok(Password(s.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(…)")
+    }
+}
+
 /// `expires_at` of a token: an RFC 3339 timestamp with an offset, as unix
 /// milliseconds.
 pub fn parse_expires_at(s: &str) -> Result<i64, DomainError> {
@@ -438,6 +464,15 @@ mod tests {
             Role::Member
         )
         .is_ok());
+    }
+
+    #[test]
+    fn password_rules() {
+        assert!(Password::parse("short").is_err());
+        assert!(Password::parse(&"x".repeat(257)).is_err());
+        let p = Password::parse("correct horse").expect("valid");
+        assert_eq!(p.expose(), "correct horse");
+        assert!(!format!("{p:?}").contains("horse"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::extract::UserCtx;
 use async_nats::jetstream::kv;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use switchboard_core::authz::Caller;
 use switchboard_core::commands::accounts::{
     self as decide, Account, AccountState, IssueToken, TokenFacts,
 };
@@ -98,7 +99,11 @@ impl Commands {
 
     /// The account facts of `user` in `ws` and the workspace's active
     /// admin count, from the ACL model.
-    async fn account_state(&self, ws: &WorkspaceId, user: &UserId) -> ApiResult<AccountState> {
+    pub(super) async fn account_state(
+        &self,
+        ws: &WorkspaceId,
+        user: &UserId,
+    ) -> ApiResult<AccountState> {
         let (ws, user) = (ws.to_string(), user.to_string());
         Ok(self
             .acl
@@ -114,13 +119,16 @@ impl Commands {
     /// Appends an account decision to the caller's workspace subject, made
     /// against the ACL model caught up to its head (re-made on a conflict).
     /// `None`: nothing to append (the change is in place already).
-    async fn append_account<F, Fut>(&self, by: &UserCtx, decide: F) -> ApiResult<Option<Appended>>
+    pub(super) async fn append_account<F, Fut>(
+        &self,
+        ws: &str,
+        who: &str,
+        decide: F,
+    ) -> ApiResult<Option<Appended>>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = ApiResult<Decided>>,
     {
-        let ws = by.caller.workspace_id.as_str();
-        let who = by.caller.user_id.as_str();
         let decide = &decide;
         let outcome = self
             .log
@@ -154,19 +162,35 @@ impl Commands {
             Some(u) => UserId::parse(u).map_err(|_| ApiError::not_found("user"))?,
             None => by.caller.user_id.clone(),
         };
+        let name = DisplayName::parse("name", name)?;
+        let expires_at_ms = expires_at.map(decide::parse_expires_at).transpose()?;
+        self.issue(&by.caller, &target, name, expires_at_ms, TokenKind::Api)
+            .await
+    }
+
+    /// Issues a token of `kind` for `target`, decided for `caller` (the
+    /// user itself at sign-in).
+    pub(super) async fn issue(
+        &self,
+        caller: &Caller,
+        target: &UserId,
+        name: DisplayName,
+        expires_at_ms: Option<i64>,
+        kind: TokenKind,
+    ) -> ApiResult<(TokenView, String)> {
         let secret = new_token();
         let cmd = IssueToken {
             token_id: TokenId::generate(ms(), random()),
-            name: DisplayName::parse("name", name)?,
+            name,
             token_hash: token_hash(&secret),
-            expires_at_ms: expires_at.map(decide::parse_expires_at).transpose()?,
-            kind: TokenKind::Api,
+            expires_at_ms,
+            kind,
         };
-        let (cmd, target) = (&cmd, &target);
+        let (cmd, by) = (&cmd, caller);
         let appended = self
-            .append_account(by, || async {
-                let state = self.account_state(&by.caller.workspace_id, target).await?;
-                Ok(decide::decide_issue_token(&by.caller, &state, cmd, now_ms()).map(Some))
+            .append_account(by.workspace_id.as_str(), by.user_id.as_str(), || async {
+                let state = self.account_state(&by.workspace_id, target).await?;
+                Ok(decide::decide_issue_token(by, &state, cmd, now_ms()).map(Some))
             })
             .await?;
         let Some(a) = appended else {
@@ -175,10 +199,15 @@ impl Commands {
         Ok((
             TokenView {
                 id: cmd.token_id.to_string(),
-                workspace_id: by.caller.workspace_id.to_string(),
+                workspace_id: by.workspace_id.to_string(),
                 user_id: target.to_string(),
                 name: cmd.name.as_str().to_string(),
-                kind: "api".into(),
+                kind: if kind == TokenKind::Session {
+                    "session"
+                } else {
+                    "api"
+                }
+                .into(),
                 created_ms: a.envelope.ts_ms,
                 expires_ms: cmd.expires_at_ms.unwrap_or(0),
             },
@@ -238,16 +267,20 @@ impl Commands {
         let id = TokenId::parse(token_id).map_err(|_| ApiError::not_found("token"))?;
         let id = &id;
         let appended = self
-            .append_account(by, || async {
-                let (ws, tid) = (by.caller.workspace_id.to_string(), id.to_string());
-                let token = self.acl.read(move |c| acl::token(c, &ws, &tid)).await?;
-                let facts = token.map(|t| TokenFacts {
-                    id: TokenId::from_trusted(t.id),
-                    user_id: UserId::from_trusted(t.user_id),
-                    workspace_id: WorkspaceId::from_trusted(t.workspace_id),
-                });
-                Ok(decide::decide_revoke_token(&by.caller, facts.as_ref()).map(Some))
-            })
+            .append_account(
+                by.caller.workspace_id.as_str(),
+                by.caller.user_id.as_str(),
+                || async {
+                    let (ws, tid) = (by.caller.workspace_id.to_string(), id.to_string());
+                    let token = self.acl.read(move |c| acl::token(c, &ws, &tid)).await?;
+                    let facts = token.map(|t| TokenFacts {
+                        id: TokenId::from_trusted(t.id),
+                        user_id: UserId::from_trusted(t.user_id),
+                        workspace_id: WorkspaceId::from_trusted(t.workspace_id),
+                    });
+                    Ok(decide::decide_revoke_token(&by.caller, facts.as_ref()).map(Some))
+                },
+            )
             .await?;
         if let Some(a) = appended {
             if let Some(Body::TokenRevoked(r)) = &a.envelope.body {
@@ -267,9 +300,11 @@ impl Commands {
     /// revoked (its API tokens are kept).
     pub async fn revoke_sessions(&self, by: &UserCtx) -> ApiResult<()> {
         let appended = self
-            .append_account(by, || async {
-                Ok(Ok(Some(decide::decide_revoke_sessions(&by.caller))))
-            })
+            .append_account(
+                by.caller.workspace_id.as_str(),
+                by.caller.user_id.as_str(),
+                || async { Ok(Ok(Some(decide::decide_revoke_sessions(&by.caller)))) },
+            )
             .await?;
         if let Some(a) = appended {
             self.access_changed(
@@ -293,16 +328,20 @@ impl Commands {
         let target = UserId::parse(user).map_err(|_| ApiError::not_found("user"))?;
         let target = &target;
         let appended = self
-            .append_account(by, || async {
-                let state = self.account_state(&by.caller.workspace_id, target).await?;
-                Ok(match change {
-                    AccountCommand::Deactivate => decide::decide_deactivate(&by.caller, &state),
-                    AccountCommand::Reactivate => decide::decide_reactivate(&by.caller, &state),
-                    AccountCommand::SetRole(role) => {
-                        decide::decide_set_role(&by.caller, &state, role)
-                    }
-                })
-            })
+            .append_account(
+                by.caller.workspace_id.as_str(),
+                by.caller.user_id.as_str(),
+                || async {
+                    let state = self.account_state(&by.caller.workspace_id, target).await?;
+                    Ok(match change {
+                        AccountCommand::Deactivate => decide::decide_deactivate(&by.caller, &state),
+                        AccountCommand::Reactivate => decide::decide_reactivate(&by.caller, &state),
+                        AccountCommand::SetRole(role) => {
+                            decide::decide_set_role(&by.caller, &state, role)
+                        }
+                    })
+                },
+            )
             .await?;
         if let Some(a) = appended {
             self.access_changed(

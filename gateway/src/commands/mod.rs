@@ -30,6 +30,7 @@ pub mod messages;
 mod notifications;
 mod push;
 mod reads;
+pub mod sessions;
 mod tenants;
 
 use crate::error::{ApiError, ApiResult};
@@ -103,6 +104,8 @@ pub struct Commands {
     /// Last use of each token this gateway noted (token id → unix ms), and
     /// the shared bucket where it is kept for `GET /v1/tokens`.
     token_use: accounts::TokenUse,
+    /// Password and invite stores, and the sign-in attempt limits.
+    pub sign_in: sessions::SignIn,
     /// Token hashes found in no user after the ACL model was caught up to
     /// a log head read after the request arrived, for a few seconds.
     unknown_tokens: Mutex<HashMap<String, Instant>>,
@@ -150,6 +153,7 @@ impl Commands {
             access_gen: AtomicU64::new(0),
             access_seen: AtomicU64::new(0),
             token_use: accounts::TokenUse::default(),
+            sign_in: sessions::SignIn::default(),
             unknown_tokens: Mutex::new(HashMap::new()),
             head: head::HeadProbe::default(),
             files,
