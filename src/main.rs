@@ -401,7 +401,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             let config = certs.server_config().context("TLS configuration")?;
             let listener = switchboard_gateway::tls::TlsListener::new(listener, config)
                 .context("TLS listener")?;
-            serve_until_drained(listener, router, &closing, drain_timeout).await
+            serve_until_drained::<_, PeerAddr>(listener, router, &closing, drain_timeout).await
         }
         None => {
             // Small frames (real-time events, JSON answers) go out at
@@ -413,7 +413,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
                     tracing::debug!(error = %e, "TCP_NODELAY not set");
                 }
             });
-            serve_until_drained(listener, router, &closing, drain_timeout).await
+            serve_until_drained::<_, std::net::SocketAddr>(
+                listener,
+                router,
+                &closing,
+                drain_timeout,
+            )
+            .await
         }
     };
     tracing::info!("HTTP drained; flushing the projectors");
@@ -435,7 +441,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
 
 /// Serves HTTP on `listener` until `closing` fires, then waits for the
 /// connections to finish their requests, at most `drain_timeout`.
-async fn serve_until_drained<L>(
+use axum::extract::connect_info::Connected;
+use switchboard_gateway::tls::PeerAddr;
+
+async fn serve_until_drained<L, C>(
     listener: L,
     router: axum::Router,
     closing: &tokio_util::sync::CancellationToken,
@@ -444,9 +453,13 @@ async fn serve_until_drained<L>(
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
+    for<'a> C: Connected<axum::serve::IncomingStream<'a, L>> + Clone + Send + Sync + 'static,
 {
+    // The peer address is what per-address limits are keyed by
+    // (`switchboard_gateway::tls::peer_ip`).
+    let service = router.into_make_service_with_connect_info::<C>();
     let server =
-        axum::serve(listener, router).with_graceful_shutdown(closing.clone().cancelled_owned());
+        axum::serve(listener, service).with_graceful_shutdown(closing.clone().cancelled_owned());
     let drained = async {
         closing.cancelled().await;
         tokio::time::sleep(drain_timeout).await;

@@ -38,6 +38,13 @@ impl Body {
             Body::ChannelPreferencesSet(_) => "channel_preferences_set",
             Body::PushConfigured(_) => "push_configured",
             Body::NotificationsAcked(_) => "notifications_acked",
+            Body::TokenIssued(_) => "token_issued",
+            Body::TokenRevoked(_) => "token_revoked",
+            Body::UserDeactivated(_) => "user_deactivated",
+            Body::UserReactivated(_) => "user_reactivated",
+            Body::UserRoleSet(_) => "user_role_set",
+            Body::SessionsRevoked(_) => "sessions_revoked",
+            Body::PasswordSet(_) => "password_set",
         }
     }
 }

@@ -137,6 +137,7 @@ id_type!(ChannelId, 'C', "channel");
 id_type!(MessageId, 'M', "message");
 id_type!(EventId, 'E', "event");
 id_type!(FileId, 'F', "file");
+id_type!(TokenId, 'T', "token");
 
 #[cfg(test)]
 mod tests {

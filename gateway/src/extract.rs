@@ -152,6 +152,19 @@ where
 pub struct UserCtx {
     pub user: UserView,
     pub caller: Caller,
+    /// The token the request presented.
+    pub token: std::sync::Arc<TokenRef>,
+}
+
+/// The token a request presented: its id (never the secret), kind and
+/// expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRef {
+    pub id: String,
+    /// Behind a browser's cookie session (else an API token).
+    pub session: bool,
+    /// Unix ms after which the token is refused; 0 = never.
+    pub expires_ms: i64,
 }
 
 /// Who made the request.
@@ -185,16 +198,80 @@ pub fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// The browser session cookie (HttpOnly; its value is a session token).
+pub const SESSION_COOKIE: &str = "sb_session";
+/// The cookie holding the session's CSRF token, readable by the page.
+pub const CSRF_COOKIE: &str = "sb_csrf";
+/// The header a cookie-authenticated write must carry: the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The value of cookie `name` (the first one, across `Cookie` headers).
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// Where the request's credential came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialSource {
+    Bearer,
+    /// The session cookie: writes need the CSRF header, WebSocket upgrades
+    /// a same-origin `Origin`.
+    Cookie,
+}
+
+/// The request's credential: an `Authorization: Bearer` header, else the
+/// session cookie.
+pub fn credential(headers: &HeaderMap) -> Option<(&str, CredentialSource)> {
+    if let Some(v) = headers.get(header::AUTHORIZATION) {
+        return v
+            .to_str()
+            .ok()
+            .and_then(bearer_token)
+            .map(|t| (t, CredentialSource::Bearer));
+    }
+    cookie(headers, SESSION_COOKIE).map(|t| (t, CredentialSource::Cookie))
+}
+
+/// Double-submit CSRF check of a cookie-authenticated request: a method
+/// that may change state must carry `X-CSRF-Token` equal to the
+/// session's CSRF token (derived from the session token, which another
+/// site can neither read nor plant).
+fn check_csrf(parts: &Parts, session_token: &str) -> Result<(), ApiError> {
+    if parts.method.is_safe() {
+        return Ok(());
+    }
+    let sent = parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let want = crate::commands::sessions::csrf_token(session_token);
+    if switchboard_core::secret::constant_time_eq(sent, &want) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "a cookie-authenticated write needs the X-CSRF-Token header \
+             (the csrf_token from sign-in, also in the sb_csrf cookie)",
+        ))
+    }
+}
+
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .ok_or_else(ApiError::unauthorized)?;
+        let (token, source) = credential(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        if source == CredentialSource::Cookie {
+            check_csrf(parts, token)?;
+        }
         state.commands.authenticate(token).await
     }
 }

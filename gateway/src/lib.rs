@@ -7,6 +7,7 @@
 pub mod commands;
 pub mod error;
 pub mod extract;
+pub mod login_limits;
 mod openapi;
 pub mod paging;
 pub mod push;

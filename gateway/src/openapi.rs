@@ -46,6 +46,17 @@ impl Modify for BearerSchemes {
                 .build();
             components.add_security_scheme(name, SecurityScheme::Http(scheme));
         }
+        // A browser's session (POST /v1/auth/login): every route taking
+        // "user" also takes it; writes need the X-CSRF-Token header.
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    crate::extract::SESSION_COOKIE,
+                    "the browser session cookie; writes also need X-CSRF-Token",
+                ),
+            )),
+        );
     }
 }
 

@@ -186,6 +186,7 @@ impl Platform {
         tracker.close();
         let realtime =
             Arc::new(Realtime::new(commands.clone(), realtime, cancel.child_token()).await);
+        realtime.start_access_router().await;
         let push = match push {
             Some(config) => {
                 let push =

@@ -262,3 +262,27 @@ impl Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+/// The peer address of a TLS connection, for `ConnectInfo` on a
+/// [`TlsListener`] (the plain listener gives `ConnectInfo<SocketAddr>`):
+/// what per-address limits are keyed by. See [`peer_ip`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+/// The client's IP address as the listener saw it (plain or TLS), if the
+/// router was served with connect info (`serve` always is; a router called
+/// directly in a test is not).
+pub fn peer_ip(ext: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    use axum::extract::ConnectInfo;
+    ext.get::<ConnectInfo<PeerAddr>>()
+        .map(|c| c.0 .0.ip())
+        .or_else(|| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+}

@@ -212,6 +212,9 @@ pub struct UserJson {
     pub display_name: String,
     /// `member` or `admin`.
     pub role: String,
+    /// Deactivated by a workspace admin: still listed (and in history),
+    /// refused on every path until reactivated.
+    pub deactivated: bool,
 }
 
 pub fn user_json(u: &UserView) -> UserJson {
@@ -221,6 +224,7 @@ pub fn user_json(u: &UserView) -> UserJson {
         handle: u.handle.clone(),
         display_name: u.display_name.clone(),
         role: u.role.clone(),
+        deactivated: u.deactivated,
     }
 }
 
@@ -282,6 +286,8 @@ pub struct MemberJson {
     pub handle: String,
     pub display_name: String,
     pub role: String,
+    /// The member's user is deactivated (it stays a member).
+    pub deactivated: bool,
 }
 
 pub fn member_json(u: &UserView) -> MemberJson {
@@ -290,6 +296,7 @@ pub fn member_json(u: &UserView) -> MemberJson {
         handle: u.handle.clone(),
         display_name: u.display_name.clone(),
         role: u.role.clone(),
+        deactivated: u.deactivated,
     }
 }
 

@@ -14,11 +14,17 @@ use crate::runner::Projector;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 use switchboard_core::authz::{ChannelFacts, Directory};
-use switchboard_core::events::{self, Body, ChannelKind, Envelope, Role};
+use switchboard_core::events::{self, Body, ChannelKind, Envelope, Role, TokenKind};
 use switchboard_core::ids::{ChannelId, UserId, WorkspaceId};
 use switchboard_streams::subjects;
 
 pub struct Acl;
+
+/// The schema's version (`PRAGMA user_version`). A file written by an
+/// older schema is emptied and refolded from the log
+/// ([`crate::runner::refold_if_older`]). 1: tokens in their own table
+/// (several per user, with expiry and kind), users with `deactivated`.
+const SCHEMA_VERSION: i64 = 1;
 
 impl Projector for Acl {
     const NAME: &'static str = "acl";
@@ -27,9 +33,22 @@ impl Projector for Acl {
         ("users", "id"),
         ("channels", "id"),
         ("members", "channel_id, user_id"),
+        ("tokens", "id"),
     ];
 
     fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+        crate::runner::refold_if_older(
+            conn,
+            Self::NAME,
+            SCHEMA_VERSION,
+            &[
+                "TABLE workspaces",
+                "TABLE users",
+                "TABLE channels",
+                "TABLE members",
+                "TABLE tokens",
+            ],
+        )?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS workspaces (
                  id TEXT PRIMARY KEY,
@@ -42,10 +61,23 @@ impl Projector for Acl {
                  handle TEXT NOT NULL,
                  display_name TEXT NOT NULL,
                  role TEXT NOT NULL,
-                 token_hash TEXT NOT NULL UNIQUE,
+                 deactivated INTEGER NOT NULL DEFAULT 0,
                  created_ms INTEGER NOT NULL,
                  UNIQUE (workspace_id, handle)
              );
+             -- Every live bearer token (revoked ones are deleted): only
+             -- its SHA-256, as the log has it. expires_ms 0 = never.
+             CREATE TABLE IF NOT EXISTS tokens (
+                 id TEXT PRIMARY KEY,
+                 workspace_id TEXT NOT NULL,
+                 user_id TEXT NOT NULL,
+                 name TEXT NOT NULL,
+                 token_hash TEXT NOT NULL UNIQUE,
+                 kind TEXT NOT NULL,
+                 created_ms INTEGER NOT NULL,
+                 expires_ms INTEGER NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id, id);
              CREATE TABLE IF NOT EXISTS channels (
                  id TEXT PRIMARY KEY,
                  workspace_id TEXT NOT NULL,
@@ -79,7 +111,7 @@ impl Projector for Acl {
                 "ALTER TABLE channels ADD COLUMN fence_seq INTEGER NOT NULL DEFAULT 0",
             )?;
         }
-        Ok(())
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
     }
 
     fn apply(
@@ -109,8 +141,8 @@ impl Projector for Acl {
                 // (see the module docs).
                 tx.prepare_cached(
                     "INSERT INTO users
-                         (id, workspace_id, handle, display_name, role, token_hash, created_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                         (id, workspace_id, handle, display_name, role, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
                 .execute(params![
                     b.user_id,
@@ -118,8 +150,64 @@ impl Projector for Acl {
                     b.handle,
                     b.display_name,
                     b.role().as_str(),
-                    b.token_hash,
                     env.ts_ms
+                ])?;
+                // The token a user is created with is its first token.
+                if !b.token_hash.is_empty() {
+                    insert_token(
+                        tx,
+                        &initial_token_id(&b.user_id),
+                        &env.workspace_id,
+                        &b.user_id,
+                        INITIAL_TOKEN_NAME,
+                        &b.token_hash,
+                        TokenKind::Api,
+                        env.ts_ms,
+                        0,
+                    )?;
+                }
+            }
+            Body::TokenIssued(b) => insert_token(
+                tx,
+                &b.token_id,
+                &env.workspace_id,
+                &b.user_id,
+                &b.name,
+                &b.token_hash,
+                b.kind(),
+                env.ts_ms,
+                b.expires_at_ms,
+            )?,
+            Body::TokenRevoked(b) => {
+                tx.prepare_cached("DELETE FROM tokens WHERE id = ?1 AND user_id = ?2")?
+                    .execute(params![b.token_id, b.user_id])?;
+            }
+            Body::SessionsRevoked(b) => {
+                tx.prepare_cached("DELETE FROM tokens WHERE user_id = ?1 AND kind = ?2")?
+                    .execute(params![b.user_id, token_kind(TokenKind::Session)])?;
+            }
+            Body::UserDeactivated(b) => {
+                tx.prepare_cached(
+                    "UPDATE users SET deactivated = 1 WHERE id = ?1 AND workspace_id = ?2",
+                )?
+                .execute(params![b.user_id, env.workspace_id])?;
+                tx.prepare_cached("DELETE FROM tokens WHERE user_id = ?1 AND workspace_id = ?2")?
+                    .execute(params![b.user_id, env.workspace_id])?;
+            }
+            Body::UserReactivated(b) => {
+                tx.prepare_cached(
+                    "UPDATE users SET deactivated = 0 WHERE id = ?1 AND workspace_id = ?2",
+                )?
+                .execute(params![b.user_id, env.workspace_id])?;
+            }
+            Body::UserRoleSet(b) => {
+                tx.prepare_cached(
+                    "UPDATE users SET role = ?3 WHERE id = ?1 AND workspace_id = ?2",
+                )?
+                .execute(params![
+                    b.user_id,
+                    env.workspace_id,
+                    b.role().as_str()
                 ])?;
             }
             Body::ChannelCreated(b) => {
@@ -166,6 +254,54 @@ impl Projector for Acl {
         fold_membership(tx, ch, seq, body)?;
         Ok(())
     }
+}
+
+/// The name of the token a user is created with.
+pub const INITIAL_TOKEN_NAME: &str = "initial";
+
+/// The id of the token a user is created with (`UserAdded` carries its
+/// hash but no id): derived from the user id, so a replay agrees.
+pub fn initial_token_id(user_id: &str) -> String {
+    format!("T{}", user_id.strip_prefix('U').unwrap_or(user_id))
+}
+
+fn token_kind(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Session => "session",
+        TokenKind::Api | TokenKind::Unspecified => "api",
+    }
+}
+
+/// No OR IGNORE: a taken token id or hash is an error (see the module
+/// docs).
+#[allow(clippy::too_many_arguments)] // one per column
+fn insert_token(
+    tx: &Transaction<'_>,
+    id: &str,
+    ws: &str,
+    user: &str,
+    name: &str,
+    hash: &str,
+    kind: TokenKind,
+    created_ms: i64,
+    expires_ms: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO tokens
+             (id, workspace_id, user_id, name, token_hash, kind, created_ms, expires_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        id,
+        ws,
+        user,
+        name,
+        hash,
+        token_kind(kind),
+        created_ms,
+        expires_ms.max(0)
+    ])?;
+    Ok(())
 }
 
 /// The `members` table of a read model that folds membership: one row per
@@ -253,12 +389,112 @@ pub struct UserView {
     pub handle: String,
     pub display_name: String,
     pub role: String,
+    /// Deactivated by a workspace admin: listed, but refused everywhere.
+    pub deactivated: bool,
 }
 
 impl UserView {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin.as_str()
     }
+}
+
+/// A live token as its owner and admins see it (never the secret or its
+/// hash).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenView {
+    pub id: String,
+    pub workspace_id: String,
+    pub user_id: String,
+    pub name: String,
+    /// `api` or `session`.
+    pub kind: String,
+    pub created_ms: i64,
+    /// 0: never expires.
+    pub expires_ms: i64,
+}
+
+const TOKEN_COLS: &str = "id, workspace_id, user_id, name, kind, created_ms, expires_ms";
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenView> {
+    Ok(TokenView {
+        id: r.get(0)?,
+        workspace_id: r.get(1)?,
+        user_id: r.get(2)?,
+        name: r.get(3)?,
+        kind: r.get(4)?,
+        created_ms: r.get(5)?,
+        expires_ms: r.get(6)?,
+    })
+}
+
+/// The token with this hash and its user, if the token is live (not
+/// revoked) and its user active. Expiry is the caller's to check (the
+/// model has no clock).
+pub fn token_by_hash(
+    conn: &Connection,
+    hash: &str,
+) -> rusqlite::Result<Option<(UserView, TokenView)>> {
+    conn.prepare_cached(
+        "SELECT u.id, u.workspace_id, u.handle, u.display_name, u.role, u.deactivated,
+                t.id, t.workspace_id, t.user_id, t.name, t.kind, t.created_ms, t.expires_ms
+         FROM tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.token_hash = ?1 AND u.deactivated = 0",
+    )?
+    .query_row([hash], |r| {
+        Ok((
+            user_row(r)?,
+            TokenView {
+                id: r.get(6)?,
+                workspace_id: r.get(7)?,
+                user_id: r.get(8)?,
+                name: r.get(9)?,
+                kind: r.get(10)?,
+                created_ms: r.get(11)?,
+                expires_ms: r.get(12)?,
+            },
+        ))
+    })
+    .optional()
+}
+
+/// The token `id` of workspace `ws`, if live.
+pub fn token(conn: &Connection, ws: &str, id: &str) -> rusqlite::Result<Option<TokenView>> {
+    conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLS} FROM tokens WHERE id = ?1 AND workspace_id = ?2"
+    ))?
+    .query_row([id, ws], token_row)
+    .optional()
+}
+
+/// Whether token `id` is live and its user active (expiry unchecked).
+pub fn token_live(conn: &Connection, id: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT t.expires_ms FROM tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.id = ?1 AND u.deactivated = 0",
+    )?
+    .query_row([id], |r| r.get(0))
+    .optional()
+}
+
+/// The live tokens of `user` in `ws`, in id (creation) order. A user holds
+/// few tokens; at most [`MAX_PAGE`] are listed.
+pub fn tokens_of(conn: &Connection, ws: &str, user: &str) -> rusqlite::Result<Vec<TokenView>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLS} FROM tokens WHERE user_id = ?1 AND workspace_id = ?2
+         ORDER BY id LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![user, ws, i64::from(MAX_PAGE)], token_row)?;
+    rows.collect()
+}
+
+/// How many active admins `ws` has.
+pub fn active_admins(conn: &Connection, ws: &str) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "SELECT COUNT(*) FROM users WHERE workspace_id = ?1 AND role = 'admin' AND deactivated = 0",
+    )?
+    .query_row([ws], |r| r.get::<_, i64>(0))
+    .map(|n| n.max(0) as u64)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -281,7 +517,7 @@ pub struct ChannelView {
     pub is_member: bool,
 }
 
-const USER_COLS: &str = "id, workspace_id, handle, display_name, role";
+const USER_COLS: &str = "id, workspace_id, handle, display_name, role, deactivated";
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserView> {
     Ok(UserView {
@@ -290,15 +526,8 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserView> {
         handle: r.get(2)?,
         display_name: r.get(3)?,
         role: r.get(4)?,
+        deactivated: r.get(5)?,
     })
-}
-
-pub fn user_by_token_hash(conn: &Connection, hash: &str) -> rusqlite::Result<Option<UserView>> {
-    conn.prepare_cached(&format!(
-        "SELECT {USER_COLS} FROM users WHERE token_hash = ?1"
-    ))?
-    .query_row([hash], user_row)
-    .optional()
 }
 
 pub fn user(conn: &Connection, ws: &str, id: &str) -> rusqlite::Result<Option<UserView>> {
@@ -467,7 +696,7 @@ pub fn members(
     limit: u32,
 ) -> rusqlite::Result<Listing<UserView>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT u.id, u.workspace_id, u.handle, u.display_name, u.role
+        "SELECT u.id, u.workspace_id, u.handle, u.display_name, u.role, u.deactivated
          FROM members m JOIN users u ON u.id = m.user_id
          WHERE m.channel_id = ?1 AND m.user_id > ?2 ORDER BY m.user_id LIMIT ?3",
     )?;

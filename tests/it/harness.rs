@@ -595,6 +595,43 @@ impl Ws {
         ws
     }
 
+    /// Connects with a bearer token and reads the hello frame;
+    /// Err(status) when refused before the upgrade.
+    pub async fn try_connect(base: &str, token: &str) -> Result<Ws, u16> {
+        let mut req = ws_url(base, "").into_client_request().expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((inner, _)) => {
+                let mut ws = Ws { inner };
+                let hello = ws.frame(Duration::from_secs(5)).await.expect("hello");
+                assert_eq!(hello["type"], "hello", "{hello}");
+                Ok(ws)
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("unexpected websocket error {e}"),
+        }
+    }
+
+    /// Connects with a prepared request (own headers) and reads the hello
+    /// frame; Err(status) when refused before the upgrade.
+    pub async fn from_request(
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<Ws, u16> {
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((inner, _)) => {
+                let mut ws = Ws { inner };
+                let hello = ws.frame(Duration::from_secs(5)).await.expect("hello");
+                assert_eq!(hello["type"], "hello", "{hello}");
+                Ok(ws)
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("unexpected websocket error {e}"),
+        }
+    }
+
     /// Connects with a ticket; Err(status) when refused before the upgrade.
     pub async fn connect_ticket(base: &str, ticket: &str) -> Result<Ws, u16> {
         match tokio_tungstenite::connect_async(ws_url(base, &format!("?ticket={ticket}"))).await {
@@ -815,6 +852,19 @@ impl Sse {
             resp,
             buf: String::new(),
         }
+    }
+
+    /// The status an SSE request with this token gets (200: it opened;
+    /// the stream is dropped at once).
+    pub async fn status(base: &str, token: &str, channels: &str) -> u16 {
+        reqwest::Client::new()
+            .get(format!("{base}/v1/sse?channels={channels}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("sse connect")
+            .status()
+            .as_u16()
     }
 
     pub async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {

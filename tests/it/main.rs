@@ -1,6 +1,7 @@
 //! Black-box tests: each test starts its own nats-server (free port, temp
 //! store) and the real `switchboard` binary, and talks HTTP to it.
 
+mod accounts;
 mod bad_input;
 mod bench;
 mod concurrency;
@@ -22,6 +23,7 @@ mod rebuild;
 mod regressions;
 mod replay;
 mod search;
+mod sessions;
 mod shutdown;
 mod tls;
 mod unreads;

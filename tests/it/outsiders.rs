@@ -8,7 +8,10 @@ use serde_json::json;
 const SECRET: &str = "the secret plan";
 
 /// Every channel-scoped path, with a write body where it takes one.
-fn probes(ch: &str, victim: &str) -> Vec<(&'static str, String, Option<serde_json::Value>)> {
+pub(crate) fn probes(
+    ch: &str,
+    victim: &str,
+) -> Vec<(&'static str, String, Option<serde_json::Value>)> {
     vec![
         ("GET", format!("/v1/channels/{ch}"), None),
         ("GET", format!("/v1/channels/{ch}/members"), None),

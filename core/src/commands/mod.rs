@@ -17,6 +17,7 @@
 //! [`push`] (the push webhook). Nothing here does I/O; ids and time are
 //! passed in.
 
+pub mod accounts;
 pub mod channels;
 pub mod conversation;
 pub mod files;

@@ -1,6 +1,14 @@
 //! Who is asking (tokens, with a short-lived cache) and what they may read.
+//!
+//! Revocation invariant: once a gateway has seen an access change on the
+//! log (a token revoked, sessions signed out, a user deactivated or its
+//! role changed — see `realtime::access`, which hears every stored
+//! workspace event), no request it authenticates afterwards is answered
+//! from state older than that change: the cache entries it touches are
+//! evicted, lookups wait until the ACL model has folded it, and a lookup
+//! that raced the change is not cached.
 
-use super::{behind, wait, Commands};
+use super::{behind, now_ms, wait, Commands};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, UserCtx};
 use std::sync::atomic::Ordering;
@@ -35,15 +43,20 @@ impl Commands {
             }
         }
         if let Some(user) = self.cached_session(&hash) {
-            return Ok(Auth::User(user));
+            return if expired(&user) {
+                Err(ApiError::unauthorized())
+            } else {
+                Ok(Auth::User(user))
+            };
         }
         if self.known_unknown(&hash) {
             return Err(ApiError::unauthorized());
         }
+        // A lookup that overlaps an access change is not cached.
+        let generation = self.access_gen.load(Ordering::Acquire);
+        self.access_folded().await?;
         let lookup = |hash: String| async move {
-            self.acl
-                .read(move |c| acl::user_by_token_hash(c, &hash))
-                .await
+            self.acl.read(move |c| acl::token_by_hash(c, &hash)).await
         };
         let mut user = lookup(hash.clone()).await?;
         // Minted through this gateway and not folded yet: a local wait.
@@ -54,7 +67,7 @@ impl Commands {
         {
             user = lookup(hash.clone()).await?;
         }
-        let user = match user {
+        let (user, token) = match user {
             Some(u) => u,
             // Minted elsewhere a moment ago, or not a token at all.
             None => {
@@ -75,16 +88,67 @@ impl Commands {
             user_id: UserId::from_trusted(user.id.clone()),
             admin: user.is_admin(),
         };
-        let ctx = UserCtx { user, caller };
+        let ctx = UserCtx {
+            user,
+            caller,
+            token: std::sync::Arc::new(crate::extract::TokenRef {
+                session: token.kind == "session",
+                id: token.id,
+                expires_ms: token.expires_ms,
+            }),
+        };
+        if expired(&ctx) {
+            return Err(ApiError::unauthorized());
+        }
+        self.note_token_use(&ctx);
         let mut sessions = self
             .sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if sessions.len() >= SESSION_CACHE_MAX {
-            sessions.clear();
+        if self.access_gen.load(Ordering::Acquire) == generation {
+            if sessions.len() >= SESSION_CACHE_MAX {
+                sessions.clear();
+            }
+            sessions.insert(hash, (ctx.clone(), Instant::now()));
         }
-        sessions.insert(hash, (ctx.clone(), Instant::now()));
         Ok(Auth::User(ctx))
+    }
+
+    /// Waits until the ACL model has folded every access change this
+    /// gateway has seen on the log (bounded; 503 past it).
+    async fn access_folded(&self) -> ApiResult<()> {
+        let seen = self.access_seen.load(Ordering::Acquire);
+        if self.acl_progress.current() < seen && !wait(&self.acl_progress, seen).await {
+            return Err(behind("the membership read model is"));
+        }
+        Ok(())
+    }
+
+    /// An access change stored in the log at `stream_seq` (seen by this
+    /// gateway's subscription, or appended by it): cached sessions it
+    /// concerns are evicted at once, and authentication waits for the ACL
+    /// model to fold it before trusting the model again.
+    pub fn access_changed(&self, stream_seq: u64, change: &AccessChange<'_>) {
+        self.access_gen.fetch_add(1, Ordering::AcqRel);
+        self.access_seen.fetch_max(stream_seq, Ordering::AcqRel);
+        let mut sessions = self
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sessions.retain(|_, (ctx, _)| !change.concerns(ctx));
+    }
+
+    /// Whether the token `user` authenticated with is still good now: not
+    /// revoked, not expired, its user active (after every access change
+    /// this gateway has seen is folded). Open real-time streams ask this.
+    pub async fn still_authorized(&self, user: &UserCtx) -> ApiResult<bool> {
+        if expired(user) {
+            return Ok(false);
+        }
+        self.access_folded().await?;
+        let id = user.token.id.clone();
+        let live = self.acl.read(move |c| acl::token_live(c, &id)).await?;
+        Ok(live.is_some())
     }
 
     fn cached_session(&self, hash: &str) -> Option<UserCtx> {
@@ -183,4 +247,37 @@ impl Commands {
             .await?
             .is_ok())
     }
+}
+
+/// A change on the log that takes access away (or changes what a cached
+/// session may do).
+#[derive(Debug, Clone, Copy)]
+pub enum AccessChange<'a> {
+    /// One token was revoked.
+    Token { user: &'a str, token: &'a str },
+    /// Every session token of the user was revoked (sign out everywhere).
+    Sessions { user: &'a str },
+    /// The user was deactivated (every token revoked), reactivated, or
+    /// its role changed.
+    User { user: &'a str },
+}
+
+impl AccessChange<'_> {
+    /// Whether a session authenticated as `ctx` is affected.
+    pub fn concerns(&self, ctx: &UserCtx) -> bool {
+        match *self {
+            AccessChange::Token { user, token } => {
+                ctx.caller.user_id.as_str() == user && ctx.token.id == token
+            }
+            AccessChange::Sessions { user } => {
+                ctx.caller.user_id.as_str() == user && ctx.token.session
+            }
+            AccessChange::User { user } => ctx.caller.user_id.as_str() == user,
+        }
+    }
+}
+
+/// Whether the token of `ctx` has expired.
+pub fn expired(ctx: &UserCtx) -> bool {
+    ctx.token.expires_ms != 0 && now_ms() >= ctx.token.expires_ms
 }

@@ -19,6 +19,7 @@
 //! - a refusal is never based on a stale read model: before refusing, the
 //!   decision is re-made with the read models caught up to the log head.
 
+pub mod accounts;
 mod auth;
 mod channels;
 mod conversation;
@@ -29,6 +30,7 @@ pub mod messages;
 mod notifications;
 mod push;
 mod reads;
+pub mod sessions;
 mod tenants;
 
 use crate::error::{ApiError, ApiResult};
@@ -44,6 +46,7 @@ use switchboard_projections::{Progress, Readers};
 use switchboard_streams::{Basis, Decision, Log};
 
 pub use crate::extract::UserCtx;
+pub use auth::{expired, AccessChange};
 
 /// How long a read waits for projections to apply the caller's own writes.
 const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
@@ -89,9 +92,20 @@ pub struct Commands {
     /// archive/leave/create is in force for that user's next request.
     acl_acked: AtomicU64,
     /// Token hash → user, for a few seconds: authentication is on every
-    /// request and users are never altered in place by the API (a future
-    /// deactivation must also clear this).
+    /// request. Access changes seen on the log evict their entries at once
+    /// ([`Commands::access_changed`]).
     sessions: Mutex<HashMap<String, (UserCtx, Instant)>>,
+    /// Bumped by every access change: a lookup that overlapped one is not
+    /// cached.
+    access_gen: AtomicU64,
+    /// Highest stream sequence of an access change this gateway has seen:
+    /// authentication waits for the ACL model to have folded it.
+    access_seen: AtomicU64,
+    /// Last use of each token this gateway noted (token id → unix ms), and
+    /// the shared bucket where it is kept for `GET /v1/tokens`.
+    token_use: accounts::TokenUse,
+    /// Password and invite stores, and the sign-in attempt limits.
+    pub sign_in: sessions::SignIn,
     /// Token hashes found in no user after the ACL model was caught up to
     /// a log head read after the request arrived, for a few seconds.
     unknown_tokens: Mutex<HashMap<String, Instant>>,
@@ -136,6 +150,10 @@ impl Commands {
             operator_token_hash,
             acl_acked: AtomicU64::new(0),
             sessions: Mutex::new(HashMap::new()),
+            access_gen: AtomicU64::new(0),
+            access_seen: AtomicU64::new(0),
+            token_use: accounts::TokenUse::default(),
+            sign_in: sessions::SignIn::default(),
             unknown_tokens: Mutex::new(HashMap::new()),
             head: head::HeadProbe::default(),
             files,

@@ -87,6 +87,7 @@ impl Commands {
                 handle: cmd.handle.as_str().to_string(),
                 display_name: cmd.display_name.as_str().to_string(),
                 role: cmd.role.as_str().to_string(),
+                deactivated: false,
             },
             token,
         ))

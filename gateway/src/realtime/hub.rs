@@ -273,7 +273,23 @@ impl Hub {
             .any(|s| s.user.caller.workspace_id.as_str() == ws && s.is_subscribed(channel))
     }
 
-    fn sessions_of(&self, user: &str) -> Vec<Arc<Session>> {
+    /// Every open session on this gateway that follows joins (each does,
+    /// once its first frame went out).
+    pub fn all_sessions(&self) -> Vec<Arc<Session>> {
+        let mut f = self
+            .followers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f.retain(|_, list| {
+            list.retain(|w| w.strong_count() > 0);
+            !list.is_empty()
+        });
+        f.values()
+            .flat_map(|list| list.iter().filter_map(Weak::upgrade))
+            .collect()
+    }
+
+    pub(super) fn sessions_of(&self, user: &str) -> Vec<Arc<Session>> {
         let mut f = self
             .followers
             .lock()

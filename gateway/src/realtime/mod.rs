@@ -16,11 +16,15 @@
 //! - what one client can make a gateway hold or do is bounded: frame size,
 //!   channels per connection ([`MAX_CHANNELS_PER_CONNECTION`]), typing and
 //!   presence rates;
+//! - a stream whose token is revoked, expires, or whose user is
+//!   deactivated is ended (see [`access`]): WebSocket close 1008, the SSE
+//!   response ends;
 //! - shutdown ends every stream: each WebSocket and SSE loop selects on
 //!   [`Realtime::closing`]; a WebSocket gets a close frame 1001 (going
 //!   away), an SSE response ends, and new streams are refused with 503.
 //!   Clients resume elsewhere from their last seqs.
 
+pub mod access;
 pub mod frames;
 mod hub;
 mod session;
@@ -100,7 +104,7 @@ use tokio_util::task::TaskTracker;
 /// The real-time side of one gateway.
 pub struct Realtime {
     pub hub: Arc<Hub>,
-    pub tickets: tickets::Tickets,
+    pub tickets: Arc<tickets::Tickets>,
     pub config: RealtimeConfig,
     pub typing: Arc<Mutex<HashMap<(String, String), Instant>>>,
     core: Arc<Commands>,
@@ -149,7 +153,7 @@ impl Realtime {
         hub.start_notify_router().await;
         Realtime {
             hub,
-            tickets: tickets::Tickets::default(),
+            tickets: Arc::new(tickets::Tickets::default()),
             config,
             typing: Arc::new(Mutex::new(HashMap::new())),
             core,

@@ -59,6 +59,9 @@ pub struct Session {
     pub wake: Notify,
     subs: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     typing: Arc<Mutex<HashMap<(String, String), Instant>>>,
+    /// Cancelled when the connection's token stops being good (revoked,
+    /// expired, its user deactivated): the transport ends the stream.
+    pub revoked: tokio_util::sync::CancellationToken,
 }
 
 impl Session {
@@ -83,6 +86,7 @@ impl Session {
                 wake: Notify::new(),
                 subs: Mutex::new(HashMap::new()),
                 typing,
+                revoked: tokio_util::sync::CancellationToken::new(),
             }),
             rx,
         )

@@ -83,6 +83,12 @@ pub async fn stream(State(state): State<AppState>, req: axum::extract::Request) 
         session.subscribe(ch.clone(), *seq).await;
     }
     session.follow_joins();
+    if !matches!(
+        state.commands.still_authorized(&session.user).await,
+        Ok(true)
+    ) {
+        session.revoked.cancel();
+    }
     // SSE has no pongs: the open stream itself keeps presence alive.
     let beat = {
         let (rt, user) = (rt.clone(), session.user.clone());
@@ -174,6 +180,8 @@ async fn step(state: StepState) -> Option<(Result<Event, Infallible>, StepState)
                     .data(super::frames::reconnect_frame(after_ms));
                 return Some((Ok(event), (session, out, cursor, frozen, pending, guard)));
             }
+            // The token was revoked or expired, or the user deactivated.
+            () = session.revoked.cancelled() => return None,
             _ = session.wake.notified() => {
                 for (ch, after, frame) in session.take_resyncs() {
                     // The cursor must never claim what the client did not

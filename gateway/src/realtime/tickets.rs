@@ -39,6 +39,15 @@ impl Tickets {
             .is_some_and(|(_, at)| at.elapsed() < TICKET_TTL)
     }
 
+    /// Forgets every ticket issued to a session `revoked` says lost access.
+    pub fn forget(&self, revoked: impl Fn(&UserCtx) -> bool) {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|_, (u, _)| !revoked(u));
+    }
+
     /// Takes the ticket: valid once, within [`TICKET_TTL`].
     pub fn redeem(&self, ticket: &str) -> Option<UserCtx> {
         let mut map = self

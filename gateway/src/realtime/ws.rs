@@ -55,9 +55,40 @@ pub async fn realtime_credential(
             Err(ApiError::unauthorized())
         };
     }
+    if let Some((_, crate::extract::CredentialSource::Cookie)) =
+        crate::extract::credential(&parts.headers)
+    {
+        // A browser always sends `Origin` with a WebSocket upgrade, but
+        // not with a same-origin EventSource request.
+        let websocket = parts.headers.contains_key(axum::http::header::UPGRADE);
+        same_origin(&parts.headers, websocket)?;
+    }
     crate::extract::User::from_request_parts(parts, state)
         .await
         .map(|crate::extract::User(u)| Credential::User(u))
+}
+
+/// A browser sends its cookies with a WebSocket upgrade from any site, and
+/// the upgrade is not subject to CORS: a cookie-authenticated stream is
+/// only opened for a page of this origin (`Origin`'s host equals `Host`).
+/// Without `Origin`: refused when `required` (a WebSocket), else allowed
+/// (a same-origin EventSource sends none; a cross-origin one always does).
+fn same_origin(headers: &axum::http::HeaderMap, required: bool) -> Result<(), ApiError> {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    let origin_host = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    match (host, origin_host) {
+        (Some(h), Some(o)) if h.eq_ignore_ascii_case(o) => Ok(()),
+        (_, None) if !required && !headers.contains_key(axum::http::header::ORIGIN) => Ok(()),
+        _ => Err(ApiError::forbidden(
+            "a cookie-authenticated WebSocket must come from this site's own origin",
+        )),
+    }
 }
 
 impl Credential {
@@ -129,6 +160,14 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
         return;
     }
     session.follow_joins();
+    // Revoked between authentication and registration: the access router
+    // could not see this session yet.
+    if !matches!(
+        state.commands.still_authorized(&session.user).await,
+        Ok(true)
+    ) {
+        session.revoked.cancel();
+    }
     let start = Instant::now();
     let last_heard = Arc::new(AtomicU64::new(0));
 
@@ -182,6 +221,15 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
                 let bye = CloseFrame {
                     code: close_code::AWAY,
                     reason: "server shutting down".into(),
+                };
+                send(&mut sink, Message::Close(Some(bye)), CLOSE_GRACE).await;
+                false
+            }
+            () = session.revoked.cancelled() => {
+                // The token was revoked or expired, or the user deactivated.
+                let bye = CloseFrame {
+                    code: close_code::POLICY,
+                    reason: "token revoked or expired".into(),
                 };
                 send(&mut sink, Message::Close(Some(bye)), CLOSE_GRACE).await;
                 false

@@ -1,4 +1,4 @@
-//! The v1 routes, one module per resource: [`tenants`], [`channels`],
+//! The v1 routes, one module per resource: [`tenants`], [`accounts`], [`auth`], [`channels`],
 //! [`messages`], [`reactions`], [`threads`], [`pins`], [`reads`], [`files`],
 //! [`notifications`], [`push`], [`search`], [`realtime`] and
 //! [`health`] (probes and the reference).
@@ -10,6 +10,8 @@
 //! published reference ([`crate::openapi`]) cannot drift from what is
 //! served.
 
+mod accounts;
+mod auth;
 mod channels;
 mod files;
 mod health;
@@ -46,6 +48,17 @@ pub(crate) fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::create_user))
         .routes(routes!(tenants::me))
         .routes(routes!(tenants::users))
+        .routes(routes!(accounts::create_token, accounts::list_tokens))
+        .routes(routes!(accounts::revoke_token))
+        .routes(routes!(accounts::deactivate))
+        .routes(routes!(accounts::reactivate))
+        .routes(routes!(accounts::update_user))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::accept_invite))
+        .routes(routes!(auth::invite))
+        .routes(routes!(auth::set_user_password))
+        .routes(routes!(auth::set_my_password))
         .routes(routes!(channels::list_channels))
         .routes(routes!(channels::create_channel))
         .routes(routes!(channels::get_channel))

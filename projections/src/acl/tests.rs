@@ -61,8 +61,11 @@ fn workspace_user_and_channel_created_make_rows() {
         ("bob", "BOB")
     );
     assert!(!bob.is_admin());
-    let by_token = user_by_token_hash(m.conn(), "t-bob").expect("query");
-    assert_eq!(by_token.map(|u| u.id).as_deref(), Some("bob"));
+    let by_token = token_by_hash(m.conn(), "t-bob").expect("query");
+    assert_eq!(
+        by_token.map(|(u, t)| (u.id, t.id, t.name)),
+        Some(("bob".into(), "Tbob".into(), INITIAL_TOKEN_NAME.into()))
+    );
     assert!(user(m.conn(), "W2", "bob").expect("query").is_none());
     assert_eq!(
         users(m.conn(), WS, "", MAX_PAGE).expect("query").rows.len(),
@@ -636,4 +639,107 @@ fn readable_channels_are_public_ones_and_current_memberships() {
     assert!(readable_channel_ids(m.conn(), "W2", "alice")
         .expect("query")
         .is_empty());
+}
+
+fn issued(id: &str, user: &str, hash: &str, kind: TokenKind, expires: i64) -> Body {
+    Body::TokenIssued(events::TokenIssued {
+        token_id: id.into(),
+        user_id: user.into(),
+        name: format!("n-{id}"),
+        token_hash: hash.into(),
+        expires_at_ms: expires,
+        kind: kind as i32,
+    })
+}
+
+fn token_ids(m: &Model<Acl>, user: &str) -> Vec<String> {
+    tokens_of(m.conn(), WS, user)
+        .expect("query")
+        .into_iter()
+        .map(|t| t.id)
+        .collect()
+}
+
+#[test]
+fn tokens_are_issued_revoked_and_signed_out() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[
+        f.ws("", "bob", issued("T2", "bob", "h2", TokenKind::Api, 99)),
+        f.ws("", "", issued("T3", "bob", "h3", TokenKind::Session, 0)),
+        f.ws("", "", issued("T4", "bob", "h4", TokenKind::Session, 0)),
+    ]);
+    assert_eq!(token_ids(&m, "bob"), ["T2", "T3", "T4", "Tbob"]);
+    let (u, t) = token_by_hash(m.conn(), "h2").expect("query").expect("live");
+    assert_eq!(
+        (u.id.as_str(), t.expires_ms, t.kind.as_str()),
+        ("bob", 99, "api")
+    );
+    assert_eq!(
+        token(m.conn(), "W2", "T2").expect("query").map(|t| t.id),
+        None
+    );
+    m.apply(&[f.ws(
+        "",
+        "bob",
+        Body::TokenRevoked(events::TokenRevoked {
+            token_id: "T2".into(),
+            user_id: "bob".into(),
+        }),
+    )]);
+    assert!(token_by_hash(m.conn(), "h2").expect("query").is_none());
+    // Sign out everywhere: sessions go, API tokens stay.
+    m.apply(&[f.ws(
+        "",
+        "bob",
+        Body::SessionsRevoked(events::SessionsRevoked {
+            user_id: "bob".into(),
+        }),
+    )]);
+    assert_eq!(token_ids(&m, "bob"), ["Tbob"]);
+    assert_eq!(token_ids(&m, "alice"), ["Talice"]);
+}
+
+#[test]
+fn deactivation_revokes_every_token_and_keeps_the_user_listed() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    m.apply(&[
+        f.ws("", "bob", issued("T2", "bob", "h2", TokenKind::Api, 0)),
+        f.ws(
+            "",
+            "alice",
+            Body::UserDeactivated(events::UserDeactivated {
+                user_id: "bob".into(),
+            }),
+        ),
+    ]);
+    assert!(token_ids(&m, "bob").is_empty());
+    assert!(token_by_hash(m.conn(), "t-bob").expect("query").is_none());
+    let bob = user(m.conn(), WS, "bob")
+        .expect("query")
+        .expect("still listed");
+    assert!(bob.deactivated);
+    m.apply(&[
+        f.ws(
+            "",
+            "alice",
+            Body::UserReactivated(events::UserReactivated {
+                user_id: "bob".into(),
+            }),
+        ),
+        f.ws(
+            "",
+            "alice",
+            Body::UserRoleSet(events::UserRoleSet {
+                user_id: "bob".into(),
+                role: Role::Admin as i32,
+            }),
+        ),
+    ]);
+    let bob = user(m.conn(), WS, "bob").expect("query").expect("bob");
+    assert!(!bob.deactivated && bob.is_admin());
+    // Revoked tokens stay revoked.
+    assert!(token_by_hash(m.conn(), "t-bob").expect("query").is_none());
+    assert_eq!(active_admins(m.conn(), WS).expect("query"), 1);
 }
