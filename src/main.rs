@@ -10,9 +10,11 @@ mod rebuild;
 use anyhow::{Context, Result};
 use axum::serve::ListenerExt;
 use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchboard_core::secret::token_hash;
+use switchboard_gateway::limits::{self, Limit, RateLimits};
 use switchboard_gateway::search::SearchConfig;
 use switchboard_gateway::{app, Platform};
 use switchboard_streams::{connect, Log, LogConfig};
@@ -176,6 +178,56 @@ struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=10_000)
     )]
     push_timeout_ms: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Rate limits (README "Rate limits"): each `<per_second>:<burst>` or `off`.
+#[derive(Args, Clone)]
+struct LimitArgs {
+    /// `off` turns every rate limit off (the benchmarks do).
+    #[arg(long = "rate-limits", env = "SWITCHBOARD_RATE_LIMITS", default_value = "on",
+          value_parser = ["on", "off"])]
+    rate_limits: String,
+    /// Posts per token.
+    #[arg(long, env = "SWITCHBOARD_LIMIT_POSTS",
+          default_value_t = Limit(Some(limits::DEFAULT_POSTS)))]
+    limit_posts: Limit,
+    /// Edits, deletes, reactions and pins per token.
+    #[arg(long, env = "SWITCHBOARD_LIMIT_EDITS",
+          default_value_t = Limit(Some(limits::DEFAULT_EDITS)))]
+    limit_edits: Limit,
+    /// WebSocket typing frames per user.
+    #[arg(long, env = "SWITCHBOARD_LIMIT_TYPING",
+          default_value_t = Limit(Some(limits::DEFAULT_TYPING)))]
+    limit_typing: Limit,
+    /// File uploads per token.
+    #[arg(long, env = "SWITCHBOARD_LIMIT_UPLOADS",
+          default_value_t = Limit(Some(limits::DEFAULT_UPLOADS)))]
+    limit_uploads: Limit,
+    /// Real-time tickets issued per token.
+    #[arg(long, env = "SWITCHBOARD_LIMIT_TICKETS",
+          default_value_t = Limit(Some(limits::DEFAULT_TICKETS)))]
+    limit_tickets: Limit,
+    /// Frames one WebSocket connection may send; past it: an error frame
+    /// and a close.
+    #[arg(long, env = "SWITCHBOARD_LIMIT_WS_FRAMES",
+          default_value_t = Limit(Some(limits::DEFAULT_WS_FRAMES)))]
+    limit_ws_frames: Limit,
+}
+
+impl LimitArgs {
+    fn config(&self) -> RateLimits {
+        RateLimits {
+            enabled: self.rate_limits == "on",
+            posts: self.limit_posts,
+            edits: self.limit_edits,
+            typing: self.limit_typing,
+            uploads: self.limit_uploads,
+            tickets: self.limit_tickets,
+            ws_frames: self.limit_ws_frames,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -302,7 +354,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         outbound_queue: args.ws_queue.max(1),
         ..Default::default()
     };
-    let platform = Platform::start(
+    let mut platform = Platform::start(
         log,
         data,
         Some(op_hash),
@@ -317,6 +369,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))
     .context("starting projectors")?;
+    platform.set_rate_limits(args.limits.config());
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -341,8 +394,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
     });
-    let server = axum::serve(listener, app(platform.state()))
-        .with_graceful_shutdown(closing.clone().cancelled_owned());
+    // The peer address keys the rate limits of requests without a token.
+    let service = app(platform.state()).into_make_service_with_connect_info::<SocketAddr>();
+    let server =
+        axum::serve(listener, service).with_graceful_shutdown(closing.clone().cancelled_owned());
     let drained = async {
         closing.cancelled().await;
         tokio::time::sleep(DRAIN_GRACE).await;

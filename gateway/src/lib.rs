@@ -7,6 +7,8 @@
 pub mod commands;
 pub mod error;
 pub mod extract;
+pub mod limits;
+pub mod metrics;
 mod openapi;
 pub mod paging;
 pub mod push;

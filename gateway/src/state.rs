@@ -4,6 +4,7 @@
 
 use crate::commands::files::{self, Files, FilesConfig};
 use crate::commands::{Commands, ReadModel};
+use crate::limits::{Limiter, RateLimits};
 use crate::push::{Push, PushConfig};
 use crate::realtime::{Realtime, RealtimeConfig};
 use crate::search::{SearchConfig, SearchIndex};
@@ -35,6 +36,8 @@ pub struct AppState {
     /// The log head seen at start-up: `/readyz` is green once every
     /// projector has applied it.
     pub startup_head: u64,
+    /// Rate limits (per token, per address, per WebSocket connection).
+    pub limits: Arc<Limiter>,
 }
 
 /// Projectors plus the command side, running until `shutdown`.
@@ -44,6 +47,8 @@ pub struct Platform {
     pub push: Option<Arc<Push>>,
     pub search: SearchIndex,
     pub startup_head: u64,
+    /// Rate limits; the defaults until [`Platform::set_rate_limits`].
+    pub limits: Arc<Limiter>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -211,6 +216,7 @@ impl Platform {
                 external_applied,
             },
             startup_head,
+            limits: Arc::new(Limiter::default()),
             cancel,
             tracker,
         })
@@ -223,7 +229,13 @@ impl Platform {
             push: self.push.clone(),
             search: self.search.clone(),
             startup_head: self.startup_head,
+            limits: self.limits.clone(),
         }
+    }
+
+    /// Replaces the rate limits (before [`Platform::state`] is taken).
+    pub fn set_rate_limits(&mut self, limits: RateLimits) {
+        self.limits = Arc::new(Limiter::new(limits));
     }
 
     /// Waits until every projector has applied the log's current head.

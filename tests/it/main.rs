@@ -14,6 +14,7 @@ mod notifications;
 mod openapi;
 mod outsiders;
 mod push;
+mod rate_limits;
 mod reads;
 mod realtime;
 mod realtime_limits;

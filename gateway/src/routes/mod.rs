@@ -116,8 +116,15 @@ pub fn app(state: AppState) -> Router {
         .load_shed()
         .concurrency_limit(MAX_IN_FLIGHT)
         .timeout(REQUEST_TIMEOUT);
+    let limiter = state.limits.clone();
     router
         .fallback(|| async { ApiError::not_found("route") })
+        // Per route (Router::layer), so it sees the matched path; inside
+        // the body limit and load shedding, before any handler runs.
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            crate::limits::enforce,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(limits)
         .layer(axum::middleware::map_response(crate::error::json_errors))
