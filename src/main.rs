@@ -180,6 +180,11 @@ struct ServeArgs {
     push_timeout_ms: u64,
     #[command(flatten)]
     limits: LimitArgs,
+    /// Also serve `GET /metrics` here, without a token (for a Prometheus on
+    /// a private network). On the API listener `/metrics` needs the
+    /// operator token.
+    #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
 }
 
 /// Rate limits (README "Rate limits"): each `<per_second>:<burst>` or `off`.
@@ -339,7 +344,13 @@ fn push_config(args: &ServeArgs) -> switchboard_gateway::push::PushConfig {
     }
 }
 
+/// How often the metrics recorder drains histogram samples into buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
 async fn serve(args: ServeArgs) -> Result<()> {
+    if let Err(e) = switchboard_gateway::metrics::install() {
+        tracing::warn!(error = %e, "metrics recorder not installed; /metrics will answer 404");
+    }
     let data = &args.common.data;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let op_hash = operator_token_hash(data)?;
@@ -386,6 +397,31 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tracing::info!("shutting down");
         stop.cancel();
     });
+    let upkeep_stop = closing.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            tokio::select! {
+                () = upkeep_stop.cancelled() => break,
+                _ = every.tick() => switchboard_gateway::metrics::upkeep(),
+            }
+        }
+    });
+    if let Some(at) = &args.metrics_listen {
+        let l = tokio::net::TcpListener::bind(at)
+            .await
+            .with_context(|| format!("binding the metrics listener {at}"))?;
+        println!("switchboard metrics on http://{}/metrics", l.local_addr()?);
+        let done = closing.clone().cancelled_owned();
+        tokio::spawn(async move {
+            let served = axum::serve(l, switchboard_gateway::metrics_only())
+                .with_graceful_shutdown(done)
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
     // Small frames (real-time events, JSON answers) go out at once: with
     // Nagle's algorithm a WebSocket frame can wait ~40 ms for the peer's
     // delayed ACK (seen as p99 stalls in the bench's WebSocket floor).

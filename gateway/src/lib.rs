@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod metrics;
+pub mod observe;
 mod openapi;
 pub mod paging;
 pub mod push;
@@ -20,4 +21,5 @@ pub mod state;
 pub mod views;
 
 pub use routes::app;
+pub use routes::metrics_only;
 pub use state::{AppState, Platform};

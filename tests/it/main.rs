@@ -10,6 +10,7 @@ mod faults;
 mod files;
 mod harness;
 mod idempotency;
+mod metrics;
 mod notifications;
 mod openapi;
 mod outsiders;

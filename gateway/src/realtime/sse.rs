@@ -98,6 +98,7 @@ pub async fn stream(State(state): State<AppState>, req: axum::extract::Request) 
         rt: rt.clone(),
         session: session.clone(),
         beat,
+        _open: crate::metrics::Connection::open("sse"),
     };
     let events = futures_util::stream::unfold(
         (
@@ -121,6 +122,8 @@ struct Guard {
     rt: Arc<super::Realtime>,
     session: Arc<Session>,
     beat: tokio::task::JoinHandle<()>,
+    /// Counted in `switchboard_open_connections{transport="sse"}`.
+    _open: crate::metrics::Connection,
 }
 
 impl Drop for Guard {

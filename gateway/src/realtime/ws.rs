@@ -126,6 +126,7 @@ fn ms_since(start: Instant) -> u64 {
 
 async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
     let rt = state.realtime.clone();
+    let _open = crate::metrics::Connection::open("ws");
     let (session, mut out, hello) = rt.open_session(user).await;
     let (mut sink, mut stream) = socket.split();
     let stall = rt.config.heartbeat * 2;
@@ -212,7 +213,13 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
                 ok
             }
             o = out.recv() => match o {
-                Some(o) => send(&mut sink, Message::Text(o.text.as_ref().into()), stall).await,
+                Some(o) => {
+                    let ok = send(&mut sink, Message::Text(o.text.as_ref().into()), stall).await;
+                    if ok && o.live_ts_ms > 0 {
+                        crate::metrics::delivered(seconds_since(o.live_ts_ms));
+                    }
+                    ok
+                }
                 None => false,
             },
             _ = ticker.tick() => {
@@ -251,6 +258,15 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
     session.close();
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
     rt.presence_disconnected(&session.user).await;
+}
+
+/// Seconds from `ts_ms` (ms since the epoch) to now; 0 if in the future
+/// (another gateway's clock).
+fn seconds_since(ts_ms: i64) -> f64 {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    (now_ms - ts_ms).max(0) as f64 / 1000.0
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.
