@@ -26,6 +26,11 @@ use switchboard_streams::{connect, Log, LogConfig};
     about = "Event-sourced team messaging on NATS JetStream"
 )]
 struct Cli {
+    /// Log lines as text (the default) or as one JSON object per line.
+    /// Lines written while a request is handled carry its request id.
+    #[arg(long, global = true, env = "SWITCHBOARD_LOG_FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -256,14 +261,8 @@ enum AdminAction {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,async_nats=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(&cli.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -276,6 +275,26 @@ fn main() -> Result<()> {
             Command::ReindexSearch(args) => rebuild::reindex_search(args).await,
         }
     })
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`, NATS client at
+/// `warn`). `json`: one object per line with the current span's fields
+/// (the request id, method and route of the request being handled).
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,async_nats=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.init();
+    }
 }
 
 /// The operator token's hash: from SWITCHBOARD_ADMIN_TOKEN, or the one

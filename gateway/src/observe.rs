@@ -72,8 +72,10 @@ pub async fn observe(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_owned());
     let route = route.as_deref().unwrap_or("unmatched").to_owned();
     let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
-    let mut res = next.run(req).instrument(span).await;
+    let mut res = next.run(req).instrument(span.clone()).await;
     let status = res.status().as_u16();
+    // The access log, at debug (off by default).
+    span.in_scope(|| tracing::debug!(status, ms = start.elapsed().as_secs_f64() * 1e3, "answered"));
     crate::metrics::http_request(
         method.as_str(),
         &route,

@@ -297,3 +297,79 @@ async fn every_response_carries_a_request_id() {
     let other = id(&h).expect("errors carry one too");
     assert_ne!(other, generated);
 }
+
+/// `--log-format json`: one JSON object per line, and the lines written
+/// while a request is handled carry its request id (here the access log
+/// at debug).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn json_log_lines_carry_the_request_id() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(crate::harness::bin())
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+        .args(["--nats", &nats.url(), "--data"])
+        .arg(dir.path().join("data"))
+        .env("SWITCHBOARD_ADMIN_TOKEN", OPERATOR)
+        .env("RUST_LOG", "warn,switchboard_gateway::observe=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchboard");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    let tx_out = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("switchboard listening on ") {
+                let _ = tx_out.send(("url", url.trim().to_string()));
+            }
+        }
+    });
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(("log", line));
+        }
+    });
+    let mut base = None;
+    let mut logs = Vec::new();
+    while base.is_none() {
+        match rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server started")
+        {
+            ("url", u) => base = Some(u),
+            (_, l) => logs.push(l),
+        }
+    }
+    let api = Api::new(&base.expect("url"));
+    let (r, _) = api
+        .with_headers(
+            Method::GET,
+            "/healthz",
+            &[("x-request-id", "trace-me-7")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        if let Some(l) = logs.iter().find(|l| l.contains("trace-me-7")) {
+            break l.clone();
+        }
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .expect("a log line with the request id");
+        if let Ok((_, l)) = rx.recv_timeout(left) {
+            logs.push(l);
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(v["span"]["id"], "trace-me-7", "{v}");
+    assert_eq!(v["span"]["route"], "/healthz", "{v}");
+    assert_eq!(v["fields"]["status"], 200, "{v}");
+}
