@@ -5,6 +5,8 @@
 //! separate binary (`bench/`), so the shipped binary ships only the server.
 
 mod nats;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod rebuild;
 
 use anyhow::{Context, Result};
@@ -31,6 +33,11 @@ struct Cli {
     #[arg(long, global = true, env = "SWITCHBOARD_LOG_FORMAT", default_value = "text",
           value_parser = ["text", "json"])]
     log_format: String,
+    /// Export traces (spans, one per request with its id) over OTLP/HTTP to
+    /// this collector URL (`http://127.0.0.1:4318`). Needs a build with
+    /// `--features otlp`.
+    #[arg(long, global = true, env = "SWITCHBOARD_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -262,39 +269,76 @@ enum AdminAction {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    let otlp = init_logging(&cli.log_format, cli.otlp_endpoint.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Admin { common, action } => admin(common, action).await,
             Command::Rebuild(args) => rebuild::run(args).await,
             Command::ReindexSearch(args) => rebuild::reindex_search(args).await,
         }
-    })
+    });
+    // Spans still buffered go out before the process ends.
+    #[cfg(feature = "otlp")]
+    if let Some(e) = otlp {
+        e.shutdown();
+    }
+    #[cfg(not(feature = "otlp"))]
+    let () = otlp.unwrap_or_default();
+    result
 }
+
+/// The OTLP exporter, when this build has one.
+#[cfg(feature = "otlp")]
+type Exporter = otlp::Otlp;
+#[cfg(not(feature = "otlp"))]
+type Exporter = ();
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`, NATS client at
 /// `warn`). `json`: one object per line with the current span's fields
-/// (the request id, method and route of the request being handled).
-fn init_logging(format: &str) {
+/// (the request id, method and route of the request being handled). With
+/// an OTLP endpoint, spans are also exported (feature `otlp`).
+fn init_logging(format: &str, otlp_endpoint: Option<&str>) -> Result<Option<Exporter>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,async_nats=warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder
-            .json()
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if format == "json" {
+        fmt.json()
             .with_current_span(true)
             .with_span_list(false)
-            .init();
+            .boxed()
     } else {
-        builder.init();
-    }
+        fmt.boxed()
+    };
+    #[cfg(feature = "otlp")]
+    let (exporter, otel) = match otlp_endpoint {
+        Some(url) => {
+            let (e, layer) = otlp::Otlp::start(url)?;
+            (Some(e), Some(layer))
+        }
+        None => (None, None),
+    };
+    #[cfg(not(feature = "otlp"))]
+    let (exporter, otel): (Option<Exporter>, Option<tracing_subscriber::layer::Identity>) =
+        match otlp_endpoint {
+            Some(_) => anyhow::bail!(
+                "--otlp-endpoint needs a build with `--features otlp` (cargo build --release --features otlp)"
+            ),
+            None => (None, None),
+        };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .init();
+    Ok(exporter)
 }
 
 /// The operator token's hash: from SWITCHBOARD_ADMIN_TOKEN, or the one
