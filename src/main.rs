@@ -4,6 +4,7 @@
 //! compare checksums). The load generators are `switchboard-bench`, a
 //! separate binary (`bench/`), so the shipped binary ships only the server.
 
+mod config;
 mod nats;
 #[cfg(feature = "otlp")]
 mod otlp;
@@ -11,7 +12,7 @@ mod rebuild;
 
 use anyhow::{Context, Result};
 use axum::serve::ListenerExt;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -123,6 +124,10 @@ impl Common {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// A TOML file of settings (keys are these flags' names: `listen`,
+    /// `limit-posts`, …). Flags and environment variables override it.
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     common: Common,
     /// The search backend: `fts5` (embedded, the default) or `opensearch`
@@ -268,8 +273,32 @@ enum AdminAction {
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut cli = Cli::parse_from(&argv);
+    let mut settings = String::new();
+    if let Command::Serve(args) = &cli.command {
+        // flags > env > file > defaults: the file fills only what clap
+        // took from a default; then the settings in force, redacted.
+        let mut from_file = Default::default();
+        let mut argv = argv.clone();
+        if let Some(file) = &args.config {
+            (argv, from_file) = config::with_file(&Cli::command(), &argv, file)?;
+            cli = Cli::parse_from(&argv);
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let matches = cmd.clone().get_matches_from(&argv);
+        if let (Some(serve), Some(m)) = (
+            cmd.find_subcommand("serve"),
+            matches.subcommand_matches("serve"),
+        ) {
+            settings = config::effective(serve, m, &from_file);
+        }
+    }
     let otlp = init_logging(&cli.log_format, cli.otlp_endpoint.as_deref())?;
+    if !settings.is_empty() {
+        tracing::info!(settings = %settings, "effective configuration");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,6 +4,7 @@
 mod bad_input;
 mod bench;
 mod concurrency;
+mod config;
 mod conversation;
 mod decide_race;
 mod faults;
