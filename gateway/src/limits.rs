@@ -266,7 +266,7 @@ impl Limited {
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RateLimited,
             format!(
-                "too many {} from this token; retry in {secs} s",
+                "too many {} from this caller; retry in {secs} s",
                 self.class.as_str()
             ),
         )

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// `switchboard serve` with a config file, `extra` flags and `env`; stdout
 /// lines and stderr lines arrive on the receiver as ("out"|"err", line).
-fn spawn(
+pub(crate) fn spawn(
     nats: &Nats,
     data: &std::path::Path,
     file: &std::path::Path,
@@ -149,4 +149,59 @@ async fn an_unknown_or_malformed_setting_stops_serve() {
         );
         assert!(output.iter().all(|l| !l.contains("listening")), "{body}");
     }
+}
+
+/// `--metrics-listen`: `/metrics` without a token on its own address (and
+/// only `/metrics` there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_listen_serves_metrics_without_a_token() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("empty.toml");
+    std::fs::write(&file, "").expect("write config");
+    let (mut child, rx) = spawn(
+        &nats,
+        &dir.path().join("data"),
+        &file,
+        &["--metrics-listen", "127.0.0.1:0"],
+        &[],
+    );
+    let (mut api_base, mut metrics_url) = (None, None);
+    while api_base.is_none() || metrics_url.is_none() {
+        let (_, l) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serve started");
+        if let Some(u) = l.strip_prefix("switchboard listening on ") {
+            api_base = Some(u.trim().to_string());
+        } else if let Some(u) = l.strip_prefix("switchboard metrics on ") {
+            metrics_url = Some(u.trim().to_string());
+        }
+    }
+    let metrics_url = metrics_url.expect("metrics url");
+    let api_base = api_base.expect("api");
+    let http = reqwest::Client::new();
+    // Something to count (a fresh server has recorded nothing yet).
+    let r = http.get(format!("{api_base}/healthz")).send().await;
+    assert_eq!(r.expect("GET /healthz").status().as_u16(), 200);
+    let r = http.get(&metrics_url).send().await.expect("GET /metrics");
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.text().await.expect("text");
+    assert!(
+        text.contains(
+            "switchboard_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\""
+        ),
+        "{text}"
+    );
+    let other = metrics_url.replace("/metrics", "/v1/me");
+    let r = http.get(&other).send().await.expect("GET");
+    assert_eq!(r.status().as_u16(), 404, "only /metrics there");
+    // The API listener still wants the operator token.
+    let r = http
+        .get(format!("{api_base}/metrics"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status().as_u16(), 401);
+    let _ = child.kill();
+    let _ = child.wait();
 }
