@@ -3,7 +3,8 @@
 #   bash deploy/bench-all.sh [--runs 3] [--duration 10] [other `switchboard-bench all` flags]
 # Builds both binaries (release; BENCH_PROFILE=debug for a quick smoke run),
 # starts a fresh `switchboard serve` on 127.0.0.1 with a temporary data dir
-# (and its own nats-server), runs `switchboard-bench all` against it, and
+# (and its own nats-server; rate limits off: one token posts tens of
+# thousands of messages a second), runs `switchboard-bench all` against it, and
 # stops and removes everything on exit. All traffic stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,7 @@ trap cleanup EXIT
 token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 SWITCHBOARD_ADMIN_TOKEN="$token" RUST_LOG=warn \
   "$bin/switchboard" serve --listen 127.0.0.1:0 --data "$tmp/data" \
+  --rate-limits off \
   >"$tmp/serve.out" 2>"$tmp/serve.err" &
 pid=$!
 url=""

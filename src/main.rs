@@ -4,15 +4,19 @@
 //! compare checksums). The load generators are `switchboard-bench`, a
 //! separate binary (`bench/`), so the shipped binary ships only the server.
 
+mod config;
 mod nats;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod rebuild;
 
 use anyhow::{Context, Result};
 use axum::serve::ListenerExt;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchboard_core::secret::token_hash;
+use switchboard_gateway::limits::{self, Limit, RateLimits};
 use switchboard_gateway::search::SearchConfig;
 use switchboard_gateway::{app, Platform};
 use switchboard_streams::{connect, Log, LogConfig};
@@ -24,6 +28,16 @@ use switchboard_streams::{connect, Log, LogConfig};
     about = "Event-sourced team messaging on NATS JetStream"
 )]
 struct Cli {
+    /// Log lines as text (the default) or as one JSON object per line.
+    /// Lines written while a request is handled carry its request id.
+    #[arg(long, global = true, env = "SWITCHBOARD_LOG_FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    log_format: String,
+    /// Export traces (spans, one per request with its id) over OTLP/HTTP to
+    /// this collector URL (`http://127.0.0.1:4318`). Needs a build with
+    /// `--features otlp`.
+    #[arg(long, global = true, env = "SWITCHBOARD_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -127,6 +141,10 @@ impl Common {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// A TOML file of settings (keys are these flags' names: `listen`,
+    /// `limit-posts`, …). Flags and environment variables override it.
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     common: Common,
     /// The search backend: `fts5` (embedded, the default) or `opensearch`
@@ -210,6 +228,62 @@ struct ServeArgs {
     /// PEM private key for --tls-cert (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Also serve `GET /metrics` here, without a token (for a Prometheus on
+    /// a private network). On the API listener `/metrics` needs the
+    /// operator token.
+    #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+}
+
+/// Rate limits (README "Rate limits"): each `<per_second>:<burst>` or `off`.
+#[derive(Args, Clone)]
+struct LimitArgs {
+    /// `off` turns every rate limit off (the benchmarks do).
+    #[arg(long = "rate-limits", env = "SWITCHBOARD_RATE_LIMITS", default_value = "on",
+          value_parser = ["on", "off"])]
+    rate_limits: String,
+    /// Posts per token.
+    #[arg(long, env = "SWITCHBOARD_LIMIT_POSTS",
+          default_value_t = Limit(Some(limits::DEFAULT_POSTS)))]
+    limit_posts: Limit,
+    /// Edits, deletes, reactions and pins per token.
+    #[arg(long, env = "SWITCHBOARD_LIMIT_EDITS",
+          default_value_t = Limit(Some(limits::DEFAULT_EDITS)))]
+    limit_edits: Limit,
+    /// WebSocket typing frames per user.
+    #[arg(long, env = "SWITCHBOARD_LIMIT_TYPING",
+          default_value_t = Limit(Some(limits::DEFAULT_TYPING)))]
+    limit_typing: Limit,
+    /// File uploads per token.
+    #[arg(long, env = "SWITCHBOARD_LIMIT_UPLOADS",
+          default_value_t = Limit(Some(limits::DEFAULT_UPLOADS)))]
+    limit_uploads: Limit,
+    /// Real-time tickets issued per token.
+    #[arg(long, env = "SWITCHBOARD_LIMIT_TICKETS",
+          default_value_t = Limit(Some(limits::DEFAULT_TICKETS)))]
+    limit_tickets: Limit,
+    /// Frames one WebSocket connection may send; past it: an error frame
+    /// and a close.
+    #[arg(long, env = "SWITCHBOARD_LIMIT_WS_FRAMES",
+          default_value_t = Limit(Some(limits::DEFAULT_WS_FRAMES)))]
+    limit_ws_frames: Limit,
+}
+
+impl LimitArgs {
+    fn config(&self) -> RateLimits {
+        RateLimits {
+            enabled: self.rate_limits == "on",
+            posts: self.limit_posts,
+            edits: self.limit_edits,
+            typing: self.limit_typing,
+            uploads: self.limit_uploads,
+            tickets: self.limit_tickets,
+            ws_frames: self.limit_ws_frames,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -233,26 +307,101 @@ enum AdminAction {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,async_nats=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut cli = Cli::parse_from(&argv);
+    let mut settings = String::new();
+    if let Command::Serve(args) = &cli.command {
+        // flags > env > file > defaults: the file fills only what clap
+        // took from a default; then the settings in force, redacted.
+        let mut from_file = Default::default();
+        let mut argv = argv.clone();
+        if let Some(file) = &args.config {
+            (argv, from_file) = config::with_file(&Cli::command(), &argv, file)?;
+            cli = Cli::parse_from(&argv);
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let matches = cmd.clone().get_matches_from(&argv);
+        if let (Some(serve), Some(m)) = (
+            cmd.find_subcommand("serve"),
+            matches.subcommand_matches("serve"),
+        ) {
+            settings = config::effective(serve, m, &from_file);
+        }
+    }
+    let otlp = init_logging(&cli.log_format, cli.otlp_endpoint.as_deref())?;
+    if !settings.is_empty() {
+        tracing::info!(settings = %settings, "effective configuration");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Admin { common, action } => admin(common, action).await,
             Command::Rebuild(args) => rebuild::run(args).await,
             Command::ReindexSearch(args) => rebuild::reindex_search(args).await,
         }
-    })
+    });
+    // Spans still buffered go out before the process ends.
+    #[cfg(feature = "otlp")]
+    if let Some(e) = otlp {
+        e.shutdown();
+    }
+    #[cfg(not(feature = "otlp"))]
+    let () = otlp.unwrap_or_default();
+    result
+}
+
+/// The OTLP exporter, when this build has one.
+#[cfg(feature = "otlp")]
+type Exporter = otlp::Otlp;
+#[cfg(not(feature = "otlp"))]
+type Exporter = ();
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`, NATS client at
+/// `warn`). `json`: one object per line with the current span's fields
+/// (the request id, method and route of the request being handled). With
+/// an OTLP endpoint, spans are also exported (feature `otlp`).
+fn init_logging(format: &str, otlp_endpoint: Option<&str>) -> Result<Option<Exporter>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,async_nats=warn".into());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if format == "json" {
+        fmt.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed()
+    } else {
+        fmt.boxed()
+    };
+    #[cfg(feature = "otlp")]
+    let (exporter, otel) = match otlp_endpoint {
+        Some(url) => {
+            let (e, layer) = otlp::Otlp::start(url)?;
+            (Some(e), Some(layer))
+        }
+        None => (None, None),
+    };
+    #[cfg(not(feature = "otlp"))]
+    let (exporter, otel): (Option<Exporter>, Option<tracing_subscriber::layer::Identity>) =
+        match otlp_endpoint {
+            Some(_) => anyhow::bail!(
+                "--otlp-endpoint needs a build with `--features otlp` (cargo build --release --features otlp)"
+            ),
+            None => (None, None),
+        };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .init();
+    Ok(exporter)
 }
 
 /// The operator token's hash: from SWITCHBOARD_ADMIN_TOKEN, or the one
@@ -324,7 +473,13 @@ fn push_config(args: &ServeArgs) -> switchboard_gateway::push::PushConfig {
     }
 }
 
+/// How often the metrics recorder drains histogram samples into buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
 async fn serve(args: ServeArgs) -> Result<()> {
+    if let Err(e) = switchboard_gateway::metrics::install() {
+        tracing::warn!(error = %e, "metrics recorder not installed; /metrics will answer 404");
+    }
     let data = &args.common.data;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let op_hash = operator_token_hash(data)?;
@@ -346,7 +501,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         outbound_queue: args.ws_queue.max(1),
         ..Default::default()
     };
-    let platform = Platform::start(
+    let mut platform = Platform::start(
         log,
         data,
         Some(op_hash),
@@ -361,6 +516,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))
     .context("starting projectors")?;
+    platform.set_rate_limits(args.limits.config());
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -389,6 +545,31 @@ async fn serve(args: ServeArgs) -> Result<()> {
         );
         stop.cancel();
     });
+    let upkeep_stop = closing.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            tokio::select! {
+                () = upkeep_stop.cancelled() => break,
+                _ = every.tick() => switchboard_gateway::metrics::upkeep(),
+            }
+        }
+    });
+    if let Some(at) = &args.metrics_listen {
+        let l = tokio::net::TcpListener::bind(at)
+            .await
+            .with_context(|| format!("binding the metrics listener {at}"))?;
+        println!("switchboard metrics on http://{}/metrics", l.local_addr()?);
+        let done = closing.clone().cancelled_owned();
+        tokio::spawn(async move {
+            let served = axum::serve(l, switchboard_gateway::metrics_only())
+                .with_graceful_shutdown(done)
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
     let mut state = platform.state();
     state.tls_enabled = tls.is_some();
     let router = app(state);

@@ -206,6 +206,7 @@ pub async fn run(a: RebuildArgs) -> Result<Runs<RebuildRun>> {
 fn logged(stream_seq: u64, subject: String, env: Envelope) -> LogEvent {
     LogEvent {
         stream_seq,
+        pending: 0,
         subject,
         envelope: Some(env),
     }

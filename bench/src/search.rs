@@ -275,6 +275,7 @@ impl Corpus {
                 };
                 LogEvent {
                     stream_seq: i + 1,
+                    pending: 0,
                     subject: format!("sb.{WS}.ch.C{c}"),
                     envelope: Some(Envelope {
                         event_id: format!("E{i}"),

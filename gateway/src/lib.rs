@@ -8,6 +8,10 @@ pub mod commands;
 pub mod error;
 pub mod extract;
 pub mod login_limits;
+
+pub mod limits;
+pub mod metrics;
+pub mod observe;
 mod openapi;
 pub mod paging;
 pub mod push;
@@ -20,4 +24,5 @@ pub mod tls;
 pub mod views;
 
 pub use routes::app;
+pub use routes::metrics_only;
 pub use state::{AppState, Platform};

@@ -4,6 +4,7 @@
 
 use crate::commands::files::{self, Files, FilesConfig};
 use crate::commands::{Commands, ReadModel};
+use crate::limits::{Limiter, RateLimits};
 use crate::push::{Push, PushConfig};
 use crate::realtime::{Realtime, RealtimeConfig};
 use crate::search::{SearchConfig, SearchIndex};
@@ -39,6 +40,9 @@ pub struct AppState {
     /// cookies must then be `Secure`. Set by `serve` on the state
     /// [`Platform::state`] returns (false there).
     pub tls_enabled: bool,
+
+    /// Rate limits (per token, per address, per WebSocket connection).
+    pub limits: Arc<Limiter>,
 }
 
 /// Projectors plus the command side, running until `shutdown`.
@@ -48,6 +52,8 @@ pub struct Platform {
     pub push: Option<Arc<Push>>,
     pub search: SearchIndex,
     pub startup_head: u64,
+    /// Rate limits; the defaults until [`Platform::set_rate_limits`].
+    pub limits: Arc<Limiter>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -216,6 +222,7 @@ impl Platform {
                 external_applied,
             },
             startup_head,
+            limits: Arc::new(Limiter::default()),
             cancel,
             tracker,
         })
@@ -229,7 +236,14 @@ impl Platform {
             search: self.search.clone(),
             startup_head: self.startup_head,
             tls_enabled: false,
+
+            limits: self.limits.clone(),
         }
+    }
+
+    /// Replaces the rate limits (before [`Platform::state`] is taken).
+    pub fn set_rate_limits(&mut self, limits: RateLimits) {
+        self.limits = Arc::new(Limiter::new(limits));
     }
 
     /// Waits until every projector has applied the log's current head.

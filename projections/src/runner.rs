@@ -367,11 +367,18 @@ impl<P: Projector> Runner<P> {
                     }
                 }
                 last_batch = batch.len();
+                let lag = batch.last().map(|ev| {
+                    let ts_ms = ev.envelope.as_ref().map_or(0, |e| e.ts_ms);
+                    (ev.pending, ts_ms)
+                });
                 match writer.fold(batch).await {
                     Ok(cp) => {
                         checkpoint = cp;
                         reporter.committed(cp);
                         backoff.reset();
+                        if let Some((pending, ts_ms)) = lag {
+                            record_lag(P::NAME, pending, ts_ms);
+                        }
                     }
                     Err(why) => {
                         // Nothing of the batch was committed: drop the
@@ -386,6 +393,25 @@ impl<P: Projector> Runner<P> {
         }
         tracing::info!(projector = P::NAME, checkpoint, "projector stopped");
     }
+}
+
+/// `switchboard_projector_lag_events` (events in the log not yet applied,
+/// as the consumer saw it when it read the batch's last one) and
+/// `switchboard_projector_lag_seconds` (how old that last event was when
+/// committed; 0 once nothing is pending). Gauges keep their value while
+/// the projector is idle, which is right: idle means caught up.
+fn record_lag(projector: &'static str, pending: u64, ts_ms: i64) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let seconds = if pending == 0 || ts_ms <= 0 {
+        0.0
+    } else {
+        (now_ms - ts_ms).max(0) as f64 / 1000.0
+    };
+    metrics::gauge!("switchboard_projector_lag_events", "projector" => projector)
+        .set(pending as f64);
+    metrics::gauge!("switchboard_projector_lag_seconds", "projector" => projector).set(seconds);
 }
 
 /// The projector's writer connection, which folds batches on the blocking

@@ -88,6 +88,7 @@ impl Feed {
         let fence_seq = *fence;
         LogEvent {
             stream_seq: self.stream_seq,
+            pending: 0,
             subject,
             envelope: Some(Envelope {
                 event_id: format!("E{}", self.stream_seq),

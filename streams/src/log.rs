@@ -204,6 +204,10 @@ pub enum LogError {
 #[derive(Debug, Clone)]
 pub struct LogEvent {
     pub stream_seq: u64,
+    /// Events after this one in the log (matching the reader's filter) not
+    /// yet delivered to the reader when it was read: a consumer's lag. 0
+    /// where unknown.
+    pub pending: u64,
     pub subject: String,
     /// `None` when the stored payload is not a valid envelope (something
     /// other than Switchboard published under `sb.>`); consumers skip it.
@@ -240,9 +244,15 @@ pub async fn connect(url: &str) -> Result<Nats, LogError> {
                 match event {
                     Event::Connected => {
                         tracing::info!("nats: connected");
+                        if *tx.borrow() > 0 {
+                            metrics::counter!("switchboard_nats_reconnects_total").increment(1);
+                        }
                         tx.send_modify(|n| *n += 1);
                     }
-                    Event::Disconnected => tracing::warn!("nats: disconnected"),
+                    Event::Disconnected => {
+                        metrics::counter!("switchboard_nats_disconnects_total").increment(1);
+                        tracing::warn!("nats: disconnected")
+                    }
                     other => tracing::info!("nats: {other}"),
                 }
             }
@@ -251,6 +261,18 @@ pub async fn connect(url: &str) -> Result<Nats, LogError> {
         .await
         .map_err(|e| LogError::Unavailable(e.to_string()))?;
     Ok(Nats { client, connects })
+}
+
+/// Records `switchboard_append_duration_seconds` when an
+/// [`Log::append_decided`] ends, whichever way: from taking the subject's
+/// lock to the answer, decisions and retries included.
+struct AppendTimer(std::time::Instant);
+
+impl Drop for AppendTimer {
+    fn drop(&mut self) {
+        metrics::histogram!("switchboard_append_duration_seconds")
+            .record(self.0.elapsed().as_secs_f64());
+    }
 }
 
 const MAX_APPEND_ATTEMPTS: usize = 64;
@@ -400,6 +422,7 @@ impl Log {
             .map_err(|e| LogError::Unavailable(e.to_string()))?;
         Ok(LogEvent {
             stream_seq: msg.sequence,
+            pending: 0,
             subject: msg.subject.to_string(),
             envelope: Envelope::decode(msg.payload.as_ref()).ok(),
         })
@@ -647,6 +670,7 @@ impl Log {
         F: FnMut(Basis) -> Fut,
         Fut: std::future::Future<Output = Result<Decision<T>, E>>,
     {
+        let _timer = AppendTimer(std::time::Instant::now());
         let slot = self.head_slot(subject);
         let mut cached = slot.lock().await;
         let mut recheck = false;
@@ -715,6 +739,7 @@ impl Log {
                     return Ok(Outcome::Appended(appended));
                 }
                 Err(AppendError::Conflict) => {
+                    metrics::counter!("switchboard_append_retries_total").increment(1);
                     // Another writer won the race: back off a little, more
                     // with each attempt, so two writers don't collide in
                     // lock-step; then read the new head and decide again at
@@ -793,12 +818,11 @@ impl Log {
             .map_err(|e| LogError::Unavailable(e.to_string()))?;
         Ok(Box::pin(messages.map(|m| {
             let m = m.map_err(|e| LogError::Unavailable(e.to_string()))?;
-            let stream_seq = m
-                .info()
-                .map_err(|e| LogError::Unavailable(e.to_string()))?
-                .stream_sequence;
+            let info = m.info().map_err(|e| LogError::Unavailable(e.to_string()))?;
+            let (stream_seq, pending) = (info.stream_sequence, info.pending);
             Ok(LogEvent {
                 stream_seq,
+                pending,
                 subject: m.subject.to_string(),
                 envelope: Envelope::decode(m.payload.as_ref()).ok(),
             })

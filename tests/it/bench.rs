@@ -16,7 +16,7 @@ use switchboard_bench::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fanout_counts_every_delivery_as_a_sample_and_measures_both_floors() {
     let nats = Nats::start();
-    let server = Server::start(&nats);
+    let server = Server::start_with(&nats, &["--rate-limits", "off"]);
     let nats_url = nats.url();
     let args = FanoutArgs::try_parse_from([
         "fanout",
@@ -68,7 +68,7 @@ async fn fanout_counts_every_delivery_as_a_sample_and_measures_both_floors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn open_loop_send_accounts_for_every_scheduled_send_in_each_run() {
     let nats = Nats::start();
-    let server = Server::start(&nats);
+    let server = Server::start_with(&nats, &["--rate-limits", "off"]);
     let nats_url = nats.url();
     let args = SendArgs::try_parse_from([
         "send",
@@ -168,7 +168,7 @@ fn the_switchboard_binary_has_no_bench_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn history_folds_every_message_and_samples_every_read() {
     let nats = Nats::start();
-    let server = Server::start(&nats);
+    let server = Server::start_with(&nats, &["--rate-limits", "off"]);
     let nats_url = nats.url();
     let data = server.data.display().to_string();
     let args = switchboard_bench::history::HistoryArgs::try_parse_from([
@@ -226,7 +226,7 @@ async fn history_folds_every_message_and_samples_every_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unreads_bench_folds_everything_and_every_answer_lists_every_channel() {
     let nats = Nats::start();
-    let server = Server::start(&nats);
+    let server = Server::start_with(&nats, &["--rate-limits", "off"]);
     let nats_url = nats.url();
     let data = server.data.to_string_lossy().to_string();
     let args = UnreadsArgs::try_parse_from([

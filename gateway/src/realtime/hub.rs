@@ -32,6 +32,8 @@ pub struct RtEvent {
     pub about_user: Option<String>,
     pub kind: &'static str,
     pub frame: Arc<str>,
+    /// When it was appended (ms since the epoch), for the delivery latency.
+    pub ts_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +117,7 @@ pub fn rt_event(env: &Envelope, stream_seq: u64) -> Option<RtEvent> {
     };
     let (frame, seq) = event_frame(&env.channel_id, row);
     Some(RtEvent {
+        ts_ms: env.ts_ms,
         channel_id: Arc::from(env.channel_id.as_str()),
         seq,
         stream_seq,
@@ -153,8 +156,10 @@ pub fn rt_event_from_row(channel_id: &str, row: EventRow) -> RtEvent {
         .get("user_id")
         .and_then(|v| v.as_str())
         .map(str::to_string);
+    let ts_ms = row.ts_ms;
     let (frame, seq) = event_frame(channel_id, row);
     RtEvent {
+        ts_ms,
         channel_id: Arc::from(channel_id),
         seq,
         stream_seq: 0,
@@ -467,6 +472,20 @@ async fn history_head(core: &Commands, channel: &str) -> u64 {
 /// Broadcasts history events after `last` and before `before`; returns the
 /// new last seq passed on.
 async fn fill(
+    core: &Commands,
+    channel: &str,
+    tx: &broadcast::Sender<Item>,
+    last: u64,
+    before: u64,
+) -> u64 {
+    let now = fill_rows(core, channel, tx, last, before).await;
+    if now > last {
+        crate::metrics::gap_filled("hub", now - last);
+    }
+    now
+}
+
+async fn fill_rows(
     core: &Commands,
     channel: &str,
     tx: &broadcast::Sender<Item>,

@@ -22,6 +22,9 @@ pub struct Out {
     pub channel: Option<Arc<str>>,
     pub seq: u64,
     pub text: Arc<str>,
+    /// A live event's append time (ms since the epoch), for the delivery
+    /// latency; 0 for replayed events and other frames.
+    pub live_ts_ms: i64,
 }
 
 impl Out {
@@ -29,6 +32,7 @@ impl Out {
         Out {
             channel: None,
             seq: 0,
+            live_ts_ms: 0,
             text: Arc::from(s),
         }
     }
@@ -129,6 +133,7 @@ impl Session {
             channel: None,
             seq: 0,
             text,
+            live_ts_ms: 0,
         });
     }
 
@@ -149,13 +154,17 @@ impl Session {
             .resyncs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        std::mem::take(&mut *r)
+        let owed: Vec<_> = std::mem::take(&mut *r)
             .into_iter()
             .map(|(ch, after)| {
                 let frame = json!({"type": "resync", "channel_id": ch, "after_seq": after});
                 (ch, after, frame.to_string())
             })
-            .collect()
+            .collect();
+        if !owed.is_empty() {
+            crate::metrics::resyncs(owed.len());
+        }
+        owed
     }
 
     pub fn is_subscribed(&self, channel: &str) -> bool {
@@ -289,6 +298,7 @@ impl Session {
                 channel: Some(ev.channel_id.clone()),
                 seq: ev.seq,
                 text: ev.frame.clone(),
+                live_ts_ms: 0,
             })
             .await
             .is_ok()
@@ -413,7 +423,12 @@ impl Session {
             // Past leaves and rejoins in the replayed range do not stop it:
             // membership was just checked as of the head.
             match self.send_from_history(&channel, delivered, ch_head).await {
-                Ok(d) => delivered = d,
+                Ok(d) => {
+                    if d > delivered {
+                        crate::metrics::resumed(d - delivered);
+                    }
+                    delivered = d
+                }
                 Err(Gone) => return,
             }
             match self.follow_live(&channel, &mut rx, &mut delivered).await {
@@ -452,7 +467,10 @@ impl Session {
                             .send_from_history(channel, *delivered, ev.seq - 1)
                             .await
                         {
-                            Ok(d) => *delivered = d,
+                            Ok(d) => {
+                                crate::metrics::gap_filled("connection", d - *delivered);
+                                *delivered = d
+                            }
                             Err(Gone) => return Live::Stop,
                         }
                         if *delivered + 1 < ev.seq {
@@ -463,6 +481,7 @@ impl Session {
                         channel: Some(ev.channel_id.clone()),
                         seq: ev.seq,
                         text: ev.frame.clone(),
+                        live_ts_ms: ev.ts_ms,
                     }) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
@@ -483,6 +502,7 @@ impl Session {
                         let _ = self.out.try_send(Out {
                             channel: None,
                             seq: 0,
+                            live_ts_ms: 0,
                             text: frame,
                         });
                     }

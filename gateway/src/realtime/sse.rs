@@ -105,6 +105,8 @@ pub async fn stream(State(state): State<AppState>, req: axum::extract::Request) 
         session: session.clone(),
         beat,
         said_reconnect: false,
+
+        _open: crate::metrics::Connection::open("sse"),
     };
     let events = futures_util::stream::unfold(
         (
@@ -130,6 +132,9 @@ struct Guard {
     beat: tokio::task::JoinHandle<()>,
     /// The `reconnect` frame is queued (shutdown began); end after it.
     said_reconnect: bool,
+
+    /// Counted in `switchboard_open_connections{transport="sse"}`.
+    _open: crate::metrics::Connection,
 }
 
 impl Drop for Guard {

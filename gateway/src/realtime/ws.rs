@@ -8,13 +8,18 @@
 //! otherwise buffer a frame announced as 16 MiB for as long as the client
 //! trickles it), a connection follows at most
 //! [`super::MAX_CHANNELS_PER_CONNECTION`] channels, and presence frames
-//! cost at most one change per [`PRESENCE_INTERVAL`].
+//! cost at most one change per [`PRESENCE_INTERVAL`]. A connection sends
+//! at most its frame budget ([`crate::limits::RateLimits::ws_frames`]):
+//! past it, it gets an `error` frame `rate_limited` and a close (1008);
+//! typing frames past the user's typing limit get an `error` frame and
+//! are dropped.
 
 use super::frames::{self, ClientFrame, Status};
 use super::session::Session;
 use super::throttle::{Coalescer, PRESENCE_INTERVAL};
 use crate::error::ApiError;
 use crate::extract::UserCtx;
+use crate::limits::{Class, Key, Limiter};
 use crate::state::AppState;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Query, State};
@@ -152,6 +157,7 @@ fn ms_since(start: Instant) -> u64 {
 
 async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
     let rt = state.realtime.clone();
+    let _open = crate::metrics::Connection::open("ws");
     let (session, mut out, hello) = rt.open_session(user).await;
     let (mut sink, mut stream) = socket.split();
     let stall = rt.config.heartbeat * 2;
@@ -178,8 +184,14 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
         let session = session.clone();
         let last_heard = last_heard.clone();
         let rt = rt.clone();
+        let limits = state.limits.clone();
         tokio::spawn(async move {
             let mut presence = Coalescer::<Status>::new(PRESENCE_INTERVAL);
+            let frames = limits.connection();
+            let typing_key = limits.key(&(
+                session.user.caller.workspace_id.as_str(),
+                session.user.caller.user_id.as_str(),
+            ));
             loop {
                 let msg = tokio::select! {
                     m = stream.next() => m,
@@ -192,14 +204,21 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
                 };
                 let Some(Ok(msg)) = msg else { break };
                 last_heard.store(ms_since(start), Ordering::Relaxed);
+                if matches!(msg, Message::Text(_) | Message::Binary(_))
+                    && frames.as_ref().is_some_and(|f| !f.allow())
+                {
+                    return ReaderExit::Flooded;
+                }
                 match msg {
                     Message::Text(t) => {
-                        handle_frame(&session, &rt, &mut presence, t.as_str()).await
+                        let limit = (&*limits, typing_key);
+                        handle_frame(&session, &rt, &mut presence, limit, t.as_str()).await
                     }
                     Message::Close(_) => break,
                     _ => {}
                 }
             }
+            ReaderExit::Done
         })
     };
 
@@ -246,7 +265,13 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
                 ok
             }
             o = out.recv() => match o {
-                Some(o) => send(&mut sink, Message::Text(o.text.as_ref().into()), stall).await,
+                Some(o) => {
+                    let ok = send(&mut sink, Message::Text(o.text.as_ref().into()), stall).await;
+                    if ok && o.live_ts_ms > 0 {
+                        crate::metrics::delivered(seconds_since(o.live_ts_ms));
+                    }
+                    ok
+                }
                 None => false,
             },
             _ = ticker.tick() => {
@@ -258,7 +283,24 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
                     send(&mut sink, Message::Ping(Vec::new().into()), stall).await
                 }
             }
-            _ = &mut reader => false,
+            exit = &mut reader => {
+                if let Ok(ReaderExit::Flooded) = exit {
+                    tracing::debug!(session = %session.id, "frame flood; closing");
+                    let error = frames::error_frame(
+                        "rate_limited",
+                        None,
+                        "too many frames; this connection is closed, reconnect later",
+                    );
+                    if send(&mut sink, Message::Text(error.into()), CLOSE_GRACE).await {
+                        let bye = CloseFrame {
+                            code: close_code::POLICY,
+                            reason: "rate limited".into(),
+                        };
+                        send(&mut sink, Message::Close(Some(bye)), CLOSE_GRACE).await;
+                    }
+                }
+                false
+            }
         };
         if !ok {
             break;
@@ -270,6 +312,15 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
     rt.presence_disconnected(&session.user).await;
 }
 
+/// Seconds from `ts_ms` (ms since the epoch) to now; 0 if in the future
+/// (another gateway's clock).
+fn seconds_since(ts_ms: i64) -> f64 {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    (now_ms - ts_ms).max(0) as f64 / 1000.0
+}
+
 /// Sleeps until `at`, or forever when there is nothing to wait for.
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
@@ -278,10 +329,20 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// Why the reader stopped.
+enum ReaderExit {
+    /// The socket ended or failed, or the client closed it.
+    Done,
+    /// The client sent more frames than its connection may: it is told
+    /// (`error` `rate_limited`) and closed (1008).
+    Flooded,
+}
+
 async fn handle_frame(
     session: &Arc<Session>,
     rt: &super::Realtime,
     presence: &mut Coalescer<Status>,
+    (limits, typing_key): (&Limiter, Key),
     text: &str,
 ) {
     let frame = match frames::parse(text) {
@@ -308,7 +369,17 @@ async fn handle_frame(
                 session.unsubscribe(&ch);
             }
         }
-        ClientFrame::Typing { channel_id } => session.typing(&channel_id).await,
+        ClientFrame::Typing { channel_id } => match limits.check(Class::Typing, typing_key) {
+            Ok(()) => session.typing(&channel_id).await,
+            Err(l) => {
+                let message = format!(
+                    "too many typing frames; retry in {} s",
+                    l.retry_after_secs()
+                );
+                let f = frames::error_frame("rate_limited", Some(&channel_id), &message);
+                session.send_text(f).await
+            }
+        },
         ClientFrame::Ping => session.send_text(json!({"type": "pong"}).to_string()).await,
         ClientFrame::Presence { status } => {
             if let Some(s) = presence.offer(status, tokio::time::Instant::now()) {

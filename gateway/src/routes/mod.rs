@@ -1,7 +1,7 @@
 //! The v1 routes, one module per resource: [`tenants`], [`accounts`], [`auth`], [`channels`],
 //! [`messages`], [`reactions`], [`threads`], [`pins`], [`reads`], [`files`],
-//! [`notifications`], [`push`], [`search`], [`realtime`] and
-//! [`health`] (probes and the reference).
+//! [`notifications`], [`push`], [`search`], [`realtime`],
+//! [`health`] (probes and the reference) and [`metrics`].
 //!
 //! [`table`] is the one route table. Each handler's `#[utoipa::path]`
 //! states its method, path, parameters, body and responses, and
@@ -16,6 +16,8 @@ mod channels;
 mod files;
 mod health;
 mod messages;
+mod metrics;
+pub use metrics::metrics_only;
 mod notifications;
 mod pins;
 mod push;
@@ -44,6 +46,7 @@ pub(crate) fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::openapi))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(tenants::create_workspace))
         .routes(routes!(tenants::create_user))
         .routes(routes!(tenants::me))
@@ -129,12 +132,21 @@ pub fn app(state: AppState) -> Router {
         .load_shed()
         .concurrency_limit(MAX_IN_FLIGHT)
         .timeout(REQUEST_TIMEOUT);
+    let limiter = state.limits.clone();
     router
         .fallback(|| async { ApiError::not_found("route") })
+        // Per route (Router::layer), so it sees the matched path; inside
+        // the body limit and load shedding, before any handler runs.
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            crate::limits::enforce,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(limits)
         .layer(axum::middleware::map_response(crate::error::json_errors))
         .layer(axum::middleware::from_fn(server_timing))
+        // Outermost: the request id and latency cover everything above.
+        .layer(axum::middleware::from_fn(crate::observe::observe))
         .with_state(state)
 }
 
