@@ -88,16 +88,28 @@ fn is_secret(id: &str) -> bool {
         .any(|w| id.contains(w))
 }
 
-/// A URL with its user and password (`scheme://user:pass@host`) hidden.
-fn redact_userinfo(value: &str) -> String {
-    let Some((scheme, rest)) = value.split_once("://") else {
-        return value.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => value.to_string(),
-    }
+/// URLs with their user and password (`scheme://user:pass@host`, or
+/// `user:pass@host` without a scheme) hidden; a comma-separated list (the
+/// NATS servers) URL by URL.
+pub fn redact_userinfo(value: &str) -> String {
+    value
+        .split(',')
+        .map(|url| {
+            let (scheme, rest) = match url.split_once("://") {
+                Some((s, r)) => (Some(s), r),
+                None => (None, url),
+            };
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => match scheme {
+                    Some(s) => format!("{s}://***@{}", &rest[at + 1..]),
+                    None => format!("***@{}", &rest[at + 1..]),
+                },
+                None => url.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// One line per setting in force: `name = value (source)`, secrets
@@ -159,6 +171,12 @@ mod tests {
         );
         assert_eq!(redact_userinfo("http://os:9200"), "http://os:9200");
         assert_eq!(redact_userinfo("127.0.0.1:8080"), "127.0.0.1:8080");
+        // Every URL of a server list, and userinfo without a scheme.
+        assert_eq!(
+            redact_userinfo("nats://u:p@a:4222,nats://u:p@b:4222"),
+            "nats://***@a:4222,nats://***@b:4222"
+        );
+        assert_eq!(redact_userinfo("u:p@host:4222"), "***@host:4222");
         assert!(is_secret("admin_token") && is_secret("encryption_key_file"));
         assert!(!is_secret("listen"));
     }

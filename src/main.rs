@@ -132,8 +132,13 @@ impl Common {
         };
         let nats = tokio::time::timeout(Duration::from_secs(30), connect(&url))
             .await
-            .with_context(|| format!("connecting to NATS at {url} timed out"))?
-            .with_context(|| format!("connecting to NATS at {url}"))?;
+            .with_context(|| {
+                format!(
+                    "connecting to NATS at {} timed out",
+                    config::redact_userinfo(&url)
+                )
+            })?
+            .with_context(|| format!("connecting to NATS at {}", config::redact_userinfo(&url)))?;
         let log = Log::open(nats, self.log_config())
             .await
             .context("opening the JetStream log stream")?;

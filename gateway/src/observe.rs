@@ -57,6 +57,24 @@ pub fn new_id() -> String {
 
 /// The middleware (added with `Router::layer`, so the matched route is
 /// known).
+/// The `method` label: the standard methods by name, anything else
+/// `OTHER` (a client may send any token as a method; each new label value
+/// would be a new series kept for the process' life).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
+}
+
 pub async fn observe(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let id = req
@@ -77,7 +95,7 @@ pub async fn observe(req: Request, next: Next) -> Response {
     // The access log, at debug (off by default).
     span.in_scope(|| tracing::debug!(status, ms = start.elapsed().as_secs_f64() * 1e3, "answered"));
     crate::metrics::http_request(
-        method.as_str(),
+        method_label(&method),
         &route,
         status,
         start.elapsed().as_secs_f64(),

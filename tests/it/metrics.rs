@@ -373,3 +373,24 @@ async fn json_log_lines_carry_the_request_id() {
     assert_eq!(v["span"]["route"], "/healthz", "{v}");
     assert_eq!(v["fields"]["status"], 200, "{v}");
 }
+
+/// Review finding: the `method` label came from the request, so a client
+/// could add a new series per made-up method. Only standard methods are
+/// labels; anything else counts as `OTHER`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_do_not_add_series() {
+    let nats = Nats::start();
+    let server = Server::start(&nats);
+    let api = server.api();
+    for i in 0..3 {
+        let m = Method::from_bytes(format!("M{i:05}").as_bytes()).expect("method token");
+        let r = reqwest::Client::new()
+            .request(m, format!("{}/v1/channels", api.base))
+            .send()
+            .await
+            .expect("request");
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
+    let text = scrape_until(&api, "OTHER requests", |t| t.contains("method=\"OTHER\"")).await;
+    assert!(!text.contains("M00000"), "{text}");
+}

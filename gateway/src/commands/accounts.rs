@@ -119,10 +119,16 @@ impl Commands {
     /// Appends an account decision to the caller's workspace subject, made
     /// against the ACL model caught up to its head (re-made on a conflict).
     /// `None`: nothing to append (the change is in place already).
+    ///
+    /// `caller` (absent for an invite's acceptance) is re-read from the
+    /// model at the same head: the request was authenticated earlier (the
+    /// session cache keeps a user for up to 10 s), and an admin demoted or
+    /// a user deactivated meanwhile must not decide with what it was then.
     pub(super) async fn append_account<F, Fut>(
         &self,
         ws: &str,
         who: &str,
+        caller: Option<&Caller>,
         decide: F,
     ) -> ApiResult<Option<Appended>>
     where
@@ -134,6 +140,19 @@ impl Commands {
             .log
             .append_decided::<(), _, _, _>(&subjects::workspace(ws), |basis| async move {
                 self.models_at(basis, false).await?;
+                if let Some(c) = caller {
+                    let now = self.account_state(&c.workspace_id, &c.user_id).await?;
+                    match now.target {
+                        Some(a) if !a.deactivated => {
+                            if c.admin && !a.admin {
+                                return Err(ApiError::forbidden(
+                                    "only workspace admins may do this (the caller is not one any more)",
+                                ));
+                            }
+                        }
+                        _ => return Err(ApiError::unauthorized()),
+                    }
+                }
                 let decided = decide().await?;
                 settle_or_unchanged(basis, decided, |seq, body| {
                     Self::envelope(ws, "", who, seq, body)
@@ -188,10 +207,15 @@ impl Commands {
         };
         let (cmd, by) = (&cmd, caller);
         let appended = self
-            .append_account(by.workspace_id.as_str(), by.user_id.as_str(), || async {
-                let state = self.account_state(&by.workspace_id, target).await?;
-                Ok(decide::decide_issue_token(by, &state, cmd, now_ms()).map(Some))
-            })
+            .append_account(
+                by.workspace_id.as_str(),
+                by.user_id.as_str(),
+                Some(by),
+                || async {
+                    let state = self.account_state(&by.workspace_id, target).await?;
+                    Ok(decide::decide_issue_token(by, &state, cmd, now_ms()).map(Some))
+                },
+            )
             .await?;
         let Some(a) = appended else {
             return Err(ApiError::internal("issue_token", &"no event was decided"));
@@ -270,6 +294,7 @@ impl Commands {
             .append_account(
                 by.caller.workspace_id.as_str(),
                 by.caller.user_id.as_str(),
+                Some(&by.caller),
                 || async {
                     let (ws, tid) = (by.caller.workspace_id.to_string(), id.to_string());
                     let token = self.acl.read(move |c| acl::token(c, &ws, &tid)).await?;
@@ -303,6 +328,7 @@ impl Commands {
             .append_account(
                 by.caller.workspace_id.as_str(),
                 by.caller.user_id.as_str(),
+                Some(&by.caller),
                 || async { Ok(Ok(Some(decide::decide_revoke_sessions(&by.caller)))) },
             )
             .await?;
@@ -331,6 +357,7 @@ impl Commands {
             .append_account(
                 by.caller.workspace_id.as_str(),
                 by.caller.user_id.as_str(),
+                Some(&by.caller),
                 || async {
                     let state = self.account_state(&by.caller.workspace_id, target).await?;
                     Ok(match change {

@@ -129,8 +129,10 @@ impl Commands {
     /// concerns are evicted at once, and authentication waits for the ACL
     /// model to fold it before trusting the model again.
     pub fn access_changed(&self, stream_seq: u64, change: &AccessChange<'_>) {
-        self.access_gen.fetch_add(1, Ordering::AcqRel);
+        // `access_seen` first: a lookup that reads the new generation must
+        // also see the position it has to wait for.
         self.access_seen.fetch_max(stream_seq, Ordering::AcqRel);
+        self.access_gen.fetch_add(1, Ordering::AcqRel);
         let mut sessions = self
             .sessions
             .lock()

@@ -30,6 +30,7 @@ use switchboard_core::ids::{UserId, WorkspaceId};
 use switchboard_core::secret::token_hash;
 use switchboard_core::validate::DisplayName;
 use switchboard_projections::acl::{self, UserView};
+use tokio::sync::Semaphore;
 
 /// KV bucket of password hashes (see the module docs).
 pub const PASSWORDS_BUCKET: &str = "sb_passwords";
@@ -166,16 +167,14 @@ impl Commands {
         };
         self.fresh_reads().await?;
         decide_for(&self.account_state(ws, target).await?)?;
-        let phc = tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(|e| ApiError::internal("password hash task", &e))??;
+        let phc = argon(move || hash_password(&password)).await??;
         self.passwords()
             .await?
             .put(format!("{ws}.{target}"), phc.into())
             .await
             .map_err(|e| ApiError::unavailable(format!("storing the password failed: {e}")))?;
         let who = caller.map_or(target.as_str(), |c| c.user_id.as_str());
-        self.append_account(ws.as_str(), who, || async {
+        self.append_account(ws.as_str(), who, caller, || async {
             let state = self.account_state(ws, target).await?;
             Ok(decide_for(&state).map(Some))
         })
@@ -195,18 +194,27 @@ impl Commands {
     ) -> ApiResult<()> {
         let password = Password::parse(password)?;
         let target = match user {
+            // The admin route sets *another* user's password: one's own is
+            // changed with the current password (`PUT /v1/me/password`), so
+            // a stolen session or token cannot take the account over.
+            Some(u) if u == by.caller.user_id.as_str() => {
+                return Err(ApiError::invalid(
+                    "use PUT /v1/me/password (with current_password) for your own password",
+                ));
+            }
             Some(u) => UserId::parse(u).map_err(|_| ApiError::not_found("user"))?,
             None => {
                 let ws = by.caller.workspace_id.clone();
                 let key = format!("{ws}.{}", by.caller.user_id);
-                let existing = self.passwords().await?.get(key).await.ok().flatten();
+                // A store that cannot answer must not read as "no password
+                // set" (that would skip the current-password check).
+                let existing = self.passwords().await?.get(key).await.map_err(|e| {
+                    ApiError::unavailable(format!("reading the password failed: {e}"))
+                })?;
                 if let Some(phc) = existing {
                     let phc = String::from_utf8_lossy(&phc).into_owned();
                     let current = current.unwrap_or_default().to_string();
-                    let ok =
-                        tokio::task::spawn_blocking(move || verify_password(&current, Some(&phc)))
-                            .await
-                            .unwrap_or(false);
+                    let ok = argon(move || verify_password(&current, Some(&phc))).await?;
                     if !ok {
                         return Err(ApiError::forbidden("current_password is missing or wrong"));
                     }
@@ -320,9 +328,7 @@ impl Commands {
             None => None,
         };
         let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, phc.as_deref()))
-            .await
-            .unwrap_or(false);
+        let ok = argon(move || verify_password(&password, phc.as_deref())).await?;
         let Some(user) = found.filter(|_| ok) else {
             return Err(bad_credentials());
         };
@@ -379,4 +385,26 @@ impl Commands {
             self.revoke_token(by, &id).await
         }
     }
+}
+
+/// argon2id runs at once in this process (each holds ~19 MiB and a core
+/// for tens of milliseconds): a crowd of sign-ins queues here instead of
+/// filling the blocking pool and memory.
+const ARGON_AT_ONCE: usize = 2;
+static ARGON: Semaphore = Semaphore::const_new(ARGON_AT_ONCE);
+/// How long a hash waits for its turn before the request is answered 503.
+const ARGON_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs a password hash or verification on the blocking pool, at most
+/// [`ARGON_AT_ONCE`] at a time.
+async fn argon<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+    let permit = tokio::time::timeout(ARGON_WAIT, ARGON.acquire())
+        .await
+        .map_err(|_| ApiError::unavailable("too many sign-ins at once; retry shortly"))?
+        .map_err(|e| ApiError::internal("password hashing", &e))?;
+    let out = tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal("password hash task", &e))?;
+    drop(permit);
+    Ok(out)
 }

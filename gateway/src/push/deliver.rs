@@ -322,8 +322,8 @@ async fn handle(push: &Push, deps: &Deps, job: &Job, m: &jetstream::Message) -> 
     ))
 }
 
-/// Whether the notification's user may read its channel now; `None` when
-/// the model cannot say.
+/// Whether the notification's user may read its channel now (an active
+/// user and a reader of the channel); `None` when the model cannot say.
 async fn may_read(core: &Commands, row: &NotificationRow) -> Option<bool> {
     let caller = Caller {
         workspace_id: WorkspaceId::from_trusted(row.workspace_id.clone()),
@@ -333,7 +333,19 @@ async fn may_read(core: &Commands, row: &NotificationRow) -> Option<bool> {
     let channel = ChannelId::from_trusted(row.channel_id.clone());
     core.acl
         .read(move |c| {
-            Ok(authz::authorize(&AclDirectory(c), &caller, &channel, Action::Read).is_ok())
+            // A deactivated user keeps its memberships (for reactivation)
+            // but reads nothing, pushes included.
+            let active: bool = c
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM users
+                                    WHERE id = ?1 AND workspace_id = ?2 AND NOT deactivated)",
+                )?
+                .query_row(
+                    [caller.user_id.as_str(), caller.workspace_id.as_str()],
+                    |r| r.get(0),
+                )?;
+            Ok(active
+                && authz::authorize(&AclDirectory(c), &caller, &channel, Action::Read).is_ok())
         })
         .await
         .ok()
