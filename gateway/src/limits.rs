@@ -78,7 +78,8 @@ pub fn classify(method: &Method, path: &str) -> Option<Class> {
         | ("DELETE", "/v1/messages/{id}/reactions/{emoji}")
         | ("POST" | "DELETE", "/v1/channels/{id}/pins/{message_id}") => Some(Class::Edits),
         ("POST", "/v1/files") => Some(Class::Uploads),
-        ("POST", "/v1/realtime/tickets") => Some(Class::Tickets),
+        // Credentials minted: real-time tickets and tokens.
+        ("POST", "/v1/realtime/tickets") | ("POST", "/v1/tokens") => Some(Class::Tickets),
         _ => None,
     }
 }

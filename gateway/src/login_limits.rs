@@ -51,6 +51,9 @@ fn quota(burst: u32, period: Duration) -> Quota {
         .allow_burst(burst)
 }
 
+/// Characters of `workspace/handle` an account key keeps.
+const MAX_ACCOUNT_CHARS: usize = 128;
+
 impl LoginLimits {
     /// Counts one attempt at `account` from `address`; `Err(wait)` when
     /// either is over its limit (then the attempt must not proceed).
@@ -62,8 +65,15 @@ impl LoginLimits {
         self.addresses
             .check_key(&address.to_string())
             .map_err(|n| n.wait_time_from(now))?;
+        // Handles are short; a long one is cut, so a body of junk cannot
+        // make large keys.
+        let account: String = account
+            .to_lowercase()
+            .chars()
+            .take(MAX_ACCOUNT_CHARS)
+            .collect();
         self.accounts
-            .check_key(&account.to_lowercase())
+            .check_key(&account)
             .map_err(|n| n.wait_time_from(now))
     }
 

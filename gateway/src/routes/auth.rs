@@ -36,11 +36,21 @@ pub(super) struct SessionJson {
     expires_at: String,
 }
 
-/// The client address sign-in attempts are limited by.
+/// The client address sign-in attempts are limited by (an IPv6 client by
+/// its /64).
 fn address(ext: &Extensions) -> String {
-    crate::tls::peer_ip(ext)
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "unknown".into())
+    match crate::tls::peer_ip(ext) {
+        // One IPv6 host commonly holds a whole /64: limit the prefix.
+        Some(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Some(ip) => ip.to_string(),
+        None => "unknown".into(),
+    }
 }
 
 /// Whether cookies get `Secure`: this listener serves TLS (`--tls-cert`),
