@@ -255,8 +255,7 @@ pub struct Limited {
 impl Limited {
     /// `Retry-After` in whole seconds, rounded up, at least 1.
     pub fn retry_after_secs(&self) -> u64 {
-        let d = self.retry_after;
-        (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+        crate::login_limits::retry_after_secs(self.retry_after)
     }
 
     /// The 429 answer: `rate_limited`, with `Retry-After` (the one

@@ -55,6 +55,47 @@ fn the_bundled_sqlite_has_fts5_and_its_tokenizers() {
     assert_eq!(n("SELECT COUNT(*) FROM g WHERE g MATCH '東京'"), 0);
 }
 
+/// Schema v4: a root's first reply marks the root's row and leaves its
+/// index entries alone (no `zthread` term anywhere; the root's terms are
+/// the ones it was posted with), and `is:thread` still finds the root.
+#[test]
+fn a_first_reply_marks_the_root_without_reindexing_it() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[f.ch(CH, "alice", posted("R", "standup notes"))]);
+    let terms_before = m.int(
+        "SELECT COUNT(*) FROM fts_terms WHERE doc = (SELECT id FROM docs WHERE message_id = 'R')",
+        [],
+    );
+    m.apply(&[
+        f.ch(CH, "bob", reply("A", "R", "standup moved")),
+        f.ch(CH, "carol", reply("B", "R", "standup again")),
+    ]);
+    assert_eq!(
+        m.int("SELECT has_replies FROM docs WHERE message_id = 'R'", []),
+        1
+    );
+    assert_eq!(
+        m.int(
+            "SELECT COUNT(*) FROM fts_terms WHERE doc = (SELECT id FROM docs WHERE message_id = 'R')",
+            [],
+        ),
+        terms_before
+    );
+    assert_eq!(
+        m.int("SELECT COUNT(*) FROM fts_terms WHERE term = 'zthread'", []),
+        0
+    );
+    assert_eq!(
+        m.int("SELECT COUNT(*) FROM docs WHERE meta LIKE '%zthread%'", []),
+        0
+    );
+    assert_eq!(find(&m, "standup is:thread"), ["A", "B", "R"]);
+    // A post nobody replied to is not in a thread.
+    m.apply(&[f.ch(CH, "alice", posted("S", "standup alone"))]);
+    assert_eq!(find(&m, "standup is:thread"), ["A", "B", "R"]);
+    assert_eq!(find(&m, "standup"), ["A", "B", "R", "S"]);
+}
+
 #[test]
 fn posts_replies_and_file_names_are_found() {
     let (mut m, mut f) = (model(), Feed::new());
