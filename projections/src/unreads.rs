@@ -802,8 +802,10 @@ pub fn unreads(
     user: &str,
     channels: &[String],
 ) -> rusqlite::Result<UnreadSummary> {
-    let list = serde_json::Value::from(channels.to_vec()).to_string();
+    let list = serde_json::to_string(channels)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     let mut stmt = conn.prepare_cached(CHANNELS_SQL)?;
+    let mut channels_out = Vec::with_capacity(channels.len());
     let rows = stmt.query_map(params![list, user], |r| {
         let (fix_unread, fix_mentions) = unpack_fixes(r.get::<_, Option<i64>>(8)?.unwrap_or(0));
         let unread = (r.get::<_, i64>(6)? + fix_unread).max(0) as u64;
@@ -822,7 +824,9 @@ pub fn unreads(
             latest_ts: r.get(3)?,
         })
     })?;
-    let channels_out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    for row in rows {
+        channels_out.push(row?);
+    }
     let mut stmt = conn.prepare_cached(THREADS_SQL)?;
     let rows = stmt.query_map(params![list, user], |r| {
         let unread = r.get::<_, i64>(4)?.max(0) as u64;

@@ -4,11 +4,13 @@
 
 use super::channel_id;
 use super::messages::message_id;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Path, User};
 use crate::state::AppState;
 use crate::views::{MarkerView, UnreadsView};
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use switchboard_core::commands::reads::MoveMarker;
@@ -98,10 +100,14 @@ pub(super) async fn mark_unread(
 /// follows there (started, replied in, or mentioned in).
 #[utoipa::path(get, path = "/v1/unreads", tag = TAG, security(("user" = [])),
     responses((status = 200, description = "unread counts", body = UnreadsView)))]
-pub(super) async fn unreads(
-    State(s): State<AppState>,
-    User(u): User,
-) -> ApiResult<Json<UnreadsView>> {
+pub(super) async fn unreads(State(s): State<AppState>, User(u): User) -> ApiResult<Response> {
     let summary = s.commands.unread_summary(&u).await?;
-    Ok(Json(UnreadsView::from_summary(summary)))
+    let view = UnreadsView::from_summary(summary);
+    // A member of hundreds of channels gets a body of tens of KiB: sized
+    // once (about 110 bytes a channel, 130 a thread) instead of grown by
+    // doubling from 128 bytes.
+    let mut body = Vec::with_capacity(32 + view.channels.len() * 128 + view.threads.len() * 144);
+    serde_json::to_writer(&mut body, &view)
+        .map_err(|e| ApiError::internal("serializing unreads", &e))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
