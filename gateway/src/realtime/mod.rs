@@ -191,7 +191,7 @@ impl Realtime {
         user: UserCtx,
     ) -> (
         Arc<Session>,
-        tokio::sync::mpsc::Receiver<session::Out>,
+        tokio::sync::mpsc::Receiver<Box<session::Out>>,
         String,
     ) {
         let (session, out) = Session::new(

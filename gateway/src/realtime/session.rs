@@ -2,7 +2,7 @@
 //! (WebSocket or SSE): which channels it follows, its bounded outbound
 //! queue, and the resyncs owed to it.
 
-use super::hub::{rt_event_from_row, Hub, Item, RtEvent};
+use super::hub::{rt_event_from_row, Feed, Hub, Item, RtEvent};
 use super::{subjects, RealtimeConfig, MAX_CHANNELS_PER_CONNECTION};
 use crate::commands::Commands;
 use crate::extract::UserCtx;
@@ -28,13 +28,13 @@ pub struct Out {
 }
 
 impl Out {
-    fn text(s: String) -> Out {
-        Out {
+    fn text(s: String) -> Box<Out> {
+        Box::new(Out {
             channel: None,
             seq: 0,
             live_ts_ms: 0,
             text: Arc::from(s),
-        }
+        })
     }
 }
 
@@ -54,7 +54,9 @@ pub struct Session {
     pub user: UserCtx,
     core: Arc<Commands>,
     hub: Arc<Hub>,
-    out: mpsc::Sender<Out>,
+    /// Boxed: the channel's first block holds 32 slots from the start,
+    /// 8 bytes each instead of an `Out`'s 48 (most connections are idle).
+    out: mpsc::Sender<Box<Out>>,
     resyncs: Mutex<BTreeMap<String, u64>>,
     /// Frames that found the queue full, latest per key (a read marker's
     /// channel and thread), sent when the writer wakes: what a slow
@@ -75,7 +77,7 @@ impl Session {
         user: UserCtx,
         cfg: &RealtimeConfig,
         typing: Arc<Mutex<HashMap<(String, String), Instant>>>,
-    ) -> (Arc<Session>, mpsc::Receiver<Out>) {
+    ) -> (Arc<Session>, mpsc::Receiver<Box<Out>>) {
         let (tx, rx) = mpsc::channel(cfg.outbound_queue.max(1));
         let id = crate::commands::new_token().replacen("sbt_", "s_", 1);
         (
@@ -129,12 +131,12 @@ impl Session {
     /// Queues a frame that is not a channel event (a notification) without
     /// waiting; a full queue drops it.
     pub fn send_ephemeral(&self, text: Arc<str>) {
-        let _ = self.out.try_send(Out {
+        let _ = self.out.try_send(Box::new(Out {
             channel: None,
             seq: 0,
             text,
             live_ts_ms: 0,
-        });
+        }));
     }
 
     fn owe_resync(&self, channel: &str, after: u64) {
@@ -294,12 +296,12 @@ impl Session {
     /// fill). Returns false when the connection is gone.
     async fn send_event(&self, ev: &RtEvent) -> bool {
         self.out
-            .send(Out {
+            .send(Box::new(Out {
                 channel: Some(ev.channel_id.clone()),
                 seq: ev.seq,
                 text: ev.frame.clone(),
                 live_ts_ms: 0,
-            })
+            }))
             .await
             .is_ok()
     }
@@ -379,17 +381,45 @@ impl Session {
     }
 
     async fn forward(self: Arc<Self>, channel: String, after: u64) {
-        let ws = self.user.caller.workspace_id.clone();
         let mut delivered = after;
         // Attach to the channel's feed, catch up from history, then follow
         // live events; if the feed ends (its NATS subscription closed),
-        // attach again and catch up from where delivery stopped.
+        // attach again and catch up from where delivery stopped. The
+        // catch-up is boxed: this task lives as long as the subscription,
+        // and while it idles in `follow_live` it should hold only what
+        // following needs, not the state of a history replay.
         loop {
-            let feed = match self.hub.feed(&ws, &channel).await {
-                Ok(f) => f,
-                Err(_) => return self.refuse(&channel, "unavailable").await,
+            // The feed is held while following: dropping the last handle
+            // ends it.
+            let Some((_feed, mut rx)) = Box::pin(self.attach(&channel, &mut delivered)).await
+            else {
+                return;
             };
-            let Some(mut rx) = feed.subscribe() else {
+            match self.follow_live(&channel, &mut rx, &mut delivered).await {
+                Live::Stop => return,
+                Live::FeedEnded => continue,
+            }
+        }
+    }
+
+    /// Attaches to `channel`'s feed and replays history after `delivered`
+    /// up to the channel's head; `None` when delivery ends (no feed, not a
+    /// member, the connection gone).
+    async fn attach(
+        &self,
+        channel: &str,
+        delivered: &mut u64,
+    ) -> Option<(Arc<Feed>, broadcast::Receiver<Item>)> {
+        let ws = self.user.caller.workspace_id.clone();
+        loop {
+            let feed = match self.hub.feed(&ws, channel).await {
+                Ok(f) => f,
+                Err(_) => {
+                    self.refuse(channel, "unavailable").await;
+                    return None;
+                }
+            };
+            let Some(rx) = feed.subscribe() else {
                 continue;
             };
             // Everything stored before the subscription is in the log up to
@@ -405,15 +435,15 @@ impl Session {
                 }
                 None => false,
             };
-            if !self.still_member(&channel, head.unwrap_or(0)).await {
-                return;
+            if !self.still_member(channel, head.unwrap_or(0)).await {
+                return None;
             }
             if !caught_up {
                 // Replay may miss the newest events: tell the client to check.
-                self.owe_resync(&channel, delivered);
+                self.owe_resync(channel, *delivered);
             }
             let ch_head = {
-                let ch = channel.clone();
+                let ch = channel.to_string();
                 self.core
                     .history
                     .read(move |c| history::head_seq(c, &ch))
@@ -422,19 +452,16 @@ impl Session {
             };
             // Past leaves and rejoins in the replayed range do not stop it:
             // membership was just checked as of the head.
-            match self.send_from_history(&channel, delivered, ch_head).await {
+            return match self.send_from_history(channel, *delivered, ch_head).await {
                 Ok(d) => {
-                    if d > delivered {
-                        crate::metrics::resumed(d - delivered);
+                    if d > *delivered {
+                        crate::metrics::resumed(d - *delivered);
                     }
-                    delivered = d
+                    *delivered = d;
+                    Some((feed, rx))
                 }
-                Err(Gone) => return,
-            }
-            match self.follow_live(&channel, &mut rx, &mut delivered).await {
-                Live::Stop => return,
-                Live::FeedEnded => continue,
-            }
+                Err(Gone) => None,
+            };
         }
     }
 
@@ -450,39 +477,17 @@ impl Session {
                     if ev.seq <= *delivered {
                         continue;
                     }
-                    if ev.seq > *delivered + 1 {
-                        // A gap (this receiver lagged, or the hub skipped):
-                        // fill it from history before anything later, and
-                        // re-check membership as of this event — a removal
-                        // may be in the range.
-                        let before = ev.stream_seq.saturating_sub(1);
-                        self.core
-                            .history_progress
-                            .wait_for(before, Duration::from_secs(3))
-                            .await;
-                        if !self.still_member(channel, before).await {
-                            return Live::Stop;
-                        }
-                        match self
-                            .send_from_history(channel, *delivered, ev.seq - 1)
-                            .await
-                        {
-                            Ok(d) => {
-                                crate::metrics::gap_filled("connection", d - *delivered);
-                                *delivered = d
-                            }
-                            Err(Gone) => return Live::Stop,
-                        }
-                        if *delivered + 1 < ev.seq {
-                            self.owe_resync(channel, *delivered);
-                        }
+                    if ev.seq > *delivered + 1
+                        && !Box::pin(self.fill_gap(channel, delivered, &ev)).await
+                    {
+                        return Live::Stop;
                     }
-                    match self.out.try_send(Out {
+                    match self.out.try_send(Box::new(Out {
                         channel: Some(ev.channel_id.clone()),
                         seq: ev.seq,
                         text: ev.frame.clone(),
                         live_ts_ms: ev.ts_ms,
-                    }) {
+                    })) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             // Slow reader: it gets a resync instead of this
@@ -499,12 +504,12 @@ impl Session {
                 }
                 Ok(Item::Ephemeral { from_user, frame }) => {
                     if from_user != self.user.caller.user_id.as_str() {
-                        let _ = self.out.try_send(Out {
+                        let _ = self.out.try_send(Box::new(Out {
                             channel: None,
                             seq: 0,
                             live_ts_ms: 0,
                             text: frame,
-                        });
+                        }));
                     }
                 }
                 // Lagged: the next event shows the gap, which is filled then.
@@ -512,6 +517,35 @@ impl Session {
                 Err(broadcast::error::RecvError::Closed) => return Live::FeedEnded,
             }
         }
+    }
+
+    /// A gap before live event `ev` (this receiver lagged, or the hub
+    /// skipped): fills it from history before anything later, and re-checks
+    /// membership as of `ev` — a removal may be in the range. False when
+    /// delivery ends. (Boxed by its caller: rare, and larger than following.)
+    async fn fill_gap(&self, channel: &str, delivered: &mut u64, ev: &RtEvent) -> bool {
+        let before = ev.stream_seq.saturating_sub(1);
+        self.core
+            .history_progress
+            .wait_for(before, Duration::from_secs(3))
+            .await;
+        if !self.still_member(channel, before).await {
+            return false;
+        }
+        match self
+            .send_from_history(channel, *delivered, ev.seq - 1)
+            .await
+        {
+            Ok(d) => {
+                crate::metrics::gap_filled("connection", d - *delivered);
+                *delivered = d
+            }
+            Err(Gone) => return false,
+        }
+        if *delivered + 1 < ev.seq {
+            self.owe_resync(channel, *delivered);
+        }
+        true
     }
 
     fn stop_following(&self, channel: &str) {

@@ -150,7 +150,7 @@ impl Drop for Guard {
 /// frozen at a resync's `after_seq`, frames ready to go, guard.
 type StepState = (
     Arc<Session>,
-    mpsc::Receiver<Out>,
+    mpsc::Receiver<Box<Out>>,
     BTreeMap<String, u64>,
     BTreeSet<String>,
     VecDeque<Arc<str>>,

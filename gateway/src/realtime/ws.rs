@@ -134,9 +134,10 @@ pub async fn upgrade(State(state): State<AppState>, req: axum::extract::Request)
         Err(e) => return e.into_response(),
     };
     // tungstenite's defaults are 128 KiB read and write buffers per socket;
-    // chat frames are small, and 20k idle connections must fit in memory.
+    // chat frames are small, and 20k idle connections must fit in memory
+    // (a larger client frame grows the buffer to fit it).
     let rt = state.realtime.clone();
-    ws.read_buffer_size(2 * 1024)
+    ws.read_buffer_size(512)
         .write_buffer_size(4 * 1024)
         .max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
@@ -158,18 +159,22 @@ fn ms_since(start: Instant) -> u64 {
 async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
     let rt = state.realtime.clone();
     let _open = crate::metrics::Connection::open("ws");
-    let (session, mut out, hello) = rt.open_session(user).await;
+    // What a connection awaits only at its start and end, and what it
+    // awaits rarely (a presence write, a client frame's handling), is
+    // boxed: the two tasks of an idle connection hold only the state of
+    // waiting, not the largest future they might ever await.
+    let (session, mut out, hello) = Box::pin(rt.open_session(user)).await;
     let (mut sink, mut stream) = socket.split();
     let stall = rt.config.heartbeat * 2;
     if !send(&mut sink, Message::Text(hello.into()), stall).await {
-        rt.presence_disconnected(&session.user).await;
+        Box::pin(rt.presence_disconnected(&session.user)).await;
         return;
     }
     session.follow_joins();
     // Revoked between authentication and registration: the access router
     // could not see this session yet.
     if !matches!(
-        state.commands.still_authorized(&session.user).await,
+        Box::pin(state.commands.still_authorized(&session.user)).await,
         Ok(true)
     ) {
         session.revoked.cancel();
@@ -197,7 +202,7 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
                     m = stream.next() => m,
                     () = sleep_until(presence.deadline()) => {
                         if let Some(s) = presence.take_due(tokio::time::Instant::now()) {
-                            rt.presence_set(&session.user, s.as_str()).await;
+                            Box::pin(rt.presence_set(&session.user, s.as_str())).await;
                         }
                         continue;
                     }
@@ -212,7 +217,14 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
                 match msg {
                     Message::Text(t) => {
                         let limit = (&*limits, typing_key);
-                        handle_frame(&session, &rt, &mut presence, limit, t.as_str()).await
+                        Box::pin(handle_frame(
+                            &session,
+                            &rt,
+                            &mut presence,
+                            limit,
+                            t.as_str(),
+                        ))
+                        .await
                     }
                     Message::Close(_) => break,
                     _ => {}
@@ -279,7 +291,7 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
                     tracing::debug!(session = %session.id, "missed two heartbeats; closing");
                     false
                 } else {
-                    rt.presence_heartbeat(&session.user).await;
+                    Box::pin(rt.presence_heartbeat(&session.user)).await;
                     send(&mut sink, Message::Ping(Vec::new().into()), stall).await
                 }
             }
@@ -309,7 +321,7 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
     reader.abort();
     session.close();
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
-    rt.presence_disconnected(&session.user).await;
+    Box::pin(rt.presence_disconnected(&session.user)).await;
 }
 
 /// Seconds from `ts_ms` (ms since the epoch) to now; 0 if in the future
