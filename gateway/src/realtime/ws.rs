@@ -277,13 +277,7 @@ async fn run(socket: WebSocket, state: AppState, user: UserCtx) {
                 ok
             }
             o = out.recv() => match o {
-                Some(o) => {
-                    let ok = send(&mut sink, Message::Text(o.text.as_ref().into()), stall).await;
-                    if ok && o.live_ts_ms > 0 {
-                        crate::metrics::delivered(seconds_since(o.live_ts_ms));
-                    }
-                    ok
-                }
+                Some(o) => send_queued(&mut sink, o, &mut out, stall).await,
                 None => false,
             },
             _ = ticker.tick() => {
@@ -405,6 +399,49 @@ async fn invalid(session: &Session, message: &str) {
     session
         .send_text(frames::error_frame("invalid_request", None, message))
         .await;
+}
+
+/// Most frames written before one flush.
+const MAX_BATCH: usize = 32;
+
+/// Sends `first` and the frames queued behind it (up to [`MAX_BATCH`]) with
+/// one flush: a connection that fell behind catches up in one write
+/// instead of one per frame. False when the socket failed or the client
+/// has not taken them within `stall`.
+async fn send_queued<S>(
+    sink: &mut S,
+    first: Box<super::session::Out>,
+    out: &mut tokio::sync::mpsc::Receiver<Box<super::session::Out>>,
+    stall: std::time::Duration,
+) -> bool
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let mut live = [0i64; MAX_BATCH];
+    let mut n = 0;
+    let write = async {
+        let mut o = first;
+        loop {
+            sink.feed(Message::Text(o.text.as_ref().into())).await?;
+            live[n] = o.live_ts_ms;
+            n += 1;
+            if n == MAX_BATCH {
+                break;
+            }
+            match out.try_recv() {
+                Ok(next) => o = next,
+                Err(_) => break,
+            }
+        }
+        sink.flush().await
+    };
+    let ok = matches!(tokio::time::timeout(stall, write).await, Ok(Ok(())));
+    if ok {
+        for &ts in live[..n].iter().filter(|&&ts| ts > 0) {
+            crate::metrics::delivered(seconds_since(ts));
+        }
+    }
+    ok
 }
 
 /// Sends one frame; false when the socket failed or the client has not
