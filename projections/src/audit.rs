@@ -386,7 +386,8 @@ pub fn page(
             filter.since_ms,
             filter.until_ms,
             filter.before_seq.map(|s| s.min(i64::MAX as u64) as i64),
-            limit.min(MAX_PAGE),
+            // One more than a page, for a caller asking whether more follow.
+            limit.min(MAX_PAGE + 1),
         ],
         |r| {
             Ok(AuditEntry {

@@ -20,6 +20,7 @@
 //!   decision is re-made with the read models caught up to the log head.
 
 pub mod accounts;
+mod audit;
 mod auth;
 mod channels;
 mod conversation;
