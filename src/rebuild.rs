@@ -11,8 +11,8 @@
 
 use crate::Common;
 use anyhow::{bail, Context, Result};
-use futures_util::StreamExt;
 use clap::Args;
+use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use switchboard_projections::acl::Acl;
@@ -92,7 +92,9 @@ impl Until {
         switchboard_core::time::parse_rfc3339_ms(t)
             .map(Until::Time)
             .with_context(|| {
-                format!("--until {t:?}: an RFC 3339 time (2026-11-28T12:00:00Z) or a stream sequence")
+                format!(
+                    "--until {t:?}: an RFC 3339 time (2026-11-28T12:00:00Z) or a stream sequence"
+                )
             })
     }
 }
@@ -175,8 +177,8 @@ async fn run_until(args: &RebuildArgs, until: &str) -> Result<()> {
             rebuild_at::<Search>(&log, &out, position).await?,
             rebuild_at::<Audit>(&log, &out, position).await?,
         ];
-        let source_data = std::fs::canonicalize(&args.common.data)
-            .unwrap_or_else(|_| args.common.data.clone());
+        let source_data =
+            std::fs::canonicalize(&args.common.data).unwrap_or_else(|_| args.common.data.clone());
         let as_of = AsOf {
             until: until.to_string(),
             position,

@@ -33,9 +33,7 @@ tokio::task_local! {
 /// The id of the request this task is handling; empty outside a request
 /// (the admin CLI, background loops, tasks spawned off a request).
 pub fn current_request_id() -> String {
-    CURRENT_ID
-        .try_with(|id| id.to_string())
-        .unwrap_or_default()
+    CURRENT_ID.try_with(|id| id.to_string()).unwrap_or_default()
 }
 
 /// The header, both ways.

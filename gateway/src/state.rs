@@ -240,7 +240,10 @@ impl Platform {
             .map(|p| p.current())
             .min()
             .unwrap_or(0);
-            tracing::info!(bound, "read-only: serving the read models as of this log position");
+            tracing::info!(
+                bound,
+                "read-only: serving the read models as of this log position"
+            );
             log.read_only_at(bound)
         } else {
             log

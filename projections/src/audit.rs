@@ -118,8 +118,8 @@ impl Projector for Audit {
         };
         let ws = env.workspace_id.as_str();
         let on_ws = subject == subjects::workspace(ws);
-        let on_channel = !env.channel_id.is_empty()
-            && subject == subjects::channel(ws, &env.channel_id);
+        let on_channel =
+            !env.channel_id.is_empty() && subject == subjects::channel(ws, &env.channel_id);
         if let Some(entry) = audit_of(tx, body, env, on_ws, on_channel)? {
             tx.prepare_cached(
                 "INSERT INTO audit (seq, workspace_id, ts_ms, actor_id, action, target_user_id,
@@ -254,11 +254,9 @@ fn audit_of(
                        "expires_at_ms": t.expires_at_ms}),
             )
         }
-        Body::TokenRevoked(t) if on_ws => Entry::user(
-            "token_revoked",
-            &t.user_id,
-            json!({"token_id": t.token_id}),
-        ),
+        Body::TokenRevoked(t) if on_ws => {
+            Entry::user("token_revoked", &t.user_id, json!({"token_id": t.token_id}))
+        }
         Body::SessionsRevoked(s) if on_ws => Entry::user("sessions_revoked", &s.user_id, json!({})),
         Body::PushConfigured(p) if on_ws => Entry::user(
             "push_configured",
@@ -277,7 +275,9 @@ fn audit_of(
             message_id: String::new(),
             detail: json!({"name": c.name, "private": c.private}),
         },
-        Body::ChannelArchived(_) if on_channel && channel_kind(tx, ws, &env.channel_id)? == Some(false) => {
+        Body::ChannelArchived(_)
+            if on_channel && channel_kind(tx, ws, &env.channel_id)? == Some(false) =>
+        {
             Entry::channel("channel_archived", &env.channel_id, "")
         }
         // ----- membership of private channels -----

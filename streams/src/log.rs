@@ -191,7 +191,8 @@ enum Reconciled {
     /// earlier copy.
     Acked(jetstream::publish::PublishAck),
     /// An earlier copy is stored (found after the head it expected).
-    Found(Appended),
+    /// Boxed: an envelope is far larger than an ack.
+    Found(Box<Appended>),
 }
 
 /// Errors of reads from the log.
@@ -507,7 +508,7 @@ impl Log {
                         self.inner
                             .last_acked
                             .fetch_max(stored.stream_seq, Ordering::AcqRel);
-                        return Ok(stored);
+                        return Ok(*stored);
                     }
                 }
             }
@@ -622,11 +623,11 @@ impl Log {
                             let env = Envelope::decode(msg.payload.as_ref()).ok();
                             return match env {
                                 Some(env) if env.event_id == event_id => {
-                                    Ok(Reconciled::Found(Appended {
+                                    Ok(Reconciled::Found(Box::new(Appended {
                                         stream_seq: msg.sequence,
                                         envelope: env,
                                         duplicate: false,
-                                    }))
+                                    })))
                                 }
                                 // Another event follows the head: this one
                                 // was refused, and every copy with it.

@@ -170,7 +170,9 @@ async fn audit_entries_for_each_action_admins_only() {
     let e = wait_for(&api, &ada, "token_issued", &bob_id).await;
     assert_eq!(e["actor_id"], bob_id.as_str());
     assert_eq!(e["detail"]["token_id"], token_id.as_str());
-    assert!(!e.to_string().contains(&token["token"].as_str().expect("secret")[4..]));
+    assert!(!e
+        .to_string()
+        .contains(&token["token"].as_str().expect("secret")[4..]));
     let e = wait_for(&api, &ada, "token_revoked", &bob_id).await;
     assert_eq!(e["actor_id"], ada_id.as_str());
     for (action, target) in [
@@ -185,7 +187,10 @@ async fn audit_entries_for_each_action_admins_only() {
         ("channel_archived", secret.as_str()),
     ] {
         let e = wait_for(&api, &ada, action, target).await;
-        assert!(e["request_id"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
+        assert!(
+            e["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+            "{e}"
+        );
     }
     let deleted = wait_for(&api, &ada, "message_deleted_by_other", &bob_id).await;
     assert_eq!(deleted["message_id"], bobs.as_str());
@@ -210,12 +215,12 @@ async fn audit_entries_for_each_action_admins_only() {
     assert!(!all.iter().any(|e| e["action"] == "member_joined"));
     assert!(!all.iter().any(|e| e["message_id"] == own.as_str()));
     // Pages of 3 are the whole log, newest first, without repeats.
-    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
+    let seqs: Vec<u64> = all
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("seq"))
+        .collect();
     assert!(seqs.windows(2).all(|w| w[0] > w[1]), "{seqs:?}");
-    let whole = api
-        .get("/v1/admin/audit?limit=500", &ada)
-        .await
-        .expect(200);
+    let whole = api.get("/v1/admin/audit?limit=500", &ada).await.expect(200);
     assert_eq!(entries(&whole), all);
     assert!(whole["next_cursor"].is_null());
 
@@ -225,13 +230,17 @@ async fn audit_entries_for_each_action_admins_only() {
         .await
         .expect(200);
     assert!(!entries(&by_bob).is_empty());
-    assert!(entries(&by_bob).iter().all(|e| e["actor_id"] == bob_id.as_str()));
+    assert!(entries(&by_bob)
+        .iter()
+        .all(|e| e["actor_id"] == bob_id.as_str()));
     let newest = all[0]["ts"].as_str().expect("ts").to_string();
     let since = api
         .get(&format!("/v1/admin/audit?since={newest}"), &ada)
         .await
         .expect(200);
-    assert!(entries(&since).iter().all(|e| e["ts"].as_str() >= Some(newest.as_str())));
+    assert!(entries(&since)
+        .iter()
+        .all(|e| e["ts"].as_str() >= Some(newest.as_str())));
     let until = api
         .get("/v1/admin/audit?until=2000-01-01T00:00:00Z", &ada)
         .await

@@ -19,7 +19,10 @@ fn message<'a>(page: &'a Value, id: &str) -> Option<&'a Value> {
 /// The `rebuilt=` checksums a `rebuild` printed, in order.
 fn checksums(out: &str) -> Vec<String> {
     out.lines()
-        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("rebuilt=")))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("rebuilt="))
+        })
         .map(str::to_string)
         .collect()
 }
@@ -79,7 +82,13 @@ async fn as_of_rebuild_served_read_only_shows_the_past_and_refuses_writes() {
     let out_dir = tempfile::tempdir().expect("tmp");
     let by_time = out_dir.path().join("by-time");
     let (ok, out, err) = run_cli(
-        &["rebuild", "--until", &until, "--out", by_time.to_str().expect("path")],
+        &[
+            "rebuild",
+            "--until",
+            &until,
+            "--out",
+            by_time.to_str().expect("path"),
+        ],
         &server.data,
         &nats.url(),
     );
@@ -106,7 +115,13 @@ async fn as_of_rebuild_served_read_only_shows_the_past_and_refuses_writes() {
     assert_eq!(checksums(&out).len(), 7, "every read model: {out}");
     // Refuses to write over an existing directory, and a bad bound.
     let (ok, _, _) = run_cli(
-        &["rebuild", "--until", "1", "--out", by_seq.to_str().expect("path")],
+        &[
+            "rebuild",
+            "--until",
+            "1",
+            "--out",
+            by_seq.to_str().expect("path"),
+        ],
         &server.data,
         &nats.url(),
     );
@@ -162,7 +177,9 @@ async fn as_of_rebuild_served_read_only_shows_the_past_and_refuses_writes() {
     old.get(&format!("/v1/channels/{general}/messages"), &late_token)
         .await
         .expect_err(401, "unauthorized");
-    old.get("/v1/me", "sbt_nobody").await.expect_err(401, "unauthorized");
+    old.get("/v1/me", "sbt_nobody")
+        .await
+        .expect_err(401, "unauthorized");
     // Search answers from the as-of model too.
     let found = old.get("/v1/search?q=original", &ada).await.expect(200);
     assert!(found.to_string().contains(&kept_id), "{found}");
@@ -179,8 +196,12 @@ async fn as_of_rebuild_served_read_only_shows_the_past_and_refuses_writes() {
         old.delete(&format!("/v1/messages/{kept_id}"), &ada).await,
         old.post(&format!("/v1/channels/{general}/leave"), &bob, json!({}))
             .await,
-        old.post("/v1/channels", &ada, json!({"name": "new", "private": false}))
-            .await,
+        old.post(
+            "/v1/channels",
+            &ada,
+            json!({"name": "new", "private": false}),
+        )
+        .await,
         old.post("/v1/tokens", &ada, json!({"name": "x"})).await,
         old.post("/v1/realtime/tickets", &ada, json!({})).await,
         old.post(
@@ -195,7 +216,9 @@ async fn as_of_rebuild_served_read_only_shows_the_past_and_refuses_writes() {
     }
     // Real time is refused too (it would be live, not as of then).
     assert_eq!(Ws::try_connect(&past.base, &ada).await.err(), Some(403));
-    let sse = old.get(&format!("/v1/sse?channels={general}:0"), &ada).await;
+    let sse = old
+        .get(&format!("/v1/sse?channels={general}:0"), &ada)
+        .await;
     sse.expect_err(403, "read_only");
     assert_eq!(nats.log_len().await, head_before, "nothing was appended");
     // Reads keep working after the refusals.

@@ -137,13 +137,13 @@ impl AuditQuery {
                 return Err(ApiError::invalid("since is after until"));
             }
         }
-        let before_seq = match self.cursor.as_deref() {
-            None | Some("") => None,
-            Some(c) => Some(
-                parse_cursor(c)
-                    .ok_or_else(|| ApiError::invalid("cursor: use a next_cursor as it was given"))?,
-            ),
-        };
+        let before_seq =
+            match self.cursor.as_deref() {
+                None | Some("") => None,
+                Some(c) => Some(parse_cursor(c).ok_or_else(|| {
+                    ApiError::invalid("cursor: use a next_cursor as it was given")
+                })?),
+            };
         Ok(AuditFilter {
             actor_id,
             action,

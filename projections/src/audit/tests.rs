@@ -139,7 +139,11 @@ fn every_administration_action_is_one_entry_with_actor_target_and_request() {
         .iter()
         .find(|e| e.action == "user_role_set")
         .expect("role");
-    assert!(role.detail.contains("\"role\":\"admin\""), "{}", role.detail);
+    assert!(
+        role.detail.contains("\"role\":\"admin\""),
+        "{}",
+        role.detail
+    );
     let token = entries
         .iter()
         .find(|e| e.action == "token_issued")
@@ -153,9 +157,17 @@ fn every_administration_action_is_one_entry_with_actor_target_and_request() {
 fn private_channel_membership_is_audited_public_is_not() {
     let (mut m, mut f) = (Model::<Audit>::new(), Feed::new());
     m.apply(&[
-        f.ws("PUB", "ann", channel_created("general", ChannelKind::Channel, &["ann"])),
+        f.ws(
+            "PUB",
+            "ann",
+            channel_created("general", ChannelKind::Channel, &["ann"]),
+        ),
         f.ws("SEC", "ann", private_channel("secret", &["ann"])),
-        f.ws("DM", "ann", channel_created("", ChannelKind::Direct, &["ann", "bob"])),
+        f.ws(
+            "DM",
+            "ann",
+            channel_created("", ChannelKind::Direct, &["ann", "bob"]),
+        ),
         f.ch("PUB", "bob", joined("bob")),
         f.ch("PUB", "bob", left("bob")),
         f.ch("PUB", "ann", invited("cid")),
@@ -197,14 +209,21 @@ fn private_channel_membership_is_audited_public_is_not() {
         .filter(|e| e.action == "channel_created")
         .map(|e| (e.channel_id.clone(), e.detail.contains("\"private\":true")))
         .collect();
-    assert_eq!(created, [("SEC".to_string(), true), ("PUB".to_string(), false)]);
+    assert_eq!(
+        created,
+        [("SEC".to_string(), true), ("PUB".to_string(), false)]
+    );
 }
 
 #[test]
 fn only_deletes_by_someone_else_are_audited() {
     let (mut m, mut f) = (Model::<Audit>::new(), Feed::new());
     m.apply(&[
-        f.ws("C1", "ann", channel_created("general", ChannelKind::Channel, &["ann"])),
+        f.ws(
+            "C1",
+            "ann",
+            channel_created("general", ChannelKind::Channel, &["ann"]),
+        ),
         f.ch("C1", "bob", posted("M1", "mine")),
         f.ch("C1", "bob", posted("M2", "moderated")),
         f.ch("C1", "bob", deleted("M1")),
@@ -286,10 +305,7 @@ fn filters_and_pages() {
         MAX_PAGE,
     )
     .expect("page");
-    assert_eq!(
-        window.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        [5, 4, 3]
-    );
+    assert_eq!(window.iter().map(|e| e.seq).collect::<Vec<_>>(), [5, 4, 3]);
     // Pages of 4, newest first, without repeats or gaps.
     let mut seen = Vec::new();
     let mut before = None;
