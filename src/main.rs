@@ -517,7 +517,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
         // The models' own log: where they were rebuilt from, else the
         // data directory's (reusing a nats-server already running on it).
         let mut common = args.common.clone();
-        if let Some(as_of) = rebuild::read_as_of(data)? {
+        let as_of = rebuild::read_as_of(data)?;
+        if as_of.is_none() && nats::running(data).is_some() {
+            // A live `serve` on this directory folds into these very
+            // files: the view would not stay where it is.
+            anyhow::bail!(
+                "a serve is running on {}: serve --read-only needs read models nothing else \
+                 writes (stop it, or `switchboard rebuild --until …` into a new directory)",
+                data.display()
+            );
+        }
+        if let Some(as_of) = as_of {
             if common.nats.is_none() {
                 common.data = as_of.source_data.clone();
             }

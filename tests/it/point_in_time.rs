@@ -221,7 +221,20 @@ async fn as_of_rebuild_served_read_only_shows_the_past_and_refuses_writes() {
         .await;
     sse.expect_err(403, "read_only");
     assert_eq!(nats.log_len().await, head_before, "nothing was appended");
-    // Reads keep working after the refusals.
+    // Reads keep working after the refusals; the live server's later
+    // writes do not reach the view: no projector runs there.
     old.get("/v1/me", &ada).await.expect(200);
+    api.send(&ada, &general, "after the view started")
+        .await
+        .expect(201);
+    let again = old
+        .get(&format!("/v1/channels/{general}/messages"), &ada)
+        .await
+        .expect(200);
+    assert_eq!(again["messages"], page["messages"]);
+    let ready = old.get("/readyz", "").await.expect(200);
+    for (name, applied) in ready["projectors"].as_object().expect("projectors") {
+        assert_eq!(applied.as_u64(), Some(bound), "{name}: {ready}");
+    }
     let _: &Api = &old;
 }
