@@ -238,6 +238,13 @@ struct ServeArgs {
 
     #[command(flatten)]
     limits: LimitArgs,
+    /// Serve the read models under --data as they are (e.g. written by
+    /// `rebuild --until`): no projector runs, every write and real-time
+    /// route answers 403 `read_only`, nothing is appended. Without
+    /// --nats, the log's nats-server is the one of the data directory the
+    /// models were rebuilt from (`as-of.json`), reused when running.
+    #[arg(long, env = "SWITCHBOARD_READ_ONLY")]
+    read_only: bool,
     /// Also serve `GET /metrics` here, without a token (for a Prometheus on
     /// a private network). On the API listener `/metrics` needs the
     /// operator token.
@@ -502,27 +509,63 @@ async fn serve(args: ServeArgs) -> Result<()> {
         ("opensearch", None) => anyhow::bail!("--search opensearch needs --opensearch-url"),
         _ => SearchConfig::Fts5,
     };
-    let (log, local_nats) = args.common.open_log(false).await?;
+    let files_config = switchboard_gateway::commands::files::FilesConfig {
+        max_bytes: args.max_file_bytes,
+        unattached_ttl: Duration::from_secs(args.unattached_file_ttl_secs),
+    };
+    let (log, local_nats) = if args.read_only {
+        // The models' own log: where they were rebuilt from, else the
+        // data directory's (reusing a nats-server already running on it).
+        let mut common = args.common.clone();
+        let as_of = rebuild::read_as_of(data)?;
+        if as_of.is_none() && nats::running(data).is_some() {
+            // A live `serve` on this directory folds into these very
+            // files: the view would not stay where it is.
+            anyhow::bail!(
+                "a serve is running on {}: serve --read-only needs read models nothing else \
+                 writes (stop it, or `switchboard rebuild --until …` into a new directory)",
+                data.display()
+            );
+        }
+        if let Some(as_of) = as_of {
+            if common.nats.is_none() {
+                common.data = as_of.source_data.clone();
+            }
+            common.stream = as_of.stream.clone();
+            println!(
+                "read-only: serving {} as of log position {} ({}, --until {})",
+                data.display(),
+                as_of.position,
+                switchboard_core::time::rfc3339_ms(as_of.position_ts_ms),
+                as_of.until
+            );
+        }
+        common.open_log(true).await?
+    } else {
+        args.common.open_log(false).await?
+    };
     let rt = switchboard_gateway::realtime::RealtimeConfig {
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
         outbound_queue: args.ws_queue.max(1),
         ..Default::default()
     };
-    let mut platform = Platform::start(
-        log,
-        data,
-        Some(op_hash),
-        rt,
-        switchboard_gateway::commands::files::FilesConfig {
-            max_bytes: args.max_file_bytes,
-            unattached_ttl: Duration::from_secs(args.unattached_file_ttl_secs),
-        },
-        Some(push_config(&args)),
-        search,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))
-    .context("starting projectors")?;
+    let started = if args.read_only {
+        Platform::start_read_only(log, data, Some(op_hash), files_config).await
+    } else {
+        Platform::start(
+            log,
+            data,
+            Some(op_hash),
+            rt,
+            files_config,
+            Some(push_config(&args)),
+            search,
+        )
+        .await
+    };
+    let mut platform = started
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("starting projectors")?;
     platform.set_rate_limits(args.limits.config());
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

@@ -34,6 +34,15 @@ pub fn rfc3339_ms(ms: i64) -> String {
     b.iter().map(|&c| char::from(c)).collect()
 }
 
+/// Epoch milliseconds of an RFC 3339 timestamp (any offset, optional
+/// fraction: `2026-11-28T12:00:00Z`, `2026-11-28T13:00:00.5+01:00`), or
+/// `None` when `text` is not one.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -59,5 +68,19 @@ mod tests {
         assert_eq!(rfc3339_ms(1_795_870_861_042), "2026-11-28T13:01:01.042Z");
         assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(rfc3339_ms(253_402_300_800_000), "10000-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats_and_offsets() {
+        use super::parse_rfc3339_ms;
+        for ms in [0, 951_782_400_123, 1_795_824_000_999] {
+            assert_eq!(parse_rfc3339_ms(&rfc3339_ms(ms)), Some(ms));
+        }
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-28T01:00:00.999+01:00"),
+            Some(1_795_824_000_999)
+        );
+        assert_eq!(parse_rfc3339_ms("2026-11-28"), None);
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
     }
 }

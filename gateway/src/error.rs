@@ -50,11 +50,14 @@ pub enum ErrorCode {
     ChannelArchived,
     /// 409: the message carries as many distinct reactions as it may.
     TooManyReactions,
+    /// 403: the server is read-only (`serve --read-only`): no write, no
+    /// real-time stream.
+    ReadOnly,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::NotAMember,
@@ -69,6 +72,7 @@ impl ErrorCode {
         ErrorCode::TooManySubscriptions,
         ErrorCode::ChannelArchived,
         ErrorCode::TooManyReactions,
+        ErrorCode::ReadOnly,
     ];
 
     /// The wire form (the same as its serde form).
@@ -88,6 +92,7 @@ impl ErrorCode {
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::ChannelArchived => "channel_archived",
             ErrorCode::TooManyReactions => "too_many_reactions",
+            ErrorCode::ReadOnly => "read_only",
         }
     }
 }
@@ -129,6 +134,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// 403 `read_only`: this server serves a read-only view.
+    pub fn read_only() -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::ReadOnly,
+            "this server is read-only (serve --read-only): it serves the read models \
+             as of a past log position and accepts no writes and no real-time streams",
+        )
+    }
+
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -274,6 +289,7 @@ impl From<AppendError> for ApiError {
                 ApiError::conflict("too many concurrent writes to this channel; retry")
             }
             AppendError::Failed(_) => ApiError::internal("append failed", &e),
+            AppendError::ReadOnly => ApiError::read_only(),
         }
     }
 }

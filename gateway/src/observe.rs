@@ -22,6 +22,20 @@ use std::sync::OnceLock;
 use std::time::Instant;
 use tracing::Instrument;
 
+tokio::task_local! {
+    /// The request id of the request the current task is handling (set
+    /// by [`observe`] around the handler), so the command side stamps it
+    /// on every event the request appends (`Envelope.request_id`) without
+    /// threading it through every call.
+    static CURRENT_ID: std::sync::Arc<str>;
+}
+
+/// The id of the request this task is handling; empty outside a request
+/// (the admin CLI, background loops, tasks spawned off a request).
+pub fn current_request_id() -> String {
+    CURRENT_ID.try_with(|id| id.to_string()).unwrap_or_default()
+}
+
 /// The header, both ways.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -90,7 +104,10 @@ pub async fn observe(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_owned());
     let route = route.as_deref().unwrap_or("unmatched").to_owned();
     let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
-    let mut res = next.run(req).instrument(span.clone()).await;
+    let scoped: std::sync::Arc<str> = id.as_str().into();
+    let mut res = CURRENT_ID
+        .scope(scoped, next.run(req).instrument(span.clone()))
+        .await;
     let status = res.status().as_u16();
     // The access log, at debug (off by default).
     span.in_scope(|| tracing::debug!(status, ms = start.elapsed().as_secs_f64() * 1e3, "answered"));

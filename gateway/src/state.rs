@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_projections::acl::Acl;
+use switchboard_projections::audit::Audit;
 use switchboard_projections::history::History;
 use switchboard_projections::notifications::Notifications;
 use switchboard_projections::push::Push as PushModel;
@@ -43,6 +44,11 @@ pub struct AppState {
 
     /// Rate limits (per token, per address, per WebSocket connection).
     pub limits: Arc<Limiter>,
+    /// The audit read model (`GET /v1/admin/audit`).
+    pub audit: ReadModel,
+    /// `serve --read-only`: no projector runs, every write and real-time
+    /// route answers `403 read_only` (see [`Platform::start_read_only`]).
+    pub read_only: bool,
 }
 
 /// Projectors plus the command side, running until `shutdown`.
@@ -54,6 +60,10 @@ pub struct Platform {
     pub startup_head: u64,
     /// Rate limits; the defaults until [`Platform::set_rate_limits`].
     pub limits: Arc<Limiter>,
+    /// The audit read model.
+    pub audit: ReadModel,
+    /// Started by [`Platform::start_read_only`].
+    pub read_only: bool,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -68,19 +78,25 @@ fn model_path(data: &Path, name: &str) -> std::path::PathBuf {
     data.join(format!("{name}.db"))
 }
 
+/// Opens `P`'s read model under `data` and, unless `frozen`, starts its
+/// projector. A frozen model (read-only serving) stays at its checkpoint:
+/// its progress never moves.
 fn spawn_projector<P: Projector>(
     data: &Path,
     log: &Log,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
+    frozen: bool,
 ) -> Result<(Readers, Progress), BoxError> {
     let path = model_path(data, P::NAME);
     let (runner, progress) = Runner::<P>::open(&path)
         .map_err(|e| format!("opening read model {}: {e}", path.display()))?;
-    let (log, cancel) = (log.clone(), cancel.clone());
-    tracker.spawn(async move {
-        runner.run(log, cancel).await;
-    });
+    if !frozen {
+        let (log, cancel) = (log.clone(), cancel.clone());
+        tracker.spawn(async move {
+            runner.run(log, cancel).await;
+        });
+    }
     Ok((Readers::new(&path), progress))
 }
 
@@ -137,21 +153,101 @@ impl Platform {
         push: Option<PushConfig>,
         search: SearchConfig,
     ) -> Result<Platform, BoxError> {
+        Self::start_with(
+            log,
+            data,
+            operator_token_hash,
+            realtime,
+            files_config,
+            push,
+            search,
+            false,
+        )
+        .await
+    }
+
+    /// Serves the read models under `data` as they are, e.g. as of a past
+    /// moment (`switchboard rebuild --until`): no projector runs, so no
+    /// model moves past its checkpoint; the log handle is capped there
+    /// ([`Log::read_only_at`]: every append is refused, the head reads as
+    /// the bound); no housekeeping (upload expiry, push delivery, the
+    /// access router) runs; search answers from the embedded FTS5 model.
+    /// The routes refuse every write and real-time stream with
+    /// `403 read_only` ([`AppState::read_only`]).
+    pub async fn start_read_only(
+        log: Log,
+        data: &Path,
+        operator_token_hash: Option<String>,
+        files_config: FilesConfig,
+    ) -> Result<Platform, BoxError> {
+        Self::start_with(
+            log,
+            data,
+            operator_token_hash,
+            RealtimeConfig::default(),
+            files_config,
+            None,
+            SearchConfig::Fts5,
+            true,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start_with(
+        log: Log,
+        data: &Path,
+        operator_token_hash: Option<String>,
+        realtime: RealtimeConfig,
+        files_config: FilesConfig,
+        push: Option<PushConfig>,
+        search: SearchConfig,
+        read_only: bool,
+    ) -> Result<Platform, BoxError> {
         std::fs::create_dir_all(data)
             .map_err(|e| format!("creating data dir {}: {e}", data.display()))?;
-        let startup_head = log.last_seq().await?;
+        // Read-only: nothing will move, so there is nothing to wait for.
+        let startup_head = if read_only { 0 } else { log.last_seq().await? };
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let (acl, acl_progress) = spawn_projector::<Acl>(data, &log, &tracker, &cancel)?;
+        let frozen = read_only;
+        let (acl, acl_progress) = spawn_projector::<Acl>(data, &log, &tracker, &cancel, frozen)?;
         let (history, history_progress) =
-            spawn_projector::<History>(data, &log, &tracker, &cancel)?;
-        let unreads = spawn_projector::<Unreads>(data, &log, &tracker, &cancel)?;
-        let (readers, progress) = spawn_projector::<Notifications>(data, &log, &tracker, &cancel)?;
+            spawn_projector::<History>(data, &log, &tracker, &cancel, frozen)?;
+        let unreads = spawn_projector::<Unreads>(data, &log, &tracker, &cancel, frozen)?;
+        let (readers, progress) =
+            spawn_projector::<Notifications>(data, &log, &tracker, &cancel, frozen)?;
         let notifications = ReadModel { readers, progress };
         let (push_model, push_progress) =
-            spawn_projector::<PushModel>(data, &log, &tracker, &cancel)?;
+            spawn_projector::<PushModel>(data, &log, &tracker, &cancel, frozen)?;
         let (search_readers, search_progress) =
-            spawn_projector::<Search>(data, &log, &tracker, &cancel)?;
+            spawn_projector::<Search>(data, &log, &tracker, &cancel, frozen)?;
+        let (readers, progress) = spawn_projector::<Audit>(data, &log, &tracker, &cancel, frozen)?;
+        let audit = ReadModel { readers, progress };
+        let log = if read_only {
+            // The models' common position: waits for "the log head" are
+            // then already satisfied, and nothing can be appended.
+            let bound = [
+                &acl_progress,
+                &history_progress,
+                &unreads.1,
+                &notifications.progress,
+                &push_progress,
+                &search_progress,
+                &audit.progress,
+            ]
+            .iter()
+            .map(|p| p.current())
+            .min()
+            .unwrap_or(0);
+            tracing::info!(
+                bound,
+                "read-only: serving the read models as of this log position"
+            );
+            log.read_only_at(bound)
+        } else {
+            log
+        };
         let (search_backend, external_applied) = match search {
             SearchConfig::Fts5 => (
                 Arc::new(Fts5Backend::reader(search_readers.clone())) as Arc<dyn SearchBackend>,
@@ -168,12 +264,14 @@ impl Platform {
             .map(|(b, applied)| (b, Some(applied)))?,
         };
         let files = Files::open(&log, files_config.max_bytes).await?;
-        tracker.spawn(files::reap(
-            files.clone(),
-            history.clone(),
-            history_progress.clone(),
-            cancel.clone(),
-        ));
+        if !read_only {
+            tracker.spawn(files::reap(
+                files.clone(),
+                history.clone(),
+                history_progress.clone(),
+                cancel.clone(),
+            ));
+        }
         let commands = Arc::new(Commands::new(
             log,
             (acl, acl_progress),
@@ -184,16 +282,20 @@ impl Platform {
             notifications,
         ));
         commands.note_startup_head(startup_head);
-        tracker.spawn(files::expire_loop(
-            commands.clone(),
-            files_config.unattached_ttl,
-            cancel.clone(),
-        ));
+        if !read_only {
+            tracker.spawn(files::expire_loop(
+                commands.clone(),
+                files_config.unattached_ttl,
+                cancel.clone(),
+            ));
+        }
         tracker.close();
         let realtime =
             Arc::new(Realtime::new(commands.clone(), realtime, cancel.child_token()).await);
-        realtime.start_access_router().await;
-        let push = match push {
+        if !read_only {
+            realtime.start_access_router().await;
+        }
+        let push = match push.filter(|_| !read_only) {
             Some(config) => {
                 let push =
                     Arc::new(Push::open(&commands.log, config, push_model, push_progress).await?);
@@ -223,6 +325,8 @@ impl Platform {
             },
             startup_head,
             limits: Arc::new(Limiter::default()),
+            audit,
+            read_only,
             cancel,
             tracker,
         })
@@ -238,6 +342,8 @@ impl Platform {
             tls_enabled: false,
 
             limits: self.limits.clone(),
+            audit: self.audit.clone(),
+            read_only: self.read_only,
         }
     }
 
@@ -268,6 +374,7 @@ impl Platform {
             &c.unreads_progress,
             &c.notifications.progress,
             &self.search.progress,
+            &self.audit.progress,
         ]
         .into_iter()
         .chain(push)

@@ -9,6 +9,7 @@
 //! the same rows, which `checksum` makes checkable.
 
 pub mod acl;
+pub mod audit;
 mod db;
 pub mod history;
 pub mod notifications;

@@ -180,6 +180,9 @@ pub enum AppendError {
     /// The stream answered with an error that retrying will not fix.
     #[error("the log refused the event: {0}")]
     Failed(String),
+    /// This handle is read-only ([`Log::read_only_at`]): nothing was sent.
+    #[error("this server is read-only: nothing is appended")]
+    ReadOnly,
 }
 
 /// How a reconciliation settled an unacknowledged append.
@@ -188,7 +191,8 @@ enum Reconciled {
     /// earlier copy.
     Acked(jetstream::publish::PublishAck),
     /// An earlier copy is stored (found after the head it expected).
-    Found(Appended),
+    /// Boxed: an envelope is far larger than an ack.
+    Found(Box<Appended>),
 }
 
 /// Errors of reads from the log.
@@ -283,6 +287,9 @@ const MAX_CACHED_HEADS: usize = 100_000;
 #[derive(Clone)]
 pub struct Log {
     inner: Arc<Inner>,
+    /// Set by [`Log::read_only_at`]: the head this handle reports, and no
+    /// appends.
+    read_only: Option<u64>,
 }
 
 struct Inner {
@@ -347,7 +354,25 @@ impl Log {
                 heads: Mutex::new(HashMap::new()),
                 last_acked: AtomicU64::new(0),
             }),
+            read_only: None,
         })
+    }
+
+    /// This handle, read-only as of stream sequence `bound` (a server
+    /// serving read models frozen there, `serve --read-only`): every
+    /// append is refused ([`AppendError::ReadOnly`]) before anything is
+    /// sent, and [`Log::last_seq`] reports at most `bound`, so nothing
+    /// waits for read models to pass it.
+    pub fn read_only_at(self, bound: u64) -> Log {
+        Log {
+            read_only: Some(bound),
+            ..self
+        }
+    }
+
+    /// Whether this handle is read-only ([`Log::read_only_at`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.is_some()
     }
 
     pub fn client(&self) -> &Client {
@@ -389,7 +414,10 @@ impl Log {
             .get_info()
             .await
             .map_err(|e| LogError::Unavailable(e.to_string()))?;
-        Ok(info.state.last_sequence)
+        Ok(match self.read_only {
+            Some(bound) => info.state.last_sequence.min(bound),
+            None => info.state.last_sequence,
+        })
     }
 
     /// Reads the current head of `subject` from the stream.
@@ -458,6 +486,9 @@ impl Log {
         msg_id: &str,
     ) -> Result<Appended, AppendError> {
         debug_assert_eq!(envelope.channel_seq, expected.subject_seq + 1);
+        if self.read_only.is_some() {
+            return Err(AppendError::ReadOnly);
+        }
         if !self.is_connected() {
             return Err(AppendError::Unavailable("not connected to NATS".into()));
         }
@@ -477,7 +508,7 @@ impl Log {
                         self.inner
                             .last_acked
                             .fetch_max(stored.stream_seq, Ordering::AcqRel);
-                        return Ok(stored);
+                        return Ok(*stored);
                     }
                 }
             }
@@ -575,6 +606,8 @@ impl Log {
             match attempt {
                 Err(_) => why = "no ack before the reconcile deadline".into(),
                 Ok(Ok(ack)) => return Ok(Reconciled::Acked(ack)),
+                // publish_once never answers it (only append_at does).
+                Ok(Err(AppendError::ReadOnly)) => return Err(AppendError::ReadOnly),
                 Ok(Err(AppendError::Conflict)) => {
                     // Stored iff it is the subject's first event after
                     // `expected`: only one event can follow a head.
@@ -590,11 +623,11 @@ impl Log {
                             let env = Envelope::decode(msg.payload.as_ref()).ok();
                             return match env {
                                 Some(env) if env.event_id == event_id => {
-                                    Ok(Reconciled::Found(Appended {
+                                    Ok(Reconciled::Found(Box::new(Appended {
                                         stream_seq: msg.sequence,
                                         envelope: env,
                                         duplicate: false,
-                                    }))
+                                    })))
                                 }
                                 // Another event follows the head: this one
                                 // was refused, and every copy with it.

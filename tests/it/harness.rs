@@ -192,6 +192,21 @@ impl Server {
         s
     }
 
+    /// A server on an existing data directory (e.g. `serve --read-only`
+    /// of models `rebuild --until` wrote); the directory is not removed.
+    pub fn start_on(nats: &Nats, data: &Path, extra: &[&str]) -> Server {
+        let mut s = Server {
+            child: None,
+            base: String::new(),
+            data: data.to_path_buf(),
+            _own_dir: None,
+            nats_url: nats.url(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
     fn spawn(&mut self) {
         let mut child = Command::new(bin())
             .args([

@@ -2,6 +2,7 @@
 //! store) and the real `switchboard` binary, and talks HTTP to it.
 
 mod accounts;
+mod audit;
 mod bad_input;
 mod bench;
 mod concurrency;
@@ -17,6 +18,7 @@ mod notifications;
 mod openapi;
 mod outcome;
 mod outsiders;
+mod point_in_time;
 mod push;
 mod rate_limits;
 mod reads;

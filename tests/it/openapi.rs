@@ -73,6 +73,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/notifications"),
     ("post", "/v1/notifications/ack"),
     ("get", "/v1/search"),
+    ("get", "/v1/admin/audit"),
 ];
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];

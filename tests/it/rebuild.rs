@@ -249,7 +249,7 @@ async fn rebuild_checksums_equal_live_after_mixed_workload() {
     assert!(ok, "rebuild failed: {out}\n{err}");
     assert_eq!(
         out.matches(" match ").count(),
-        6,
+        7,
         "every read model matches: {out}"
     );
 
@@ -258,7 +258,7 @@ async fn rebuild_checksums_equal_live_after_mixed_workload() {
     server.api().get("/v1/me", &ada).await.expect(200);
     let (ok, out, err) = run_cli(&["rebuild"], &server.data, &nats.url());
     assert!(ok, "rebuild failed: {out}\n{err}");
-    assert_eq!(out.matches(" match ").count(), 6, "{out}");
+    assert_eq!(out.matches(" match ").count(), 7, "{out}");
     let position = nats.log_len().await;
     assert!(
         out.contains(&format!("position={position}")),

@@ -71,6 +71,10 @@ impl Commands {
     /// Records that `ctx`'s token was used now (at most once a minute per
     /// token and gateway; in the background, never failing a request).
     pub(super) fn note_token_use(&self, ctx: &UserCtx) {
+        if self.log.is_read_only() {
+            // A read-only view of the past writes nothing, this included.
+            return;
+        }
         let now = now_ms();
         {
             let mut noted = self

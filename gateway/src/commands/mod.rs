@@ -20,6 +20,7 @@
 //!   decision is re-made with the read models caught up to the log head.
 
 pub mod accounts;
+mod audit;
 mod auth;
 mod channels;
 mod conversation;
@@ -238,6 +239,7 @@ impl Commands {
             channel_seq: seq,
             // Set by the append path from the head it appends after.
             fence_seq: 0,
+            request_id: crate::observe::current_request_id(),
             body: Some(body),
         }
     }

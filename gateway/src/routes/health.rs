@@ -60,6 +60,8 @@ pub(super) struct Projectors {
     unreads: u64,
     notifications: u64,
     search: u64,
+    /// The audit log model.
+    audit: u64,
     /// The push-configuration model (absent where push does not run).
     #[serde(skip_serializing_if = "Option::is_none")]
     push: Option<u64>,
@@ -87,6 +89,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
     let unreads = c.unreads_progress.current();
     let notifications = c.notifications.progress.current();
     let search = s.search.progress.current();
+    let audit = s.audit.progress.current();
     let search_lag = c
         .log
         .last_acked()
@@ -103,6 +106,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
         ("unreads", &c.unreads_progress),
         ("notifications", &c.notifications.progress),
         ("search", &s.search.progress),
+        ("audit", &s.audit.progress),
     ]
     .into_iter()
     .chain(s.push.as_ref().map(|p| ("push", &p.progress)))
@@ -113,7 +117,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
     let ready = connected
         && !draining
         && stalled.is_empty()
-        && [acl, history, unreads, notifications]
+        && [acl, history, unreads, notifications, audit]
             .into_iter()
             .chain(push)
             .all(|applied| applied >= s.startup_head);
@@ -126,6 +130,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
             unreads,
             notifications,
             search,
+            audit,
             push,
         },
         search_lag,

@@ -11,6 +11,7 @@
 //! served.
 
 mod accounts;
+mod audit;
 mod auth;
 mod channels;
 mod files;
@@ -106,6 +107,7 @@ pub(crate) fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(notifications::list_notifications))
         .routes(routes!(notifications::ack))
         .routes(routes!(search::search))
+        .routes(routes!(audit::audit_log))
 }
 
 /// Requests in progress at once; past that new ones are shed with 503
@@ -133,8 +135,15 @@ pub fn app(state: AppState) -> Router {
         .concurrency_limit(MAX_IN_FLIGHT)
         .timeout(REQUEST_TIMEOUT);
     let limiter = state.limits.clone();
+    let read_only = state.read_only;
     router
         .fallback(|| async { ApiError::not_found("route") })
+        // Before anything else a handler does: a read-only server refuses
+        // writes and real-time streams outright.
+        .layer(axum::middleware::from_fn_with_state(
+            read_only,
+            read_only_gate,
+        ))
         // Per route (Router::layer), so it sees the matched path; inside
         // the body limit and load shedding, before any handler runs.
         .layer(axum::middleware::from_fn_with_state(
@@ -148,6 +157,32 @@ pub fn app(state: AppState) -> Router {
         // Outermost: the request id and latency cover everything above.
         .layer(axum::middleware::from_fn(crate::observe::observe))
         .with_state(state)
+}
+
+/// Real-time routes: live streams and presence, which a read-only server
+/// (a view of the past) does not serve.
+const REALTIME_PATHS: &[&str] = &["/v1/realtime", "/v1/sse", "/v1/presence"];
+
+/// `serve --read-only`: every method but GET, HEAD and OPTIONS (every
+/// write, sign-in and ticket included), and every real-time route, answers
+/// `403 read_only` before its handler runs, so nothing is appended. The
+/// log handle refuses appends too ([`switchboard_streams::Log::read_only_at`]),
+/// should a GET ever append.
+async fn read_only_gate(
+    axum::extract::State(read_only): axum::extract::State<bool>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::Method;
+    use axum::response::IntoResponse;
+    if read_only {
+        let reading = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        let path = req.uri().path().trim_end_matches('/');
+        if !reading || REALTIME_PATHS.contains(&path) {
+            return ApiError::read_only().into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Adds `Server-Timing: app;dur=<ms>`: the time from the request reaching
