@@ -176,8 +176,9 @@ async fn run(args: Args) -> Result<Value> {
     let last = stream.cached_info().state.last_sequence;
     let (deliver_policy, start) = match (&args.since, args.start_seq) {
         (Some(since), _) => {
-            let t = time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
-                .with_context(|| format!("--since {since:?} is not an RFC 3339 time"))?;
+            let t =
+                time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
+                    .with_context(|| format!("--since {since:?} is not an RFC 3339 time"))?;
             (
                 DeliverPolicy::ByStartTime { start_time: t },
                 json!({"deliver_policy": "by_start_time", "since": since}),
@@ -218,7 +219,9 @@ async fn run(args: Args) -> Result<Value> {
                 bail!("the consumer ended early");
             };
             let msg = msg.context("receiving")?;
-            let info = msg.info().map_err(|e| anyhow::anyhow!("message info: {e}"))?;
+            let info = msg
+                .info()
+                .map_err(|e| anyhow::anyhow!("message info: {e}"))?;
             let (seq, pending) = (info.stream_sequence, info.pending);
             if seq > last {
                 break;
@@ -232,10 +235,7 @@ async fn run(args: Args) -> Result<Value> {
     out.insert("stream".into(), json!(args.stream));
     out.insert("last_seq_at_start".into(), json!(last));
     out.insert("start".into(), start);
-    out.insert(
-        "replay_secs".into(),
-        json!(began.elapsed().as_secs_f64()),
-    );
+    out.insert("replay_secs".into(), json!(began.elapsed().as_secs_f64()));
     Ok(fold.report(out))
 }
 
