@@ -393,3 +393,47 @@ async fn the_examples_skip_unknown_cases_and_report_gaps() {
         assert_eq!((code, v["events"].as_u64()), (0, Some(1)), "{name}: {v}");
     }
 }
+
+/// `switchboard-bench replay` at a small size: every replay delivers the
+/// whole workspace and both examples' counts match what it generated (the
+/// benchmark fails otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_replay_checks_every_replays_counts() {
+    use clap::Parser;
+    let rust = rust_example();
+    let mut args = vec![
+        "replay".to_string(),
+        "--events".into(),
+        "2000".into(),
+        "--channels".into(),
+        "7".into(),
+        "--runs".into(),
+        "1".into(),
+        "--rust-example".into(),
+        rust.display().to_string(),
+    ];
+    let py = python();
+    match &py {
+        Some(py) => {
+            args.push("--python".into());
+            args.push(py.display().to_string());
+            args.push("--python-script".into());
+            args.push(
+                root()
+                    .join("examples/python/replay.py")
+                    .display()
+                    .to_string(),
+            );
+        }
+        None => args.push("--no-python".into()),
+    }
+    let a = switchboard_bench::replay::ReplayArgs::try_parse_from(&args).expect("arguments");
+    let runs = switchboard_bench::replay::run(a)
+        .await
+        .expect("bench replay");
+    assert_eq!(runs.runs.len(), 1);
+    let run = &runs.runs[0];
+    assert_eq!(run.events, 2000);
+    assert_eq!(run.python_secs.is_some(), py.is_some());
+    assert!(run.raw_secs > 0.0 && run.rust_secs > 0.0);
+}
