@@ -10,9 +10,9 @@ protobuf, and events_pb2.py generated from core/proto), then:
 
 The replay is bounded: it reads the stream's last sequence once at start
 and stops when it has delivered every event of the workspace up to it.
-Needs only: JetStream stream info of the log stream, creating an ordered
-(ephemeral, push) consumer filtered to sb.<W>.>, and receiving its
-messages (see docs/replay.md, "Permissions").
+Needs only: JetStream stream info of the log stream, creating an
+ephemeral pull consumer filtered to sb.<W>.>, and fetching its messages 
+(see docs/replay.md, "Permissions a replay needs").
 """
 
 import argparse
@@ -62,6 +62,8 @@ class Replay:
     def __init__(self, from_start):
         self.from_start = from_start
         self.events = 0
+        # the stream sequence of the last event applied
+        self.stream_seq = 0
         self.unknown = 0
         self.undecodable = 0
         self.channels = {}
@@ -137,38 +139,72 @@ class Replay:
         return out
 
 
+def consumer_config(**start):
+    return api.ConsumerConfig(
+        ack_policy=api.AckPolicy.NONE,
+        mem_storage=True,
+        num_replicas=1,
+        inactive_threshold=30.0,
+        **start,
+    )
+
+
+async def consume(js, args, cfg, fold, last):
+    """Folds events from one consumer; True when the replay is complete,
+    False when a delivery was missed (the caller starts over from the last
+    one folded)."""
+    # An ephemeral pull consumer, filtered to the workspace, no acks, in
+    # memory, gone by itself 30 s after its last fetch. nats-py names it (a
+    # NUID), so the create request's subject carries the filter:
+    # $JS.API.CONSUMER.CREATE.<stream>.<name>.sb.<W>.>
+    sub = await js.pull_subscribe(f"sb.{args.workspace}.>", stream=args.stream, config=cfg)
+    try:
+        info = await sub.consumer_info()
+        if info.num_pending == 0:
+            return True  # nothing of the workspace from there on
+        expected = 1
+        while True:
+            for msg in await sub.fetch(batch=1000, timeout=args.idle_timeout):
+                md = msg.metadata
+                if md.sequence.consumer != expected:
+                    return False
+                expected += 1
+                if md.sequence.stream > last:
+                    return True
+                fold.apply(msg.subject, md.sequence.stream, msg.data)
+                fold.stream_seq = md.sequence.stream
+                if md.sequence.stream >= last or md.num_pending == 0:
+                    return True
+    finally:
+        await sub.unsubscribe()
+
+
 async def run(args):
     nc = await nats.connect(args.nats, connect_timeout=5, max_reconnect_attempts=10)
     try:
         js = nc.jetstream()
         info = await js.stream_info(args.stream)
         last = info.state.last_seq
-        cfg = api.ConsumerConfig()
-        frm = {"deliver_policy": "all"}
         if args.since:
-            cfg.deliver_policy = api.DeliverPolicy.BY_START_TIME
-            cfg.opt_start_time = parse_time(args.since)
+            start = {"deliver_policy": api.DeliverPolicy.BY_START_TIME, "opt_start_time": parse_time(args.since)}
             frm = {"deliver_policy": "by_start_time", "since": args.since}
         elif args.start_seq:
-            cfg.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
-            cfg.opt_start_seq = args.start_seq
+            start = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": args.start_seq}
             frm = {"deliver_policy": "by_start_sequence", "start_seq": args.start_seq}
+        else:
+            start = {"deliver_policy": api.DeliverPolicy.ALL}
+            frm = {"deliver_policy": "all"}
         fold = Replay(from_start=frm["deliver_policy"] == "all")
         began = time.monotonic()
-        if last > 0:
-            sub = await js.subscribe(f"sb.{args.workspace}.>", stream=args.stream,
-                                     config=cfg, ordered_consumer=True)
-            ci = await sub.consumer_info()
-            # Nothing of the workspace from there on: nothing will come.
-            done = ci.num_pending == 0 and ci.delivered.consumer_seq == 0
-            while not done:
-                msg = await sub.next_msg(timeout=args.idle_timeout)
-                md = msg.metadata
-                if md.sequence.stream > last:
-                    break
-                fold.apply(msg.subject, md.sequence.stream, msg.data)
-                done = md.sequence.stream >= last or md.num_pending == 0
-            await sub.unsubscribe()
+        done = last == 0
+        while not done:
+            if fold.stream_seq > 0:
+                # A delivery was lost (a reconnect, say): the ordered-consumer
+                # discipline, by hand: a new consumer from the next stream
+                # sequence (the old one expires by itself).
+                start = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE,
+                         "opt_start_seq": fold.stream_seq + 1}
+            done = await consume(js, args, consumer_config(**start), fold, last)
         elapsed = time.monotonic() - began
         return fold.report(workspace=args.workspace, stream=args.stream, last_seq_at_start=last,
                            start=frm, replay_secs=round(elapsed, 6))

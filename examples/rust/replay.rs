@@ -9,15 +9,19 @@
 //!
 //! The replay is bounded: the stream's last sequence is read once at start
 //! and the replay stops when every event of the workspace up to it has been
-//! delivered. It needs only stream info of the log stream, an ordered
-//! (ephemeral) consumer filtered to `sb.<W>.>` and its messages.
+//! delivered. It needs only stream info of the log stream, an ephemeral
+//! pull consumer filtered to `sb.<W>.>` and its messages (docs/replay.md,
+//! "Permissions a replay needs").
 //!
 //! The types come from `switchboard_core::events` (prost code generated
 //! from `core/proto/switchboard/v1/events.proto`); a consumer outside this
 //! repository generates the same with `prost-build` from that file.
 
 use anyhow::{bail, Context, Result};
-use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use async_nats::jetstream::{
+    self,
+    consumer::{pull, AckPolicy, DeliverPolicy},
+};
 use clap::Parser;
 use futures_util::StreamExt;
 use prost::Message as _;
@@ -64,6 +68,8 @@ struct ChannelCounts {
 struct Replay {
     from_start: bool,
     events: u64,
+    /// The stream sequence of the last event applied.
+    stream_seq: u64,
     unknown: u64,
     undecodable: u64,
     channels: BTreeMap<String, ChannelCounts>,
@@ -161,6 +167,74 @@ impl Replay {
     }
 }
 
+/// Folds events from one consumer: `true` when the replay is complete,
+/// `false` when a delivery was missed (the caller starts over after the
+/// last event folded).
+async fn consume(
+    client: &async_nats::Client,
+    stream: &jetstream::stream::Stream,
+    args: &Args,
+    deliver_policy: DeliverPolicy,
+    fold: &mut Replay,
+    last: u64,
+    idle: Duration,
+) -> Result<bool> {
+    // An ephemeral pull consumer, filtered to the workspace, no acks, in
+    // memory, gone by itself 30 s after its last pull. Named, so that the
+    // create request's subject carries the filter
+    // ($JS.API.CONSUMER.CREATE.<stream>.<name>.sb.<W>.>).
+    let inbox = client.new_inbox();
+    let name = format!("replay_{}", inbox.rsplit('.').next().unwrap_or("x"));
+    let consumer = stream
+        .create_consumer(pull::Config {
+            name: Some(name),
+            filter_subject: format!("sb.{}.>", args.workspace),
+            deliver_policy,
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(30),
+            memory_storage: true,
+            num_replicas: 1,
+            ..Default::default()
+        })
+        .await
+        .context("creating the consumer")?;
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(true); // nothing of the workspace from there on
+    }
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(1000)
+        .messages()
+        .await
+        .context("consuming")?;
+    let mut expected = 1;
+    loop {
+        let Ok(next) = tokio::time::timeout(idle, messages.next()).await else {
+            bail!("no event for {idle:?}");
+        };
+        let Some(msg) = next else {
+            return Ok(false);
+        };
+        let msg = msg.context("receiving")?;
+        let info = msg
+            .info()
+            .map_err(|e| anyhow::anyhow!("message info: {e}"))?;
+        if info.consumer_sequence != expected {
+            return Ok(false);
+        }
+        expected += 1;
+        let (seq, pending) = (info.stream_sequence, info.pending);
+        if seq > last {
+            return Ok(true);
+        }
+        fold.apply(msg.subject.as_str(), seq, &msg.payload);
+        fold.stream_seq = seq;
+        if seq >= last || pending == 0 {
+            return Ok(true);
+        }
+    }
+}
+
 async fn run(args: Args) -> Result<Value> {
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(5))
@@ -168,7 +242,7 @@ async fn run(args: Args) -> Result<Value> {
         .connect(args.nats.as_str())
         .await
         .context("connecting to NATS")?;
-    let js = jetstream::new(client);
+    let js = jetstream::new(client.clone());
     let stream = js
         .get_stream(&args.stream)
         .await
@@ -198,37 +272,27 @@ async fn run(args: Args) -> Result<Value> {
     };
     let idle = Duration::try_from_secs_f64(args.idle_timeout).context("--idle-timeout")?;
     let began = Instant::now();
-    if last > 0 {
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: format!("sb.{}.>", args.workspace),
-                deliver_policy,
-                ..Default::default()
-            })
-            .await
-            .context("creating the ordered consumer")?;
-        // Nothing of the workspace from there on: nothing will come.
-        let info = consumer.cached_info();
-        let mut done = info.num_pending == 0 && info.delivered.consumer_sequence == 0;
-        let mut messages = consumer.messages().await.context("consuming")?;
-        while !done {
-            let Ok(next) = tokio::time::timeout(idle, messages.next()).await else {
-                bail!("no event for {idle:?}");
+    let mut done = last == 0;
+    let mut deliver_policy = deliver_policy;
+    while !done {
+        if fold.stream_seq > 0 {
+            // A delivery was lost (a reconnect, say): the ordered-consumer
+            // discipline, by hand: a new consumer from the next stream
+            // sequence (the old one expires by itself).
+            deliver_policy = DeliverPolicy::ByStartSequence {
+                start_sequence: fold.stream_seq + 1,
             };
-            let Some(msg) = next else {
-                bail!("the consumer ended early");
-            };
-            let msg = msg.context("receiving")?;
-            let info = msg
-                .info()
-                .map_err(|e| anyhow::anyhow!("message info: {e}"))?;
-            let (seq, pending) = (info.stream_sequence, info.pending);
-            if seq > last {
-                break;
-            }
-            fold.apply(msg.subject.as_str(), seq, &msg.payload);
-            done = seq >= last || pending == 0;
         }
+        done = consume(
+            &client,
+            &stream,
+            &args,
+            deliver_policy,
+            &mut fold,
+            last,
+            idle,
+        )
+        .await?;
     }
     let mut out = Map::new();
     out.insert("workspace".into(), json!(args.workspace));
