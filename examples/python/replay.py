@@ -40,6 +40,9 @@ def parse_args(argv):
                    help="NATS URL; credentials may be in it (nats://user:password@host:port)")
     p.add_argument("--workspace", required=True, help="the workspace id W (subject filter sb.W.>)")
     p.add_argument("--stream", default="SB", help="the log's JetStream stream (default SB)")
+    p.add_argument("--inbox-prefix", default="_INBOX",
+                   help="prefix of this client's reply subjects (default _INBOX); replay credentials "
+                        "grant subscribe on <prefix>.> for a prefix of their own")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--since", help="start at the first event stored at or after this RFC 3339 time")
     start.add_argument("--start-seq", type=int, help="start at this stream sequence")
@@ -180,7 +183,8 @@ async def consume(js, args, cfg, fold, last):
 
 
 async def run(args):
-    nc = await nats.connect(args.nats, connect_timeout=5, max_reconnect_attempts=10)
+    nc = await nats.connect(args.nats, connect_timeout=5, max_reconnect_attempts=10,
+                             inbox_prefix=args.inbox_prefix)
     try:
         js = nc.jetstream()
         info = await js.stream_info(args.stream)

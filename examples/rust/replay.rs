@@ -42,6 +42,10 @@ struct Args {
     /// The log's JetStream stream.
     #[arg(long, default_value = "SB")]
     stream: String,
+    /// Prefix of this client's reply subjects; replay credentials grant
+    /// subscribe on `<prefix>.>` for a prefix of their own.
+    #[arg(long, default_value = "_INBOX")]
+    inbox_prefix: String,
     /// Start at the first event stored at or after this RFC 3339 time.
     #[arg(long, conflicts_with = "start_seq")]
     since: Option<String>,
@@ -239,6 +243,7 @@ async fn run(args: Args) -> Result<Value> {
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(Some(10))
+        .custom_inbox_prefix(&args.inbox_prefix)
         .connect(args.nats.as_str())
         .await
         .context("connecting to NATS")?;

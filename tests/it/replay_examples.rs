@@ -364,7 +364,18 @@ async fn the_examples_skip_unknown_cases_and_report_gaps() {
             .expect("ack");
     }
     for (name, cmd) in examples() {
-        let (code, v) = run_example(&cmd, &["--nats", &nats.url(), "--workspace", "Wx"]);
+        // (Own reply subjects, as replay credentials will require.)
+        let (code, v) = run_example(
+            &cmd,
+            &[
+                "--nats",
+                &nats.url(),
+                "--workspace",
+                "Wx",
+                "--inbox-prefix",
+                "_INBOX_Wx",
+            ],
+        );
         assert_eq!(code, 3, "{name}: a gap exits 3: {v}");
         assert_eq!(v["events"], 5, "{name}: {v}");
         assert_eq!(
