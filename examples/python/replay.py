@@ -11,7 +11,7 @@ protobuf, and events_pb2.py generated from core/proto), then:
 The replay is bounded: it reads the stream's last sequence once at start
 and stops when it has delivered every event of the workspace up to it.
 Needs only: JetStream stream info of the log stream, creating an
-ephemeral pull consumer filtered to sb.<W>.>, and fetching its messages 
+ephemeral pull consumer filtered to sb.<W>.>, and fetching its messages
 (see docs/replay.md, "Permissions a replay needs").
 """
 
@@ -52,8 +52,8 @@ def parse_args(argv):
 
 
 def parse_time(s):
-    # Python 3.11's fromisoformat takes every RFC 3339 form ("Z" included).
-    t = datetime.datetime.fromisoformat(s)
+    # fromisoformat takes "Z" only from Python 3.11 on.
+    t = datetime.datetime.fromisoformat(s[:-1] + "+00:00" if s[-1:] in ("Z", "z") else s)
     if t.tzinfo is None:
         raise ValueError(f"--since {s!r}: an RFC 3339 time needs an offset (Z or +hh:mm)")
     return t.astimezone(datetime.timezone.utc)
