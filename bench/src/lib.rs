@@ -22,6 +22,7 @@ pub mod history;
 pub mod nats;
 pub mod push;
 pub mod rebuild;
+pub mod replay;
 pub mod schedule;
 pub mod search;
 pub mod send;
@@ -64,6 +65,9 @@ pub enum Command {
     /// Search indexing rate vs raw FTS5, and query p50/p99 for readers of
     /// 200 and 2,000 channels, over a generated multilingual corpus.
     Search(search::SearchArgs),
+    /// Replay throughput of the replay examples (Rust, Python) vs raw
+    /// JetStream replay of the same workspace (docs/replay.md).
+    Replay(replay::ReplayArgs),
     /// Every benchmark, then the README's table (machine, versions, each
     /// figure's median with its command).
     All(all::AllArgs),
@@ -91,6 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unreads(a) => unreads::run(a).await.map(drop),
         Command::Push(a) => push::run(a).await.map(drop),
         Command::Search(a) => search::run(a).await.map(drop),
+        Command::Replay(a) => replay::run(a).await.map(drop),
         Command::All(a) => all::run(a).await.map(drop),
     }
 }

@@ -1,0 +1,450 @@
+//! The replay examples (docs/replay.md) against a real server: the Python
+//! consumer (`examples/python/replay.py`, set up by
+//! `examples/python/setup.sh`) and the Rust one (`examples/rust/replay.rs`,
+//! built by cargo with the tests) replay one workspace from the start and
+//! from a timestamp, and their per-channel counts equal what the HTTP
+//! history shows — and nothing of the other workspace is counted.
+//!
+//! With `CI` set, a missing Python set-up fails the test (CI runs the
+//! set-up first); elsewhere the Python half is skipped with a note.
+
+use crate::harness::{Api, Nats, Server};
+use async_nats::jetstream;
+use prost::Message as _;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchboard_core::events::{Body, Envelope, MessagePosted};
+use switchboard_core::time::rfc3339_ms;
+
+/// Per channel: (messages, deleted), the replay's `messages` and `deleted`.
+type Counts = BTreeMap<String, (u64, u64)>;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python of the example's virtualenv, if set up. In CI its absence
+/// is a failure, not a skip.
+fn python() -> Option<PathBuf> {
+    let py = root().join("examples/python/.venv/bin/python");
+    let ready = py.exists()
+        && root()
+            .join("examples/python/gen/switchboard/v1/events_pb2.py")
+            .exists();
+    if ready {
+        return Some(py);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(
+        !ci,
+        "CI: the Python replay example is not set up: run examples/python/setup.sh"
+    );
+    eprintln!("skipping the Python replay example: run examples/python/setup.sh first");
+    None
+}
+
+/// The Rust example's binary: cargo builds examples with the tests, next
+/// to the test binary's `deps/` directory.
+fn rust_example() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let bin = dir.join("examples").join("replay");
+    assert!(
+        bin.exists(),
+        "{} missing: cargo builds examples with the tests (cargo build --example replay)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs an example (program + leading args) with `args`; returns its exit
+/// code and its JSON.
+fn run_example(cmd: &[PathBuf], args: &[&str]) -> (i32, Value) {
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .args(args)
+        .output()
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{cmd:?} {args:?}: no JSON ({e}); status {:?}\nstdout: {stdout}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+/// The examples to run: the Rust one always, the Python one when set up.
+fn examples() -> Vec<(&'static str, Vec<PathBuf>)> {
+    let mut ex = vec![("rust", vec![rust_example()])];
+    if let Some(py) = python() {
+        ex.push(("python", vec![py, root().join("examples/python/replay.py")]));
+    }
+    ex
+}
+
+fn replay_counts(v: &Value) -> Counts {
+    v["channels"]
+        .as_object()
+        .expect("channels")
+        .iter()
+        .map(|(id, c)| {
+            let n = |k: &str| c[k].as_u64().expect("count");
+            assert_eq!(n("live"), n("messages") - n("deleted"), "{c}");
+            (id.clone(), (n("messages"), n("deleted")))
+        })
+        .collect()
+}
+
+/// The HTTP history's counts for each channel: every entry of
+/// `GET /v1/channels/{id}/messages` (all pages; tombstones are entries)
+/// whose `ts` is at or after `since`, and of those the deleted ones.
+async fn http_counts(api: &Api, token: &str, channels: &[&str], since: &str) -> Counts {
+    let mut out = Counts::new();
+    for ch in channels {
+        let (mut messages, mut deleted, mut after) = (0, 0, 0);
+        loop {
+            let page = api
+                .get(
+                    &format!("/v1/channels/{ch}/messages?after_seq={after}&limit=200"),
+                    token,
+                )
+                .await
+                .expect(200);
+            let rows = page["messages"].as_array().expect("messages");
+            for m in rows {
+                // rfc3339_ms: fixed width, so the strings order as times.
+                if m["ts"].as_str().expect("ts") >= since {
+                    messages += 1;
+                    deleted += u64::from(m["deleted"].as_bool().expect("deleted"));
+                }
+                after = m["seq"].as_u64().expect("seq");
+            }
+            if !page["has_more"].as_bool().expect("has_more") {
+                break;
+            }
+        }
+        out.insert(ch.to_string(), (messages, deleted));
+    }
+    out
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+async fn post(api: &Api, token: &str, body: Value) -> String {
+    api.post("/v1/messages", token, body).await.expect(201)["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_and_rust_examples_count_one_workspace_as_the_http_history_does() {
+    let nats = Nats::start();
+    let server = Server::start_with(&nats, &["--rate-limits", "off"]);
+    let api = server.api();
+    let a = api.workspace("Acme").await;
+    let (_, ada) = api.user(&a, "ada", "admin").await;
+    let b = api.workspace("Beta").await;
+    let (_, bea) = api.user(&b, "bea", "admin").await;
+    let general = api.channel(&ada, "general", false).await;
+    let random = api.channel(&ada, "random", false).await;
+    let secret = api.channel(&ada, "secret", true).await;
+    let empty = api.channel(&ada, "empty", false).await;
+    let other = api.channel(&bea, "general", false).await;
+
+    // Before the timestamp: posts, a thread reply (in its thread only),
+    // one also sent to the channel, a delete; the other workspace posts too.
+    let mut general_ids = Vec::new();
+    for i in 0..5 {
+        general_ids.push(
+            post(
+                &api,
+                &ada,
+                json!({"channel_id": general, "text": format!("g{i}")}),
+            )
+            .await,
+        );
+    }
+    post(
+        &api,
+        &ada,
+        json!({"channel_id": general, "text": "reply", "thread_root_id": general_ids[0]}),
+    )
+    .await;
+    post(
+        &api,
+        &ada,
+        json!({"channel_id": general, "text": "reply too",
+        "thread_root_id": general_ids[0], "also_send_to_channel": true}),
+    )
+    .await;
+    api.delete(&format!("/v1/messages/{}", general_ids[1]), &ada)
+        .await
+        .expect(200);
+    for i in 0..3 {
+        post(
+            &api,
+            &ada,
+            json!({"channel_id": random, "text": format!("r{i}")}),
+        )
+        .await;
+    }
+    for i in 0..4 {
+        post(
+            &api,
+            &bea,
+            json!({"channel_id": other, "text": format!("b{i}")}),
+        )
+        .await;
+    }
+
+    // The timestamp: after every event above was stored, before any below
+    // (the sleeps only separate the clock readings by a few ms).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let since = rfc3339_ms(now_ms());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    for i in 0..2 {
+        post(
+            &api,
+            &ada,
+            json!({"channel_id": general, "text": format!("g-late{i}")}),
+        )
+        .await;
+    }
+    let late = post(&api, &ada, json!({"channel_id": random, "text": "r-late"})).await;
+    api.delete(&format!("/v1/messages/{late}"), &ada)
+        .await
+        .expect(200);
+    // A delete, after the timestamp, of a message posted before it.
+    api.delete(&format!("/v1/messages/{}", general_ids[2]), &ada)
+        .await
+        .expect(200);
+    for i in 0..3 {
+        post(
+            &api,
+            &ada,
+            json!({"channel_id": secret, "text": format!("s{i}")}),
+        )
+        .await;
+    }
+    post(&api, &bea, json!({"channel_id": other, "text": "b-late"})).await;
+
+    let channels = [
+        general.as_str(),
+        random.as_str(),
+        secret.as_str(),
+        empty.as_str(),
+    ];
+    let all = http_counts(&api, &ada, &channels, "").await;
+    let recent = http_counts(&api, &ada, &channels, &since).await;
+    // What was posted: the history and the test agree first.
+    assert_eq!(all[&general], (5 + 1 + 2, 2));
+    assert_eq!(all[&random], (3 + 1, 1));
+    assert_eq!(all[&secret], (3, 0));
+    assert_eq!(all[&empty], (0, 0));
+    assert_eq!(recent[&general], (2, 0));
+    assert_eq!(recent[&random], (1, 1));
+    assert_eq!(recent[&secret], (3, 0));
+
+    let url = nats.url();
+    let ran: Vec<&str> = examples().iter().map(|(n, _)| *n).collect();
+    for (name, cmd) in examples() {
+        let (code, v) = run_example(&cmd, &["--nats", &url, "--workspace", &a]);
+        assert_eq!(code, 0, "{name}: {v}");
+        assert_eq!(replay_counts(&v), all, "{name} from the start: {v}");
+        assert_eq!(v["gaps"], json!([]), "{name}");
+        assert_eq!(
+            (v["unknown"].as_u64(), v["undecodable"].as_u64()),
+            (Some(0), Some(0)),
+            "{name}"
+        );
+        assert!(
+            !v["channels"]
+                .as_object()
+                .expect("channels")
+                .contains_key(&other),
+            "{name}"
+        );
+        // Of the 2 replies posted in general, one is in its thread only.
+        assert_eq!(v["channels"][&general]["replies"], 1, "{name}");
+
+        let (code, v) = run_example(
+            &cmd,
+            &["--nats", &url, "--workspace", &a, "--since", &since],
+        );
+        assert_eq!(code, 0, "{name}: {v}");
+        // Channels with no event since are not listed.
+        let mut want = recent.clone();
+        want.remove(&empty);
+        assert_eq!(replay_counts(&v), want, "{name} since {since}: {v}");
+        assert_eq!(v["gaps"], json!([]), "{name}");
+
+        let (code, v) = run_example(&cmd, &["--nats", &url, "--workspace", &b]);
+        assert_eq!(code, 0, "{name}: {v}");
+        assert_eq!(
+            replay_counts(&v),
+            Counts::from([(other.clone(), (5, 0))]),
+            "{name}: {v}"
+        );
+
+        // A workspace with no event: the replay ends at once, empty.
+        let (code, v) = run_example(&cmd, &["--nats", &url, "--workspace", "Wnone"]);
+        assert_eq!((code, v["events"].as_u64()), (0, Some(0)), "{name}: {v}");
+    }
+    eprintln!("replay examples run: {ran:?}");
+}
+
+/// An envelope on `sb.Wx.ch.C1` with this `channel_seq` and body.
+fn envelope(seq: u64, body: Option<Body>) -> Vec<u8> {
+    Envelope {
+        event_id: format!("E{seq}"),
+        workspace_id: "Wx".into(),
+        channel_id: "C1".into(),
+        channel_seq: seq,
+        body,
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// The compatibility rules as a consumer keeps them, on a hand-made log:
+/// a oneof case newer than the consumer's schema is skipped (and counted
+/// as unknown), a payload that is no envelope is counted as undecodable,
+/// and a hole in `channel_seq` is reported as a gap (exit status 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_skip_unknown_cases_and_report_gaps() {
+    let nats = Nats::start();
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = jetstream::new(client);
+    js.create_stream(jetstream::stream::Config {
+        name: "SB".into(),
+        subjects: vec!["sb.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("stream");
+    let posted = |id: &str| {
+        Some(Body::MessagePosted(MessagePosted {
+            message_id: id.into(),
+            text: "hi".into(),
+            ..Default::default()
+        }))
+    };
+    // channel_seq 1, 2, (unknown case) 3, (3 is missing after it) 5.
+    let mut unknown = envelope(3, None);
+    // Field 999 (a future oneof case), length-delimited, empty.
+    unknown.extend_from_slice(&[0xba, 0x3e, 0x00]);
+    let payloads = [
+        envelope(1, posted("M1")),
+        envelope(2, posted("M2")),
+        unknown,
+        b"\xff\xff not an envelope".to_vec(),
+        envelope(5, posted("M5")),
+    ];
+    for p in payloads {
+        js.publish("sb.Wx.ch.C1", p.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+    for (name, cmd) in examples() {
+        // (Own reply subjects, as replay credentials will require.)
+        let (code, v) = run_example(
+            &cmd,
+            &[
+                "--nats",
+                &nats.url(),
+                "--workspace",
+                "Wx",
+                "--inbox-prefix",
+                "_INBOX_Wx",
+            ],
+        );
+        assert_eq!(code, 3, "{name}: a gap exits 3: {v}");
+        assert_eq!(v["events"], 5, "{name}: {v}");
+        assert_eq!(
+            (v["unknown"].as_u64(), v["undecodable"].as_u64()),
+            (Some(1), Some(1)),
+            "{name}"
+        );
+        assert_eq!(v["channels"]["C1"]["messages"], 3, "{name}: {v}");
+        assert_eq!(
+            v["gaps"],
+            json!([{"subject": "sb.Wx.ch.C1", "expected": 4, "got": 5, "stream_seq": 5}]),
+            "{name}"
+        );
+        // From a stream sequence: the first event of a subject is the base.
+        let (code, v) = run_example(
+            &cmd,
+            &[
+                "--nats",
+                &nats.url(),
+                "--workspace",
+                "Wx",
+                "--start-seq",
+                "5",
+            ],
+        );
+        assert_eq!((code, v["events"].as_u64()), (0, Some(1)), "{name}: {v}");
+    }
+}
+
+/// `switchboard-bench replay` at a small size: every replay delivers the
+/// whole workspace and both examples' counts match what it generated (the
+/// benchmark fails otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_replay_checks_every_replays_counts() {
+    use clap::Parser;
+    let rust = rust_example();
+    let mut args = vec![
+        "replay".to_string(),
+        "--events".into(),
+        "2000".into(),
+        "--channels".into(),
+        "7".into(),
+        "--runs".into(),
+        "1".into(),
+        "--rust-example".into(),
+        rust.display().to_string(),
+    ];
+    let py = python();
+    match &py {
+        Some(py) => {
+            args.push("--python".into());
+            args.push(py.display().to_string());
+            args.push("--python-script".into());
+            args.push(
+                root()
+                    .join("examples/python/replay.py")
+                    .display()
+                    .to_string(),
+            );
+        }
+        None => args.push("--no-python".into()),
+    }
+    let a = switchboard_bench::replay::ReplayArgs::try_parse_from(&args).expect("arguments");
+    let runs = switchboard_bench::replay::run(a)
+        .await
+        .expect("bench replay");
+    assert_eq!(runs.runs.len(), 1);
+    let run = &runs.runs[0];
+    assert_eq!(run.events, 2000);
+    assert_eq!(run.python_secs.is_some(), py.is_some());
+    assert!(run.raw_secs > 0.0 && run.rust_secs > 0.0);
+}
