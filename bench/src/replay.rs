@@ -149,8 +149,8 @@ fn generate(events: u64, channels: u64) -> (Vec<(String, Envelope)>, Expected) {
                 actor_id: "Ubench".into(),
                 ts_ms: 1_700_000_000_000 + i as i64,
                 channel_seq: seq,
-                fence_seq: 0,
                 body: Some(body),
+                ..Default::default()
             };
             (format!("sb.{WS}.ch.C{c}"), env)
         })
