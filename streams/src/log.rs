@@ -900,6 +900,14 @@ impl Log {
     }
 }
 
+/// A cheap pseudo-random number below `bound` (back-off spread only).
+fn jitter(bound: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(bound);
+    h.finish() % bound.max(1)
+}
+
 #[cfg(test)]
 mod url_tests {
     #[test]
@@ -915,12 +923,4 @@ mod url_tests {
         assert_eq!(creds, Some(("a".into(), "b".into())));
         assert_eq!(super::percent_decode("%é%4"), "%é%4");
     }
-}
-
-/// A cheap pseudo-random number below `bound` (back-off spread only).
-fn jitter(bound: u64) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(bound);
-    h.finish() % bound.max(1)
 }

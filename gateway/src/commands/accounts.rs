@@ -201,10 +201,16 @@ impl Commands {
         let cmd = IssueToken {
             token_id: TokenId::generate(ms(), random()),
             name,
-            token_hash: token_hash(&secret),
             expires_at_ms,
             kind,
         };
+        self.append_verifier(
+            caller.workspace_id.as_str(),
+            cmd.token_id.as_str(),
+            target.as_str(),
+            token_hash(&secret),
+        )
+        .await?;
         let (cmd, by) = (&cmd, caller);
         let appended = self
             .append_account(

@@ -49,8 +49,14 @@ impl Commands {
             handle: Handle::parse(handle)?,
             display_name: DisplayName::parse("display_name", display_name)?,
             role: Role::parse(role.unwrap_or("member"))?,
-            token_hash: token_hash(&token),
         };
+        self.append_verifier(
+            ws.as_str(),
+            &switchboard_projections::acl::initial_token_id(cmd.user_id.as_str()),
+            cmd.user_id.as_str(),
+            token_hash(&token),
+        )
+        .await?;
         let by = by.map(|u| &u.caller);
         let who = by.map_or("", |u| u.user_id.as_str());
         let (w, cmd, ws_id) = (ws.as_str(), &cmd, &ws);
