@@ -13,3 +13,4 @@ pub use log::{
     connect, AppendError, Appended, Basis, Decision, Head, Log, LogConfig, LogError, LogEvent,
     Nats, Outcome, ReplayStream,
 };
+pub use log::split_userinfo;

@@ -25,6 +25,7 @@ mod realtime_limits;
 mod rebuild;
 mod regressions;
 mod replay;
+mod replay_auth;
 mod search;
 mod sessions;
 mod shutdown;
