@@ -181,9 +181,7 @@ pub fn replay_users(data: &Path) -> Result<Vec<ReplayUser>> {
                 })
                 // A hand-edited entry that is not a token could widen a
                 // permission: skip it.
-                .filter(|u| {
-                    is_token(&u.user) && is_token(&u.workspace) && is_token(&u.password)
-                })
+                .filter(|u| is_token(&u.user) && is_token(&u.workspace) && is_token(&u.password))
                 .collect()
         })
         .unwrap_or_default();
@@ -311,7 +309,10 @@ pub fn apply_replay_users(data: &Path) -> Result<bool> {
         state["port"].as_u64().and_then(|p| u16::try_from(p).ok()),
         state["stream"].as_str(),
     ) else {
-        bail!("{} is not as written by serve", dir.join("server.json").display());
+        bail!(
+            "{} is not as written by serve",
+            dir.join("server.json").display()
+        );
     };
     let config = render_config(
         &dir,

@@ -172,8 +172,7 @@ impl Projector for Acl {
                 let token_id = initial_token_id(&b.user_id);
                 #[allow(deprecated)] // old events carry it and still verify
                 let inline = &b.token_hash;
-                if let Some(hash) =
-                    verifier(tx, inline, &token_id, &env.workspace_id, &b.user_id)?
+                if let Some(hash) = verifier(tx, inline, &token_id, &env.workspace_id, &b.user_id)?
                 {
                     insert_token(
                         tx,
@@ -194,7 +193,12 @@ impl Projector for Acl {
                          (token_id, workspace_id, user_id, token_hash)
                      VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![b.token_id, env.workspace_id, b.user_id, b.token_hash])?;
+                .execute(params![
+                    b.token_id,
+                    env.workspace_id,
+                    b.user_id,
+                    b.token_hash
+                ])?;
             }
             Body::TokenIssued(b) => {
                 #[allow(deprecated)] // old events carry it and still verify

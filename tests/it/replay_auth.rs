@@ -91,7 +91,10 @@ impl Conn {
             .request(subject.to_string(), body.to_string().into())
             .await;
         assert!(answer.is_err(), "{subject} answered: {answer:?}");
-        assert!(self.refused(subject).await, "no permission error for {subject}");
+        assert!(
+            self.refused(subject).await,
+            "no permission error for {subject}"
+        );
     }
 }
 
@@ -147,8 +150,9 @@ fn texts(messages: &[(String, Vec<u8>)]) -> Vec<String> {
         .collect()
 }
 
-/// Two workspaces with a post each; returns (A, B, a token of A).
-async fn two_workspaces(api: &Api) -> (String, String, String) {
+/// Two workspaces with a post each; returns (A, B, B's admin token, B's
+/// channel).
+async fn two_workspaces(api: &Api) -> (String, String, String, String) {
     let a = api.workspace("alpha").await;
     let b = api.workspace("beta").await;
     let (_, ada) = api.user(&a, "ada", "admin").await;
@@ -157,14 +161,14 @@ async fn two_workspaces(api: &Api) -> (String, String, String) {
     let cb = api.channel(&bea, "general", false).await;
     api.send(&ada, &ca, "alpha says hi").await.expect(201);
     api.send(&bea, &cb, "beta secret").await.expect(201);
-    (a, b, ada)
+    (a, b, bea, cb)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
     let server = Server::start_embedded(&[]);
     let api = server.api();
-    let (a, b, _) = two_workspaces(&api).await;
+    let (a, b, bea, cb) = two_workspaces(&api).await;
     let creds = replay_credentials(&server, &["--workspace", &a]);
     let (url, stream) = (
         creds["url"].as_str().expect("url"),
@@ -224,6 +228,45 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
         .expect("an answer");
     let answer: Value = serde_json::from_slice(&smuggled.payload).expect("JSON");
     assert!(answer["error"].is_object(), "{answer}");
+    // A push consumer of A's events delivering to another workspace's
+    // real-time subject: the server accepts it (it does not check a deliver
+    // subject against permissions), so the gateway takes only what the
+    // stream republished; B's subscribers never see A's events.
+    let mut ws_b = Ws::connect(&server.base, &bea).await;
+    ws_b.subscribe_live(&cb, 1).await;
+    let target = format!("dlv.sb.{b}.ch.{cb}");
+    let pushed = replay
+        .client
+        .request(
+            format!("$JS.API.CONSUMER.CREATE.{stream}.p1.sb.{a}.>"),
+            json!({"stream_name": stream, "config": {"name": "p1",
+                "filter_subject": format!("sb.{a}.>"), "deliver_policy": "all",
+                "deliver_subject": target, "ack_policy": "none", "mem_storage": true}})
+            .to_string()
+            .into(),
+        )
+        .await
+        .expect("an answer");
+    let answer: Value = serde_json::from_slice(&pushed.payload).expect("JSON");
+    assert!(
+        answer["error"].is_null(),
+        "the server now refuses it: {answer}"
+    );
+    api.send(&bea, &cb, "beta two").await.expect(201);
+    let mut frames = ws_b
+        .frames_until(Duration::from_secs(5), |f| {
+            f.to_string().contains("beta two")
+        })
+        .await;
+    while let Some(f) = ws_b.frame(Duration::from_millis(700)).await {
+        frames.push(f);
+    }
+    let seen = serde_json::to_string(&frames).expect("json");
+    assert!(seen.contains("beta two"), "{seen}");
+    assert!(
+        !seen.contains("alpha says hi"),
+        "A's event reached B: {seen}"
+    );
     // The whole stream, unfiltered consumers, durable consumers, direct
     // gets, stream info: refused.
     for subject in [
@@ -262,7 +305,10 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
     // No KV: neither through the API nor by subscribing.
     for bucket in ["sb_presence", "sb_passwords", "sb_token_use", "sb_push"] {
         replay
-            .request_refused(&format!("$JS.API.DIRECT.GET.KV_{bucket}"), json!({"seq": 1}))
+            .request_refused(
+                &format!("$JS.API.DIRECT.GET.KV_{bucket}"),
+                json!({"seq": 1}),
+            )
             .await;
         replay
             .request_refused(&format!("$JS.API.STREAM.INFO.KV_{bucket}"), json!({}))
@@ -281,13 +327,21 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
     // Nothing was added or removed.
     let mut log_stream = pjs.get_stream(stream).await.expect("stream");
     let after = log_stream.info().await.expect("info").clone();
-    assert_eq!(after.state.messages, before, "the log is unchanged");
+    assert_eq!(
+        after.state.messages,
+        before + 1,
+        "only B's \"beta two\" was added"
+    );
     assert!(after.config.deny_delete && after.config.deny_purge);
 
     // Revoked: the connection is closed and the credential refused.
     let user = creds["user"].as_str().expect("user");
     let listed = replay_credentials(&server, &["--list"]);
-    assert!(listed.as_array().expect("list").iter().any(|u| u["user"] == user));
+    assert!(listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|u| u["user"] == user));
     let revoked = replay_credentials(&server, &["--revoke", user]);
     assert_eq!(revoked["applied_to_running_server"], true);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -399,5 +453,9 @@ async fn token_verifiers_are_in_no_message_on_sb_and_tokens_still_work() {
     // And rebuild still reproduces the live read models.
     let (ok, out, err) = run_cli(&["rebuild"], &server.data, &nats.url());
     assert!(ok, "rebuild failed: {out}\n{err}");
-    assert_eq!(out.matches(" match ").count(), 6, "every read model matches: {out}");
+    assert_eq!(
+        out.matches(" match ").count(),
+        6,
+        "every read model matches: {out}"
+    );
 }

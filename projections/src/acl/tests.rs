@@ -775,7 +775,9 @@ fn tokens_go_live_from_their_verifier_and_old_inline_hashes_still_verify() {
         // A TokenIssued without a verifier makes no token.
         f.ws("", "bob", issued_now("T9", "bob")),
     ]);
-    let (u, _) = token_by_hash(m.conn(), "t-dave").expect("query").expect("live");
+    let (u, _) = token_by_hash(m.conn(), "t-dave")
+        .expect("query")
+        .expect("live");
     assert_eq!(u.id, "dave");
     let (u, t) = token_by_hash(m.conn(), "h7").expect("query").expect("live");
     assert_eq!((u.id.as_str(), t.id.as_str()), ("bob", "T7"));
