@@ -459,3 +459,47 @@ async fn token_verifiers_are_in_no_message_on_sb_and_tokens_still_work() {
         "every read model matches: {out}"
     );
 }
+
+/// A log stream created before this change (no `sbv.>`, deletes and purges
+/// allowed) is upgraded in place at start, and `admin` reaches a running
+/// embedded server with the platform's credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_old_log_stream_is_upgraded_to_deny_delete_and_purge() {
+    let nats = Nats::start();
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = jetstream::new(client);
+    js.create_stream(jetstream::stream::Config {
+        name: "SB".into(),
+        subjects: vec!["sb.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("old stream");
+    let server = Server::start(&nats);
+    let ws = server.api().workspace("acme").await;
+    server.api().user(&ws, "ada", "admin").await;
+    let info = js
+        .get_stream("SB")
+        .await
+        .expect("stream")
+        .info()
+        .await
+        .expect("info")
+        .clone();
+    assert!(info.config.deny_delete && info.config.deny_purge);
+    assert!(info.config.subjects.contains(&"sbv.>".to_string()));
+    assert!(js.get_stream("SB").await.expect("stream").purge().await.is_err());
+
+    let embedded = Server::start_embedded(&[]);
+    let out = Command::new(bin())
+        .args(["admin", "create-workspace", "--name", "beta", "--data"])
+        .arg(&embedded.data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run switchboard");
+    assert!(
+        out.status.success(),
+        "admin on a running embedded server: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
