@@ -75,8 +75,10 @@ pub struct Common {
         default_value = "./data"
     )]
     pub data: PathBuf,
-    /// NATS URL. Without it a local nats-server is used: the one a running
-    /// `serve` started on --data, or one started for this command.
+    /// NATS URL (`nats://user:password@host:port` to send credentials).
+    /// Without it a local nats-server is used: the one a running `serve`
+    /// started on --data, or one started for this command, with
+    /// authorization on (README "Replay credentials").
     #[arg(long, global = true, env = "NATS_URL")]
     pub nats: Option<String>,
     /// JetStream stream that holds the log.
