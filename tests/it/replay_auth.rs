@@ -488,7 +488,13 @@ async fn an_old_log_stream_is_upgraded_to_deny_delete_and_purge() {
         .clone();
     assert!(info.config.deny_delete && info.config.deny_purge);
     assert!(info.config.subjects.contains(&"sbv.>".to_string()));
-    assert!(js.get_stream("SB").await.expect("stream").purge().await.is_err());
+    assert!(js
+        .get_stream("SB")
+        .await
+        .expect("stream")
+        .purge()
+        .await
+        .is_err());
 
     let embedded = Server::start_embedded(&[]);
     let out = Command::new(bin())

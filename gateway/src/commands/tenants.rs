@@ -76,12 +76,7 @@ impl Commands {
                 if decided.is_ok() {
                     verifier
                         .get_or_try_init(|| {
-                            self.append_verifier(
-                                w,
-                                initial,
-                                cmd.user_id.as_str(),
-                                hash.clone(),
-                            )
+                            self.append_verifier(w, initial, cmd.user_id.as_str(), hash.clone())
                         })
                         .await?;
                 }
