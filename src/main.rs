@@ -75,8 +75,10 @@ pub struct Common {
         default_value = "./data"
     )]
     pub data: PathBuf,
-    /// NATS URL. Without it a local nats-server is used: the one a running
-    /// `serve` started on --data, or one started for this command.
+    /// NATS URL (`nats://user:password@host:port` to send credentials).
+    /// Without it a local nats-server is used: the one a running `serve`
+    /// started on --data, or one started for this command, with
+    /// authorization on (README "Replay credentials").
     #[arg(long, global = true, env = "NATS_URL")]
     pub nats: Option<String>,
     /// JetStream stream that holds the log.
@@ -123,10 +125,10 @@ impl Common {
         let (url, local) = match &self.nats {
             Some(url) => (url.clone(), None),
             None => match nats::running(&self.data).filter(|_| reuse_running) {
-                Some(url) => (url, None),
+                Some(url) => (nats::platform_url(&self.data, &url)?, None),
                 None => {
-                    let local = nats::LocalNats::start(&self.data).await?;
-                    (local.url.clone(), Some(local))
+                    let local = nats::LocalNats::start(&self.data, &self.stream).await?;
+                    (nats::platform_url(&self.data, &local.url)?, Some(local))
                 }
             },
         };
@@ -317,6 +319,24 @@ enum AdminAction {
         display_name: String,
         #[arg(long, default_value = "member")]
         role: String,
+    },
+    /// Issue (or list, or revoke) NATS credentials that may only replay
+    /// one workspace's events (`sb.<W>.>`) from `serve`'s own nats-server;
+    /// prints {"url","user","stream","filter","inbox_prefix"} (the password
+    /// is in the URL, shown once). Applied to a running server at once.
+    ReplayCredentials {
+        /// The workspace the credential may replay.
+        #[arg(long, required_unless_present_any = ["list", "revoke"])]
+        workspace: Option<String>,
+        /// Also write the JSON to this file (mode 0600).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// List the replay users (no passwords), of --workspace if given.
+        #[arg(long, conflicts_with_all = ["revoke", "out"])]
+        list: bool,
+        /// Revoke this replay user: its connections are closed.
+        #[arg(long, conflicts_with = "out")]
+        revoke: Option<String>,
     },
 }
 
@@ -709,6 +729,15 @@ where
 
 async fn admin(common: Common, action: AdminAction) -> Result<()> {
     std::fs::create_dir_all(&common.data)?;
+    if let AdminAction::ReplayCredentials {
+        workspace,
+        out,
+        list,
+        revoke,
+    } = action
+    {
+        return replay_credentials(&common, workspace, out, list, revoke);
+    }
     let (log, local_nats) = common.open_log(true).await?;
     let platform = Platform::start(
         log,
@@ -746,6 +775,7 @@ async fn admin(common: Common, action: AdminAction) -> Result<()> {
                     "display_name": u.display_name, "role": u.role, "token": token
                 })
             }),
+        AdminAction::ReplayCredentials { .. } => unreachable!("handled above"),
     };
     let _ = platform.catch_up(Duration::from_secs(10)).await;
     platform.shutdown(FLUSH_GRACE).await;
@@ -759,4 +789,91 @@ async fn admin(common: Common, action: AdminAction) -> Result<()> {
         }
         Err(e) => anyhow::bail!("{}: {}", e.code, e.message),
     }
+}
+
+/// `admin replay-credentials` (README "Replay credentials"): a NATS user
+/// of `serve`'s own nats-server that may only create consumers on the log
+/// stream filtered inside `sb.<W>.>` and receive on its own inbox.
+fn replay_credentials(
+    common: &Common,
+    workspace: Option<String>,
+    out: Option<PathBuf>,
+    list: bool,
+    revoke: Option<String>,
+) -> Result<()> {
+    if common.nats.is_some() {
+        anyhow::bail!(
+            "with --nats the NATS server is the operator's: create a user with the \
+             permissions README \"Replay credentials\" lists on that server"
+        );
+    }
+    let data = &common.data;
+    let mut users = nats::replay_users(data)?;
+    if list {
+        let listed: Vec<serde_json::Value> = users
+            .iter()
+            .filter(|u| workspace.as_ref().is_none_or(|w| &u.workspace == w))
+            .map(|u| {
+                serde_json::json!({"user": u.user, "workspace": u.workspace,
+                    "created_ms": u.created_ms})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(listed));
+        return Ok(());
+    }
+    if let Some(user) = revoke {
+        let before = users.len();
+        users.retain(|u| u.user != user);
+        if users.len() == before {
+            anyhow::bail!("no replay user {user}");
+        }
+        nats::save_replay_users(data, &users)?;
+        let applied = nats::apply_replay_users(data)?;
+        println!(
+            "{}",
+            serde_json::json!({"revoked": user, "applied_to_running_server": applied})
+        );
+        return Ok(());
+    }
+    let Some(workspace) = workspace else {
+        anyhow::bail!("--workspace is required");
+    };
+    if !switchboard_core::ids::is_token(&workspace) {
+        anyhow::bail!("--workspace must be a workspace id (letters, digits, '-', '_')");
+    }
+    let user = format!("replay_{}", &nats::new_password()[..16]);
+    let password = nats::new_password();
+    users.push(nats::ReplayUser {
+        user: user.clone(),
+        password: password.clone(),
+        workspace: workspace.clone(),
+        created_ms: switchboard_gateway::commands::now_ms(),
+    });
+    nats::save_replay_users(data, &users)?;
+    let applied = nats::apply_replay_users(data)?;
+    let stream = nats::configured_stream(data).unwrap_or_else(|| common.stream.clone());
+    let url = nats::running(data)
+        .or_else(|| nats::configured_port(data).map(|p| format!("nats://127.0.0.1:{p}")))
+        .map(|u| nats::with_credentials(&u, &user, &password));
+    let v = serde_json::json!({
+        "url": url,
+        "user": user,
+        "workspace": workspace,
+        "stream": stream,
+        "filter": switchboard_streams::subjects::workspace_filter(&workspace),
+        "inbox_prefix": nats::inbox_prefix(&user),
+        "applied_to_running_server": applied,
+    });
+    let text = serde_json::to_string_pretty(&v)?;
+    if let Some(out) = out {
+        nats::write_private(&out, &format!("{text}\n"))?;
+    }
+    println!("{text}");
+    if url.is_none() {
+        eprintln!(
+            "no nats-server was started on {} yet: the user takes effect when `serve` starts there",
+            data.display()
+        );
+    }
+    Ok(())
 }

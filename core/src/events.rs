@@ -45,6 +45,7 @@ impl Body {
             Body::UserRoleSet(_) => "user_role_set",
             Body::SessionsRevoked(_) => "sessions_revoked",
             Body::PasswordSet(_) => "password_set",
+            Body::TokenVerifier(_) => "token_verifier",
         }
     }
 }

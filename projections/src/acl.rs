@@ -24,7 +24,9 @@ pub struct Acl;
 /// older schema is emptied and refolded from the log
 /// ([`crate::runner::refold_if_older`]). 1: tokens in their own table
 /// (several per user, with expiry and kind), users with `deactivated`.
-const SCHEMA_VERSION: i64 = 1;
+/// 2: token verifiers from `TokenVerifier` events (sbv.<ws>.tokens), held
+/// in `token_verifiers` until the event that makes the token live.
+const SCHEMA_VERSION: i64 = 2;
 
 impl Projector for Acl {
     const NAME: &'static str = "acl";
@@ -34,6 +36,7 @@ impl Projector for Acl {
         ("channels", "id"),
         ("members", "channel_id, user_id"),
         ("tokens", "id"),
+        ("token_verifiers", "token_id"),
     ];
 
     fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -47,6 +50,7 @@ impl Projector for Acl {
                 "TABLE channels",
                 "TABLE members",
                 "TABLE tokens",
+                "TABLE token_verifiers",
             ],
         )?;
         conn.execute_batch(
@@ -78,6 +82,16 @@ impl Projector for Acl {
                  expires_ms INTEGER NOT NULL
              );
              CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id, id);
+             -- Verifiers (TokenVerifier events, off the replayable
+             -- subjects) of tokens whose TokenIssued / UserAdded has not
+             -- been folded yet; taken out when it is. One no such event
+             -- follows (a refused issue) stays, unused.
+             CREATE TABLE IF NOT EXISTS token_verifiers (
+                 token_id TEXT PRIMARY KEY,
+                 workspace_id TEXT NOT NULL,
+                 user_id TEXT NOT NULL,
+                 token_hash TEXT NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS channels (
                  id TEXT PRIMARY KEY,
                  workspace_id TEXT NOT NULL,
@@ -152,32 +166,59 @@ impl Projector for Acl {
                     b.role().as_str(),
                     env.ts_ms
                 ])?;
-                // The token a user is created with is its first token.
-                if !b.token_hash.is_empty() {
+                // The token a user is created with is its first token:
+                // its hash in the event (logs written before verifiers
+                // moved out of `sb.>`) or in the verifier before it.
+                let token_id = initial_token_id(&b.user_id);
+                #[allow(deprecated)] // old events carry it and still verify
+                let inline = &b.token_hash;
+                if let Some(hash) = verifier(tx, inline, &token_id, &env.workspace_id, &b.user_id)?
+                {
                     insert_token(
                         tx,
-                        &initial_token_id(&b.user_id),
+                        &token_id,
                         &env.workspace_id,
                         &b.user_id,
                         INITIAL_TOKEN_NAME,
-                        &b.token_hash,
+                        &hash,
                         TokenKind::Api,
                         env.ts_ms,
                         0,
                     )?;
                 }
             }
-            Body::TokenIssued(b) => insert_token(
-                tx,
-                &b.token_id,
-                &env.workspace_id,
-                &b.user_id,
-                &b.name,
-                &b.token_hash,
-                b.kind(),
-                env.ts_ms,
-                b.expires_at_ms,
-            )?,
+            Body::TokenVerifier(b) => {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO token_verifiers
+                         (token_id, workspace_id, user_id, token_hash)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    b.token_id,
+                    env.workspace_id,
+                    b.user_id,
+                    b.token_hash
+                ])?;
+            }
+            Body::TokenIssued(b) => {
+                #[allow(deprecated)] // old events carry it and still verify
+                let inline = &b.token_hash;
+                if let Some(hash) =
+                    verifier(tx, inline, &b.token_id, &env.workspace_id, &b.user_id)?
+                {
+                    insert_token(
+                        tx,
+                        &b.token_id,
+                        &env.workspace_id,
+                        &b.user_id,
+                        &b.name,
+                        &hash,
+                        b.kind(),
+                        env.ts_ms,
+                        b.expires_at_ms,
+                    )?;
+                }
+            }
             Body::TokenRevoked(b) => {
                 tx.prepare_cached("DELETE FROM tokens WHERE id = ?1 AND user_id = ?2")?
                     .execute(params![b.token_id, b.user_id])?;
@@ -263,6 +304,34 @@ pub const INITIAL_TOKEN_NAME: &str = "initial";
 /// hash but no id): derived from the user id, so a replay agrees.
 pub fn initial_token_id(user_id: &str) -> String {
     format!("T{}", user_id.strip_prefix('U').unwrap_or(user_id))
+}
+
+/// The verifier of a token being made live: the hash an old event carries
+/// inline, else the one its `TokenVerifier` left (taken out of
+/// `token_verifiers`); `None` if there is neither (the token is never
+/// live).
+fn verifier(
+    tx: &Transaction<'_>,
+    inline: &str,
+    token_id: &str,
+    ws: &str,
+    user: &str,
+) -> rusqlite::Result<Option<String>> {
+    if !inline.is_empty() {
+        return Ok(Some(inline.to_string()));
+    }
+    let hash: Option<String> = tx
+        .prepare_cached(
+            "SELECT token_hash FROM token_verifiers
+             WHERE token_id = ?1 AND workspace_id = ?2 AND user_id = ?3",
+        )?
+        .query_row(params![token_id, ws, user], |r| r.get(0))
+        .optional()?;
+    if hash.is_some() {
+        tx.prepare_cached("DELETE FROM token_verifiers WHERE token_id = ?1")?
+            .execute(params![token_id])?;
+    }
+    Ok(hash)
 }
 
 fn token_kind(kind: TokenKind) -> &'static str {

@@ -9,6 +9,7 @@ mod log;
 pub mod subjects;
 
 pub use async_nats::Client;
+pub use log::split_userinfo;
 pub use log::{
     connect, AppendError, Appended, Basis, Decision, Head, Log, LogConfig, LogError, LogEvent,
     Nats, Outcome, ReplayStream,

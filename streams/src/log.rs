@@ -231,10 +231,20 @@ pub struct Nats {
 
 /// Connects to NATS. Reconnects forever with a short, capped back-off so
 /// that a restarted nats-server is picked up within about a second.
+///
+/// `url` may carry credentials (`nats://user:password@host:port`, the form
+/// `serve`'s own nats-server and `admin replay-credentials` use): the NATS
+/// client ignores userinfo in a URL, so it is taken out here and sent as
+/// user and password.
 pub async fn connect(url: &str) -> Result<Nats, LogError> {
     let (tx, connects) = watch::channel(0u64);
     let tx = Arc::new(tx);
-    let client = ConnectOptions::new()
+    let (url, credentials) = split_userinfo(url);
+    let options = match credentials {
+        Some((user, password)) => ConnectOptions::with_user_and_password(user, password),
+        None => ConnectOptions::new(),
+    };
+    let client = options
         .name("switchboard")
         .max_reconnects(None)
         .retry_on_initial_connect()
@@ -261,10 +271,59 @@ pub async fn connect(url: &str) -> Result<Nats, LogError> {
                 }
             }
         })
-        .connect(url)
+        .connect(url.as_str())
         .await
         .map_err(|e| LogError::Unavailable(e.to_string()))?;
     Ok(Nats { client, connects })
+}
+
+/// Splits `nats://user:password@host:port` into the URL without its
+/// userinfo and the (user, password) pair, percent-decoded. Every URL of a
+/// comma-separated list loses its userinfo; the first one found is used.
+pub fn split_userinfo(url: &str) -> (String, Option<(String, String)>) {
+    let mut found = None;
+    let urls: Vec<String> = url
+        .split(',')
+        .map(|one| {
+            let (scheme, rest) = match one.split_once("://") {
+                Some((s, r)) => (Some(s), r),
+                None => (None, one),
+            };
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let Some(at) = rest[..authority_end].rfind('@') else {
+                return one.to_string();
+            };
+            let userinfo = &rest[..at];
+            if found.is_none() {
+                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                found = Some((percent_decode(user), percent_decode(password)));
+            }
+            match scheme {
+                Some(s) => format!("{s}://{}", &rest[at + 1..]),
+                None => rest[at + 1..].to_string(),
+            }
+        })
+        .collect();
+    (urls.join(","), found)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Records `switchboard_append_duration_seconds` when an
@@ -313,8 +372,16 @@ impl Log {
         js.set_timeout(config.ack_timeout);
         let wanted = StreamConfig {
             name: config.stream.clone(),
-            subjects: vec![subjects::ALL.to_string()],
+            subjects: vec![
+                subjects::ALL.to_string(),
+                subjects::VERIFIERS_ALL.to_string(),
+            ],
             storage: StorageType::File,
+            // Nobody deletes or purges the log (README "Replay
+            // credentials"): the erasure path (future) will lift these
+            // under its own credential.
+            deny_delete: true,
+            deny_purge: true,
             num_replicas: config.replicas,
             duplicate_window: config.duplicate_window,
             allow_direct: true,
@@ -334,6 +401,9 @@ impl Log {
         let stream = if have.duplicate_window != wanted.duplicate_window
             || have.republish != wanted.republish
             || have.allow_direct != wanted.allow_direct
+            || have.subjects != wanted.subjects
+            || have.deny_delete != wanted.deny_delete
+            || have.deny_purge != wanted.deny_purge
         {
             js.update_stream(wanted)
                 .await
@@ -869,4 +939,21 @@ fn jitter(bound: u64) -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(bound);
     h.finish() % bound.max(1)
+}
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn userinfo_is_split_off() {
+        let (url, creds) = super::split_userinfo("nats://replay_x:p%40ss@127.0.0.1:4222");
+        assert_eq!(url, "nats://127.0.0.1:4222");
+        assert_eq!(creds, Some(("replay_x".into(), "p@ss".into())));
+        let (url, creds) = super::split_userinfo("nats://127.0.0.1:4222");
+        assert_eq!(url, "nats://127.0.0.1:4222");
+        assert_eq!(creds, None);
+        let (url, creds) = super::split_userinfo("nats://a:b@h1:1,nats://a:b@h2:2");
+        assert_eq!(url, "nats://h1:1,nats://h2:2");
+        assert_eq!(creds, Some(("a".into(), "b".into())));
+        assert_eq!(super::percent_decode("%é%4"), "%é%4");
+    }
 }

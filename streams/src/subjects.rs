@@ -3,6 +3,17 @@
 
 /// Everything Switchboard appends lives under this prefix.
 pub const ALL: &str = "sb.>";
+/// Token verifiers (`TokenVerifier` events: the SHA-256 of a bearer
+/// token) live outside `sb.>`, in the same stream so that the ACL fold sees
+/// them in log order, but on subjects a replay credential (which may read
+/// only `sb.<ws>.>`) cannot read, and that are not republished.
+pub const VERIFIERS_ALL: &str = "sbv.>";
+
+/// The subject of a workspace's token verifiers.
+pub fn verifiers(ws: &str) -> String {
+    format!("sbv.{ws}.tokens")
+}
+
 /// Stored events are republished here by the stream (RePublish), for
 /// real-time fan-out of only what the stream accepted.
 pub const REPUBLISH_DEST: &str = "dlv.sb.>";

@@ -96,8 +96,8 @@ async fn two_servers_eight_writers_each_keep_seq_dense() {
     }
     assert_eq!(
         nats.log_len().await,
-        3 + n,
-        "log holds workspace, user, channel and the N messages"
+        4 + n,
+        "log holds workspace, user (and its token verifier), channel and the N messages"
     );
 }
 

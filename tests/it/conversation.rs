@@ -837,8 +837,8 @@ async fn outsiders_get_nothing_from_the_conversation_routes() {
     }
     assert_eq!(
         nats.log_len().await,
-        len + 2,
-        "only the new users were appended"
+        len + 4,
+        "only the new users (each with its token verifier) were appended"
     );
 
     // A public channel's content is for members: 403.

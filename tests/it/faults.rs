@@ -115,7 +115,8 @@ async fn kill9_mid_burst_loses_nothing_acknowledged_and_applies_once() {
         "dense after restart"
     );
     assert_eq!(
-        seqs.len() as u64 + 3,
+        // workspace, user, its token verifier, channel
+        seqs.len() as u64 + 4,
         head,
         "every logged event is projected"
     );

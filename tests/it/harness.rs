@@ -207,16 +207,43 @@ impl Server {
         s
     }
 
+    /// A server that runs its own nats-server (no `--nats`: the one
+    /// `serve` starts under `<data>/nats`, with authorization).
+    pub fn start_embedded(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let mut s = Server {
+            child: None,
+            base: String::new(),
+            data,
+            _own_dir: Some(dir),
+            nats_url: String::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// For a [`Server::start_embedded`]: its nats-server's URL (without
+    /// credentials) and the platform's password.
+    pub fn embedded_nats(&self) -> (String, String) {
+        let dir = self.data.join("nats");
+        let url = std::fs::read_to_string(dir.join("url")).expect("nats url file");
+        let password =
+            std::fs::read_to_string(dir.join("platform.password")).expect("platform password");
+        (url.trim().to_string(), password.trim().to_string())
+    }
+
     fn spawn(&mut self) {
+        let nats_args: Vec<&str> = if self.nats_url.is_empty() {
+            Vec::new()
+        } else {
+            vec!["--nats", &self.nats_url]
+        };
         let mut child = Command::new(bin())
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--nats",
-                &self.nats_url,
-                "--data",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(&nats_args)
+            .arg("--data")
             .arg(&self.data)
             .args(&self.extra)
             .env("SWITCHBOARD_ADMIN_TOKEN", OPERATOR)
@@ -313,6 +340,23 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        // An embedded nats-server outlives a serve killed with -9: stop
+        // it by the pid it wrote.
+        if self.nats_url.is_empty() {
+            if let Some(pid) = std::fs::read_to_string(self.data.join("nats").join("nats.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("nats-server"))
+                })
+            {
+                let _ = Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
     }
 }
 

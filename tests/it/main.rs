@@ -27,6 +27,7 @@ mod realtime_limits;
 mod rebuild;
 mod regressions;
 mod replay;
+mod replay_auth;
 mod replay_examples;
 mod search;
 mod sessions;

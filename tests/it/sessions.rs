@@ -373,8 +373,9 @@ async fn brute_force_is_locked_out_per_account_and_per_address() {
     }
     let h = limited.expect("the address was never limited");
     assert!(h.get("retry-after").is_some());
-    // Only the successful sign-in appended (its session token).
-    assert_eq!(nats.log_len().await, before + 1);
+    // Only the successful sign-in appended (its session token and the
+    // token's verifier).
+    assert_eq!(nats.log_len().await, before + 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -205,11 +205,14 @@ impl Commands {
         let cmd = IssueToken {
             token_id: TokenId::generate(ms(), random()),
             name,
-            token_hash: token_hash(&secret),
             expires_at_ms,
             kind,
         };
         let (cmd, by) = (&cmd, caller);
+        // The verifier goes first, once, and only for a decision to issue:
+        // a refusal appends nothing.
+        let (verifier, hash) = (tokio::sync::OnceCell::<()>::new(), token_hash(&secret));
+        let (verifier, hash) = (&verifier, &hash);
         let appended = self
             .append_account(
                 by.workspace_id.as_str(),
@@ -217,7 +220,20 @@ impl Commands {
                 Some(by),
                 || async {
                     let state = self.account_state(&by.workspace_id, target).await?;
-                    Ok(decide::decide_issue_token(by, &state, cmd, now_ms()).map(Some))
+                    let decided = decide::decide_issue_token(by, &state, cmd, now_ms());
+                    if decided.is_ok() {
+                        verifier
+                            .get_or_try_init(|| {
+                                self.append_verifier(
+                                    by.workspace_id.as_str(),
+                                    cmd.token_id.as_str(),
+                                    target.as_str(),
+                                    hash.clone(),
+                                )
+                            })
+                            .await?;
+                    }
+                    Ok(decided.map(Some))
                 },
             )
             .await?;

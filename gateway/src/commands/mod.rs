@@ -229,6 +229,31 @@ impl Commands {
             && read_at >= self.acl_acked.load(Ordering::Acquire)
     }
 
+    /// Appends the verifier (SHA-256) of a token about to be issued, on
+    /// the workspace's verifier subject, outside the replayable `sb.<ws>.>`
+    /// (README "Replay credentials"). The event that makes the token live
+    /// (`TokenIssued`, `UserAdded`) is appended after it; a verifier no such
+    /// event follows is ignored by the ACL fold.
+    async fn append_verifier(
+        &self,
+        ws: &str,
+        token_id: &str,
+        user_id: &str,
+        token_hash: String,
+    ) -> ApiResult<()> {
+        let body = Body::TokenVerifier(switchboard_core::events::TokenVerifier {
+            token_id: token_id.to_string(),
+            user_id: user_id.to_string(),
+            token_hash,
+        });
+        self.log
+            .append(&switchboard_streams::subjects::verifiers(ws), None, |seq| {
+                Self::envelope(ws, "", "", seq, body.clone())
+            })
+            .await?;
+        Ok(())
+    }
+
     fn envelope(ws: &str, channel: &str, actor: &str, seq: u64, body: Body) -> Envelope {
         Envelope {
             event_id: EventId::generate(ms(), random()).into_string(),

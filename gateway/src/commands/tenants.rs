@@ -49,8 +49,12 @@ impl Commands {
             handle: Handle::parse(handle)?,
             display_name: DisplayName::parse("display_name", display_name)?,
             role: Role::parse(role.unwrap_or("member"))?,
-            token_hash: token_hash(&token),
         };
+        // The initial token's verifier goes first, once, and only for a
+        // decision to add the user: a refusal appends nothing.
+        let (verifier, hash) = (tokio::sync::OnceCell::<()>::new(), token_hash(&token));
+        let initial = switchboard_projections::acl::initial_token_id(cmd.user_id.as_str());
+        let (verifier, hash, initial) = (&verifier, &hash, &initial);
         let by = by.map(|u| &u.caller);
         let who = by.map_or("", |u| u.user_id.as_str());
         let (w, cmd, ws_id) = (ws.as_str(), &cmd, &ws);
@@ -68,9 +72,17 @@ impl Commands {
                         })
                     })
                     .await?;
+                let decided = decide_create_user(by, ws_id, state, cmd);
+                if decided.is_ok() {
+                    verifier
+                        .get_or_try_init(|| {
+                            self.append_verifier(w, initial, cmd.user_id.as_str(), hash.clone())
+                        })
+                        .await?;
+                }
                 settle(
                     basis,
-                    decide_create_user(by, ws_id, state, cmd),
+                    decided,
                     |seq, body| Self::envelope(w, "", who, seq, body),
                     None,
                 )

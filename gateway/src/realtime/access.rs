@@ -74,6 +74,9 @@ impl Realtime {
         tokio::spawn(async move {
             while let Some(m) = sub.next().await {
                 let Some(rt) = rt.upgrade() else { break };
+                if !super::republished(&m) {
+                    continue;
+                }
                 let Ok(env) = Envelope::decode(m.payload.as_ref()) else {
                     continue;
                 };

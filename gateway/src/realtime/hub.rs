@@ -223,6 +223,9 @@ impl Hub {
         tokio::spawn(async move {
             while let Some(m) = sub.next().await {
                 let Some(hub) = hub.upgrade() else { break };
+                if !super::republished(&m) {
+                    continue;
+                }
                 let mut parts = m.subject.split('.');
                 let (Some(ws), Some(user)) = (parts.nth(2), parts.nth(1)) else {
                     continue;
@@ -424,6 +427,9 @@ async fn run_feed(
             }
             m = delivered.next() => {
                 let Some(m) = m else { break };
+                if !super::republished(&m) {
+                    continue;
+                }
                 let Ok(env) = Envelope::decode(m.payload.as_ref()) else { continue };
                 let stream_seq = m
                     .headers

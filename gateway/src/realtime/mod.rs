@@ -23,6 +23,22 @@
 //!   [`Realtime::closing`]; a WebSocket gets a close frame 1001 (going
 //!   away), an SSE response ends, and new streams are refused with 503.
 //!   Clients resume elsewhere from their last seqs.
+//! - only what the stream republished is taken from `dlv.sb.…`
+//!   ([`republished`]): a JetStream push consumer (which a replay
+//!   credential may create on its own workspace) can deliver to any
+//!   subject, `dlv.sb.<another ws>.…` included; its deliveries carry a
+//!   `$JS.ACK` reply and no `Nats-Stream` header, the stream's republish
+//!   the opposite.
+
+/// True for a message the log stream republished (no reply subject, a
+/// `Nats-Stream` header), false for anything else published on a `dlv.`
+/// subject, e.g. a push consumer's delivery (see the module docs).
+pub fn republished(m: &async_nats::Message) -> bool {
+    m.reply.is_none()
+        && m.headers
+            .as_ref()
+            .is_some_and(|h| h.get("Nats-Stream").is_some())
+}
 
 pub mod access;
 pub mod frames;

@@ -641,6 +641,8 @@ fn readable_channels_are_public_ones_and_current_memberships() {
         .is_empty());
 }
 
+/// A `TokenIssued` of the old format (hash inline; still folded).
+#[allow(deprecated)] // the old format, on purpose
 fn issued(id: &str, user: &str, hash: &str, kind: TokenKind, expires: i64) -> Body {
     Body::TokenIssued(events::TokenIssued {
         token_id: id.into(),
@@ -742,4 +744,49 @@ fn deactivation_revokes_every_token_and_keeps_the_user_listed() {
     // Revoked tokens stay revoked.
     assert!(token_by_hash(m.conn(), "t-bob").expect("query").is_none());
     assert_eq!(active_admins(m.conn(), WS).expect("query"), 1);
+}
+
+/// A `TokenIssued` as written now: no hash (its `TokenVerifier` precedes
+/// it on `sbv.<ws>.tokens`).
+fn issued_now(id: &str, user: &str) -> Body {
+    Body::TokenIssued(events::TokenIssued {
+        token_id: id.into(),
+        user_id: user.into(),
+        name: format!("n-{id}"),
+        kind: TokenKind::Api as i32,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn tokens_go_live_from_their_verifier_and_old_inline_hashes_still_verify() {
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f); // old format: hashes inline
+    assert!(token_by_hash(m.conn(), "t-bob").expect("query").is_some());
+    m.apply(&[
+        // A user added now: the verifier of its initial token first.
+        f.verifier("Tdave", "dave", "t-dave"),
+        f.ws("", "alice", user_added_now("dave", "dave")),
+        // A token issued now.
+        f.verifier("T7", "bob", "h7"),
+        f.ws("", "bob", issued_now("T7", "bob")),
+        // An issue that was refused: its verifier is never used.
+        f.verifier("T8", "bob", "h8"),
+        // A TokenIssued without a verifier makes no token.
+        f.ws("", "bob", issued_now("T9", "bob")),
+    ]);
+    let (u, _) = token_by_hash(m.conn(), "t-dave")
+        .expect("query")
+        .expect("live");
+    assert_eq!(u.id, "dave");
+    let (u, t) = token_by_hash(m.conn(), "h7").expect("query").expect("live");
+    assert_eq!((u.id.as_str(), t.id.as_str()), ("bob", "T7"));
+    assert!(token_by_hash(m.conn(), "h8").expect("query").is_none());
+    assert_eq!(token_ids(&m, "bob"), ["T7", "Tbob"]);
+    // Used verifiers are taken out; the unused one stays.
+    assert_eq!(
+        m.int("SELECT COUNT(*) FROM token_verifiers", []),
+        1,
+        "only T8's verifier is left"
+    );
 }

@@ -1,0 +1,511 @@
+//! Replay credentials and the authorization of `serve`'s own nats-server
+//! (README "Replay credentials"): a replay user of workspace A reads A's
+//! events and nothing else, cannot write, delete or purge anything, nor
+//! read a KV bucket; nobody connects anonymously; token verifiers are not
+//! in any message on `sb.>`.
+
+use crate::harness::*;
+use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use async_nats::{ConnectOptions, Event, ServerError};
+use futures_util::StreamExt;
+use prost::Message as _;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchboard_core::events::{Body, Envelope};
+
+/// Runs `switchboard admin replay-credentials …` on the server's data dir
+/// (no `--nats`: the embedded server); returns its JSON.
+fn replay_credentials(server: &Server, args: &[&str]) -> Value {
+    let out = Command::new(bin())
+        .args(["admin", "replay-credentials"])
+        .args(args)
+        .arg("--data")
+        .arg(&server.data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run switchboard");
+    assert!(
+        out.status.success(),
+        "replay-credentials failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// A NATS connection that records the server's permission errors.
+struct Conn {
+    client: async_nats::Client,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Conn {
+    async fn open(url: &str, inbox_prefix: Option<&str>) -> Conn {
+        let (bare, creds) = switchboard_streams::split_userinfo(url);
+        let (user, password) = creds.expect("credentials in the URL");
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        let mut options = ConnectOptions::with_user_and_password(user, password)
+            .event_callback(move |e| {
+                let sink = sink.clone();
+                async move {
+                    if let Event::ServerError(ServerError::Other(m)) = e {
+                        sink.lock().expect("lock").push(m.to_lowercase());
+                    }
+                }
+            })
+            .request_timeout(Some(Duration::from_millis(700)));
+        if let Some(p) = inbox_prefix {
+            options = options.custom_inbox_prefix(p);
+        }
+        let client = options.connect(bare).await.expect("connect");
+        Conn { client, errors }
+    }
+
+    /// Waits (bounded) for a permission error naming `subject`.
+    async fn refused(&self, subject: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let needle = subject.to_lowercase();
+        while Instant::now() < deadline {
+            if self
+                .errors
+                .lock()
+                .expect("lock")
+                .iter()
+                .any(|e| e.contains("permissions violation") && e.contains(&needle))
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// A request that must be refused by permissions: no answer, and a
+    /// permission error for `subject`.
+    async fn request_refused(&self, subject: &str, body: Value) {
+        let answer = self
+            .client
+            .request(subject.to_string(), body.to_string().into())
+            .await;
+        assert!(answer.is_err(), "{subject} answered: {answer:?}");
+        assert!(
+            self.refused(subject).await,
+            "no permission error for {subject}"
+        );
+    }
+}
+
+/// Reads every message of `filter` from the start through an ordered
+/// consumer named `name`, until `count` or the deadline.
+async fn read_all(
+    js: &jetstream::Context,
+    stream: &str,
+    name: &str,
+    filter: &str,
+    count: usize,
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let stream = js
+        .get_stream_no_info(stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            name: Some(name.to_string()),
+            filter_subject: filter.to_string(),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while out.len() < count {
+        match tokio::time::timeout_at(deadline, messages.next()).await {
+            Ok(Some(Ok(m))) => {
+                let pending = m.info().map_or(1, |i| i.pending);
+                out.push((m.subject.to_string(), m.payload.to_vec()));
+                if pending == 0 {
+                    break;
+                }
+            }
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Ok(out)
+}
+
+fn texts(messages: &[(String, Vec<u8>)]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|(_, p)| Envelope::decode(p.as_slice()).ok()?.body)
+        .filter_map(|b| match b {
+            Body::MessagePosted(m) => Some(m.text),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Two workspaces with a post each; returns (A, B, B's admin token, B's
+/// channel).
+async fn two_workspaces(api: &Api) -> (String, String, String, String) {
+    let a = api.workspace("alpha").await;
+    let b = api.workspace("beta").await;
+    let (_, ada) = api.user(&a, "ada", "admin").await;
+    let (_, bea) = api.user(&b, "bea", "admin").await;
+    let ca = api.channel(&ada, "general", false).await;
+    let cb = api.channel(&bea, "general", false).await;
+    api.send(&ada, &ca, "alpha says hi").await.expect(201);
+    api.send(&bea, &cb, "beta secret").await.expect(201);
+    (a, b, bea, cb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
+    let server = Server::start_embedded(&[]);
+    let api = server.api();
+    let (a, b, bea, cb) = two_workspaces(&api).await;
+    let creds = replay_credentials(&server, &["--workspace", &a]);
+    let (url, stream) = (
+        creds["url"].as_str().expect("url"),
+        creds["stream"].as_str().expect("stream"),
+    );
+    assert_eq!(creds["filter"], format!("sb.{a}.>"));
+    assert!(url.starts_with("nats://replay_"), "{url}");
+    let (platform_url, platform_pw) = server.embedded_nats();
+    let platform = Conn::open(
+        &platform_url.replace("nats://", &format!("nats://switchboard:{platform_pw}@")),
+        None,
+    )
+    .await;
+    let pjs = jetstream::new(platform.client.clone());
+    let before = pjs
+        .get_stream(stream)
+        .await
+        .expect("stream")
+        .info()
+        .await
+        .expect("info")
+        .state
+        .messages;
+
+    let replay = Conn::open(url, creds["inbox_prefix"].as_str()).await;
+    let js = jetstream::new(replay.client.clone());
+
+    // A's events, from the start, through an ordered consumer.
+    let filter = format!("sb.{a}.>");
+    let mine = read_all(&js, stream, "r1", &filter, 1000)
+        .await
+        .expect("replay of A");
+    assert!(mine.len() >= 4, "A's events: {}", mine.len());
+    assert!(mine.iter().all(|(s, _)| s.starts_with(&format!("sb.{a}."))));
+    assert_eq!(texts(&mine), ["alpha says hi"]);
+
+    // B's subjects: refused, through the API subject and through a body
+    // whose filter differs from the subject's.
+    let other = read_all(&js, stream, "r2", &format!("sb.{b}.>"), 1).await;
+    assert!(other.is_err(), "B's events were readable: {other:?}");
+    assert!(
+        replay
+            .refused(&format!("$JS.API.CONSUMER.CREATE.{stream}.r2.sb.{b}.>"))
+            .await
+    );
+    let smuggled = replay
+        .client
+        .request(
+            format!("$JS.API.CONSUMER.CREATE.{stream}.r3.sb.{a}.>"),
+            json!({"stream_name": stream, "config": {"name": "r3",
+                "filter_subject": format!("sb.{b}.>"), "deliver_policy": "all",
+                "ack_policy": "none", "mem_storage": true}})
+            .to_string()
+            .into(),
+        )
+        .await
+        .expect("an answer");
+    let answer: Value = serde_json::from_slice(&smuggled.payload).expect("JSON");
+    assert!(answer["error"].is_object(), "{answer}");
+    // A push consumer of A's events delivering to another workspace's
+    // real-time subject: the server accepts it (it does not check a deliver
+    // subject against permissions), so the gateway takes only what the
+    // stream republished; B's subscribers never see A's events.
+    let mut ws_b = Ws::connect(&server.base, &bea).await;
+    ws_b.subscribe_live(&cb, 1).await;
+    let target = format!("dlv.sb.{b}.ch.{cb}");
+    let pushed = replay
+        .client
+        .request(
+            format!("$JS.API.CONSUMER.CREATE.{stream}.p1.sb.{a}.>"),
+            json!({"stream_name": stream, "config": {"name": "p1",
+                "filter_subject": format!("sb.{a}.>"), "deliver_policy": "all",
+                "deliver_subject": target, "ack_policy": "none", "mem_storage": true}})
+            .to_string()
+            .into(),
+        )
+        .await
+        .expect("an answer");
+    let answer: Value = serde_json::from_slice(&pushed.payload).expect("JSON");
+    assert!(
+        answer["error"].is_null(),
+        "the server now refuses it: {answer}"
+    );
+    api.send(&bea, &cb, "beta two").await.expect(201);
+    let mut frames = ws_b
+        .frames_until(Duration::from_secs(5), |f| {
+            f.to_string().contains("beta two")
+        })
+        .await;
+    while let Some(f) = ws_b.frame(Duration::from_millis(700)).await {
+        frames.push(f);
+    }
+    let seen = serde_json::to_string(&frames).expect("json");
+    assert!(seen.contains("beta two"), "{seen}");
+    assert!(
+        !seen.contains("alpha says hi"),
+        "A's event reached B: {seen}"
+    );
+    // The whole stream, unfiltered consumers, durable consumers, direct
+    // gets, stream info: refused.
+    for subject in [
+        format!("$JS.API.CONSUMER.CREATE.{stream}"),
+        format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.d1"),
+        format!("$JS.API.DIRECT.GET.{stream}"),
+        format!("$JS.API.STREAM.MSG.GET.{stream}"),
+        format!("$JS.API.STREAM.INFO.{stream}"),
+        "$JS.API.STREAM.LIST".to_string(),
+    ] {
+        replay.request_refused(&subject, json!({"seq": 1})).await;
+    }
+
+    // No publish anywhere on sb.>, its own workspace included.
+    for subject in [format!("sb.{a}.ch.x"), format!("sb.{b}.ws")] {
+        replay
+            .client
+            .publish(subject.clone(), "forged".into())
+            .await
+            .expect("sent");
+        replay.client.flush().await.expect("flush");
+        assert!(replay.refused(&subject).await, "publish to {subject}");
+    }
+
+    // No delete, purge or stream administration.
+    for subject in [
+        format!("$JS.API.STREAM.PURGE.{stream}"),
+        format!("$JS.API.STREAM.MSG.DELETE.{stream}"),
+        format!("$JS.API.STREAM.DELETE.{stream}"),
+        format!("$JS.API.STREAM.UPDATE.{stream}"),
+        "$JS.API.STREAM.CREATE.X".to_string(),
+    ] {
+        replay.request_refused(&subject, json!({"seq": 1})).await;
+    }
+
+    // No KV: neither through the API nor by subscribing.
+    for bucket in ["sb_presence", "sb_passwords", "sb_token_use", "sb_push"] {
+        replay
+            .request_refused(
+                &format!("$JS.API.DIRECT.GET.KV_{bucket}"),
+                json!({"seq": 1}),
+            )
+            .await;
+        replay
+            .request_refused(&format!("$JS.API.STREAM.INFO.KV_{bucket}"), json!({}))
+            .await;
+    }
+    for subject in ["$KV.>", "sb.>", "dlv.>", "_INBOX.>", ">"] {
+        let _sub = replay
+            .client
+            .subscribe(subject.to_string())
+            .await
+            .expect("sent");
+        replay.client.flush().await.expect("flush");
+        assert!(replay.refused(subject).await, "subscribe to {subject}");
+    }
+
+    // Nothing was added or removed.
+    let mut log_stream = pjs.get_stream(stream).await.expect("stream");
+    let after = log_stream.info().await.expect("info").clone();
+    assert_eq!(
+        after.state.messages,
+        before + 1,
+        "only B's \"beta two\" was added"
+    );
+    assert!(after.config.deny_delete && after.config.deny_purge);
+
+    // Revoked: the connection is closed and the credential refused.
+    let user = creds["user"].as_str().expect("user");
+    let listed = replay_credentials(&server, &["--list"]);
+    assert!(listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|u| u["user"] == user));
+    let revoked = replay_credentials(&server, &["--revoke", user]);
+    assert_eq!(revoked["applied_to_running_server"], true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while replay.client.connection_state() == async_nats::connection::State::Connected {
+        assert!(Instant::now() < deadline, "revoked connection still open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (bare, creds) = switchboard_streams::split_userinfo(url);
+    let (u, p) = creds.expect("creds");
+    let again = ConnectOptions::with_user_and_password(u, p)
+        .connect(bare)
+        .await;
+    assert!(again.is_err(), "a revoked credential connected");
+}
+
+/// Regression (issue 10, "tried as a new user"): anyone on the address
+/// could connect to serve's nats-server and read every tenant, append
+/// forged envelopes, delete and purge. Now it needs credentials, and even
+/// the platform's own may not delete or purge the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serves_nats_server_refuses_anonymous_connections_and_nobody_purges_the_log() {
+    let server = Server::start_embedded(&[]);
+    let api = server.api();
+    two_workspaces(&api).await;
+    let (url, password) = server.embedded_nats();
+    let anonymous = async_nats::connect(url.as_str()).await;
+    assert!(anonymous.is_err(), "anonymous connection accepted");
+    let guessed = ConnectOptions::with_user_and_password("switchboard".into(), "guess".into())
+        .connect(url.as_str())
+        .await;
+    assert!(guessed.is_err(), "a wrong password was accepted");
+    // The password file is the owner's only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["platform.password", "nats-server.conf"] {
+            let mode = std::fs::metadata(server.data.join("nats").join(f))
+                .expect("file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{f} is readable by others: {mode:o}");
+        }
+    }
+    let platform = Conn::open(
+        &url.replace("nats://", &format!("nats://switchboard:{password}@")),
+        None,
+    )
+    .await;
+    for subject in [
+        "$JS.API.STREAM.PURGE.SB",
+        "$JS.API.STREAM.MSG.DELETE.SB",
+        "$JS.API.STREAM.DELETE.SB",
+    ] {
+        platform.request_refused(subject, json!({"seq": 1})).await;
+    }
+    // The stream itself denies them too (for a server the operator runs).
+    let info = jetstream::new(platform.client.clone())
+        .get_stream("SB")
+        .await
+        .expect("stream")
+        .info()
+        .await
+        .expect("info")
+        .clone();
+    assert!(info.config.deny_delete && info.config.deny_purge);
+    // The platform still works.
+    let (_, ada) = api.user(&api.workspace("gamma").await, "g", "admin").await;
+    let ch = api.channel(&ada, "general", false).await;
+    api.send(&ada, &ch, "still fine").await.expect(201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_verifiers_are_in_no_message_on_sb_and_tokens_still_work() {
+    let nats = Nats::start();
+    let server = Server::start(&nats);
+    let api = server.api();
+    let ws = api.workspace("acme").await;
+    let (_, ada) = api.user(&ws, "ada", "admin").await;
+    let (_, bob) = api.user(&ws, "bob", "member").await;
+    let issued = api
+        .post("/v1/tokens", &bob, json!({"name": "laptop"}))
+        .await
+        .expect(201);
+    let laptop = issued["token"].as_str().expect("token").to_string();
+    api.get("/v1/me", &laptop).await.expect(200);
+    api.get("/v1/me", &ada).await.expect(200);
+    let hashes: Vec<String> = [&ada, &bob, &laptop]
+        .iter()
+        .map(|t| switchboard_core::secret::hex(&Sha256::digest(t.as_bytes())))
+        .collect();
+
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = jetstream::new(client);
+    let all = read_all(&js, "SB", "all", "sb.>", 1000)
+        .await
+        .expect("replay");
+    assert!(all.len() >= 4, "{}", all.len());
+    for (subject, payload) in &all {
+        for h in &hashes {
+            assert!(
+                !payload.windows(h.len()).any(|w| w == h.as_bytes()),
+                "a token hash in a message on {subject}"
+            );
+        }
+    }
+    // They are on sbv.<ws>.tokens, which replay credentials cannot read.
+    let verifiers = read_all(&js, "SB", "v", "sbv.>", 3).await.expect("replay");
+    assert_eq!(verifiers.len(), 3);
+    // And rebuild still reproduces the live read models.
+    let (ok, out, err) = run_cli(&["rebuild"], &server.data, &nats.url());
+    assert!(ok, "rebuild failed: {out}\n{err}");
+    assert_eq!(
+        out.matches(" match ").count(),
+        6,
+        "every read model matches: {out}"
+    );
+}
+
+/// A log stream created before this change (no `sbv.>`, deletes and purges
+/// allowed) is upgraded in place at start, and `admin` reaches a running
+/// embedded server with the platform's credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_old_log_stream_is_upgraded_to_deny_delete_and_purge() {
+    let nats = Nats::start();
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = jetstream::new(client);
+    js.create_stream(jetstream::stream::Config {
+        name: "SB".into(),
+        subjects: vec!["sb.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("old stream");
+    let server = Server::start(&nats);
+    let ws = server.api().workspace("acme").await;
+    server.api().user(&ws, "ada", "admin").await;
+    let info = js
+        .get_stream("SB")
+        .await
+        .expect("stream")
+        .info()
+        .await
+        .expect("info")
+        .clone();
+    assert!(info.config.deny_delete && info.config.deny_purge);
+    assert!(info.config.subjects.contains(&"sbv.>".to_string()));
+    assert!(js
+        .get_stream("SB")
+        .await
+        .expect("stream")
+        .purge()
+        .await
+        .is_err());
+
+    let embedded = Server::start_embedded(&[]);
+    let out = Command::new(bin())
+        .args(["admin", "create-workspace", "--name", "beta", "--data"])
+        .arg(&embedded.data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run switchboard");
+    assert!(
+        out.status.success(),
+        "admin on a running embedded server: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
