@@ -227,7 +227,8 @@ fn quoted_list(items: &[String]) -> String {
 /// (`$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`; the server
 /// refuses a request whose body's filter differs from the subject's), so
 /// only consumers filtered inside `sb.<workspace>.>`; and pull from a
-/// consumer of the stream. Subscribe: its own inbox prefix
+/// consumer of the stream, and read a consumer's info (both by name).
+/// Subscribe: its own inbox prefix
 /// `_INBOX_<user>` only (clients must set it). Replies to messages it
 /// receives (flow control, acks) are allowed by `allow_responses`.
 pub fn replay_permissions(stream: &str, workspace: &str, user: &str) -> (Vec<String>, Vec<String>) {
@@ -235,6 +236,9 @@ pub fn replay_permissions(stream: &str, workspace: &str, user: &str) -> (Vec<Str
         vec![
             format!("$JS.API.CONSUMER.CREATE.{stream}.*.sb.{workspace}.>"),
             format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.*"),
+            // A consumer's own state (its pending count: where a bounded
+            // replay stops); by name, as `MSG.NEXT`.
+            format!("$JS.API.CONSUMER.INFO.{stream}.*"),
         ],
         vec![inbox_prefix(user) + ".>"],
     )

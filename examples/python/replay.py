@@ -8,9 +8,9 @@ protobuf, and events_pb2.py generated from core/proto), then:
     .venv/bin/python replay.py --nats nats://user:pass@127.0.0.1:4222 --workspace W1
     .venv/bin/python replay.py --nats ... --workspace W1 --since 2026-11-28T12:00:00Z
 
-The replay is bounded: it reads the stream's last sequence once at start
-and stops when it has delivered every event of the workspace up to it.
-Needs only: JetStream stream info of the log stream, creating an
+The replay is bounded: it stops after the workspace's events pending when
+its consumer was created (the consumer's info right after creation).
+Needs only (no stream info): creating an
 ephemeral pull consumer filtered to sb.<W>.>, and fetching its messages
 (see docs/replay.md, "Permissions a replay needs").
 """
@@ -152,7 +152,7 @@ def consumer_config(**start):
     )
 
 
-async def consume(js, args, cfg, fold, last):
+async def consume(js, args, cfg, fold):
     """Folds events from one consumer; True when the replay is complete,
     False when a delivery was missed (the caller starts over from the last
     one folded)."""
@@ -162,8 +162,12 @@ async def consume(js, args, cfg, fold, last):
     # $JS.API.CONSUMER.CREATE.<stream>.<name>.sb.<W>.>
     sub = await js.pull_subscribe(f"sb.{args.workspace}.>", stream=args.stream, config=cfg)
     try:
+        # The workspace's events from the start position as of now: the
+        # replay stops after them (bounded while writers go on). No stream
+        # info: a replay credential may not read the stream's state.
         info = await sub.consumer_info()
-        if info.num_pending == 0:
+        remaining = info.num_pending
+        if remaining == 0:
             return True  # nothing of the workspace from there on
         expected = 1
         while True:
@@ -172,11 +176,10 @@ async def consume(js, args, cfg, fold, last):
                 if md.sequence.consumer != expected:
                     return False
                 expected += 1
-                if md.sequence.stream > last:
-                    return True
                 fold.apply(msg.subject, md.sequence.stream, msg.data)
                 fold.stream_seq = md.sequence.stream
-                if md.sequence.stream >= last or md.num_pending == 0:
+                remaining -= 1
+                if remaining <= 0 or md.num_pending == 0:
                     return True
     finally:
         await sub.unsubscribe()
@@ -187,8 +190,6 @@ async def run(args):
                              inbox_prefix=args.inbox_prefix)
     try:
         js = nc.jetstream()
-        info = await js.stream_info(args.stream)
-        last = info.state.last_seq
         if args.since:
             start = {"deliver_policy": api.DeliverPolicy.BY_START_TIME, "opt_start_time": parse_time(args.since)}
             frm = {"deliver_policy": "by_start_time", "since": args.since}
@@ -200,7 +201,7 @@ async def run(args):
             frm = {"deliver_policy": "all"}
         fold = Replay(from_start=frm["deliver_policy"] == "all")
         began = time.monotonic()
-        done = last == 0
+        done = False
         while not done:
             if fold.stream_seq > 0:
                 # A delivery was lost (a reconnect, say): the ordered-consumer
@@ -208,9 +209,9 @@ async def run(args):
                 # sequence (the old one expires by itself).
                 start = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE,
                          "opt_start_seq": fold.stream_seq + 1}
-            done = await consume(js, args, consumer_config(**start), fold, last)
+            done = await consume(js, args, consumer_config(**start), fold)
         elapsed = time.monotonic() - began
-        return fold.report(workspace=args.workspace, stream=args.stream, last_seq_at_start=last,
+        return fold.report(workspace=args.workspace, stream=args.stream,
                            start=frm, replay_secs=round(elapsed, 6))
     finally:
         await nc.close()

@@ -7,9 +7,8 @@
 //! cargo run --release --example replay -- --nats ... --workspace W1 --since 2026-11-28T12:00:00Z
 //! ```
 //!
-//! The replay is bounded: the stream's last sequence is read once at start
-//! and the replay stops when every event of the workspace up to it has been
-//! delivered. It needs only stream info of the log stream, an ephemeral
+//! The replay is bounded: it stops after the workspace's events pending
+//! when its consumer was created. It needs no stream info, only an ephemeral
 //! pull consumer filtered to `sb.<W>.>` and its messages (docs/replay.md,
 //! "Permissions a replay needs").
 //!
@@ -176,11 +175,10 @@ impl Replay {
 /// last event folded).
 async fn consume(
     client: &async_nats::Client,
-    stream: &jetstream::stream::Stream,
+    stream: &jetstream::stream::Stream<()>,
     args: &Args,
     deliver_policy: DeliverPolicy,
     fold: &mut Replay,
-    last: u64,
     idle: Duration,
 ) -> Result<bool> {
     // An ephemeral pull consumer, filtered to the workspace, no acks, in
@@ -202,7 +200,10 @@ async fn consume(
         })
         .await
         .context("creating the consumer")?;
-    if consumer.cached_info().num_pending == 0 {
+    // The workspace's events from the start position as of now: the
+    // replay stops after them (bounded while writers go on).
+    let mut remaining = consumer.cached_info().num_pending;
+    if remaining == 0 {
         return Ok(true); // nothing of the workspace from there on
     }
     let mut messages = consumer
@@ -228,31 +229,36 @@ async fn consume(
         }
         expected += 1;
         let (seq, pending) = (info.stream_sequence, info.pending);
-        if seq > last {
-            return Ok(true);
-        }
         fold.apply(msg.subject.as_str(), seq, &msg.payload);
         fold.stream_seq = seq;
-        if seq >= last || pending == 0 {
+        remaining = remaining.saturating_sub(1);
+        if remaining == 0 || pending == 0 {
             return Ok(true);
         }
     }
 }
 
 async fn run(args: Args) -> Result<Value> {
-    let client = async_nats::ConnectOptions::new()
+    // async-nats does not take credentials from the URL: a replay
+    // credential's `nats://user:password@host` is split here.
+    let (url, creds) = switchboard_streams::split_userinfo(&args.nats);
+    let options = match creds {
+        Some((user, password)) => {
+            async_nats::ConnectOptions::with_user_and_password(user, password)
+        }
+        None => async_nats::ConnectOptions::new(),
+    };
+    let client = options
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(Some(10))
         .custom_inbox_prefix(&args.inbox_prefix)
-        .connect(args.nats.as_str())
+        .connect(url.as_str())
         .await
         .context("connecting to NATS")?;
     let js = jetstream::new(client.clone());
-    let stream = js
-        .get_stream(&args.stream)
-        .await
-        .with_context(|| format!("stream info of {}", args.stream))?;
-    let last = stream.cached_info().state.last_sequence;
+    // No stream info: a replay credential may not read the stream's state
+    // (it spans every workspace).
+    let stream = js.get_stream_no_info(&args.stream).await?;
     let (deliver_policy, start) = match (&args.since, args.start_seq) {
         (Some(since), _) => {
             let t =
@@ -277,7 +283,7 @@ async fn run(args: Args) -> Result<Value> {
     };
     let idle = Duration::try_from_secs_f64(args.idle_timeout).context("--idle-timeout")?;
     let began = Instant::now();
-    let mut done = last == 0;
+    let mut done = false;
     let mut deliver_policy = deliver_policy;
     while !done {
         if fold.stream_seq > 0 {
@@ -288,21 +294,11 @@ async fn run(args: Args) -> Result<Value> {
                 start_sequence: fold.stream_seq + 1,
             };
         }
-        done = consume(
-            &client,
-            &stream,
-            &args,
-            deliver_policy,
-            &mut fold,
-            last,
-            idle,
-        )
-        .await?;
+        done = consume(&client, &stream, &args, deliver_policy, &mut fold, idle).await?;
     }
     let mut out = Map::new();
     out.insert("workspace".into(), json!(args.workspace));
     out.insert("stream".into(), json!(args.stream));
-    out.insert("last_seq_at_start".into(), json!(last));
     out.insert("start".into(), start);
     out.insert("replay_secs".into(), json!(began.elapsed().as_secs_f64()));
     Ok(fold.report(out))

@@ -455,7 +455,7 @@ async fn token_verifiers_are_in_no_message_on_sb_and_tokens_still_work() {
     assert!(ok, "rebuild failed: {out}\n{err}");
     assert_eq!(
         out.matches(" match ").count(),
-        6,
+        7,
         "every read model matches: {out}"
     );
 }

@@ -448,3 +448,91 @@ async fn bench_replay_checks_every_replays_counts() {
     assert_eq!(run.python_secs.is_some(), py.is_some());
     assert!(run.raw_secs > 0.0 && run.rust_secs > 0.0);
 }
+
+/// Both examples replay with a least-privilege replay credential of the
+/// platform's own nats-server (issue 10 item 2: `admin
+/// replay-credentials`; the URL carries the credentials, the inbox prefix
+/// is the credential's own): they need no stream info and no
+/// permission beyond what the credential grants, count what the HTTP
+/// history shows, and a credential of another workspace gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_replay_with_a_replay_credential() {
+    let server = Server::start_embedded(&["--rate-limits", "off"]);
+    let api = server.api();
+    let a = api.workspace("Acme").await;
+    let (_, ada) = api.user(&a, "ada", "admin").await;
+    let b = api.workspace("Beta").await;
+    let (_, bea) = api.user(&b, "bea", "admin").await;
+    let general = api.channel(&ada, "general", false).await;
+    let secret = api.channel(&ada, "secret", true).await;
+    let other = api.channel(&bea, "general", false).await;
+    for (ch, n) in [(&general, 4), (&secret, 2)] {
+        for i in 0..n {
+            post(
+                &api,
+                &ada,
+                json!({"channel_id": ch, "text": format!("m{i}")}),
+            )
+            .await;
+        }
+    }
+    post(
+        &api,
+        &bea,
+        json!({"channel_id": other, "text": "beta only"}),
+    )
+    .await;
+    let want = http_counts(&api, &ada, &[&general, &secret], "").await;
+
+    let creds = |ws: &str| -> Value {
+        let out = Command::new(crate::harness::bin())
+            .args(["admin", "replay-credentials", "--workspace", ws, "--data"])
+            .arg(&server.data)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run switchboard");
+        assert!(
+            out.status.success(),
+            "replay-credentials: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let (ca, cb) = (creds(&a), creds(&b));
+    for (name, cmd) in examples() {
+        let args = |c: &Value| {
+            vec![
+                "--nats".to_string(),
+                c["url"].as_str().expect("url").to_string(),
+                "--inbox-prefix".to_string(),
+                c["inbox_prefix"].as_str().expect("prefix").to_string(),
+                "--stream".to_string(),
+                c["stream"].as_str().expect("stream").to_string(),
+                "--workspace".to_string(),
+            ]
+        };
+        let mut mine = args(&ca);
+        mine.push(a.clone());
+        let mine: Vec<&str> = mine.iter().map(String::as_str).collect();
+        let (code, v) = run_example(&cmd, &mine);
+        assert_eq!(code, 0, "{name}: {v}");
+        assert_eq!(replay_counts(&v), want, "{name}: {v}");
+        assert!(!v.to_string().contains(&other), "{name}: {v}");
+
+        // B's credential asking for A's workspace: refused, nothing read.
+        let mut theirs = args(&cb);
+        theirs.push(a.clone());
+        let theirs: Vec<&str> = theirs.iter().map(String::as_str).collect();
+        let out = Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .args(&theirs)
+            .output()
+            .expect("run the example");
+        assert!(!out.status.success(), "{name}: B's credential read A");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains(&general),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
