@@ -533,21 +533,26 @@ async fn serve(args: ServeArgs) -> Result<()> {
         max_bytes: args.max_file_bytes,
         unattached_ttl: Duration::from_secs(args.unattached_file_ttl_secs),
     };
+    let mut live_acl: Option<std::path::PathBuf> = None;
     let (log, local_nats) = if args.read_only {
         // The models' own log: where they were rebuilt from, else the
         // data directory's (reusing a nats-server already running on it).
         let mut common = args.common.clone();
-        let as_of = rebuild::read_as_of(data)?;
-        if as_of.is_none() && nats::running(data).is_some() {
-            // A live `serve` on this directory folds into these very
-            // files: the view would not stay where it is.
+        // Only what `rebuild --until` wrote: every model at one position
+        // (a live directory's models each stop where they stopped, and a
+        // view mixing them could show what a membership at another moment
+        // would hide), nothing else folding into it, and the live
+        // directory named, whose accounts decide who may read (below).
+        let Some(as_of) = rebuild::read_as_of(data)? else {
             anyhow::bail!(
-                "a serve is running on {}: serve --read-only needs read models nothing else \
-                 writes (stop it, or `switchboard rebuild --until …` into a new directory)",
-                data.display()
+                "{} has no {}: serve --read-only serves a directory `switchboard rebuild \
+                 --until … --out DIR` wrote",
+                data.display(),
+                rebuild::AS_OF_FILE
             );
-        }
-        if let Some(as_of) = as_of {
+        };
+        live_acl = Some(as_of.source_data.join("acl.db"));
+        {
             if common.nats.is_none() {
                 common.data = as_of.source_data.clone();
             }
@@ -570,7 +575,21 @@ async fn serve(args: ServeArgs) -> Result<()> {
         ..Default::default()
     };
     let started = if args.read_only {
-        Platform::start_read_only(log, data, Some(op_hash), files_config).await
+        let p = Platform::start_read_only(log, data, Some(op_hash), files_config).await;
+        if let (Ok(p), Some(path)) = (&p, &live_acl) {
+            if path.exists() {
+                let _ = p
+                    .commands
+                    .live_acl
+                    .set(switchboard_projections::Readers::new(path));
+            } else {
+                println!(
+                    "read-only: {} is missing: only the operator token is admitted",
+                    path.display()
+                );
+            }
+        }
+        p
     } else {
         Platform::start(
             log,

@@ -236,5 +236,34 @@ async fn as_of_rebuild_served_read_only_shows_the_past_and_refuses_writes() {
     for (name, applied) in ready["projectors"].as_object().expect("projectors") {
         assert_eq!(applied.as_u64(), Some(bound), "{name}: {ready}");
     }
+
+    // The accounts as they are now decide too: bob, deactivated on the
+    // live server after the view's moment, no longer gets into the view
+    // (review finding: a revoked or deactivated account read the past).
+    old.get(&format!("/v1/channels/{general}/messages"), &bob)
+        .await
+        .expect(200);
+    api.post(&format!("/v1/users/{bob_id}/deactivate"), &ada, json!({}))
+        .await
+        .expect(200);
+    // (The live server's ACL model folds the deactivation a moment later.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = old
+            .get(&format!("/v1/channels/{general}/messages"), &bob)
+            .await;
+        if r.status == 401 {
+            break;
+        }
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a deactivated user still reads the view"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    old.get(&format!("/v1/channels/{general}/messages"), &ada)
+        .await
+        .expect(200);
     let _: &Api = &old;
 }

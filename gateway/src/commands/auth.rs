@@ -42,7 +42,11 @@ impl Commands {
                 return Ok(Auth::Operator);
             }
         }
-        if let Some(user) = self.cached_session(&hash) {
+        // (A read-only view checks the live accounts on every request.)
+        if let Some(user) = self
+            .cached_session(&hash)
+            .filter(|_| !self.log.is_read_only())
+        {
             return if expired(&user) {
                 Err(ApiError::unauthorized())
             } else {
@@ -83,10 +87,24 @@ impl Commands {
                 }
             }
         };
+        let mut admin = user.is_admin();
+        if self.log.is_read_only() {
+            // A view of the past: the account as it is now decides too, so a
+            // token revoked (or a user deactivated or demoted) after the
+            // view's moment does not get back in through it.
+            let Some(live) = self.live_acl.get() else {
+                return Err(ApiError::unauthorized());
+            };
+            let h = hash.clone();
+            match live.read(move |c| acl::token_by_hash(c, &h)).await? {
+                Some((now, _)) if now.id == user.id => admin &= now.is_admin(),
+                _ => return Err(ApiError::unauthorized()),
+            }
+        }
         let caller = Caller {
             workspace_id: WorkspaceId::from_trusted(user.workspace_id.clone()),
             user_id: UserId::from_trusted(user.id.clone()),
-            admin: user.is_admin(),
+            admin,
         };
         let ctx = UserCtx {
             user,

@@ -87,6 +87,11 @@ pub struct Commands {
     /// The presence bucket, opened on first use (`@here` recipients).
     presence: Mutex<Option<async_nats::jetstream::kv::Store>>,
     operator_token_hash: Option<String>,
+    /// `serve --read-only`: the live ACL model of the directory the view
+    /// was rebuilt from. A token must be good there too (not revoked, its
+    /// user not deactivated since the view's moment), and admin rights
+    /// need both; without it a view admits the operator only.
+    pub live_acl: std::sync::OnceLock<Readers>,
     /// Highest stream sequence of an acknowledged append through this
     /// process that changes the ACL model (anything but a message post).
     /// Decisions wait for the ACL model to reach it, so a user's own
@@ -149,6 +154,7 @@ impl Commands {
             unreads_progress: unreads.1,
             presence: Mutex::new(None),
             operator_token_hash,
+            live_acl: std::sync::OnceLock::new(),
             acl_acked: AtomicU64::new(0),
             sessions: Mutex::new(HashMap::new()),
             access_gen: AtomicU64::new(0),

@@ -54,9 +54,9 @@ fn admin_events(f: &mut Feed) -> Vec<LogEvent> {
                 token_id: "T1".into(),
                 user_id: "bob".into(),
                 name: "laptop".into(),
-                token_hash: "h3".into(),
                 expires_at_ms: 0,
                 kind: TokenKind::Api as i32,
+                ..Default::default()
             }),
         ),
         f.ws(
