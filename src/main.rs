@@ -554,6 +554,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
         live_acl = Some(as_of.source_data.join("acl.db"));
         {
             if common.nats.is_none() {
+                // Never start a nats-server of its own on the live
+                // directory: the live `serve` would stop it at its next
+                // start, and this one's exit would remove the live
+                // server's url file.
+                if nats::running(&as_of.source_data).is_none() {
+                    anyhow::bail!(
+                        "no nats-server is running on {} (the directory the view was rebuilt \
+                         from): start its serve, or give --nats",
+                        as_of.source_data.display()
+                    );
+                }
                 common.data = as_of.source_data.clone();
             }
             common.stream = as_of.stream.clone();
