@@ -288,6 +288,7 @@ pub async fn run(a: HistoryArgs) -> Result<Runs<HistoryRun>> {
                 ts_ms: (nonce + events / 1000) as i64,
                 channel_seq: seq,
                 fence_seq: fence,
+                prev_digest: Vec::new(),
                 body: Some(body),
             }
         };

@@ -100,6 +100,7 @@ fn generate(events: u64, channels: u64) -> Vec<(String, Envelope)> {
                     ts_ms: 1_700_000_000_000 + i as i64,
                     channel_seq: seqs[c],
                     fence_seq: 0,
+                    prev_digest: Vec::new(),
                     body: Some(Body::MessagePosted(MessagePosted {
                         message_id: format!("M{i}"),
                         text: format!(

@@ -285,6 +285,7 @@ impl Corpus {
                         ts_ms: 1_700_000_000_000 + (i as i64) * 1_000,
                         channel_seq: self.seqs[c],
                         fence_seq: 0,
+                        prev_digest: Vec::new(),
                         body: Some(Body::MessagePosted(MessagePosted {
                             message_id: format!("M{i:012}"),
                             text,

@@ -277,6 +277,7 @@ pub async fn run(a: UnreadsArgs) -> Result<Runs<UnreadsRun>> {
             ts_ms: (nonce + events / 1000) as i64,
             channel_seq: seq,
             fence_seq: fence,
+            prev_digest: Vec::new(),
             body: Some(body),
         }
     };

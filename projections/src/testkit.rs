@@ -98,6 +98,7 @@ impl Feed {
                 ts_ms: 1_000 * self.stream_seq as i64,
                 channel_seq: *seq,
                 fence_seq,
+                prev_digest: Vec::new(),
                 body: Some(body),
             }),
         }

@@ -4,6 +4,7 @@
 mod accounts;
 mod bad_input;
 mod bench;
+mod chain_export;
 mod concurrency;
 mod config;
 mod conversation;

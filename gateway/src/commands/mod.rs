@@ -238,6 +238,7 @@ impl Commands {
             channel_seq: seq,
             // Set by the append path from the head it appends after.
             fence_seq: 0,
+            prev_digest: Vec::new(),
             body: Some(body),
         }
     }
