@@ -5,6 +5,7 @@
 //! separate binary (`bench/`), so the shipped binary ships only the server.
 
 mod config;
+mod export;
 mod nats;
 #[cfg(feature = "otlp")]
 mod otlp;
@@ -62,6 +63,12 @@ enum Command {
     /// local search model, empty the OpenSearch indexes, send every
     /// document, then the checkpoint (needs the `opensearch` feature).
     ReindexSearch(rebuild::ReindexSearchArgs),
+    /// Export a workspace's events (or one channel's) as hash-chained JSON
+    /// lines plus a manifest; continues an export already in --out.
+    Export(export::ExportArgs),
+    /// Verify an export directory: names the first altered, removed,
+    /// inserted, reordered or truncated line, or an edited manifest.
+    Verify(export::VerifyArgs),
 }
 
 /// Where the log and read models are.
@@ -350,6 +357,8 @@ fn main() -> Result<()> {
             Command::Admin { common, action } => admin(common, action).await,
             Command::Rebuild(args) => rebuild::run(args).await,
             Command::ReindexSearch(args) => rebuild::reindex_search(args).await,
+            Command::Export(args) => export::run(args).await,
+            Command::Verify(args) => export::verify(args),
         }
     });
     // Spans still buffered go out before the process ends.

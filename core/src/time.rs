@@ -15,6 +15,14 @@ pub fn rfc3339_ms(ms: i64) -> String {
     )
 }
 
+/// Milliseconds since the epoch of an RFC 3339 timestamp
+/// (`2026-11-28T09:00:00Z`, any offset); `None` if it is not one.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -35,6 +43,15 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::parse_rfc3339_ms("1970-01-01T00:00:01.5Z"),
+            Some(1_500)
+        );
+        assert_eq!(
+            super::parse_rfc3339_ms("2000-02-29T01:00:00.123+01:00"),
+            Some(951_782_400_123)
+        );
+        assert_eq!(super::parse_rfc3339_ms("yesterday"), None);
         assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(rfc3339_ms(1_795_824_000_999), "2026-11-28T00:00:00.999Z");
     }

@@ -6,6 +6,7 @@
 
 pub mod commands;
 pub mod error;
+pub mod exports;
 pub mod extract;
 pub mod login_limits;
 

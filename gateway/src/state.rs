@@ -4,6 +4,7 @@
 
 use crate::commands::files::{self, Files, FilesConfig};
 use crate::commands::{Commands, ReadModel};
+use crate::exports::Exports;
 use crate::limits::{Limiter, RateLimits};
 use crate::push::{Push, PushConfig};
 use crate::realtime::{Realtime, RealtimeConfig};
@@ -43,6 +44,8 @@ pub struct AppState {
 
     /// Rate limits (per token, per address, per WebSocket connection).
     pub limits: Arc<Limiter>,
+    /// Export jobs (`/v1/admin/exports`).
+    pub exports: Exports,
 }
 
 /// Projectors plus the command side, running until `shutdown`.
@@ -54,6 +57,8 @@ pub struct Platform {
     pub startup_head: u64,
     /// Rate limits; the defaults until [`Platform::set_rate_limits`].
     pub limits: Arc<Limiter>,
+    /// Export jobs, writing under `<data>/exports/`.
+    pub exports: Exports,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -223,6 +228,7 @@ impl Platform {
             },
             startup_head,
             limits: Arc::new(Limiter::default()),
+            exports: Exports::new(data),
             cancel,
             tracker,
         })
@@ -238,6 +244,7 @@ impl Platform {
             tls_enabled: false,
 
             limits: self.limits.clone(),
+            exports: self.exports.clone(),
         }
     }
 

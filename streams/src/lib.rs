@@ -5,11 +5,13 @@
 //! `Nats-Expected-Last-Subject-Sequence`, idempotency with `Nats-Msg-Id`),
 //! and replay from any stream sequence for projectors and exports.
 
+pub mod export;
 mod log;
 pub mod subjects;
 
 pub use async_nats::Client;
+pub use log::payload_digest;
 pub use log::{
     connect, AppendError, Appended, Basis, Decision, Head, Log, LogConfig, LogError, LogEvent,
-    Nats, Outcome, ReplayStream,
+    Nats, Outcome, RawEvent, RawStream, ReplayStream, ScanStart, HDR_CHANNEL_SEQ, HDR_FENCE_SEQ,
 };

@@ -254,6 +254,18 @@ pub struct RawEvent {
     pub time_ms: i64,
 }
 
+/// Where [`Log::scan`] starts.
+#[derive(Debug, Clone, Copy)]
+pub enum ScanStart {
+    /// At this stream sequence (0 or 1: the beginning).
+    Seq(u64),
+    /// At the first message stored at or after this time (ms since epoch).
+    TimeMs(i64),
+}
+
+/// Raw messages with the count still pending after each.
+pub type RawStream = Pin<Box<dyn FutStream<Item = Result<(u64, RawEvent), LogError>> + Send>>;
+
 pub type ReplayStream = Pin<Box<dyn FutStream<Item = Result<LogEvent, LogError>> + Send>>;
 
 /// A NATS connection and a counter of its (re)connects, so long-lived
@@ -961,6 +973,62 @@ impl Log {
     /// re-creates itself after a gap or a reconnect.
     pub async fn replay(&self, start_seq: u64) -> Result<ReplayStream, LogError> {
         self.replay_filtered(start_seq, String::new()).await
+    }
+
+    /// Every stored message matching `filter` from `start` on, undecoded,
+    /// and how many there were when the reader was created (so a reader
+    /// knows where "now" ends without waiting for the next event).
+    pub async fn scan(
+        &self,
+        start: ScanStart,
+        filter: String,
+    ) -> Result<(u64, RawStream), LogError> {
+        let deliver_policy = match start {
+            ScanStart::Seq(seq) => DeliverPolicy::ByStartSequence {
+                start_sequence: seq.max(1),
+            },
+            ScanStart::TimeMs(ms) => DeliverPolicy::ByStartTime {
+                start_time: time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+                    .map_err(|e| LogError::Unavailable(e.to_string()))?,
+            },
+        };
+        let mut consumer = self
+            .inner
+            .stream
+            .create_consumer(OrderedConfig {
+                deliver_policy,
+                filter_subject: filter,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        let pending = consumer
+            .info()
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?
+            .num_pending;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        Ok((
+            pending,
+            Box::pin(messages.map(|m| {
+                let m = m.map_err(|e| LogError::Unavailable(e.to_string()))?;
+                let info = m.info().map_err(|e| LogError::Unavailable(e.to_string()))?;
+                let (stream_seq, pending) = (info.stream_sequence, info.pending);
+                let time_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
+                Ok((
+                    pending,
+                    RawEvent {
+                        stream_seq,
+                        subject: m.subject.to_string(),
+                        payload: m.payload.clone(),
+                        time_ms,
+                    },
+                ))
+            })),
+        ))
     }
 
     /// Like [`Log::replay`], limited to subjects matching `filter`.

@@ -1,7 +1,9 @@
 //! The log as a product: a foreign payload never wedges a channel, and
 //! `switchboard export` / `verify` detect every kind of tampering.
 
-use crate::harness::{Nats, Server};
+use crate::harness::{bin, run_cli, Nats, Server};
+use serde_json::{json, Value};
+use std::path::Path;
 
 /// One non-envelope payload published to a channel subject (by anyone who
 /// can reach NATS) made every later `POST /v1/messages` to that channel
@@ -60,4 +62,202 @@ async fn a_foreign_payload_at_the_head_does_not_wedge_the_channel() {
         ["before", "after one", "after two", "after restart"],
         "{texts:?}"
     );
+}
+
+/// Runs `switchboard verify DIR`: (success, stdout + stderr).
+fn verify(dir: &Path) -> (bool, String) {
+    let out = std::process::Command::new(bin())
+        .arg("verify")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run switchboard verify");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn export(nats: &Nats, data: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["export"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = run_cli(&all, data, &nats.url());
+    assert!(ok, "export failed: {out}{err}");
+    serde_json::from_str(out.trim()).expect("export prints JSON")
+}
+
+fn lines(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("events.jsonl"))
+        .expect("events.jsonl")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(dir: &Path, lines: &[String]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(dir.join("events.jsonl"), text).expect("write");
+}
+
+/// A copy of the export in `src`, tampered with by `tamper`.
+fn tampered(src: &Path, tamper: impl FnOnce(&Path)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for f in ["events.jsonl", "manifest.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).expect("copy");
+    }
+    tamper(dir.path());
+    dir
+}
+
+/// Export → verify → tamper in six ways → verify names each; a second
+/// export into the same directory continues the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_detects_six_kinds_of_tampering_and_resumes() {
+    let nats = Nats::start();
+    let s = Server::start(&nats);
+    let api = s.api();
+    let ws = api.workspace("Acme").await;
+    let (_, ada) = api.user(&ws, "ada", "admin").await;
+    let ch = api.channel(&ada, "general", false).await;
+    let other = api.channel(&ada, "random", false).await;
+    for i in 0..6 {
+        api.send(&ada, &ch, &format!("message {i}"))
+            .await
+            .expect(201);
+    }
+    api.send(&ada, &other, "elsewhere").await.expect(201);
+    let data = tempfile::tempdir().expect("temp dir");
+    let out = tempfile::tempdir().expect("temp dir");
+    let dir = out.path().join("export");
+    let dir_s = dir.to_str().expect("utf-8");
+
+    let first = export(&nats, data.path(), &["--workspace", &ws, "--out", dir_s]);
+    assert_eq!(first["resumed"], false, "{first}");
+    let n = first["lines"].as_u64().expect("lines");
+    assert!(n >= 10, "{first}");
+    let (ok, msg) = verify(&dir);
+    assert!(ok, "{msg}");
+    let all = lines(&dir);
+    assert_eq!(all.len() as u64, n);
+    let line: Value = serde_json::from_str(&all[0]).expect("json");
+    assert_eq!(line["line"], 1);
+    assert_eq!(line["subject"], format!("sb.{ws}.ws"));
+    assert!(line["stream_seq"].as_u64().is_some() && line["event"]["workspace_id"] == ws.as_str());
+    assert!(all.iter().any(|l| l.contains("\"message 3\"")));
+
+    // Resumable: new events (and the first export's `export_made`) are
+    // appended; the chain goes on.
+    api.send(&ada, &ch, "later").await.expect(201);
+    let second = export(&nats, data.path(), &["--workspace", &ws, "--out", dir_s]);
+    assert_eq!(second["resumed"], true, "{second}");
+    assert_eq!(second["added_lines"].as_u64(), Some(2), "{second}");
+    assert_eq!(second["lines"].as_u64(), Some(n + 2));
+    let (ok, msg) = verify(&dir);
+    assert!(ok, "{msg}");
+    let all = lines(&dir);
+    assert!(
+        all[n as usize].contains("\"export_made\""),
+        "{}",
+        all[n as usize]
+    );
+    assert!(all[n as usize + 1].contains("\"later\""));
+
+    // One channel only.
+    let ch_dir = out.path().join("channel");
+    export(
+        &nats,
+        data.path(),
+        &[
+            "--workspace",
+            &ws,
+            "--channel",
+            &ch,
+            "--out",
+            ch_dir.to_str().expect("utf-8"),
+        ],
+    );
+    let subject = format!("\"subject\":\"sb.{ws}.ch.{ch}\"");
+    let ch_lines = lines(&ch_dir);
+    assert!(ch_lines.len() >= 7, "{ch_lines:?}");
+    assert!(
+        ch_lines.iter().all(|l| l.contains(&subject)),
+        "{ch_lines:?}"
+    );
+    assert!(verify(&ch_dir).0);
+
+    let cases: Vec<(&str, Box<dyn FnOnce(&Path)>, &str)> = vec![
+        (
+            "edit a line",
+            Box::new(|d: &Path| {
+                let mut l = lines(d);
+                l[4] = l[4].replacen("\"sb.", "\"sb.x", 1);
+                write_lines(d, &l);
+            }),
+            "line 5: altered",
+        ),
+        (
+            "drop a line",
+            Box::new(|d: &Path| {
+                let mut l = lines(d);
+                l.remove(4);
+                write_lines(d, &l);
+            }),
+            "line 5: 1 line(s) removed",
+        ),
+        (
+            "insert a line",
+            Box::new(|d: &Path| {
+                // A forged line that chains to line 4 and takes its number.
+                let mut l = lines(d);
+                let forged = l[4].replacen("\"sb.", "\"sb.x", 1);
+                l.insert(4, forged);
+                write_lines(d, &l);
+            }),
+            "line 5: inserted",
+        ),
+        (
+            "swap two lines",
+            Box::new(|d: &Path| {
+                let mut l = lines(d);
+                l.swap(4, 5);
+                write_lines(d, &l);
+            }),
+            "lines 5 and 6: reordered",
+        ),
+        (
+            "truncate",
+            Box::new(|d: &Path| {
+                let mut l = lines(d);
+                l.truncate(l.len() - 2);
+                write_lines(d, &l);
+            }),
+            "truncated",
+        ),
+        (
+            "edit the manifest",
+            Box::new(|d: &Path| {
+                let p = d.join("manifest.json");
+                let mut m: Value =
+                    serde_json::from_str(&std::fs::read_to_string(&p).expect("read"))
+                        .expect("json");
+                m["first_stream_seq"] = json!(2);
+                std::fs::write(&p, m.to_string()).expect("write");
+            }),
+            "manifest.json: edited",
+        ),
+    ];
+    for (what, tamper, expected) in cases {
+        let t = tampered(&dir, tamper);
+        let (ok, msg) = verify(t.path());
+        assert!(!ok, "{what}: verified anyway");
+        assert!(
+            msg.contains(expected),
+            "{what}: expected {expected:?} in {msg}"
+        );
+    }
 }

@@ -58,7 +58,7 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn random<const N: usize>() -> [u8; N] {
+pub(crate) fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     // The OS RNG failing is not recoverable; ids and tokens must be random.
     getrandom::fill(&mut b).expect("operating system random number generator failed");
