@@ -261,3 +261,106 @@ async fn export_detects_six_kinds_of_tampering_and_resumes() {
         );
     }
 }
+
+/// The export job over HTTP: an admin starts it, polls it, downloads a
+/// directory that verifies; members, another workspace's admin and
+/// anonymous callers get nothing; bad input is refused with nothing
+/// appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_job_is_for_the_workspace_admins_only() {
+    let nats = Nats::start();
+    let s = Server::start(&nats);
+    let api = s.api();
+    let ws = api.workspace("Acme").await;
+    let (_, ada) = api.user(&ws, "ada", "admin").await;
+    let (_, bob) = api.user(&ws, "bob", "member").await;
+    let other = api.workspace("Other").await;
+    let (_, mallory) = api.user(&other, "mallory", "admin").await;
+    let ch = api.channel(&ada, "general", false).await;
+    api.send(&ada, &ch, "exported").await.expect(201);
+
+    let len = nats.log_len().await;
+    api.post("/v1/admin/exports", &ada, json!({"since": "yesterday"}))
+        .await
+        .expect_err(400, "invalid_request");
+    api.post("/v1/admin/exports", &ada, json!({"channel_id": "a.b"}))
+        .await
+        .expect_err(400, "invalid_request");
+    api.post("/v1/admin/exports", &bob, json!({}))
+        .await
+        .expect_err(403, "forbidden");
+    assert_eq!(nats.log_len().await, len);
+
+    let job = api
+        .post("/v1/admin/exports", &ada, json!({"channel_id": ch}))
+        .await
+        .expect(202);
+    let id = job["id"].as_str().expect("id").to_string();
+    let path = format!("/v1/admin/exports/{id}");
+    let start = std::time::Instant::now();
+    let done = loop {
+        let j = api.get(&path, &ada).await.expect(200);
+        if j["status"] != "running" {
+            break j;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{j}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["channel_id"], ch.as_str());
+
+    // Outsiders: a member, another workspace's admin, nobody.
+    api.get(&path, &bob).await.expect_err(403, "forbidden");
+    api.get(&path, &mallory).await.expect_err(404, "not_found");
+    api.get(&format!("{path}/events.jsonl"), &mallory)
+        .await
+        .expect_err(404, "not_found");
+    api.get(&format!("{path}/events.jsonl"), &bob)
+        .await
+        .expect_err(403, "forbidden");
+    api.get(&path, "nope").await.expect_err(401, "unauthorized");
+
+    // The download verifies.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let http = reqwest::Client::new();
+    for f in ["events.jsonl", "manifest.json"] {
+        let r = http
+            .get(format!("{}{path}/{f}", s.base))
+            .bearer_auth(&ada)
+            .send()
+            .await
+            .expect("download");
+        assert_eq!(r.status(), 200);
+        let bytes = r.bytes().await.expect("body");
+        std::fs::write(dir.path().join(f), bytes).expect("write");
+    }
+    let (ok, msg) = verify(dir.path());
+    assert!(ok, "{msg}");
+    let text = std::fs::read_to_string(dir.path().join("events.jsonl")).expect("read");
+    assert!(text.contains("\"exported\""));
+
+    // The export is in the log, for the audit log.
+    let log = switchboard_streams::Log::open(
+        switchboard_streams::connect(&nats.url())
+            .await
+            .expect("nats"),
+        Default::default(),
+    )
+    .await
+    .expect("log");
+    let head = log.fetch_head(&format!("sb.{ws}.ws")).await.expect("head");
+    let env = log
+        .get(head.stream_seq)
+        .await
+        .expect("get")
+        .envelope
+        .expect("envelope");
+    match env.body {
+        Some(switchboard_core::events::Body::ExportMade(e)) => {
+            assert_eq!(e.export_id, id);
+            assert_eq!(e.channel_id, ch);
+            assert!(e.lines >= 1, "{e:?}");
+        }
+        other => panic!("expected export_made, got {other:?}"),
+    }
+}
