@@ -83,7 +83,7 @@ impl Figures for RebuildRun {
 
 /// `events` message events round-robin over `channels` channels, with the
 /// subject each is published on.
-fn generate(events: u64, channels: u64) -> Vec<(String, Envelope)> {
+pub(crate) fn generate(events: u64, channels: u64) -> Vec<(String, Envelope)> {
     let channels = channels.max(1);
     let mut seqs = vec![0u64; channels as usize];
     (0..events)

@@ -454,7 +454,7 @@ fn check_lines(
                 i - 1,
                 i - 2
             ));
-        } else if let (Some(a), Some(b), Some(c)) = (num(i - 1), s.number, num(i + 1)) {
+        } else if let (Some(a), Some(b)) = (num(i - 1), s.number) {
             if b > a + 1 {
                 findings.push(format!(
                     "line {i}: {} line(s) removed before it (event #{} follows #{a})",
