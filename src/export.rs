@@ -113,3 +113,42 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
     }
     bail!("{} does not verify: {}", args.dir.display(), findings[0])
 }
+
+#[derive(Args)]
+pub struct VerifyLogArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The workspace whose subjects are checked.
+    #[arg(long)]
+    workspace: String,
+}
+
+/// Checks every subject's hash chain of a workspace in the log; prints a
+/// summary and each finding, and fails when there is any.
+pub async fn verify_log(args: VerifyLogArgs) -> Result<()> {
+    WorkspaceId::parse(&args.workspace).map_err(|e| anyhow::anyhow!("--workspace: {e}"))?;
+    std::fs::create_dir_all(&args.common.data)?;
+    let (log, local_nats) = args.common.open_log(true).await?;
+    let result = switchboard_streams::chain::verify_log(&log, &args.workspace).await;
+    if let Some(n) = local_nats {
+        n.stop().await;
+    }
+    let report = result.context("reading the log")?;
+    for f in &report.findings {
+        println!("{f}");
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "workspace": args.workspace,
+            "subjects": report.subjects,
+            "events": report.events,
+            "unchained": report.unchained,
+            "findings": report.findings.len(),
+        })
+    );
+    match report.findings.first() {
+        None => Ok(()),
+        Some(f) => bail!("the log of {} does not verify: {f}", args.workspace),
+    }
+}

@@ -69,6 +69,10 @@ enum Command {
     /// Verify an export directory: names the first altered, removed,
     /// inserted, reordered or truncated line, or an edited manifest.
     Verify(export::VerifyArgs),
+    /// Check every subject's hash chain of a workspace in the log itself
+    /// (`prev_digest`, `channel_seq`): names each forged, removed or
+    /// foreign event by subject and stream sequence.
+    VerifyLog(export::VerifyLogArgs),
 }
 
 /// Where the log and read models are.
@@ -359,6 +363,7 @@ fn main() -> Result<()> {
             Command::ReindexSearch(args) => rebuild::reindex_search(args).await,
             Command::Export(args) => export::run(args).await,
             Command::Verify(args) => export::verify(args),
+            Command::VerifyLog(args) => export::verify_log(args).await,
         }
     });
     // Spans still buffered go out before the process ends.

@@ -5,6 +5,7 @@
 //! `Nats-Expected-Last-Subject-Sequence`, idempotency with `Nats-Msg-Id`),
 //! and replay from any stream sequence for projectors and exports.
 
+pub mod chain;
 pub mod export;
 mod log;
 pub mod subjects;
@@ -15,3 +16,8 @@ pub use log::{
     connect, AppendError, Appended, Basis, Decision, Head, Log, LogConfig, LogError, LogEvent,
     Nats, Outcome, RawEvent, RawStream, ReplayStream, ScanStart, HDR_CHANNEL_SEQ, HDR_FENCE_SEQ,
 };
+
+/// The stored bytes of an envelope (protobuf).
+pub fn encode_envelope(env: &switchboard_core::events::Envelope) -> Vec<u8> {
+    prost::Message::encode_to_vec(env)
+}

@@ -364,3 +364,89 @@ async fn export_job_is_for_the_workspace_admins_only() {
         other => panic!("expected export_made, got {other:?}"),
     }
 }
+
+/// `switchboard verify-log`: a clean log verifies; an event removed from
+/// the middle of a channel and a forged append (wrong `prev_digest`), both
+/// made with a direct NATS connection, are named by subject and seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_log_detects_a_removed_and_a_forged_event() {
+    let nats = Nats::start();
+    let s = Server::start(&nats);
+    let api = s.api();
+    let ws = api.workspace("Acme").await;
+    let (_, ada) = api.user(&ws, "ada", "admin").await;
+    let ch = api.channel(&ada, "general", false).await;
+    let mut seqs = Vec::new();
+    for i in 0..4 {
+        api.send(&ada, &ch, &format!("m{i}")).await.expect(201);
+    }
+    let data = tempfile::tempdir().expect("temp dir");
+    let (ok, out, err) = run_cli(
+        &["verify-log", "--workspace", &ws],
+        data.path(),
+        &nats.url(),
+    );
+    assert!(ok, "a clean log verifies: {out}{err}");
+
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("SB").await.expect("stream");
+    let subject = format!("sb.{ws}.ch.{ch}");
+    let mut at = 1;
+    loop {
+        match stream.direct_get_next_for_subject(&subject, Some(at)).await {
+            Ok(m) => {
+                seqs.push(m.sequence);
+                at = m.sequence + 1;
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(seqs.len() >= 4, "{seqs:?}");
+
+    // A forged append: a valid envelope with the next channel_seq, but a
+    // prev_digest it could not know (the tail here: nothing chains to it).
+    let forged = switchboard_core::events::Envelope {
+        event_id: "Eforged".into(),
+        workspace_id: ws.clone(),
+        channel_id: ch.clone(),
+        channel_seq: seqs.len() as u64 + 1,
+        prev_digest: vec![0; 32],
+        ..Default::default()
+    };
+    let forged_seq = js
+        .publish(subject.clone(), prost_encode(&forged).into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored")
+        .sequence;
+    let (ok, out, _) = run_cli(
+        &["verify-log", "--workspace", &ws],
+        data.path(),
+        &nats.url(),
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("{subject} stream seq {forged_seq}")) && out.contains("prev_digest"),
+        "{out}"
+    );
+
+    // A removed event in the middle: the next one no longer chains.
+    let removed = seqs[1];
+    stream.delete_message(removed).await.expect("delete");
+    let (ok, out, _) = run_cli(
+        &["verify-log", "--workspace", &ws],
+        data.path(),
+        &nats.url(),
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("{subject} stream seq {}", seqs[2])),
+        "{out}"
+    );
+}
+
+fn prost_encode(env: &switchboard_core::events::Envelope) -> Vec<u8> {
+    switchboard_streams::encode_envelope(env)
+}
