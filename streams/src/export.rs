@@ -222,6 +222,7 @@ pub async fn export(
         ScanStart::Seq(1)
     };
     let mut added = 0u64;
+    let mut since_checkpoint = 0u64;
     if manifest.scanned_to < end {
         let (pending, mut events) = log.scan(start, params.filter()).await?;
         let mut left = pending;
@@ -253,7 +254,9 @@ pub async fn export(
             manifest.last_stream_seq = raw.stream_seq;
             *manifest.counts.entry(kind.to_string()).or_default() += 1;
             added += 1;
-            if added % CHECKPOINT_LINES == 0 {
+            since_checkpoint += 1;
+            if since_checkpoint == CHECKPOINT_LINES {
+                since_checkpoint = 0;
                 manifest.chain_head = head_hex.clone();
                 checkpoint(&mut out, &events_path, &manifest_path, &mut manifest)?;
             }

@@ -218,7 +218,7 @@ enum Reconciled {
     /// earlier copy.
     Acked(jetstream::publish::PublishAck),
     /// An earlier copy is stored (found after the head it expected).
-    Found(Appended),
+    Found(Box<Appended>),
 }
 
 /// Errors of reads from the log.
@@ -646,7 +646,7 @@ impl Log {
                         self.inner
                             .last_acked
                             .fetch_max(stored.stream_seq, Ordering::AcqRel);
-                        return Ok(stored);
+                        return Ok(*stored);
                     }
                 }
             }
@@ -768,12 +768,12 @@ impl Log {
                             let env = Envelope::decode(msg.payload.as_ref()).ok();
                             return match env {
                                 Some(env) if env.event_id == event_id => {
-                                    Ok(Reconciled::Found(Appended {
+                                    Ok(Reconciled::Found(Box::new(Appended {
                                         stream_seq: msg.sequence,
                                         envelope: env,
                                         duplicate: false,
                                         digest: payload_digest(&msg.payload),
-                                    }))
+                                    })))
                                 }
                                 // Another event follows the head: this one
                                 // was refused, and every copy with it.

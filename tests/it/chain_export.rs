@@ -114,6 +114,9 @@ fn tampered(src: &Path, tamper: impl FnOnce(&Path)) -> tempfile::TempDir {
     dir
 }
 
+/// One way to tamper with an export directory.
+type Tamper = Box<dyn FnOnce(&Path)>;
+
 /// Export → verify → tamper in six ways → verify names each; a second
 /// export into the same directory continues the chain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +193,7 @@ async fn export_detects_six_kinds_of_tampering_and_resumes() {
     );
     assert!(verify(&ch_dir).0);
 
-    let cases: Vec<(&str, Box<dyn FnOnce(&Path)>, &str)> = vec![
+    let cases: Vec<(&str, Tamper, &str)> = vec![
         (
             "edit a line",
             Box::new(|d: &Path| {
@@ -393,14 +396,9 @@ async fn verify_log_detects_a_removed_and_a_forged_event() {
     let stream = js.get_stream("SB").await.expect("stream");
     let subject = format!("sb.{ws}.ch.{ch}");
     let mut at = 1;
-    loop {
-        match stream.direct_get_next_for_subject(&subject, Some(at)).await {
-            Ok(m) => {
-                seqs.push(m.sequence);
-                at = m.sequence + 1;
-            }
-            Err(_) => break,
-        }
+    while let Ok(m) = stream.direct_get_next_for_subject(&subject, Some(at)).await {
+        seqs.push(m.sequence);
+        at = m.sequence + 1;
     }
     assert!(seqs.len() >= 4, "{seqs:?}");
 
