@@ -16,6 +16,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".switchboard.v1.Envelope.prev_digest",
             "#[serde(serialize_with = \"crate::events::hex_bytes\")]",
         )
+        // prost does not derive `Eq` through a repeated message field; the
+        // checkpoint's fields are all `Eq`, and so the envelope stays.
+        .type_attribute(".switchboard.v1.HeadsCheckpoint", "#[derive(Eq)]")
+        .type_attribute(".switchboard.v1.Envelope", "#[derive(Eq)]")
+        .field_attribute(
+            ".switchboard.v1.HeadsCheckpoint.signature",
+            "#[serde(serialize_with = \"crate::events::hex_bytes\")]",
+        )
+        .field_attribute(
+            ".switchboard.v1.HeadsCheckpoint.public_key",
+            "#[serde(serialize_with = \"crate::events::hex_bytes\")]",
+        )
+        .field_attribute(
+            ".switchboard.v1.SubjectHead.digest",
+            "#[serde(serialize_with = \"crate::events::hex_bytes\")]",
+        )
         .compile_protos(&["proto/switchboard/v1/events.proto"], &["proto"])?;
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use switchboard_core::ids::{ChannelId, WorkspaceId};
 use switchboard_core::time::parse_rfc3339_ms;
+use switchboard_streams::checkpoint;
 use switchboard_streams::export::{self, ExportParams};
 
 #[derive(Args)]
@@ -121,6 +122,10 @@ pub struct VerifyLogArgs {
     /// The workspace whose subjects are checked.
     #[arg(long)]
     workspace: String,
+    /// The checkpoint public key to trust (hex). Default: the one in
+    /// `<data>/keys/checkpoint.pub`, else each checkpoint's own.
+    #[arg(long)]
+    public_key: Option<String>,
 }
 
 /// Checks every subject's hash chain of a workspace in the log; prints a
@@ -129,7 +134,18 @@ pub async fn verify_log(args: VerifyLogArgs) -> Result<()> {
     WorkspaceId::parse(&args.workspace).map_err(|e| anyhow::anyhow!("--workspace: {e}"))?;
     std::fs::create_dir_all(&args.common.data)?;
     let (log, local_nats) = args.common.open_log(true).await?;
-    let result = switchboard_streams::chain::verify_log(&log, &args.workspace).await;
+    let key_text = match &args.public_key {
+        Some(k) => Some(k.clone()),
+        None => std::fs::read_to_string(args.common.data.join("keys/checkpoint.pub")).ok(),
+    };
+    let key = match key_text {
+        Some(k) => Some(
+            checkpoint::parse_public(&k)
+                .context("the checkpoint public key is not 64 hex digits")?,
+        ),
+        None => None,
+    };
+    let result = switchboard_streams::chain::verify_log(&log, &args.workspace, key).await;
     if let Some(n) = local_nats {
         n.stop().await;
     }
@@ -144,6 +160,9 @@ pub async fn verify_log(args: VerifyLogArgs) -> Result<()> {
             "subjects": report.subjects,
             "events": report.events,
             "unchained": report.unchained,
+            "checkpoints": report.checkpoints,
+            "uncovered": report.uncovered,
+            "trusted_key": key.is_some(),
             "findings": report.findings.len(),
         })
     );

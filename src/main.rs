@@ -239,6 +239,15 @@ struct ServeArgs {
         default_value_t = 20.0
     )]
     drain_timeout_secs: f64,
+    /// Seconds between signed head checkpoints (one per workspace whose
+    /// heads moved, on `sb.<W>.checkpoint`; the key is
+    /// `<data>/keys/checkpoint.ed25519`). 0: none.
+    #[arg(
+        long = "checkpoint-interval",
+        env = "SWITCHBOARD_CHECKPOINT_INTERVAL_SECS",
+        default_value_t = 60.0
+    )]
+    checkpoint_interval_secs: f64,
     /// PEM certificate chain for TLS on the listener (with --tls-key).
     /// Reloaded on SIGHUP and when the file changes.
     #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
@@ -566,6 +575,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
         );
         stop.cancel();
     });
+    if args.checkpoint_interval_secs > 0.0 {
+        let every = Duration::try_from_secs_f64(args.checkpoint_interval_secs.max(0.1))
+            .unwrap_or(Duration::from_secs(60));
+        let public = switchboard_gateway::checkpoints::spawn(
+            platform.commands.log.clone(),
+            data,
+            every,
+            closing.clone(),
+        )
+        .context("the checkpoint key under <data>/keys/")?;
+        println!("checkpoint public key {public}");
+        tracing::info!(public_key = %public, ?every, "signed head checkpoints");
+    }
     let upkeep_stop = closing.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(METRICS_UPKEEP);

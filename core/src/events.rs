@@ -46,6 +46,7 @@ impl Body {
             Body::SessionsRevoked(_) => "sessions_revoked",
             Body::PasswordSet(_) => "password_set",
             Body::ExportMade(_) => "export_made",
+            Body::HeadsCheckpoint(_) => "heads_checkpoint",
         }
     }
 }

@@ -10,16 +10,21 @@
 //! digest and are counted as unchained (allowed only before a subject's
 //! first chained event).
 //!
-//! Not detected yet: the removal of a subject's last events (nothing after
-//! them chains to them; signed head checkpoints would catch it), and a
-//! forger who computes the right digest (the chain is not signed).
+//! Signed head checkpoints (`crate::checkpoint`, on
+//! `sb.<W>.checkpoint`) cover the tails: each head a checkpoint names
+//! (subject, channel_seq, digest) must still be in the chain, so removing a
+//! subject's last events is detected; a checkpoint whose signature does not
+//! verify is reported. Events after a subject's last checkpoint are
+//! counted as `uncovered` (a forger who computes the right digest is only
+//! caught once a checkpoint signed before the forgery disagrees).
 
+use crate::checkpoint;
 use crate::log::{payload_digest, Log, LogError, ScanStart};
 use crate::subjects;
 use futures_util::StreamExt;
 use prost::Message as _;
 use std::collections::HashMap;
-use switchboard_core::events::Envelope;
+use switchboard_core::events::{Body, Envelope, HeadsCheckpoint};
 
 /// What [`verify_log`] found.
 #[derive(Debug, Default)]
@@ -30,6 +35,10 @@ pub struct ChainReport {
     pub unchained: u64,
     /// Each problem, naming the subject and stream sequence.
     pub findings: Vec<String>,
+    /// Signed checkpoints read (and verified).
+    pub checkpoints: u64,
+    /// Events no checkpoint covers yet (after their subject's last one).
+    pub uncovered: u64,
 }
 
 struct Tip {
@@ -41,7 +50,15 @@ struct Tip {
 
 /// Reads every event of `workspace` up to the log's head now and checks
 /// each subject's chain.
-pub async fn verify_log(log: &Log, workspace: &str) -> Result<ChainReport, LogError> {
+/// `key`: the checkpoint public key to trust; `None`: each checkpoint's
+/// own (which proves nothing against someone holding the log's keys).
+pub async fn verify_log(
+    log: &Log,
+    workspace: &str,
+    key: Option<[u8; 32]>,
+) -> Result<ChainReport, LogError> {
+    let mut reached: HashMap<(String, u64), [u8; 32]> = HashMap::new();
+    let mut checkpoints: Vec<(u64, HeadsCheckpoint)> = Vec::new();
     let mut report = ChainReport::default();
     let end = log.last_seq().await?;
     let (mut left, mut events) = log
@@ -66,6 +83,20 @@ pub async fn verify_log(log: &Log, workspace: &str) -> Result<ChainReport, LogEr
         };
         report.events += 1;
         let digest = payload_digest(&raw.payload);
+        reached.insert((raw.subject.clone(), env.channel_seq), digest);
+        if let Some(Body::HeadsCheckpoint(cp)) = &env.body {
+            if checkpoint::is_checkpoint(&raw.subject) {
+                let trusted = key.or_else(|| <[u8; 32]>::try_from(cp.public_key.as_slice()).ok());
+                if trusted.is_some_and(|k| checkpoint::verify(cp, &k)) {
+                    checkpoints.push((raw.stream_seq, cp.clone()));
+                } else {
+                    report.findings.push(format!(
+                        "{} stream seq {}: a checkpoint whose signature does not verify (forged)",
+                        raw.subject, raw.stream_seq
+                    ));
+                }
+            }
+        }
         let tip = tips.get(&raw.subject);
         let (expected_seq, prev) = match tip {
             Some(t) => (t.channel_seq + 1, Some(t)),
@@ -109,5 +140,34 @@ pub async fn verify_log(log: &Log, workspace: &str) -> Result<ChainReport, LogEr
         );
     }
     report.subjects = tips.len();
+    report.checkpoints = checkpoints.len() as u64;
+    let mut covered: HashMap<&str, u64> = HashMap::new();
+    for (at, cp) in &checkpoints {
+        for h in &cp.heads {
+            let c = covered.entry(h.subject.as_str()).or_default();
+            *c = (*c).max(h.channel_seq);
+            match reached.get(&(h.subject.clone(), h.channel_seq)) {
+                None => report.findings.push(format!(
+                    "{} stream seq {}: the checkpoint at stream seq {at} names this head (channel_seq {}), which the log no longer holds: events removed from the subject's tail (it now ends at channel_seq {})",
+                    h.subject,
+                    h.stream_seq,
+                    h.channel_seq,
+                    tips.get(&h.subject).map_or(0, |t| t.channel_seq)
+                )),
+                Some(d) if d[..] != h.digest[..] => report.findings.push(format!(
+                    "{} stream seq {}: differs from the head the checkpoint at stream seq {at} signed (channel_seq {}): rewritten",
+                    h.subject, h.stream_seq, h.channel_seq
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    for (subject, tip) in &tips {
+        if checkpoint::is_checkpoint(subject) {
+            continue;
+        }
+        let c = covered.get(subject.as_str()).copied().unwrap_or(0);
+        report.uncovered += tip.channel_seq.saturating_sub(c);
+    }
     Ok(report)
 }

@@ -6,6 +6,7 @@
 //! and replay from any stream sequence for projectors and exports.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod export;
 mod log;
 pub mod subjects;

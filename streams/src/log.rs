@@ -402,6 +402,11 @@ impl Log {
         })
     }
 
+    /// The log's JetStream stream.
+    pub fn stream(&self) -> &jetstream::stream::Stream {
+        &self.inner.stream
+    }
+
     pub fn client(&self) -> &Client {
         &self.inner.client
     }

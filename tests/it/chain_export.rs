@@ -448,3 +448,96 @@ async fn verify_log_detects_a_removed_and_a_forged_event() {
 fn prost_encode(env: &switchboard_core::events::Envelope) -> Vec<u8> {
     switchboard_streams::encode_envelope(env)
 }
+
+/// Signed head checkpoints: removing a channel's last events (with a
+/// direct NATS connection) leaves a checkpoint naming a head the chain no
+/// longer reaches; a checkpoint signed with another key is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_log_detects_a_tail_deletion_through_checkpoints() {
+    let nats = Nats::start();
+    let s = Server::start_with(&nats, &["--checkpoint-interval", "0.2"]);
+    let api = s.api();
+    let ws = api.workspace("Acme").await;
+    let (_, ada) = api.user(&ws, "ada", "admin").await;
+    let ch = api.channel(&ada, "general", false).await;
+    let mut last = Vec::new();
+    for i in 0..5 {
+        let m = api.send(&ada, &ch, &format!("m{i}")).await.expect(201);
+        last.push(m["seq"].as_u64().expect("seq"));
+    }
+    let key = std::fs::read_to_string(s.data.join("keys/checkpoint.pub")).expect("public key");
+    assert_eq!(key.trim().len(), 64);
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let verify_log = || {
+        run_cli(
+            &["verify-log", "--workspace", &ws, "--public-key", key.trim()],
+            scratch.path(),
+            &nats.url(),
+        )
+    };
+    // Wait until a checkpoint covers every event, and the log verifies.
+    let start = std::time::Instant::now();
+    loop {
+        let (ok, out, err) = verify_log();
+        assert!(ok, "a clean log verifies: {out}{err}");
+        let summary: Value =
+            serde_json::from_str(out.lines().last().unwrap_or("{}")).expect("summary");
+        if summary["uncovered"] == 0 && summary["checkpoints"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{summary}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // Remove the channel's last two events.
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("SB").await.expect("stream");
+    let subject = format!("sb.{ws}.ch.{ch}");
+    for _ in 0..2 {
+        let m = stream
+            .direct_get_last_for_subject(&subject)
+            .await
+            .expect("last");
+        stream.delete_message(m.sequence).await.expect("delete");
+    }
+    let (ok, out, _) = verify_log();
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&subject) && out.contains("removed from the subject's tail"),
+        "{out}"
+    );
+
+    // A checkpoint signed with another key.
+    let other = tempfile::tempdir().expect("temp dir");
+    let forger =
+        switchboard_streams::checkpoint::CheckpointKey::load_or_create(other.path(), [7; 32])
+            .expect("key");
+    let forged = switchboard_core::events::Envelope {
+        event_id: "Eforged".into(),
+        workspace_id: ws.clone(),
+        channel_seq: 1_000,
+        body: Some(switchboard_core::events::Body::HeadsCheckpoint(
+            forger.sign(Vec::new()),
+        )),
+        ..Default::default()
+    };
+    let seq = js
+        .publish(format!("sb.{ws}.checkpoint"), prost_encode(&forged).into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored")
+        .sequence;
+    let (ok, out, _) = verify_log();
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "sb.{ws}.checkpoint stream seq {seq}: a checkpoint whose signature does not verify"
+        )),
+        "{out}"
+    );
+}
