@@ -24,7 +24,9 @@ pub fn spawn(
     let public = key.public_hex();
     tokio::spawn(async move {
         let mut last: HashMap<String, Vec<SubjectHead>> = HashMap::new();
-        let mut tick = tokio::time::interval(every);
+        // The first one after one interval, not at start: a restarted
+        // process does not sign heads the log's last checkpoint holds.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -47,6 +49,12 @@ pub async fn once(
 ) -> Result<(), String> {
     let heads = checkpoint::heads(log).await.map_err(|e| e.to_string())?;
     for (ws, heads) in heads {
+        if !last.contains_key(&ws) {
+            // What the log's last checkpoint of this workspace signed.
+            if let Some(signed) = last_signed(log, &ws).await {
+                last.insert(ws.clone(), signed);
+            }
+        }
         if last.get(&ws) == Some(&heads) {
             continue;
         }
@@ -67,4 +75,16 @@ pub async fn once(
         last.insert(ws, heads);
     }
     Ok(())
+}
+
+/// The heads of the last checkpoint on the workspace's checkpoint subject.
+async fn last_signed(log: &Log, ws: &str) -> Option<Vec<SubjectHead>> {
+    let head = log.fetch_head(&checkpoint::subject(ws)).await.ok()?;
+    if head.stream_seq == 0 {
+        return None;
+    }
+    match log.get(head.stream_seq).await.ok()?.envelope?.body? {
+        Body::HeadsCheckpoint(cp) => Some(cp.heads),
+        _ => None,
+    }
 }
