@@ -30,7 +30,8 @@ pub struct ExportArgs {
     /// RFC 3339: events before then.
     #[arg(long)]
     until: Option<String>,
-    /// Also write the attachments' bytes (not supported yet: refused).
+    /// Also copy uploaded files' bytes to `--out/attachments/<file_id>`
+    /// (verified against the SHA-256 their `file_uploaded` line states).
     #[arg(long)]
     attachments: bool,
     /// The export directory; an export already there is continued.
@@ -53,9 +54,6 @@ fn time(flag: &str, v: Option<&str>) -> Result<Option<i64>> {
 
 /// Runs an export (or continues one) and prints its manifest summary.
 pub async fn run(args: ExportArgs) -> Result<()> {
-    if args.attachments {
-        bail!("--attachments is not supported yet: the export holds the attachments' metadata (file_uploaded events), not their bytes");
-    }
     WorkspaceId::parse(&args.workspace).map_err(|e| anyhow::anyhow!("--workspace: {e}"))?;
     if let Some(c) = &args.channel {
         ChannelId::parse(c).map_err(|e| anyhow::anyhow!("--channel: {e}"))?;
@@ -65,6 +63,7 @@ pub async fn run(args: ExportArgs) -> Result<()> {
         channel: args.channel.clone(),
         since_ms: time("--since", args.since.as_deref())?,
         until_ms: time("--until", args.until.as_deref())?,
+        attachments: args.attachments,
     };
     std::fs::create_dir_all(&args.common.data)?;
     let (log, local_nats) = args.common.open_log(true).await?;

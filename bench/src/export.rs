@@ -92,6 +92,7 @@ pub async fn run(a: ExportArgs) -> Result<Runs<ExportRun>> {
         channel: None,
         since_ms: None,
         until_ms: None,
+        attachments: false,
     };
     let dir = tempfile::tempdir().context("temp dir for the exports")?;
     let mut runs = Vec::new();

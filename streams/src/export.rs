@@ -47,6 +47,10 @@ pub struct ExportParams {
     pub since_ms: Option<i64>,
     /// Events with a server timestamp before this (ms since epoch).
     pub until_ms: Option<i64>,
+    /// Also copy each uploaded file's bytes to `attachments/<file_id>`
+    /// (their SHA-256 is in the `file_uploaded` line; `verify` checks it).
+    #[serde(default)]
+    pub attachments: bool,
 }
 
 impl ExportParams {
@@ -242,6 +246,9 @@ pub async fn export(
             let Some(kind) = render(&raw, &params, manifest.lines + 1, &head_hex, &mut buf)? else {
                 continue;
             };
+            if params.attachments && kind == "file_uploaded" {
+                save_attachment(log, &raw, dir).await?;
+            }
             let digest = Sha256::digest(&buf);
             buf.push(b'\n');
             out.write_all(&buf).map_err(io(&events_path))?;
@@ -270,6 +277,39 @@ pub async fn export(
         added,
         resumed,
     })
+}
+
+/// Copies the bytes of the file a `file_uploaded` event names (if the
+/// object store still has them: expired uploads are gone).
+async fn save_attachment(log: &Log, raw: &RawEvent, dir: &Path) -> Result<(), ExportError> {
+    use switchboard_core::events::Body;
+    use tokio::io::AsyncReadExt;
+    let Some(Body::FileUploaded(f)) = Envelope::decode(raw.payload.as_ref())
+        .ok()
+        .and_then(|e| e.body)
+    else {
+        return Ok(());
+    };
+    if f.file_id.is_empty() || !f.file_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Ok(());
+    }
+    let js = async_nats::jetstream::new(log.client().clone());
+    let bucket = format!("{}_files", log.config().stream);
+    let Ok(store) = js.get_object_store(&bucket).await else {
+        return Ok(());
+    };
+    let Ok(mut obj) = store.get(f.file_id.as_str()).await else {
+        return Ok(());
+    };
+    let mut bytes = Vec::new();
+    obj.read_to_end(&mut bytes)
+        .await
+        .map_err(|e| LogError::Unavailable(format!("reading file {}: {e}", f.file_id)))?;
+    let at = dir.join("attachments");
+    std::fs::create_dir_all(&at).map_err(io(&at))?;
+    let path = at.join(&f.file_id);
+    std::fs::write(&path, bytes).map_err(io(&path))?;
+    Ok(())
 }
 
 /// Writes one event's line into `buf` (no newline); its kind, or `None`
@@ -349,6 +389,40 @@ pub fn verify(dir: &Path) -> Result<Findings, ExportError> {
         findings.push("manifest.json: edited (its digest does not match its contents)".into());
     }
     findings.extend(check_lines(&dir.join(EVENTS_FILE), &manifest, false)?);
+    if findings.is_empty() && manifest.params.attachments {
+        findings.extend(check_attachments(dir)?);
+    }
+    Ok(findings)
+}
+
+/// Each file in `attachments/` has the SHA-256 its `file_uploaded` line
+/// states.
+fn check_attachments(dir: &Path) -> Result<Findings, ExportError> {
+    let events = dir.join(EVENTS_FILE);
+    let file = std::fs::File::open(&events).map_err(io(&events))?;
+    let mut findings = Vec::new();
+    for (i, l) in BufReader::new(file).lines().enumerate() {
+        let l = l.map_err(io(&events))?;
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) else {
+            continue;
+        };
+        let f = &v["event"]["body"]["file_uploaded"];
+        let (Some(id), Some(sha)) = (f["file_id"].as_str(), f["sha256"].as_str()) else {
+            continue;
+        };
+        if !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            continue;
+        }
+        let path = dir.join("attachments").join(id);
+        if let Ok(bytes) = std::fs::read(&path) {
+            if hex(&Sha256::digest(&bytes)) != sha {
+                findings.push(format!(
+                    "attachments/{id}: altered (its SHA-256 is not the one line {} states)",
+                    i + 1
+                ));
+            }
+        }
+    }
     Ok(findings)
 }
 

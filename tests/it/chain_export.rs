@@ -541,3 +541,55 @@ async fn verify_log_detects_a_tail_deletion_through_checkpoints() {
         "{out}"
     );
 }
+
+/// `export --attachments` copies each uploaded file's bytes beside the
+/// lines; `verify` checks them against the SHA-256 the log states.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_with_attachments_verifies_the_files() {
+    let nats = Nats::start();
+    let s = Server::start(&nats);
+    let api = s.api();
+    let ws = api.workspace("Acme").await;
+    let (_, ada) = api.user(&ws, "ada", "admin").await;
+    let ch = api.channel(&ada, "general", false).await;
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/files?name=notes.txt&channel_id={ch}",
+            s.base
+        ))
+        .bearer_auth(&ada)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body("the minutes of the meeting")
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 201);
+    let f: Value = r.json().await.expect("json");
+    let id = f["id"].as_str().expect("id").to_string();
+    let data = tempfile::tempdir().expect("temp dir");
+    let out = tempfile::tempdir().expect("temp dir");
+    let dir = out.path().join("x");
+    export(
+        &nats,
+        data.path(),
+        &[
+            "--workspace",
+            &ws,
+            "--attachments",
+            "--out",
+            dir.to_str().expect("utf-8"),
+        ],
+    );
+    let copy = dir.join("attachments").join(&id);
+    assert_eq!(
+        std::fs::read_to_string(&copy).expect("attachment"),
+        "the minutes of the meeting"
+    );
+    assert!(verify(&dir).0);
+    std::fs::write(&copy, "the minutes, edited").expect("write");
+    let (ok, msg) = verify(&dir);
+    assert!(
+        !ok && msg.contains(&format!("attachments/{id}: altered")),
+        "{msg}"
+    );
+}

@@ -135,6 +135,7 @@ pub(super) async fn create_export(
         channel,
         since_ms,
         until_ms,
+        attachments: false,
     };
     let job = s.exports.start(s.commands.log.clone(), &u.user.id, params);
     Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
