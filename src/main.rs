@@ -5,6 +5,7 @@
 //! separate binary (`bench/`), so the shipped binary ships only the server.
 
 mod config;
+mod export;
 mod nats;
 #[cfg(feature = "otlp")]
 mod otlp;
@@ -62,6 +63,16 @@ enum Command {
     /// local search model, empty the OpenSearch indexes, send every
     /// document, then the checkpoint (needs the `opensearch` feature).
     ReindexSearch(rebuild::ReindexSearchArgs),
+    /// Export a workspace's events (or one channel's) as hash-chained JSON
+    /// lines plus a manifest; continues an export already in --out.
+    Export(export::ExportArgs),
+    /// Verify an export directory: names the first altered, removed,
+    /// inserted, reordered or truncated line, or an edited manifest.
+    Verify(export::VerifyArgs),
+    /// Check every subject's hash chain of a workspace in the log itself
+    /// (`prev_digest`, `channel_seq`): names each forged, removed or
+    /// foreign event by subject and stream sequence.
+    VerifyLog(export::VerifyLogArgs),
 }
 
 /// Where the log and read models are.
@@ -230,6 +241,15 @@ struct ServeArgs {
         default_value_t = 20.0
     )]
     drain_timeout_secs: f64,
+    /// Seconds between signed head checkpoints (one per workspace whose
+    /// heads moved, on `sb.<W>.checkpoint`; the key is
+    /// `<data>/keys/checkpoint.ed25519`). 0: none.
+    #[arg(
+        long = "checkpoint-interval",
+        env = "SWITCHBOARD_CHECKPOINT_INTERVAL_SECS",
+        default_value_t = 60.0
+    )]
+    checkpoint_interval_secs: f64,
     /// PEM certificate chain for TLS on the listener (with --tls-key).
     /// Reloaded on SIGHUP and when the file changes.
     #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
@@ -377,6 +397,9 @@ fn main() -> Result<()> {
             Command::Admin { common, action } => admin(common, action).await,
             Command::Rebuild(args) => rebuild::run(args).await,
             Command::ReindexSearch(args) => rebuild::reindex_search(args).await,
+            Command::Export(args) => export::run(args).await,
+            Command::Verify(args) => export::verify(args),
+            Command::VerifyLog(args) => export::verify_log(args).await,
         }
     });
     // Spans still buffered go out before the process ends.
@@ -645,6 +668,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
         );
         stop.cancel();
     });
+    if args.checkpoint_interval_secs > 0.0 {
+        let every = Duration::try_from_secs_f64(args.checkpoint_interval_secs.max(0.1))
+            .unwrap_or(Duration::from_secs(60));
+        let public = switchboard_gateway::checkpoints::spawn(
+            platform.commands.log.clone(),
+            data,
+            every,
+            closing.clone(),
+        )
+        .context("the checkpoint key under <data>/keys/")?;
+        println!("checkpoint public key {public}");
+        tracing::info!(public_key = %public, ?every, "signed head checkpoints");
+    }
     let upkeep_stop = closing.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(METRICS_UPKEEP);

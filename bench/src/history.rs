@@ -289,6 +289,8 @@ pub async fn run(a: HistoryArgs) -> Result<Runs<HistoryRun>> {
                 channel_seq: seq,
                 fence_seq: fence,
                 request_id: String::new(),
+
+                prev_digest: Vec::new(),
                 body: Some(body),
             }
         };

@@ -15,6 +15,7 @@
 
 pub mod all;
 pub mod client;
+pub mod export;
 pub mod fanout;
 pub mod fleet;
 pub mod floor;
@@ -53,6 +54,8 @@ pub enum Command {
     Fanout(fanout::FanoutArgs),
     /// History projection rebuild rate vs the same fold with no log.
     Rebuild(rebuild::RebuildArgs),
+    /// `switchboard export` rate vs raw JetStream replay of the same events.
+    Export(export::ExportArgs),
     /// History reads (latest page, deep page, thread replies) over a large
     /// folded log, vs the same queries on the read model; the fold rate.
     History(history::HistoryArgs),
@@ -91,6 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(a) => send::run(a).await.map(drop),
         Command::Fanout(a) => fanout::run(a).await.map(drop),
         Command::Rebuild(a) => rebuild::run(a).await.map(drop),
+        Command::Export(a) => export::run(a).await.map(drop),
         Command::History(a) => history::run(a).await.map(drop),
         Command::Unreads(a) => unreads::run(a).await.map(drop),
         Command::Push(a) => push::run(a).await.map(drop),

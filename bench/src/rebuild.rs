@@ -83,7 +83,7 @@ impl Figures for RebuildRun {
 
 /// `events` message events round-robin over `channels` channels, with the
 /// subject each is published on.
-fn generate(events: u64, channels: u64) -> Vec<(String, Envelope)> {
+pub(crate) fn generate(events: u64, channels: u64) -> Vec<(String, Envelope)> {
     let channels = channels.max(1);
     let mut seqs = vec![0u64; channels as usize];
     (0..events)
@@ -101,6 +101,8 @@ fn generate(events: u64, channels: u64) -> Vec<(String, Envelope)> {
                     channel_seq: seqs[c],
                     fence_seq: 0,
                     request_id: String::new(),
+
+                    prev_digest: Vec::new(),
                     body: Some(Body::MessagePosted(MessagePosted {
                         message_id: format!("M{i}"),
                         text: format!(

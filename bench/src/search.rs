@@ -286,6 +286,8 @@ impl Corpus {
                         channel_seq: self.seqs[c],
                         fence_seq: 0,
                         request_id: String::new(),
+
+                        prev_digest: Vec::new(),
                         body: Some(Body::MessagePosted(MessagePosted {
                             message_id: format!("M{i:012}"),
                             text,

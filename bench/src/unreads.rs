@@ -278,6 +278,8 @@ pub async fn run(a: UnreadsArgs) -> Result<Runs<UnreadsRun>> {
             channel_seq: seq,
             fence_seq: fence,
             request_id: String::new(),
+
+            prev_digest: Vec::new(),
             body: Some(body),
         }
     };

@@ -46,8 +46,27 @@ impl Body {
             Body::SessionsRevoked(_) => "sessions_revoked",
             Body::PasswordSet(_) => "password_set",
             Body::TokenVerifier(_) => "token_verifier",
+
+            Body::ExportMade(_) => "export_made",
+            Body::HeadsCheckpoint(_) => "heads_checkpoint",
         }
     }
+}
+
+/// Serializes bytes as lowercase hex (for JSON exports).
+pub fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex(bytes))
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
 }
 
 impl Role {

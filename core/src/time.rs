@@ -63,6 +63,15 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::parse_rfc3339_ms("1970-01-01T00:00:01.5Z"),
+            Some(1_500)
+        );
+        assert_eq!(
+            super::parse_rfc3339_ms("2000-02-29T01:00:00.123+01:00"),
+            Some(951_782_400_123)
+        );
+        assert_eq!(super::parse_rfc3339_ms("yesterday"), None);
         assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(rfc3339_ms(1_795_824_000_999), "2026-11-28T00:00:00.999Z");
         assert_eq!(rfc3339_ms(1_795_870_861_042), "2026-11-28T13:01:01.042Z");

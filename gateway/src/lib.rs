@@ -4,8 +4,10 @@
 //! `app(state)` is the one way to build the router, used by `serve` and by
 //! tests.
 
+pub mod checkpoints;
 pub mod commands;
 pub mod error;
+pub mod exports;
 pub mod extract;
 pub mod login_limits;
 

@@ -4,6 +4,7 @@
 
 use crate::commands::files::{self, Files, FilesConfig};
 use crate::commands::{Commands, ReadModel};
+use crate::exports::Exports;
 use crate::limits::{Limiter, RateLimits};
 use crate::push::{Push, PushConfig};
 use crate::realtime::{Realtime, RealtimeConfig};
@@ -49,6 +50,9 @@ pub struct AppState {
     /// `serve --read-only`: no projector runs, every write and real-time
     /// route answers `403 read_only` (see [`Platform::start_read_only`]).
     pub read_only: bool,
+
+    /// Export jobs (`/v1/admin/exports`).
+    pub exports: Exports,
 }
 
 /// Projectors plus the command side, running until `shutdown`.
@@ -64,6 +68,9 @@ pub struct Platform {
     pub audit: ReadModel,
     /// Started by [`Platform::start_read_only`].
     pub read_only: bool,
+
+    /// Export jobs, writing under `<data>/exports/`.
+    pub exports: Exports,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -327,6 +334,8 @@ impl Platform {
             limits: Arc::new(Limiter::default()),
             audit,
             read_only,
+
+            exports: Exports::new(data),
             cancel,
             tracker,
         })
@@ -344,6 +353,8 @@ impl Platform {
             limits: self.limits.clone(),
             audit: self.audit.clone(),
             read_only: self.read_only,
+
+            exports: self.exports.clone(),
         }
     }
 

@@ -99,6 +99,8 @@ impl Feed {
                 channel_seq: *seq,
                 fence_seq,
                 request_id: String::new(),
+
+                prev_digest: Vec::new(),
                 body: Some(body),
             }),
         }

@@ -13,6 +13,15 @@
 //! while it is connected. The client would otherwise buffer the publish and
 //! flush it after a reconnect, long after the request was answered.
 //!
+//! The head is read without decoding its body: every append carries its
+//! `channel_seq` and `fence_seq` in headers ([`HDR_CHANNEL_SEQ`],
+//! [`HDR_FENCE_SEQ`]). A payload on a subject that is not a Switchboard
+//! envelope (published by something else that could reach NATS) is
+//! quarantined: it takes no `channel_seq`, it is not part of the subject's
+//! hash chain (`Envelope.prev_digest`), readers skip it, and the next
+//! append chains onto the last real event before it. One such payload
+//! never fails a channel's appends.
+//!
 //! An append whose ack does not come is reconciled before anyone is told
 //! "unknown": every copy of one append carries the same
 //! `Nats-Expected-Last-Subject-Sequence`, so at most one copy can ever be
@@ -33,6 +42,7 @@ use async_nats::{Client, ConnectOptions, Event};
 use bytes::Bytes;
 use futures_util::{Stream as FutStream, StreamExt};
 use prost::Message as _;
+use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +53,20 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::subjects;
+
+/// Header carrying an appended event's `channel_seq` (decimal), so the
+/// head of a subject is known without decoding its body.
+pub const HDR_CHANNEL_SEQ: &str = "Sb-Channel-Seq";
+/// Header carrying an appended event's `fence_seq` (decimal).
+pub const HDR_FENCE_SEQ: &str = "Sb-Fence-Seq";
+/// How many quarantined payloads in a row the head look-up steps over
+/// before it gives up on a subject.
+const MAX_QUARANTINED_RUN: usize = 1_000;
+
+/// SHA-256 of a stored payload: what the next event's `prev_digest` holds.
+pub fn payload_digest(payload: &[u8]) -> [u8; 32] {
+    Sha256::digest(payload).into()
+}
 
 /// How the log's stream is set up.
 #[derive(Debug, Clone)]
@@ -81,6 +105,9 @@ pub struct Head {
     pub subject_seq: u64,
     /// The head event's `fence_seq` (see the `.proto`).
     pub fence_seq: u64,
+    /// SHA-256 of the last Switchboard event's raw payload on the subject
+    /// (`None` when it has none): the next event's `prev_digest`.
+    pub digest: Option<[u8; 32]>,
 }
 
 impl Head {
@@ -88,6 +115,7 @@ impl Head {
         stream_seq: 0,
         subject_seq: 0,
         fence_seq: 0,
+        digest: None,
     };
 
     /// The `fence_seq` of an event with `body` appended after this head:
@@ -159,6 +187,8 @@ pub struct Appended {
     /// The stream already held an event with this idempotency key within its
     /// de-duplication window; `envelope` is that original event.
     pub duplicate: bool,
+    /// SHA-256 of the stored payload (the next event's `prev_digest`).
+    pub digest: [u8; 32],
 }
 
 /// Why an append did not succeed. The variant says what is known about the
@@ -217,6 +247,28 @@ pub struct LogEvent {
     /// other than Switchboard published under `sb.>`); consumers skip it.
     pub envelope: Option<Envelope>,
 }
+
+/// One stored message, undecoded.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    pub stream_seq: u64,
+    pub subject: String,
+    pub payload: Bytes,
+    /// When the stream stored it, milliseconds since the epoch.
+    pub time_ms: i64,
+}
+
+/// Where [`Log::scan`] starts.
+#[derive(Debug, Clone, Copy)]
+pub enum ScanStart {
+    /// At this stream sequence (0 or 1: the beginning).
+    Seq(u64),
+    /// At the first message stored at or after this time (ms since epoch).
+    TimeMs(i64),
+}
+
+/// Raw messages with the count still pending after each.
+pub type RawStream = Pin<Box<dyn FutStream<Item = Result<(u64, RawEvent), LogError>> + Send>>;
 
 pub type ReplayStream = Pin<Box<dyn FutStream<Item = Result<LogEvent, LogError>> + Send>>;
 
@@ -445,6 +497,11 @@ impl Log {
         self.read_only.is_some()
     }
 
+    /// The log's JetStream stream.
+    pub fn stream(&self) -> &jetstream::stream::Stream {
+        &self.inner.stream
+    }
+
     pub fn client(&self) -> &Client {
         &self.inner.client
     }
@@ -495,19 +552,104 @@ impl Log {
         if !self.is_connected() {
             return Err(LogError::Unavailable("not connected to NATS".into()));
         }
-        match self.inner.stream.direct_get_last_for_subject(subject).await {
-            Ok(msg) => {
-                let env = Envelope::decode(msg.payload.as_ref())
-                    .map_err(|_| LogError::Corrupt(msg.sequence))?;
-                Ok(Head {
-                    stream_seq: msg.sequence,
-                    subject_seq: env.channel_seq,
-                    fence_seq: env.fence_seq,
-                })
-            }
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(Head::EMPTY),
-            Err(e) => Err(LogError::Unavailable(e.to_string())),
+        let msg = match self.inner.stream.direct_get_last_for_subject(subject).await {
+            Ok(msg) => msg,
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(Head::EMPTY),
+            Err(e) => return Err(LogError::Unavailable(e.to_string())),
+        };
+        if let Some(head) = head_of(&msg.headers, &msg.payload, msg.sequence) {
+            return Ok(head);
         }
+        // Quarantined: not an envelope. Appends are conditional on its
+        // stream sequence (it is the subject's last message) but continue
+        // the sequence and the chain of the last real event before it.
+        let stream_seq = msg.sequence;
+        let mut below = msg.sequence;
+        for _ in 0..MAX_QUARANTINED_RUN {
+            tracing::warn!(
+                subject,
+                stream_seq = below,
+                "quarantined a payload that is not an envelope"
+            );
+            metrics::counter!("switchboard_quarantined_payloads_total").increment(1);
+            match self.last_before(subject, below).await? {
+                None => {
+                    return Ok(Head {
+                        stream_seq,
+                        ..Head::EMPTY
+                    })
+                }
+                Some((headers, payload, seq)) => match head_of(&headers, &payload, seq) {
+                    Some(head) => return Ok(Head { stream_seq, ..head }),
+                    None => below = seq,
+                },
+            }
+        }
+        Err(LogError::Corrupt(below))
+    }
+
+    /// The last message on `subject` strictly below stream sequence
+    /// `below` (a batched direct get, `multi_last` with `up_to_seq`,
+    /// nats-server >= 2.11): its headers, payload and stream sequence.
+    async fn last_before(
+        &self,
+        subject: &str,
+        below: u64,
+    ) -> Result<Option<(async_nats::HeaderMap, Bytes, u64)>, LogError> {
+        let unavailable = |e: &dyn std::fmt::Display| LogError::Unavailable(e.to_string());
+        if below <= 1 {
+            return Ok(None);
+        }
+        let client = &self.inner.client;
+        let inbox = client.new_inbox();
+        let mut sub = client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let request = format!(
+            r#"{{"multi_last":[{}],"up_to_seq":{},"batch":1}}"#,
+            json_string(subject),
+            below - 1
+        );
+        client
+            .publish_with_reply(
+                format!("$JS.API.DIRECT.GET.{}", self.inner.config.stream),
+                inbox,
+                request.into(),
+            )
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let mut found = None;
+        let deadline = tokio::time::Instant::now() + self.inner.config.ack_timeout;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, sub.next())
+                .await
+                .map_err(|_| LogError::Unavailable("no answer to a direct get".into()))?
+                .ok_or_else(|| LogError::Unavailable("direct get subscription closed".into()))?;
+            match msg.status {
+                // 204: end of the batch; 404: nothing at or below.
+                Some(s) if s.as_u16() == 204 || s.as_u16() == 404 => break,
+                Some(s) if s.as_u16() >= 300 => {
+                    return Err(LogError::Unavailable(format!(
+                        "direct get answered {s}: {}",
+                        msg.description.unwrap_or_default()
+                    )))
+                }
+                _ => {
+                    let headers = msg.headers.unwrap_or_default();
+                    let seq = headers
+                        .get("Nats-Sequence")
+                        .and_then(|v| v.as_str().parse::<u64>().ok())
+                        .ok_or_else(|| {
+                            LogError::Unavailable("direct get without a sequence".into())
+                        })?;
+                    if seq < below {
+                        found = Some((headers, msg.payload, seq));
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Reads one stored event by stream sequence.
@@ -523,6 +665,23 @@ impl Log {
             pending: 0,
             subject: msg.subject.to_string(),
             envelope: Envelope::decode(msg.payload.as_ref()).ok(),
+        })
+    }
+
+    /// Reads one stored message by stream sequence, undecoded: its subject,
+    /// headers and raw payload (for verification).
+    pub async fn get_raw(&self, stream_seq: u64) -> Result<RawEvent, LogError> {
+        let msg = self
+            .inner
+            .stream
+            .direct_get(stream_seq)
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        Ok(RawEvent {
+            stream_seq: msg.sequence,
+            subject: msg.subject.to_string(),
+            payload: msg.payload,
+            time_ms: (msg.time.unix_timestamp_nanos() / 1_000_000) as i64,
         })
     }
 
@@ -563,14 +722,29 @@ impl Log {
             return Err(AppendError::Unavailable("not connected to NATS".into()));
         }
         let payload = Bytes::from(envelope.encode_to_vec());
+        let digest = payload_digest(&payload);
         let ack = match self
-            .publish_once(subject, expected, payload.clone(), msg_id)
+            .publish_once(
+                subject,
+                expected,
+                envelope.fence_seq,
+                payload.clone(),
+                msg_id,
+            )
             .await
         {
             Err(AppendError::Unknown(why)) => {
                 tracing::warn!(subject, msg_id, error = %why, "append not acknowledged; reconciling");
                 match self
-                    .reconcile(subject, expected, payload, msg_id, &envelope.event_id, why)
+                    .reconcile(
+                        subject,
+                        expected,
+                        envelope.fence_seq,
+                        payload,
+                        msg_id,
+                        &envelope.event_id,
+                        why,
+                    )
                     .await?
                 {
                     Reconciled::Acked(ack) => ack,
@@ -598,16 +772,19 @@ impl Log {
             // A copy of this very append (reconciliation) is not a
             // duplicate of an earlier request: this request stored it.
             let duplicate = stored.event_id != envelope.event_id;
+            let digest = payload_digest(&stored.encode_to_vec());
             return Ok(Appended {
                 stream_seq: ack.sequence,
                 envelope: stored,
                 duplicate,
+                digest,
             });
         }
         Ok(Appended {
             stream_seq: ack.sequence,
             envelope,
             duplicate: false,
+            digest,
         })
     }
 
@@ -616,10 +793,14 @@ impl Log {
         &self,
         subject: &str,
         expected: Head,
+        fence_seq: u64,
         payload: Bytes,
         msg_id: &str,
     ) -> Result<jetstream::publish::PublishAck, AppendError> {
+        let channel_seq = expected.subject_seq + 1;
         let publish = PublishMessage::build()
+            .header(HDR_CHANNEL_SEQ, channel_seq.to_string().as_str())
+            .header(HDR_FENCE_SEQ, fence_seq.to_string().as_str())
             .payload(payload)
             .message_id(msg_id)
             .expected_last_subject_sequence(expected.stream_seq);
@@ -641,10 +822,12 @@ impl Log {
     }
 
     /// Settles an append whose ack did not come (see [`Log::append_at`]).
+    #[allow(clippy::too_many_arguments)]
     async fn reconcile(
         &self,
         subject: &str,
         expected: Head,
+        fence_seq: u64,
         payload: Bytes,
         msg_id: &str,
         event_id: &str,
@@ -670,7 +853,7 @@ impl Log {
             }
             let attempt = tokio::time::timeout_at(
                 deadline,
-                self.publish_once(subject, expected, payload.clone(), msg_id),
+                self.publish_once(subject, expected, fence_seq, payload.clone(), msg_id),
             )
             .await;
             match attempt {
@@ -697,6 +880,8 @@ impl Log {
                                         stream_seq: msg.sequence,
                                         envelope: env,
                                         duplicate: false,
+
+                                        digest: payload_digest(&msg.payload),
                                     })))
                                 }
                                 // Another event follows the head: this one
@@ -814,6 +999,7 @@ impl Log {
                 Err(e) => return Err(e),
             };
             envelope.fence_seq = known.head.fence_after(envelope.body.as_ref());
+            envelope.prev_digest = known.head.digest.map(Vec::from).unwrap_or_default();
             let fence_seq = envelope.fence_seq;
             let id = msg_id.unwrap_or_else(|| envelope.event_id.clone());
             match self.append_at(subject, known.head, envelope, &id).await {
@@ -835,6 +1021,7 @@ impl Log {
                                 stream_seq: appended.stream_seq,
                                 subject_seq: known.head.subject_seq + 1,
                                 fence_seq,
+                                digest: Some(appended.digest),
                             },
                             read_at,
                         });
@@ -897,6 +1084,62 @@ impl Log {
         self.replay_filtered(start_seq, String::new()).await
     }
 
+    /// Every stored message matching `filter` from `start` on, undecoded,
+    /// and how many there were when the reader was created (so a reader
+    /// knows where "now" ends without waiting for the next event).
+    pub async fn scan(
+        &self,
+        start: ScanStart,
+        filter: String,
+    ) -> Result<(u64, RawStream), LogError> {
+        let deliver_policy = match start {
+            ScanStart::Seq(seq) => DeliverPolicy::ByStartSequence {
+                start_sequence: seq.max(1),
+            },
+            ScanStart::TimeMs(ms) => DeliverPolicy::ByStartTime {
+                start_time: time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+                    .map_err(|e| LogError::Unavailable(e.to_string()))?,
+            },
+        };
+        let mut consumer = self
+            .inner
+            .stream
+            .create_consumer(OrderedConfig {
+                deliver_policy,
+                filter_subject: filter,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        let pending = consumer
+            .info()
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?
+            .num_pending;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        Ok((
+            pending,
+            Box::pin(messages.map(|m| {
+                let m = m.map_err(|e| LogError::Unavailable(e.to_string()))?;
+                let info = m.info().map_err(|e| LogError::Unavailable(e.to_string()))?;
+                let (stream_seq, pending) = (info.stream_sequence, info.pending);
+                let time_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
+                Ok((
+                    pending,
+                    RawEvent {
+                        stream_seq,
+                        subject: m.subject.to_string(),
+                        payload: m.payload.clone(),
+                        time_ms,
+                    },
+                ))
+            })),
+        ))
+    }
+
     /// Like [`Log::replay`], limited to subjects matching `filter`.
     pub async fn replay_filtered(
         &self,
@@ -931,6 +1174,49 @@ impl Log {
             })
         })))
     }
+}
+
+/// The head a stored message makes, read from its headers without decoding
+/// the body; a message without them (appended before they existed) is
+/// decoded. `None`: not a Switchboard event (quarantined).
+fn head_of(headers: &async_nats::HeaderMap, payload: &[u8], stream_seq: u64) -> Option<Head> {
+    let num = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.as_str().parse::<u64>().ok())
+    };
+    let digest = Some(payload_digest(payload));
+    if let (Some(subject_seq), Some(fence_seq)) = (num(HDR_CHANNEL_SEQ), num(HDR_FENCE_SEQ)) {
+        return Some(Head {
+            stream_seq,
+            subject_seq,
+            fence_seq,
+            digest,
+        });
+    }
+    let env = Envelope::decode(payload).ok()?;
+    (env.channel_seq > 0).then_some(Head {
+        stream_seq,
+        subject_seq: env.channel_seq,
+        fence_seq: env.fence_seq,
+        digest,
+    })
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A cheap pseudo-random number below `bound` (back-off spread only).

@@ -5,6 +5,7 @@ mod accounts;
 mod audit;
 mod bad_input;
 mod bench;
+mod chain_export;
 mod concurrency;
 mod config;
 mod conversation;

@@ -42,6 +42,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/channels/{id}/leave"),
     ("post", "/v1/channels/{id}/archive"),
     ("post", "/v1/dms"),
+    ("post", "/v1/admin/exports"),
+    ("get", "/v1/admin/exports/{id}"),
+    ("get", "/v1/admin/exports/{id}/{file}"),
     ("post", "/v1/messages"),
     ("get", "/v1/channels/{id}/messages"),
     ("get", "/v1/channels/{id}/events"),
@@ -155,6 +158,7 @@ async fn openapi_lists_every_route_typed() {
             .replace("{ws}", "W0")
             .replace("{user}", "U0")
             .replace("{emoji}", "x")
+            .replace("{file}", "events.jsonl")
             .replace("{message_id}", "M0");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
         let r = api.call(method.clone(), &concrete, None, None).await;
@@ -181,7 +185,11 @@ async fn openapi_lists_every_route_typed() {
         // SSE stream or a file's bytes).
         if !matches!(
             *path,
-            "/v1/realtime" | "/v1/sse" | "/v1/files/{id}" | "/metrics"
+            "/v1/realtime"
+                | "/v1/sse"
+                | "/v1/files/{id}"
+                | "/v1/admin/exports/{id}/{file}"
+                | "/metrics"
         ) {
             for r in success {
                 json_schema(&doc, r);

@@ -59,7 +59,7 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn random<const N: usize>() -> [u8; N] {
+pub(crate) fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     // The OS RNG failing is not recoverable; ids and tokens must be random.
     getrandom::fill(&mut b).expect("operating system random number generator failed");
@@ -271,6 +271,8 @@ impl Commands {
             // Set by the append path from the head it appends after.
             fence_seq: 0,
             request_id: crate::observe::current_request_id(),
+
+            prev_digest: Vec::new(),
             body: Some(body),
         }
     }

@@ -14,6 +14,7 @@ mod accounts;
 mod audit;
 mod auth;
 mod channels;
+mod exports;
 mod files;
 mod health;
 mod messages;
@@ -74,6 +75,9 @@ pub(crate) fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(channels::leave))
         .routes(routes!(channels::archive))
         .routes(routes!(channels::open_dm))
+        .routes(routes!(exports::create_export))
+        .routes(routes!(exports::get_export))
+        .routes(routes!(exports::download_export))
         .routes(routes!(messages::post_message))
         .routes(routes!(messages::list_messages))
         .routes(routes!(messages::list_events))

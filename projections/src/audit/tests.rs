@@ -267,6 +267,37 @@ fn events_on_the_wrong_subject_are_not_audited() {
 }
 
 #[test]
+fn exports_are_audited_with_their_window_and_chain_head() {
+    let (mut m, mut f) = (Model::<Audit>::new(), Feed::new());
+    let export = Body::ExportMade(events::ExportMade {
+        export_id: "X1".into(),
+        channel_id: "C1".into(),
+        since_ms: 5,
+        until_ms: 0,
+        first_stream_seq: 1,
+        last_stream_seq: 9,
+        lines: 7,
+        chain_head: "ab12".into(),
+    });
+    m.apply(&[
+        f.ws("", "admin", export.clone()),
+        // On a channel's subject it is no workspace decision: ignored.
+        f.ch("C1", "mallory", export),
+    ]);
+    let got = all(&m);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let e = &got[0];
+    assert_eq!(
+        (e.action.as_str(), e.actor_id.as_str()),
+        ("export_made", "admin")
+    );
+    assert_eq!(e.channel_id, "C1");
+    let detail: serde_json::Value = serde_json::from_str(&e.detail).expect("json");
+    assert_eq!(detail["chain_head"], "ab12");
+    assert_eq!(detail["lines"], 7);
+}
+
+#[test]
 fn filters_and_pages() {
     let (mut m, mut f) = (Model::<Audit>::new(), Feed::new());
     m.apply(&admin_events(&mut f));
