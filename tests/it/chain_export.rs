@@ -430,13 +430,22 @@ async fn verify_log_detects_a_removed_and_a_forged_event() {
         "{out}"
     );
 
-    // A removed event in the middle: the next one no longer chains.
+    // A removed event in the middle: the next one no longer chains. (The
+    // log stream denies deletes: it is removed from a copy, as it would be
+    // from the store under the server.)
+    let (copy, copy_js) = tamperable_copy(&js).await;
     let removed = seqs[1];
-    stream.delete_message(removed).await.expect("delete");
+    copy_js
+        .get_stream("SB")
+        .await
+        .expect("stream")
+        .delete_message(removed)
+        .await
+        .expect("delete");
     let (ok, out, _) = run_cli(
         &["verify-log", "--workspace", &ws],
         data.path(),
-        &nats.url(),
+        &copy.url(),
     );
     assert!(!ok, "{out}");
     assert!(
@@ -468,13 +477,14 @@ async fn verify_log_detects_a_tail_deletion_through_checkpoints() {
     let key = std::fs::read_to_string(s.data.join("keys/checkpoint.pub")).expect("public key");
     assert_eq!(key.trim().len(), 64);
     let scratch = tempfile::tempdir().expect("temp dir");
-    let verify_log = || {
+    let verify_log_on = |url: &str| {
         run_cli(
             &["verify-log", "--workspace", &ws, "--public-key", key.trim()],
             scratch.path(),
-            &nats.url(),
+            url,
         )
     };
+    let verify_log = || verify_log_on(&nats.url());
     // Wait until a checkpoint covers every event, and the log verifies.
     let start = std::time::Instant::now();
     loop {
@@ -492,9 +502,11 @@ async fn verify_log_detects_a_tail_deletion_through_checkpoints() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 
-    // Remove the channel's last two events.
+    // Remove the channel's last two events (from a copy: the log stream
+    // denies deletes; see `tamperable_copy`).
     let client = async_nats::connect(nats.url()).await.expect("nats");
-    let js = async_nats::jetstream::new(client);
+    let (copy, js) = tamperable_copy(&async_nats::jetstream::new(client)).await;
+    let verify_log = || verify_log_on(&copy.url());
     let stream = js.get_stream("SB").await.expect("stream");
     let subject = format!("sb.{ws}.ch.{ch}");
     for _ in 0..2 {
@@ -592,4 +604,44 @@ async fn export_with_attachments_verifies_the_files() {
         !ok && msg.contains(&format!("attachments/{id}: altered")),
         "{msg}"
     );
+}
+
+/// The log stream denies deletes and purges, and that flag cannot be
+/// lifted: an attacker who removes events does it under the server, in its
+/// store. This stands in for that: a copy of the log (same subjects,
+/// payloads, headers and stream sequences) on a nats-server of its own,
+/// whose stream allows deletes.
+async fn tamperable_copy(
+    src: &async_nats::jetstream::Context,
+) -> (Nats, async_nats::jetstream::Context) {
+    let copy = Nats::start();
+    let client = async_nats::connect(copy.url()).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = src.get_stream("SB").await.expect("stream");
+    let info = stream.info().await.expect("info").clone();
+    let mut config = info.config.clone();
+    config.deny_delete = false;
+    config.deny_purge = false;
+    config.republish = None;
+    js.create_stream(config).await.expect("copy stream");
+    for seq in info.state.first_sequence..=info.state.last_sequence {
+        let m = stream.get_raw_message(seq).await.expect("message");
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, values) in m.headers.iter() {
+            if name.to_string().starts_with("Nats-Expected") {
+                continue;
+            }
+            for v in values {
+                headers.append(name.clone(), v.clone());
+            }
+        }
+        let ack = js
+            .publish_with_headers(m.subject.clone(), headers, m.payload.clone())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+        assert_eq!(ack.sequence, seq, "the copy keeps the stream sequences");
+    }
+    (copy, js)
 }
