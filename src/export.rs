@@ -66,7 +66,7 @@ pub async fn run(args: ExportArgs) -> Result<()> {
         attachments: args.attachments,
     };
     std::fs::create_dir_all(&args.common.data)?;
-    let (log, local_nats) = args.common.open_log(true).await?;
+    let (log, local_nats) = args.common.open_log_as(true, true).await?;
     let started = Instant::now();
     let result = export::export(&log, params, &args.out).await;
     let outcome = match result {
@@ -132,7 +132,7 @@ pub struct VerifyLogArgs {
 pub async fn verify_log(args: VerifyLogArgs) -> Result<()> {
     WorkspaceId::parse(&args.workspace).map_err(|e| anyhow::anyhow!("--workspace: {e}"))?;
     std::fs::create_dir_all(&args.common.data)?;
-    let (log, local_nats) = args.common.open_log(true).await?;
+    let (log, local_nats) = args.common.open_log_as(true, true).await?;
     let key_text = match &args.public_key {
         Some(k) => Some(k.clone()),
         None => std::fs::read_to_string(args.common.data.join("keys/checkpoint.pub")).ok(),

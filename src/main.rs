@@ -133,6 +133,16 @@ impl Common {
 
     /// Connects to the log, starting a local nats-server if needed.
     pub async fn open_log(&self, reuse_running: bool) -> Result<(Log, Option<nats::LocalNats>)> {
+        self.open_log_as(reuse_running, false).await
+    }
+
+    /// [`Common::open_log`]; with `existing`, the log stream is opened as
+    /// it is (never created or reconfigured: the tools that only read it).
+    pub async fn open_log_as(
+        &self,
+        reuse_running: bool,
+        existing: bool,
+    ) -> Result<(Log, Option<nats::LocalNats>)> {
         let (url, local) = match &self.nats {
             Some(url) => (url.clone(), None),
             None => match nats::running(&self.data).filter(|_| reuse_running) {
@@ -152,9 +162,12 @@ impl Common {
                 )
             })?
             .with_context(|| format!("connecting to NATS at {}", config::redact_userinfo(&url)))?;
-        let log = Log::open(nats, self.log_config())
-            .await
-            .context("opening the JetStream log stream")?;
+        let log = if existing {
+            Log::open_existing(nats, self.log_config()).await
+        } else {
+            Log::open(nats, self.log_config()).await
+        }
+        .context("opening the JetStream log stream")?;
         Ok((log, local))
     }
 }
@@ -599,7 +612,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 as_of.until
             );
         }
-        common.open_log(true).await?
+        common.open_log_as(true, true).await?
     } else {
         args.common.open_log(false).await?
     };

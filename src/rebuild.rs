@@ -152,7 +152,7 @@ pub async fn rebuild_at<P: Projector>(log: &Log, out: &Path, position: u64) -> R
 /// `rebuild --until`: every read model as of the bound, kept in `out`.
 async fn run_until(args: &RebuildArgs, until: &str) -> Result<()> {
     let bound = Until::parse(until)?;
-    let (log, local) = args.common.open_log(true).await?;
+    let (log, local) = args.common.open_log_as(true, true).await?;
     let result = async {
         let (position, position_ts_ms) = resolve_until(&log, bound).await?;
         let out = match &args.out {
@@ -260,7 +260,7 @@ pub async fn run(args: RebuildArgs) -> Result<()> {
     if let Some(until) = &args.until {
         return run_until(&args, until).await;
     }
-    let (log, local) = args.common.open_log(true).await?;
+    let (log, local) = args.common.open_log_as(true, true).await?;
     let (out, temporary) = match &args.out {
         Some(dir) => (dir.clone(), false),
         None => (
@@ -333,7 +333,7 @@ pub async fn reindex_search(args: ReindexSearchArgs) -> Result<()> {
     use switchboard_projections::search::indexer;
     use switchboard_projections::search::opensearch::OpenSearchBackend;
     use switchboard_projections::Readers;
-    let (log, local) = args.common.open_log(true).await?;
+    let (log, local) = args.common.open_log_as(true, true).await?;
     let out = args
         .common
         .data

@@ -466,7 +466,32 @@ impl Log {
         } else {
             stream
         };
-        Ok(Log {
+        Ok(Log::of(client, connects, js, stream, config))
+    }
+
+    /// Opens the log stream as it is: never creates it and never changes
+    /// its configuration — for the tools that only read it (`serve
+    /// --read-only`, `rebuild`, `export`, `verify-log`), whose own flags
+    /// (a de-duplication window, say) must not reconfigure a live log.
+    pub async fn open_existing(nats: Nats, config: LogConfig) -> Result<Log, LogError> {
+        let Nats { client, connects } = nats;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(config.ack_timeout);
+        let stream = js
+            .get_stream(&config.stream)
+            .await
+            .map_err(|e| LogError::Unavailable(format!("the log stream {}: {e}", config.stream)))?;
+        Ok(Log::of(client, connects, js, stream, config))
+    }
+
+    fn of(
+        client: Client,
+        connects: watch::Receiver<u64>,
+        js: jetstream::Context,
+        stream: jetstream::stream::Stream,
+        config: LogConfig,
+    ) -> Log {
+        Log {
             inner: Arc::new(Inner {
                 client,
                 connects,
@@ -477,7 +502,7 @@ impl Log {
                 last_acked: AtomicU64::new(0),
             }),
             read_only: None,
-        })
+        }
     }
 
     /// This handle, read-only as of stream sequence `bound` (a server
