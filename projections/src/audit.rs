@@ -387,44 +387,50 @@ pub fn page(
     filter: &AuditFilter,
     limit: u32,
 ) -> rusqlite::Result<Vec<AuditEntry>> {
-    let mut stmt = conn.prepare_cached(
+    // Only the filters given are in the statement, so SQLite can walk the
+    // index that fits (`audit_by_actor`, `audit_by_action`) instead of
+    // scanning the workspace's whole log for a rare match (a statement per
+    // combination of filters: at most 32, cached).
+    let mut sql = String::from(
         "SELECT seq, ts_ms, actor_id, action, target_user_id, channel_id, message_id,
                 detail, request_id
          FROM audit
-         WHERE workspace_id = ?1
-           AND (?2 IS NULL OR actor_id = ?2)
-           AND (?3 IS NULL OR action = ?3)
-           AND (?4 IS NULL OR ts_ms >= ?4)
-           AND (?5 IS NULL OR ts_ms <= ?5)
-           AND (?6 IS NULL OR seq < ?6)
-         ORDER BY seq DESC
-         LIMIT ?7",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            ws,
-            filter.actor_id,
-            filter.action,
-            filter.since_ms,
-            filter.until_ms,
-            filter.before_seq.map(|s| s.min(i64::MAX as u64) as i64),
-            // One more than a page, for a caller asking whether more follow.
-            limit.min(MAX_PAGE + 1),
-        ],
-        |r| {
-            Ok(AuditEntry {
-                seq: r.get::<_, i64>(0)? as u64,
-                ts_ms: r.get(1)?,
-                actor_id: r.get(2)?,
-                action: r.get(3)?,
-                target_user_id: r.get(4)?,
-                channel_id: r.get(5)?,
-                message_id: r.get(6)?,
-                detail: r.get(7)?,
-                request_id: r.get(8)?,
-            })
-        },
-    )?;
+         WHERE workspace_id = ?",
+    );
+    let mut args: Vec<rusqlite::types::Value> = vec![ws.to_string().into()];
+    let mut when = |clause: &str, v: Option<rusqlite::types::Value>| {
+        if let Some(v) = v {
+            sql.push_str(clause);
+            args.push(v);
+        }
+    };
+    when(" AND actor_id = ?", filter.actor_id.clone().map(Into::into));
+    when(" AND action = ?", filter.action.clone().map(Into::into));
+    when(" AND ts_ms >= ?", filter.since_ms.map(Into::into));
+    when(" AND ts_ms <= ?", filter.until_ms.map(Into::into));
+    when(
+        " AND seq < ?",
+        filter
+            .before_seq
+            .map(|s| (s.min(i64::MAX as u64) as i64).into()),
+    );
+    sql.push_str(" ORDER BY seq DESC LIMIT ?");
+    // One more than a page, for a caller asking whether more follow.
+    args.push(i64::from(limit.min(MAX_PAGE + 1)).into());
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok(AuditEntry {
+            seq: r.get::<_, i64>(0)? as u64,
+            ts_ms: r.get(1)?,
+            actor_id: r.get(2)?,
+            action: r.get(3)?,
+            target_user_id: r.get(4)?,
+            channel_id: r.get(5)?,
+            message_id: r.get(6)?,
+            detail: r.get(7)?,
+            request_id: r.get(8)?,
+        })
+    })?;
     rows.collect()
 }
 
