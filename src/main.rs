@@ -815,7 +815,7 @@ async fn admin(common: Common, action: AdminAction) -> Result<()> {
         revoke,
     } = action
     {
-        return replay_credentials(&common, workspace, out, list, revoke);
+        return replay_credentials(&common, workspace, out, list, revoke).await;
     }
     let (log, local_nats) = common.open_log(true).await?;
     let platform = Platform::start(
@@ -873,7 +873,7 @@ async fn admin(common: Common, action: AdminAction) -> Result<()> {
 /// `admin replay-credentials` (README "Replay credentials"): a NATS user
 /// of `serve`'s own nats-server that may only create consumers on the log
 /// stream filtered inside `sb.<W>.>` and receive on its own inbox.
-fn replay_credentials(
+async fn replay_credentials(
     common: &Common,
     workspace: Option<String>,
     out: Option<PathBuf>,
@@ -901,16 +901,32 @@ fn replay_credentials(
         return Ok(());
     }
     if let Some(user) = revoke {
-        let before = users.len();
-        users.retain(|u| u.user != user);
-        if users.len() == before {
+        let Some(gone) = users.iter().find(|u| u.user == user).cloned() else {
             anyhow::bail!("no replay user {user}");
-        }
+        };
+        users.retain(|u| u.user != user);
         nats::save_replay_users(data, &users)?;
         let applied = nats::apply_replay_users(data)?;
+        // What the revoked user left on the server must not outlive it: a
+        // consumer of its workspace, pulled on by name through another
+        // credential of the same holder (review finding). Every consumer
+        // filtered inside the workspace goes (another replay of that
+        // workspace then starts over).
+        let deleted = match nats::running(data) {
+            Some(url) if applied => {
+                delete_workspace_consumers(
+                    &nats::platform_url(data, &url)?,
+                    &common.stream,
+                    &gone.workspace,
+                )
+                .await?
+            }
+            _ => 0,
+        };
         println!(
             "{}",
-            serde_json::json!({"revoked": user, "applied_to_running_server": applied})
+            serde_json::json!({"revoked": user, "applied_to_running_server": applied,
+                "consumers_deleted": deleted})
         );
         return Ok(());
     }
@@ -955,4 +971,38 @@ fn replay_credentials(
         );
     }
     Ok(())
+}
+
+/// Deletes the log stream's consumers whose filters lie inside
+/// `workspace`'s subjects (`sb.<W>.…`); returns how many.
+async fn delete_workspace_consumers(url: &str, stream: &str, workspace: &str) -> Result<usize> {
+    use futures_util::TryStreamExt;
+    let nats = tokio::time::timeout(Duration::from_secs(10), connect(url))
+        .await
+        .context("connecting to NATS timed out")?
+        .context("connecting to NATS")?;
+    let js = async_nats::jetstream::new(nats.client);
+    let stream = js.get_stream(stream).await.context("the log stream")?;
+    let prefix = format!("sb.{workspace}.");
+    let names: Vec<String> = stream
+        .consumers()
+        .try_filter_map(|c| {
+            let cfg = &c.config;
+            let mut filters = cfg.filter_subjects.clone();
+            if !cfg.filter_subject.is_empty() {
+                filters.push(cfg.filter_subject.clone());
+            }
+            let inside = !filters.is_empty() && filters.iter().all(|f| f.starts_with(&prefix));
+            std::future::ready(Ok(inside.then(|| c.name.clone())))
+        })
+        .try_collect()
+        .await
+        .context("listing consumers")?;
+    let mut deleted = 0;
+    for name in names {
+        if stream.delete_consumer(&name).await.is_ok() {
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }

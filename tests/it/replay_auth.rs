@@ -342,8 +342,33 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
         .expect("list")
         .iter()
         .any(|u| u["user"] == user));
+    // A consumer the holder made to outlive the credential (long inactive
+    // threshold, a name it knows): revoking removes it, so another
+    // credential of the same holder cannot pull A's events on by name
+    // (review finding).
+    js.get_stream_no_info(stream)
+        .await
+        .expect("stream handle")
+        .create_consumer(jetstream::consumer::pull::Config {
+            name: Some("keepme".into()),
+            filter_subject: filter.clone(),
+            inactive_threshold: Duration::from_secs(3_600),
+            ..Default::default()
+        })
+        .await
+        .expect("a consumer of its own workspace");
+    let log_stream = pjs.get_stream(stream).await.expect("stream");
+    log_stream.consumer_info("keepme").await.expect("it exists");
     let revoked = replay_credentials(&server, &["--revoke", user]);
     assert_eq!(revoked["applied_to_running_server"], true);
+    assert!(
+        revoked["consumers_deleted"].as_u64() >= Some(1),
+        "{revoked}"
+    );
+    assert!(
+        log_stream.consumer_info("keepme").await.is_err(),
+        "the revoked user's consumer outlived it"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while replay.client.connection_state() == async_nats::connection::State::Connected {
         assert!(Instant::now() < deadline, "revoked connection still open");
