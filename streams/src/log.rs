@@ -1201,31 +1201,81 @@ impl Log {
     }
 }
 
-/// The head a stored message makes, read from its headers without decoding
-/// the body; a message without them (appended before they existed) is
-/// decoded. `None`: not a Switchboard event (quarantined).
+/// Largest `channel_seq` taken as genuine: far beyond any real subject,
+/// and far from `u64::MAX`, so the next one (`+ 1`) cannot overflow.
+const MAX_SUBJECT_SEQ: u64 = 1 << 62;
+
+/// The head a stored message makes. `None`: not a Switchboard event
+/// (quarantined). The body is decoded and must agree with the
+/// `Sb-Channel-Seq`/`Sb-Fence-Seq` headers when it has them: the headers
+/// alone would let any publisher on the subject set the next
+/// `channel_seq` (review finding: a forged header opened a permanent gap).
+/// A message that does not decode is skipped, never an error, so a
+/// foreign payload at the head does not wedge the subject.
 fn head_of(headers: &async_nats::HeaderMap, payload: &[u8], stream_seq: u64) -> Option<Head> {
     let num = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.as_str().parse::<u64>().ok())
     };
-    let digest = Some(payload_digest(payload));
-    if let (Some(subject_seq), Some(fence_seq)) = (num(HDR_CHANNEL_SEQ), num(HDR_FENCE_SEQ)) {
-        return Some(Head {
-            stream_seq,
-            subject_seq,
-            fence_seq,
-            digest,
-        });
-    }
     let env = Envelope::decode(payload).ok()?;
-    (env.channel_seq > 0).then_some(Head {
+    if env.channel_seq == 0 || env.channel_seq > MAX_SUBJECT_SEQ {
+        return None;
+    }
+    match (num(HDR_CHANNEL_SEQ), num(HDR_FENCE_SEQ)) {
+        (Some(seq), Some(fence)) if seq != env.channel_seq || fence != env.fence_seq => {
+            return None
+        }
+        _ => {}
+    }
+    Some(Head {
         stream_seq,
         subject_seq: env.channel_seq,
         fence_seq: env.fence_seq,
-        digest,
+        digest: Some(payload_digest(payload)),
     })
+}
+
+#[cfg(test)]
+mod head_tests {
+    use super::*;
+
+    fn env(seq: u64, fence: u64) -> Vec<u8> {
+        Envelope {
+            event_id: "E1".into(),
+            channel_seq: seq,
+            fence_seq: fence,
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn headers(seq: &str, fence: &str) -> async_nats::HeaderMap {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(HDR_CHANNEL_SEQ, seq);
+        h.insert(HDR_FENCE_SEQ, fence);
+        h
+    }
+
+    #[test]
+    fn a_head_is_what_its_body_says_and_forged_headers_are_quarantined() {
+        let good = head_of(&headers("3", "2"), &env(3, 2), 40).expect("a head");
+        assert_eq!(
+            (good.stream_seq, good.subject_seq, good.fence_seq),
+            (40, 3, 2)
+        );
+        // Before the headers existed: the body alone.
+        let old = head_of(&async_nats::HeaderMap::new(), &env(3, 2), 40).expect("a head");
+        assert_eq!(old.subject_seq, 3);
+        // Headers claiming another seq than the body: not trusted.
+        assert!(head_of(&headers("1000000", "2"), &env(3, 2), 40).is_none());
+        assert!(head_of(&headers("3", "9"), &env(3, 2), 40).is_none());
+        // A body that is no envelope, whatever the headers say.
+        assert!(head_of(&headers("7", "0"), b"\xff\xffnot protobuf", 40).is_none());
+        // A seq whose successor would overflow.
+        assert!(head_of(&headers(&u64::MAX.to_string(), "0"), &env(u64::MAX, 0), 40).is_none());
+        assert!(head_of(&async_nats::HeaderMap::new(), &env(0, 0), 40).is_none());
+    }
 }
 
 /// `s` as a JSON string literal.
