@@ -190,6 +190,18 @@ pub async fn export(
                 dir.display()
             )));
         }
+        // A resume continues the same export: the lines already written
+        // and how far the log was read were decided with these parameters
+        // (review finding: a wider `--until` on resume silently skipped
+        // the events the first run had read past and left out).
+        if old.params != params {
+            return Err(ExportError::Invalid(format!(
+                "{} holds an export with other parameters ({}); resume it with the same \
+                 --since/--until/--attachments, or start a new one",
+                dir.display(),
+                serde_json::to_string(&old.params).unwrap_or_default()
+            )));
+        }
         // The lines the manifest covers must verify; anything written after
         // its last checkpoint (a crash) is dropped and exported again.
         let findings = verify_prefix(&events_path, &old)?;
@@ -204,9 +216,7 @@ pub async fn export(
             .open(&events_path)
             .map_err(io(&events_path))?;
         file.set_len(old.bytes).map_err(io(&events_path))?;
-        let mut m = old;
-        m.params.until_ms = params.until_ms;
-        (m, true)
+        (old, true)
     } else {
         (Manifest::new(&log.config().stream, params.clone()), false)
     };

@@ -170,6 +170,27 @@ async fn export_detects_six_kinds_of_tampering_and_resumes() {
     );
     assert!(all[n as usize + 1].contains("\"later\""));
 
+    // A resume with other parameters is refused and changes nothing
+    // (review finding: a wider --until skipped what the first run had
+    // read past).
+    let before = lines(&dir);
+    let (ok, stdout, err) = run_cli(
+        &[
+            "export",
+            "--workspace",
+            &ws,
+            "--until",
+            "2999-01-01T00:00:00Z",
+            "--out",
+            dir_s,
+        ],
+        data.path(),
+        &nats.url(),
+    );
+    assert!(!ok, "{stdout}");
+    assert!(err.contains("other parameters"), "{err}");
+    assert_eq!(lines(&dir), before);
+
     // One channel only.
     let ch_dir = out.path().join("channel");
     export(
