@@ -268,6 +268,11 @@ pub fn render_config(
     platform_password: &str,
     users: &[ReplayUser],
 ) -> String {
+    // Absolute and canonical: the same text whichever working directory
+    // and spelling of `--data` wrote it (nats-server refuses a reload that
+    // changes the store directory, and would keep the old users: review
+    // finding on `--revoke` from another directory).
+    let dir = &std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut out = String::new();
     out.push_str("# Written by switchboard: regenerated at every start of `serve` and by\n");
     out.push_str("# `switchboard admin replay-credentials`. Edits are lost. Mode 0600.\n");

@@ -60,12 +60,28 @@ impl CheckpointKey {
                 )
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Written whole beside it, then linked into place (which
+                // never replaces a key another process made meanwhile): a
+                // crash mid-write leaves no empty key that would stop the
+                // next start (review finding).
+                let tmp = dir.join("checkpoint.ed25519.tmp");
+                let _ = std::fs::remove_file(&tmp);
                 let mut opts = std::fs::OpenOptions::new();
                 opts.write(true).create_new(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                std::io::Write::write_all(&mut opts.open(&path)?, &seed)?;
-                seed
+                let mut file = opts.open(&tmp)?;
+                std::io::Write::write_all(&mut file, &seed)?;
+                file.sync_all()?;
+                let linked = std::fs::hard_link(&tmp, &path);
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => seed,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return CheckpointKey::load_or_create(data, seed)
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Err(e) => return Err(e),
         };
