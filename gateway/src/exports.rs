@@ -80,6 +80,11 @@ pub struct Exports {
 /// Jobs kept in memory at most (the oldest finished ones are forgotten).
 const MAX_JOBS: usize = 1_000;
 
+/// Jobs running at once for one workspace, and on one gateway: an export
+/// reads the whole log and writes to disk (review finding: unbounded).
+pub const MAX_RUNNING_PER_WORKSPACE: usize = 1;
+pub const MAX_RUNNING: usize = 4;
+
 impl Exports {
     /// Jobs write under `<data>/exports/<workspace>/<job id>/`.
     pub fn new(data: &Path) -> Exports {
@@ -95,8 +100,9 @@ impl Exports {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts a job; returns it as it stands (running).
-    pub fn start(&self, log: Log, actor: &str, params: ExportParams) -> Job {
+    /// Starts a job; returns it as it stands (running), or `None` when
+    /// [`MAX_RUNNING_PER_WORKSPACE`] or [`MAX_RUNNING`] jobs run already.
+    pub fn start(&self, log: Log, actor: &str, params: ExportParams) -> Option<Job> {
         let id = EventId::generate(now_ms() as u64, crate::commands::random()).into_string();
         let dir = self.root.join(&params.workspace).join(&id);
         let job = Job {
@@ -111,6 +117,13 @@ impl Exports {
         };
         {
             let mut jobs = self.lock();
+            let running = jobs.values().filter(|j| j.state == JobState::Running);
+            let (all, mine) = running.fold((0, 0), |(a, m), j| {
+                (a + 1, m + usize::from(j.workspace == params.workspace))
+            });
+            if all >= MAX_RUNNING || mine >= MAX_RUNNING_PER_WORKSPACE {
+                return None;
+            }
             if jobs.len() >= MAX_JOBS {
                 if let Some(oldest) = jobs
                     .values()
@@ -125,14 +138,19 @@ impl Exports {
         }
         let this = self.clone();
         let actor = actor.to_string();
-        tokio::spawn(async move {
-            let result = match export::export(&log, params, &dir).await {
-                Ok(report) => match record(&log, &actor, &id, &report.manifest).await {
-                    Ok(_) => Ok(report.manifest),
-                    Err(e) => Err(format!("recording the export: {e}")),
-                },
-                Err(e) => Err(e.to_string()),
-            };
+        // The export writes with blocking file I/O: it runs on a blocking
+        // thread (driving its own future there), not on a runtime worker.
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let result = handle.block_on(async {
+                match export::export(&log, params, &dir).await {
+                    Ok(report) => match record(&log, &actor, &id, &report.manifest).await {
+                        Ok(_) => Ok(report.manifest),
+                        Err(e) => Err(format!("recording the export: {e}")),
+                    },
+                    Err(e) => Err(e.to_string()),
+                }
+            });
             if let Err(e) = &result {
                 tracing::warn!(job = %id, error = %e, "export job failed");
             }
@@ -147,7 +165,7 @@ impl Exports {
                 }
             }
         });
-        job
+        Some(job)
     }
 
     /// The job `id` of `workspace`, if there is one.

@@ -473,6 +473,27 @@ async fn verify_log_detects_a_removed_and_a_forged_event() {
         out.contains(&format!("{subject} stream seq {}", seqs[2])),
         "{out}"
     );
+
+    // One running export per workspace (review finding: jobs were
+    // unbounded): with the log frozen, a second one waits its turn (429).
+    nats.pause();
+    let held = api
+        .post("/v1/admin/exports", &ada, json!({}))
+        .await
+        .expect(202);
+    let second = api.post("/v1/admin/exports", &ada, json!({})).await;
+    nats.resume();
+    second.expect_err(429, "rate_limited");
+    let held_path = format!("/v1/admin/exports/{}", held["id"].as_str().expect("id"));
+    let start = std::time::Instant::now();
+    loop {
+        let j = api.get(&held_path, &ada).await.expect(200);
+        if j["status"] != "running" {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "{j}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 fn prost_encode(env: &switchboard_core::events::Envelope) -> Vec<u8> {

@@ -137,7 +137,14 @@ pub(super) async fn create_export(
         until_ms,
         attachments: false,
     };
-    let job = s.exports.start(s.commands.log.clone(), &u.user.id, params);
+    let Some(job) = s.exports.start(s.commands.log.clone(), &u.user.id, params) else {
+        return Err(ApiError {
+            message: "an export of this workspace (or too many on this server) is running: \
+                      try again when it is done"
+                .into(),
+            ..ApiError::rate_limited(std::time::Duration::from_secs(5))
+        });
+    };
     Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
 }
 
