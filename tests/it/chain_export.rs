@@ -646,6 +646,13 @@ async fn export_with_attachments_verifies_the_files() {
         !ok && msg.contains(&format!("attachments/{id}: altered")),
         "{msg}"
     );
+    // A removed file is named too (review finding: it went unnoticed).
+    std::fs::remove_file(&copy).expect("remove");
+    let (ok, msg) = verify(&dir);
+    assert!(
+        !ok && msg.contains(&format!("attachments/{id}: removed")),
+        "{msg}"
+    );
 }
 
 /// The log stream denies deletes and purges, and that flag cannot be
