@@ -188,8 +188,10 @@ pub(super) async fn download_export(
     if job.state != JobState::Done {
         return Err(ApiError::conflict("the export is not done"));
     }
-    let bytes = tokio::fs::read(job.dir.join(&file))
+    // Streamed from the file (an export can be large): not read whole.
+    let f = tokio::fs::File::open(job.dir.join(&file))
         .await
         .map_err(|e| ApiError::internal("reading an export", &e))?;
-    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(f));
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
