@@ -121,10 +121,13 @@ pub struct VerifyLogArgs {
     /// The workspace whose subjects are checked.
     #[arg(long)]
     workspace: String,
-    /// The checkpoint public key to trust (hex). Default: the one in
-    /// `<data>/keys/checkpoint.pub`, else each checkpoint's own.
-    #[arg(long)]
-    public_key: Option<String>,
+    /// The checkpoint public keys to trust (hex; comma-separated or
+    /// repeated: one per gateway that signs). Default: the one in
+    /// `<data>/keys/checkpoint.pub`. With none, checkpoints are checked
+    /// against their own key only, and a log that has checkpoints fails:
+    /// a self-signed checkpoint proves nothing.
+    #[arg(long, value_delimiter = ',')]
+    public_key: Vec<String>,
 }
 
 /// Checks every subject's hash chain of a workspace in the log; prints a
@@ -133,18 +136,20 @@ pub async fn verify_log(args: VerifyLogArgs) -> Result<()> {
     WorkspaceId::parse(&args.workspace).map_err(|e| anyhow::anyhow!("--workspace: {e}"))?;
     std::fs::create_dir_all(&args.common.data)?;
     let (log, local_nats) = args.common.open_log_as(true, true).await?;
-    let key_text = match &args.public_key {
-        Some(k) => Some(k.clone()),
-        None => std::fs::read_to_string(args.common.data.join("keys/checkpoint.pub")).ok(),
+    let texts: Vec<String> = if args.public_key.is_empty() {
+        std::fs::read_to_string(args.common.data.join("keys/checkpoint.pub"))
+            .ok()
+            .into_iter()
+            .collect()
+    } else {
+        args.public_key.clone()
     };
-    let key = match key_text {
-        Some(k) => Some(
-            checkpoint::parse_public(&k)
-                .context("the checkpoint public key is not 64 hex digits")?,
-        ),
-        None => None,
-    };
-    let result = switchboard_streams::chain::verify_log(&log, &args.workspace, key).await;
+    let keys = texts
+        .iter()
+        .map(|k| checkpoint::parse_public(k))
+        .collect::<Option<Vec<_>>>()
+        .context("a checkpoint public key is not 64 hex digits")?;
+    let result = switchboard_streams::chain::verify_log(&log, &args.workspace, &keys).await;
     if let Some(n) = local_nats {
         n.stop().await;
     }
@@ -161,11 +166,17 @@ pub async fn verify_log(args: VerifyLogArgs) -> Result<()> {
             "unchained": report.unchained,
             "checkpoints": report.checkpoints,
             "uncovered": report.uncovered,
-            "trusted_key": key.is_some(),
+            "trusted_keys": keys.len(),
             "findings": report.findings.len(),
         })
     );
     match report.findings.first() {
+        None if keys.is_empty() && report.checkpoints > 0 => bail!(
+            "the log of {} has checkpoints but no key to trust was given: pass \
+             --public-key (the key each signing serve prints and keeps in \
+             <data>/keys/checkpoint.pub)",
+            args.workspace
+        ),
         None => Ok(()),
         Some(f) => bail!("the log of {} does not verify: {f}", args.workspace),
     }

@@ -55,7 +55,7 @@ struct Tip {
 pub async fn verify_log(
     log: &Log,
     workspace: &str,
-    key: Option<[u8; 32]>,
+    keys: &[[u8; 32]],
 ) -> Result<ChainReport, LogError> {
     let mut reached: HashMap<(String, u64), [u8; 32]> = HashMap::new();
     let mut checkpoints: Vec<(u64, HeadsCheckpoint)> = Vec::new();
@@ -86,8 +86,15 @@ pub async fn verify_log(
         reached.insert((raw.subject.clone(), env.channel_seq), digest);
         if let Some(Body::HeadsCheckpoint(cp)) = &env.body {
             if checkpoint::is_checkpoint(&raw.subject) {
-                let trusted = key.or_else(|| <[u8; 32]>::try_from(cp.public_key.as_slice()).ok());
-                if trusted.is_some_and(|k| checkpoint::verify(cp, &k)) {
+                // Any trusted key (one per gateway that signs); with none,
+                // only the checkpoint's own (the caller says it is untrusted).
+                let own = <[u8; 32]>::try_from(cp.public_key.as_slice()).ok();
+                let good = if keys.is_empty() {
+                    own.is_some_and(|k| checkpoint::verify(cp, &k))
+                } else {
+                    keys.iter().any(|k| checkpoint::verify(cp, k))
+                };
+                if good {
                     checkpoints.push((raw.stream_seq, cp.clone()));
                 } else {
                     report.findings.push(format!(

@@ -544,6 +544,23 @@ async fn verify_log_detects_a_tail_deletion_through_checkpoints() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 
+    // Without a key to trust a log with checkpoints does not pass (a
+    // self-signed checkpoint proves nothing); several keys may be given,
+    // one per signing gateway (review finding).
+    let (ok, _, err) = run_cli(
+        &["verify-log", "--workspace", &ws],
+        scratch.path(),
+        &nats.url(),
+    );
+    assert!(!ok && err.contains("no key to trust"), "{err}");
+    let keys = format!("{},{}", "ab".repeat(32), key.trim());
+    let (ok, out, err) = run_cli(
+        &["verify-log", "--workspace", &ws, "--public-key", &keys],
+        scratch.path(),
+        &nats.url(),
+    );
+    assert!(ok, "{out}{err}");
+
     // Remove the channel's last two events (from a copy: the log stream
     // denies deletes; see `tamperable_copy`).
     let client = async_nats::connect(nats.url()).await.expect("nats");
