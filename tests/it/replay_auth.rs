@@ -267,6 +267,37 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
         !seen.contains("alpha says hi"),
         "A's event reached B: {seen}"
     );
+    // Nor can a request's reply-to, nor a push delivery, put a frame on
+    // B's sockets through the `rt.…` routers (review finding: an API
+    // answer aimed at rt.<B>.notify.<U> or rt.<B>.typing.<C> became a
+    // frame): only the gateways' own JSON frames are relayed.
+    let me_b = api.get("/v1/me", &bea).await.expect(200);
+    let bea_id = me_b["user"]["id"].as_str().expect("id").to_string();
+    for reply in [
+        format!("rt.{b}.notify.{bea_id}"),
+        format!("rt.{b}.typing.{cb}"),
+        format!("rt.{b}.presence.{cb}"),
+    ] {
+        replay
+            .client
+            .publish_with_reply(
+                format!("$JS.API.CONSUMER.INFO.{stream}.p1"),
+                reply,
+                "".into(),
+            )
+            .await
+            .expect("publish");
+    }
+    replay.client.flush().await.expect("flush");
+    let mut after = Vec::new();
+    while let Some(f) = ws_b.frame(Duration::from_millis(1_000)).await {
+        after.push(f);
+    }
+    let after = serde_json::to_string(&after).expect("json");
+    assert!(
+        !after.contains("io.nats.jetstream"),
+        "a JetStream answer reached B's socket: {after}"
+    );
     // The whole stream, unfiltered consumers, durable consumers, direct
     // gets, stream info: refused.
     for subject in [

@@ -261,12 +261,13 @@ impl Hub {
                 let (Some(ws), Some(user)) = (parts.nth(1), parts.nth(1)) else {
                     continue;
                 };
-                let Ok(frame) = std::str::from_utf8(&m.payload) else {
+                let Some(frame) = super::own_frame(&m, &["notification"]) else {
                     continue;
                 };
+                let frame: Arc<str> = Arc::from(frame.to_string());
                 for session in hub.sessions_of(user) {
                     if session.user.caller.workspace_id.as_str() == ws {
-                        session.send_ephemeral(Arc::from(frame));
+                        session.send_ephemeral(frame.clone());
                     }
                 }
             }
@@ -456,11 +457,11 @@ async fn run_feed(
             }
             m = typing.next() => {
                 let Some(m) = m else { break };
-                relay_ephemeral(&tx, &m.payload);
+                relay_ephemeral(&tx, &m, "typing");
             }
             m = presence.next() => {
                 let Some(m) = m else { break };
-                relay_ephemeral(&tx, &m.payload);
+                relay_ephemeral(&tx, &m, "presence");
             }
         }
     }
@@ -521,8 +522,8 @@ async fn fill_rows(
     last
 }
 
-fn relay_ephemeral(tx: &broadcast::Sender<Item>, payload: &[u8]) {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+fn relay_ephemeral(tx: &broadcast::Sender<Item>, m: &async_nats::Message, ty: &str) {
+    let Some(v) = super::own_frame(m, &[ty]) else {
         return;
     };
     let from_user = v["user_id"].as_str().unwrap_or_default().to_string();

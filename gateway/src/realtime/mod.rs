@@ -33,6 +33,21 @@
 /// True for a message the log stream republished (no reply subject, a
 /// `Nats-Stream` header), false for anything else published on a `dlv.`
 /// subject, e.g. a push consumer's delivery (see the module docs).
+/// Whether `m` is a gateway's own `rt.…` frame of one of `types`: a plain
+/// publish (no reply subject, no headers — not a JetStream delivery or an
+/// API answer someone aimed here) of a JSON object whose `type` is one of
+/// them. Review finding: a replay credential can point a push consumer's
+/// deliver subject, or a request's reply-to, at any subject, and the
+/// routers relayed whatever came as a frame.
+pub fn own_frame(m: &async_nats::Message, types: &[&str]) -> Option<serde_json::Value> {
+    if m.reply.is_some() || m.headers.is_some() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&m.payload).ok()?;
+    let ty = v.get("type")?.as_str()?;
+    types.contains(&ty).then_some(v)
+}
+
 pub fn republished(m: &async_nats::Message) -> bool {
     m.reply.is_none()
         && m.headers
