@@ -18,7 +18,7 @@ use switchboard_core::events::{Body, Envelope};
 
 /// Runs `switchboard admin replay-credentials …` on the server's data dir
 /// (no `--nats`: the embedded server); returns its JSON.
-fn replay_credentials(server: &Server, args: &[&str]) -> Value {
+pub(crate) fn replay_credentials(server: &Server, args: &[&str]) -> Value {
     let out = Command::new(bin())
         .args(["admin", "replay-credentials"])
         .args(args)

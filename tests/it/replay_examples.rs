@@ -484,20 +484,7 @@ async fn the_examples_replay_with_a_replay_credential() {
     .await;
     let want = http_counts(&api, &ada, &[&general, &secret], "").await;
 
-    let creds = |ws: &str| -> Value {
-        let out = Command::new(crate::harness::bin())
-            .args(["admin", "replay-credentials", "--workspace", ws, "--data"])
-            .arg(&server.data)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run switchboard");
-        assert!(
-            out.status.success(),
-            "replay-credentials: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON")
-    };
+    let creds = |ws: &str| crate::replay_auth::replay_credentials(&server, &["--workspace", ws]);
     let (ca, cb) = (creds(&a), creds(&b));
     for (name, cmd) in examples() {
         let args = |c: &Value| {
