@@ -1,12 +1,20 @@
 #!/usr/bin/env python3
 """Replays one Switchboard workspace from the log and prints per-channel
-message counts as JSON (see docs/replay.md, "The examples").
+message counts as JSON (see docs/replay.md, "The examples"). While it
+replays it checks each subject's hash chain (`Envelope.prev_digest`) and
+every signed head checkpoint (docs/replay.md, "Tamper evidence").
 
-Set up first with ./setup.sh (a virtualenv with pinned nats-py and
-protobuf, and events_pb2.py generated from core/proto), then:
+Set up first with ./setup.sh (a virtualenv with pinned nats-py, protobuf
+and cryptography, and events_pb2.py generated from core/proto), then:
 
     .venv/bin/python replay.py --nats nats://user:pass@127.0.0.1:4222 --workspace W1
     .venv/bin/python replay.py --nats ... --workspace W1 --since 2026-11-28T12:00:00Z
+    .venv/bin/python replay.py --nats ... --workspace W1 --public-key data/keys/checkpoint.pub
+
+Exit status: 0 when everything checked out; 3 a gap in channel_seq; 4 a
+broken hash chain; 5 a signed checkpoint names a head the log no longer
+holds, or holds with other content; 6 a checkpoint whose signature does
+not verify. When several apply, the highest.
 
 The replay is bounded: it stops after the workspace's events pending when
 its consumer was created (the consumer's info right after creation).
@@ -18,7 +26,9 @@ ephemeral pull consumer filtered to sb.<W>.>, and fetching its messages
 import argparse
 import asyncio
 import datetime
+import hashlib
 import json
+import re
 import os
 import sys
 import time
@@ -27,6 +37,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen
 
 try:
     import nats
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from google.protobuf.message import DecodeError
     from nats.js import api
     from switchboard.v1 import events_pb2
@@ -48,7 +60,64 @@ def parse_args(argv):
     start.add_argument("--start-seq", type=int, help="start at this stream sequence")
     p.add_argument("--idle-timeout", type=float, default=30.0,
                    help="fail when no event arrives for this many seconds (default 30)")
-    return p.parse_args(argv)
+    p.add_argument("--public-key", action="append", default=[], metavar="KEY|FILE",
+                   help="a checkpoint public key to trust: 64 hex digits (comma-separated or repeated, "
+                        "one per signing gateway, as `switchboard verify-log --public-key` takes them), "
+                        "or a file holding them, e.g. <data>/keys/checkpoint.pub. Without one, a "
+                        "checkpoint is checked against the key it carries, which proves nothing")
+    args = p.parse_args(argv)
+    try:
+        args.keys = parse_keys(args.public_key)
+    except ValueError as e:
+        p.error(str(e))
+    return args
+
+
+# Exit statuses (docs/replay.md, "Exit status"); the highest that applies.
+EXIT_GAP = 3
+EXIT_CHAIN = 4
+EXIT_CHECKPOINT_HEAD = 5
+EXIT_CHECKPOINT_SIGNATURE = 6
+
+HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def parse_keys(values):
+    """The trusted ed25519 public keys (32 bytes each) from --public-key
+    values: hex keys, comma-separated, or files holding such keys."""
+    keys = []
+    for value in values:
+        text = value
+        if not all(HEX_KEY.fullmatch(k.strip()) for k in value.split(",")):
+            try:
+                with open(value, encoding="utf-8") as f:
+                    text = f.read()
+            except OSError as e:
+                raise ValueError(f"--public-key {value!r}: neither 64 hex digits nor a readable file ({e})")
+        for k in re.split(r"[,\s]+", text.strip()):
+            if not HEX_KEY.fullmatch(k):
+                raise ValueError(f"--public-key {value!r}: {k!r} is not 64 hex digits")
+            keys.append(Ed25519PublicKey.from_public_bytes(bytes.fromhex(k)))
+    return keys
+
+
+def canonical(heads):
+    """The text a checkpoint signs (streams/src/checkpoint.rs, canonical):
+    per head, in order, `<subject> <channel_seq> <stream_seq> <hex digest>\\n`."""
+    return "".join(f"{h.subject} {h.channel_seq} {h.stream_seq} {h.digest.hex()}\n" for h in heads).encode()
+
+
+def signature_ok(key, signature, text):
+    try:
+        key.verify(signature, text)
+        return True
+    except InvalidSignature:
+        return False
+
+
+def is_checkpoint(subject):
+    parts = subject.split(".")
+    return len(parts) == 3 and parts[2] == "checkpoint"
 
 
 def parse_time(s):
@@ -60,21 +129,39 @@ def parse_time(s):
 
 
 class Replay:
-    """The fold: per-channel counts and the dense-sequence check."""
+    """The fold: per-channel counts, the dense-sequence check, each
+    subject's hash chain and the signed head checkpoints."""
 
-    def __init__(self, from_start):
+    def __init__(self, from_start, keys=()):
         self.from_start = from_start
+        # trusted checkpoint keys (Ed25519PublicKey); none: each
+        # checkpoint's own, which proves nothing against a forger
+        self.keys = list(keys)
         self.events = 0
         # the stream sequence of the last event applied
         self.stream_seq = 0
+        # the stream sequence of the first event delivered
+        self.first_stream_seq = None
         self.unknown = 0
         self.undecodable = 0
+        # subjects on which a payload that is no envelope was delivered
+        self.undecodable_subjects = set()
         self.channels = {}
         # subject -> the last channel_seq seen on it
         self.last_seq = {}
         self.gaps = []
         # message id -> (channel, deleted?) for messages the history lists
         self.listed = {}
+        # The hash chain: subject -> (channel_seq, digest, stream_seq,
+        # chained?) of the last envelope on it (streams/src/chain.rs, Tip).
+        self.tips = {}
+        # subject -> {channel_seq: digest} of every envelope seen, and the
+        # first channel_seq seen (what a checkpoint's heads are compared to)
+        self.seen = {}
+        self.base = {}
+        self.chain = {"checked": 0, "unchained": 0, "bases": 0, "findings": []}
+        self.checkpoints = {"read": 0, "verified": 0, "trusted_keys": len(self.keys),
+                            "heads_checked": 0, "heads_unchecked": 0, "findings": []}
 
     def channel(self, cid):
         return self.channels.setdefault(cid, {
@@ -84,13 +171,18 @@ class Replay:
 
     def apply(self, subject, stream_seq, data):
         self.events += 1
+        if self.first_stream_seq is None:
+            self.first_stream_seq = stream_seq
         env = events_pb2.Envelope()
         try:
             env.ParseFromString(data)
         except DecodeError:
+            # Quarantined: part of neither channel_seq nor the chain.
             self.undecodable += 1
+            self.undecodable_subjects.add(subject)
             return
         self.check_dense(subject, stream_seq, env.channel_seq)
+        self.check_chain(subject, stream_seq, env, hashlib.sha256(data).digest())
         kind = env.WhichOneof("body")
         parts = subject.split(".")
         cid = parts[3] if len(parts) == 4 and parts[2] == "ch" else None
@@ -103,6 +195,9 @@ class Replay:
             self.unknown += 1
         elif kind == "channel_created":
             self.channel(env.channel_id)
+        elif kind == "heads_checkpoint":
+            if is_checkpoint(subject):
+                self.check_checkpoint(subject, stream_seq, env.channel_seq, env.heads_checkpoint)
         elif cid is None:
             pass
         elif kind == "message_posted":
@@ -128,6 +223,104 @@ class Replay:
             self.gaps.append({"subject": subject, "expected": expected, "got": seq, "stream_seq": stream_seq})
         self.last_seq[subject] = seq if last is None else max(last, seq)
 
+    def check_chain(self, subject, stream_seq, env, digest):
+        """`prev_digest` is the SHA-256 of the previous envelope's stored
+        payload on the subject, as `switchboard verify-log` checks it
+        (streams/src/chain.rs). Replaying from a time or a sequence, the
+        first event seen on a subject is the chain's start: its
+        `prev_digest` names an event not delivered and cannot be checked."""
+        tip = self.tips.get(subject)
+        chained = len(env.prev_digest) > 0
+        problem = None
+        if tip is None:
+            if not self.from_start:
+                self.chain["bases"] += 1
+            elif chained:
+                problem = "the subject's first event names a previous event (removed before it?)"
+        elif not chained:
+            if tip[3]:
+                problem = "no prev_digest after chained events (forged?)"
+            else:
+                self.chain["unchained"] += 1
+        elif env.prev_digest != tip[1]:
+            problem = (f"prev_digest does not match the previous event (stream seq {tip[2]}): "
+                       "forged, or an event was removed or inserted")
+        else:
+            self.chain["checked"] += 1
+        if problem is not None:
+            self.chain["findings"].append({"subject": subject, "channel_seq": env.channel_seq,
+                                           "stream_seq": stream_seq, "problem": problem})
+        self.tips[subject] = (env.channel_seq, digest, stream_seq, chained or (tip is not None and tip[3]))
+        self.seen.setdefault(subject, {})[env.channel_seq] = digest
+        self.base.setdefault(subject, env.channel_seq)
+
+    def check_checkpoint(self, subject, stream_seq, channel_seq, cp):
+        """The signature verifies with a trusted key (any of them; with
+        none, the checkpoint's own), and each head it names that this
+        replay covers is the event seen at that (subject, channel_seq):
+        same digest, and still in the log."""
+        self.checkpoints["read"] += 1
+        text = canonical(cp.heads)
+        keys = self.keys
+        if not keys:
+            try:
+                keys = [Ed25519PublicKey.from_public_bytes(bytes(cp.public_key))]
+            except ValueError:
+                keys = []
+        findings = self.checkpoints["findings"]
+        if not any(signature_ok(k, bytes(cp.signature), text) for k in keys):
+            findings.append({"subject": subject, "channel_seq": channel_seq, "stream_seq": stream_seq,
+                             "kind": "signature",
+                             "problem": "a checkpoint whose signature does not verify (forged)"})
+            return
+        self.checkpoints["verified"] += 1
+        for h in cp.heads:
+            seen = self.seen.get(h.subject)
+            digest = seen.get(h.channel_seq) if seen is not None else None
+            kind = problem = None
+            if digest is not None:
+                if digest != h.digest:
+                    kind = "rewritten"
+                    problem = (f"differs from the head the checkpoint at stream seq {stream_seq} "
+                               f"signed: rewritten")
+            elif self.covers(h):
+                last = self.tips[h.subject][0] if h.subject in self.tips else 0
+                kind = "removed"
+                problem = (f"the checkpoint at stream seq {stream_seq} names this head, which the log "
+                           f"no longer holds: events removed (the subject now ends at channel_seq {last})")
+            if problem is None and digest is None:
+                self.checkpoints["heads_unchecked"] += 1
+            elif problem is None:
+                self.checkpoints["heads_checked"] += 1
+            else:
+                findings.append({"subject": h.subject, "channel_seq": h.channel_seq,
+                                 "stream_seq": h.stream_seq, "kind": kind, "problem": problem})
+
+    def covers(self, head):
+        """True when this replay should have delivered `head` (it comes
+        before its checkpoint in stream order): from the start always; from
+        a time or a sequence when the subject's first event seen is at or
+        before it, or when nothing of the subject was seen though the head's
+        stream seq is within the replay."""
+        if self.from_start:
+            return True
+        base = self.base.get(head.subject)
+        if base is not None:
+            return head.channel_seq >= base
+        return (self.first_stream_seq is not None and head.stream_seq >= self.first_stream_seq
+                and head.subject not in self.undecodable_subjects)
+
+    def exit_status(self):
+        if self.checkpoints["findings"]:
+            if any(f["kind"] == "signature" for f in self.checkpoints["findings"]):
+                return EXIT_CHECKPOINT_SIGNATURE
+            return EXIT_CHECKPOINT_HEAD
+        if self.chain["findings"]:
+            return EXIT_CHAIN
+        if self.gaps:
+            return EXIT_GAP
+        return 0
+
     def report(self, **extra):
         for ch in self.channels.values():
             ch["live"] = ch["messages"] - ch["deleted"]
@@ -138,6 +331,8 @@ class Replay:
             "undecodable": self.undecodable,
             "channels": dict(sorted(self.channels.items())),
             "gaps": self.gaps,
+            "chain": self.chain,
+            "checkpoints": self.checkpoints,
         })
         return out
 
@@ -199,7 +394,7 @@ async def run(args):
         else:
             start = {"deliver_policy": api.DeliverPolicy.ALL}
             frm = {"deliver_policy": "all"}
-        fold = Replay(from_start=frm["deliver_policy"] == "all")
+        fold = Replay(from_start=frm["deliver_policy"] == "all", keys=args.keys)
         began = time.monotonic()
         done = False
         while not done:
@@ -211,10 +406,14 @@ async def run(args):
                          "opt_start_seq": fold.stream_seq + 1}
             done = await consume(js, args, consumer_config(**start), fold)
         elapsed = time.monotonic() - began
-        return fold.report(workspace=args.workspace, stream=args.stream,
-                           start=frm, replay_secs=round(elapsed, 6))
+        return fold, fold.report(workspace=args.workspace, stream=args.stream,
+                                 start=frm, replay_secs=round(elapsed, 6))
     finally:
         await nc.close()
+
+
+def say(line):
+    print(f"replay.py: {line}", file=sys.stderr)
 
 
 def main(argv=None):
@@ -224,10 +423,19 @@ def main(argv=None):
             parse_time(args.since)
     except ValueError as e:
         sys.exit(f"replay.py: {e}")
-    out = asyncio.run(run(args))
+    fold, out = asyncio.run(run(args))
     json.dump(out, sys.stdout, indent=2)
     sys.stdout.write("\n")
-    return 3 if out["gaps"] else 0
+    for g in out["gaps"]:
+        say(f"{g['subject']} stream seq {g['stream_seq']}: channel_seq {g['got']}, expected {g['expected']} (gap)")
+    for f in out["chain"]["findings"] + out["checkpoints"]["findings"]:
+        say(f"{f['subject']} channel_seq {f['channel_seq']} (stream seq {f['stream_seq']}): {f['problem']}")
+    if out["chain"]["bases"]:
+        say(f"started mid-stream: the first event seen on each of {out['chain']['bases']} subject(s) "
+            "starts its hash chain (its prev_digest names an event not replayed and is not checked)")
+    if out["checkpoints"]["read"] and not fold.keys:
+        say("no --public-key: checkpoints were checked against the key each carries, which proves nothing")
+    return fold.exit_status()
 
 
 if __name__ == "__main__":

@@ -677,7 +677,7 @@ async fn export_with_attachments_verifies_the_files() {
 /// store. This stands in for that: a copy of the log (same subjects,
 /// payloads, headers and stream sequences) on a nats-server of its own,
 /// whose stream allows deletes.
-async fn tamperable_copy(
+pub(crate) async fn tamperable_copy(
     src: &async_nats::jetstream::Context,
 ) -> (Nats, async_nats::jetstream::Context) {
     let copy = Nats::start();

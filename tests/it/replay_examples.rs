@@ -523,3 +523,346 @@ async fn the_examples_replay_with_a_replay_credential() {
         );
     }
 }
+
+/// Runs the Python example (when set up) with `args`: its exit code, its
+/// JSON and its standard error.
+fn run_python(py: &std::path::Path, args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(py)
+        .arg(root().join("examples/python/replay.py"))
+        .args(args)
+        .output()
+        .expect("run the Python example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: no JSON ({e}); status {:?}\nstdout: {stdout}\nstderr: {stderr}",
+            out.status
+        )
+    });
+    (out.status.code().unwrap_or(-1), v, stderr)
+}
+
+/// The chain and checkpoint findings of a Python replay, for messages.
+fn findings(v: &Value) -> (&Value, &Value) {
+    (&v["chain"]["findings"], &v["checkpoints"]["findings"])
+}
+
+/// Issue 10, "Tests": the Python consumer checks each subject's hash chain
+/// (`prev_digest`) and the signed head checkpoints while it replays a real
+/// workspace's log: a clean log passes (from the start, with the key as a
+/// file or in hex, and from a time, where each subject's first event seen
+/// starts its chain); a forged append with a wrong `prev_digest`
+/// published straight to the stream exits 4 naming its channel and seq;
+/// a channel's tail removed under a checkpoint that signed it exits 5; a
+/// checkpoint signed by another key (or a key not trusted) exits 6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_example_checks_the_hash_chain_and_the_checkpoints() {
+    let Some(py) = python() else { return };
+    let nats = Nats::start();
+    let server = Server::start_with(
+        &nats,
+        &["--rate-limits", "off", "--checkpoint-interval", "0.2"],
+    );
+    let api = server.api();
+    let ws = api.workspace("Acme").await;
+    let (_, ada) = api.user(&ws, "ada", "admin").await;
+    let general = api.channel(&ada, "general", false).await;
+    let random = api.channel(&ada, "random", false).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            post(
+                &api,
+                &ada,
+                json!({"channel_id": general, "text": format!("g{i}")}),
+            )
+            .await,
+        );
+    }
+    api.delete(&format!("/v1/messages/{}", ids[0]), &ada)
+        .await
+        .expect(200);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let since = rfc3339_ms(now_ms());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for i in 0..3 {
+        post(
+            &api,
+            &ada,
+            json!({"channel_id": random, "text": format!("r{i}")}),
+        )
+        .await;
+        post(
+            &api,
+            &ada,
+            json!({"channel_id": general, "text": format!("late{i}")}),
+        )
+        .await;
+    }
+    let want = http_counts(&api, &ada, &[&general, &random], "").await;
+    let key_file = server.data.join("keys/checkpoint.pub");
+    let key = std::fs::read_to_string(&key_file).expect("public key");
+    let key = key.trim();
+    let key_path = key_file.to_str().expect("utf-8");
+    let url = nats.url();
+
+    // Wait until a signed checkpoint covers every event (verify-log says
+    // so), then the example checks it all.
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let start = std::time::Instant::now();
+    loop {
+        let (ok, out, err) = crate::harness::run_cli(
+            &["verify-log", "--workspace", &ws, "--public-key", key],
+            scratch.path(),
+            &url,
+        );
+        assert!(ok, "a clean log verifies: {out}{err}");
+        let summary: Value =
+            serde_json::from_str(out.lines().last().unwrap_or("{}")).expect("summary");
+        if summary["uncovered"] == 0 && summary["checkpoints"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{summary}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let base = ["--nats", url.as_str(), "--workspace", ws.as_str()];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_python(&py, &args)
+    };
+    let two_keys = format!("{},{key}", "ab".repeat(32));
+    for extra in [
+        vec!["--public-key", key_path],
+        vec!["--public-key", two_keys.as_str()],
+    ] {
+        let (code, v, err) = run(with(&extra));
+        assert_eq!(code, 0, "{extra:?}: {v}\n{err}");
+        assert_eq!(findings(&v), (&json!([]), &json!([])), "{v}");
+        assert_eq!(replay_counts(&v), want, "{v}");
+        let chain = &v["chain"];
+        // Every event after each subject's first chains to the one before.
+        assert!(chain["checked"].as_u64() >= Some(10), "{v}");
+        assert_eq!(
+            (chain["bases"].as_u64(), chain["unchained"].as_u64()),
+            (Some(0), Some(0)),
+            "{v}"
+        );
+        let cps = &v["checkpoints"];
+        assert!(cps["verified"].as_u64() >= Some(1), "{v}");
+        assert_eq!(cps["read"], cps["verified"], "{v}");
+        assert!(cps["heads_checked"].as_u64() >= Some(3), "{v}");
+        assert_eq!(cps["heads_unchecked"], 0, "{v}");
+    }
+    // From a time: each subject's first event seen starts its chain (said
+    // on stderr); heads signed before it are not checked.
+    let (code, v, err) = run(with(&["--since", &since, "--public-key", key_path]));
+    assert_eq!(code, 0, "{v}\n{err}");
+    assert_eq!(findings(&v), (&json!([]), &json!([])), "{v}");
+    assert!(v["chain"]["bases"].as_u64() >= Some(2), "{v}");
+    assert!(err.contains("started mid-stream"), "{err}");
+    assert!(v["checkpoints"]["heads_checked"].as_u64() >= Some(2), "{v}");
+    // A key that did not sign them: every checkpoint is refused.
+    let stranger = "ab".repeat(32);
+    let (code, v, _) = run(with(&["--public-key", &stranger]));
+    assert_eq!(code, 6, "{v}");
+    assert_eq!(v["checkpoints"]["verified"], 0, "{v}");
+    // No key: checked against their own key only (said on stderr).
+    let (code, v, err) = run(with(&[]));
+    assert_eq!(
+        (code, v["checkpoints"]["trusted_keys"].as_u64()),
+        (0, Some(0)),
+        "{v}"
+    );
+    assert!(err.contains("no --public-key"), "{err}");
+
+    let client = async_nats::connect(&url).await.expect("nats");
+    let js = jetstream::new(client);
+    let general_subject = format!("sb.{ws}.ch.{general}");
+    let cp_subject = format!("sb.{ws}.checkpoint");
+
+    // A channel's last two events removed (from a copy: the log stream
+    // denies deletes, see chain_export's tamperable_copy): no gap and no
+    // broken link, but the checkpoint that signed them names what is gone.
+    let (copy, copy_js) = crate::chain_export::tamperable_copy(&js).await;
+    let stream = copy_js.get_stream("SB").await.expect("stream");
+    let mut removed = Vec::new();
+    for _ in 0..2 {
+        let m = stream
+            .direct_get_last_for_subject(&general_subject)
+            .await
+            .expect("last");
+        removed.push(
+            Envelope::decode(m.payload.as_ref())
+                .expect("envelope")
+                .channel_seq,
+        );
+        stream.delete_message(m.sequence).await.expect("delete");
+    }
+    let copy_url = copy.url();
+    let (code, v, err) = run_python(
+        &py,
+        &[
+            "--nats",
+            &copy_url,
+            "--workspace",
+            &ws,
+            "--public-key",
+            key_path,
+        ],
+    );
+    assert_eq!(code, 5, "{v}\n{err}");
+    assert_eq!(findings(&v).0, &json!([]), "{v}");
+    assert_eq!(v["gaps"], json!([]), "{v}");
+    let named: Vec<(String, u64, String)> = v["checkpoints"]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["subject"].as_str().expect("subject").to_string(),
+                f["channel_seq"].as_u64().expect("seq"),
+                f["kind"].as_str().expect("kind").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        named.contains(&(general_subject.clone(), removed[0], "removed".into())),
+        "{v}"
+    );
+    assert!(
+        named
+            .iter()
+            .all(|(s, seq, k)| s == &general_subject && removed.contains(seq) && k == "removed"),
+        "{v}"
+    );
+    assert!(
+        err.contains(&format!("{general_subject} channel_seq {}", removed[0])),
+        "{err}"
+    );
+    drop(copy);
+
+    // A checkpoint signed by another key, well formed otherwise (next
+    // channel_seq, chained to the last checkpoint), on a copy.
+    let (copy, copy_js) = crate::chain_export::tamperable_copy(&js).await;
+    let stream = copy_js.get_stream("SB").await.expect("stream");
+    let last = stream
+        .direct_get_last_for_subject(&cp_subject)
+        .await
+        .expect("last checkpoint");
+    let last_env = Envelope::decode(last.payload.as_ref()).expect("envelope");
+    let heads = match last_env.body {
+        Some(Body::HeadsCheckpoint(cp)) => cp.heads,
+        other => panic!("not a checkpoint: {other:?}"),
+    };
+    let other_dir = tempfile::tempdir().expect("temp dir");
+    let forger =
+        switchboard_streams::checkpoint::CheckpointKey::load_or_create(other_dir.path(), [7; 32])
+            .expect("key");
+    let forged = Envelope {
+        event_id: "Eforged".into(),
+        workspace_id: ws.clone(),
+        channel_seq: last_env.channel_seq + 1,
+        prev_digest: switchboard_streams::payload_digest(&last.payload).to_vec(),
+        body: Some(Body::HeadsCheckpoint(forger.sign(heads))),
+        ..Default::default()
+    };
+    let forged_seq = copy_js
+        .publish(cp_subject.clone(), forged.encode_to_vec().into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored")
+        .sequence;
+    let copy_url = copy.url();
+    let (code, v, err) = run_python(
+        &py,
+        &[
+            "--nats",
+            &copy_url,
+            "--workspace",
+            &ws,
+            "--public-key",
+            key_path,
+        ],
+    );
+    assert_eq!(code, 6, "{v}\n{err}");
+    assert_eq!(
+        findings(&v),
+        (
+            &json!([]),
+            &json!([{"subject": cp_subject, "channel_seq": last_env.channel_seq + 1,
+                     "stream_seq": forged_seq, "kind": "signature",
+                     "problem": "a checkpoint whose signature does not verify (forged)"}])
+        ),
+        "{v}"
+    );
+    drop(copy);
+
+    // A forged append on the live log, published straight to the stream:
+    // the next channel_seq but a prev_digest it could not know. The server
+    // appends after it (chained to it), so only the forged link breaks.
+    let head = js
+        .get_stream("SB")
+        .await
+        .expect("stream")
+        .direct_get_last_for_subject(&general_subject)
+        .await
+        .expect("head");
+    let head_seq = Envelope::decode(head.payload.as_ref())
+        .expect("envelope")
+        .channel_seq;
+    let forged = Envelope {
+        event_id: "Eforged".into(),
+        workspace_id: ws.clone(),
+        channel_id: general.clone(),
+        channel_seq: head_seq + 1,
+        prev_digest: vec![0; 32],
+        body: Some(Body::MessagePosted(MessagePosted {
+            message_id: "Mforged".into(),
+            text: "forged".into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let forged_seq = js
+        .publish(general_subject.clone(), forged.encode_to_vec().into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored")
+        .sequence;
+    let after = api
+        .send(&ada, &general, "after the forgery")
+        .await
+        .expect(201);
+    assert_eq!(after["seq"].as_u64(), Some(head_seq + 2), "{after}");
+    let (code, v, err) = run(with(&["--public-key", key_path]));
+    assert_eq!(code, 4, "{v}\n{err}");
+    assert_eq!(v["gaps"], json!([]), "{v}");
+    let chain = findings(&v).0.as_array().expect("findings");
+    assert_eq!(chain.len(), 1, "{v}");
+    assert_eq!(
+        (
+            chain[0]["subject"].as_str(),
+            chain[0]["channel_seq"].as_u64(),
+            chain[0]["stream_seq"].as_u64()
+        ),
+        (
+            Some(general_subject.as_str()),
+            Some(head_seq + 1),
+            Some(forged_seq)
+        ),
+        "{v}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{general_subject} channel_seq {} (stream seq {forged_seq}): prev_digest does not match",
+            head_seq + 1
+        )),
+        "{err}"
+    );
+}
