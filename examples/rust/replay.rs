@@ -1,11 +1,20 @@
 //! Replays one Switchboard workspace from the log and prints per-channel
 //! message counts as JSON: the Rust twin of `examples/python/replay.py`
 //! (same arguments, same output; see docs/replay.md, "The examples").
+//! While it replays it checks each subject's hash chain
+//! (`Envelope.prev_digest`) and every signed head checkpoint
+//! (docs/replay.md, "Tamper evidence").
 //!
 //! ```text
 //! cargo run --release --example replay -- --nats nats://user:pass@127.0.0.1:4222 --workspace W1
 //! cargo run --release --example replay -- --nats ... --workspace W1 --since 2026-11-28T12:00:00Z
+//! cargo run --release --example replay -- --nats ... --workspace W1 --public-key data/keys/checkpoint.pub
 //! ```
+//!
+//! Exit status: 0 when everything checked out; 3 a gap in `channel_seq`;
+//! 4 a broken hash chain; 5 a signed checkpoint names a head the log no
+//! longer holds, or holds with other content; 6 a checkpoint whose
+//! signature does not verify. When several apply, the highest.
 //!
 //! The replay is bounded: it stops after the workspace's events pending
 //! when its consumer was created. It needs no stream info, only an ephemeral
@@ -25,9 +34,10 @@ use clap::Parser;
 use futures_util::StreamExt;
 use prost::Message as _;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
-use switchboard_core::events::{envelope::Body, Envelope};
+use switchboard_core::events::{envelope::Body, Envelope, HeadsCheckpoint};
+use switchboard_streams::{checkpoint, payload_digest};
 
 #[derive(Parser, Debug)]
 #[command(about = "Replay one Switchboard workspace; print per-channel counts as JSON.")]
@@ -54,6 +64,53 @@ struct Args {
     /// Fail when no event arrives for this many seconds.
     #[arg(long, default_value_t = 30.0)]
     idle_timeout: f64,
+    /// A checkpoint public key to trust: 64 hex digits (comma-separated or
+    /// repeated, one per signing gateway, as `switchboard verify-log
+    /// --public-key` takes them), or a file holding them, e.g.
+    /// `<data>/keys/checkpoint.pub`. Without one, a checkpoint is checked
+    /// against the key it carries, which proves nothing.
+    #[arg(long = "public-key", value_name = "KEY|FILE", value_delimiter = ',')]
+    public_key: Vec<String>,
+}
+
+/// Exit statuses (docs/replay.md, "Tamper evidence"); the highest applies.
+const EXIT_GAP: i32 = 3;
+const EXIT_CHAIN: i32 = 4;
+const EXIT_CHECKPOINT_HEAD: i32 = 5;
+const EXIT_CHECKPOINT_SIGNATURE: i32 = 6;
+
+/// The trusted keys from `--public-key` values: hex keys, or files
+/// holding them (comma- or whitespace-separated).
+fn parse_keys(values: &[String]) -> Result<Vec<[u8; 32]>> {
+    let mut keys = Vec::new();
+    for value in values {
+        if let Some(k) = checkpoint::parse_public(value) {
+            keys.push(k);
+            continue;
+        }
+        let text = std::fs::read_to_string(value).with_context(|| {
+            format!("--public-key {value:?}: neither 64 hex digits nor a readable file")
+        })?;
+        for k in text.split(|c: char| c == ',' || c.is_whitespace()) {
+            if k.is_empty() {
+                continue;
+            }
+            keys.push(
+                checkpoint::parse_public(k).with_context(|| {
+                    format!("--public-key {value:?}: {k:?} is not 64 hex digits")
+                })?,
+            );
+        }
+    }
+    Ok(keys)
+}
+
+/// The last envelope seen on a subject (streams/src/chain.rs, `Tip`).
+struct Tip {
+    channel_seq: u64,
+    digest: [u8; 32],
+    stream_seq: u64,
+    chained: bool,
 }
 
 /// One channel's counts (docs/replay.md, "What the counts mean").
@@ -66,15 +123,36 @@ struct ChannelCounts {
     last_channel_seq: u64,
 }
 
-/// The fold: per-channel counts and the dense-sequence check.
+/// The fold: per-channel counts, the dense-sequence check, each subject's
+/// hash chain and the signed head checkpoints.
 #[derive(Default)]
 struct Replay {
     from_start: bool,
+    /// Trusted checkpoint keys; none: each checkpoint's own.
+    keys: Vec<[u8; 32]>,
     events: u64,
     /// The stream sequence of the last event applied.
     stream_seq: u64,
+    /// The stream sequence of the first event delivered.
+    first_stream_seq: Option<u64>,
     unknown: u64,
     undecodable: u64,
+    /// Subjects on which a payload that is no envelope was delivered.
+    undecodable_subjects: HashSet<String>,
+    tips: HashMap<String, Tip>,
+    /// subject → channel_seq → digest of every envelope seen, and the
+    /// first channel_seq seen (what a checkpoint's heads are compared to).
+    seen: HashMap<String, HashMap<u64, [u8; 32]>>,
+    base: HashMap<String, u64>,
+    chain_checked: u64,
+    chain_unchained: u64,
+    chain_bases: u64,
+    chain_findings: Vec<Value>,
+    cp_read: u64,
+    cp_verified: u64,
+    heads_checked: u64,
+    heads_unchecked: u64,
+    cp_findings: Vec<Value>,
     channels: BTreeMap<String, ChannelCounts>,
     /// subject → the last `channel_seq` seen on it.
     last_seq: HashMap<String, u64>,
@@ -86,11 +164,20 @@ struct Replay {
 impl Replay {
     fn apply(&mut self, subject: &str, stream_seq: u64, payload: &[u8]) {
         self.events += 1;
+        self.first_stream_seq.get_or_insert(stream_seq);
         let Ok(env) = Envelope::decode(payload) else {
+            // Quarantined: part of neither channel_seq nor the chain.
             self.undecodable += 1;
+            self.undecodable_subjects.insert(subject.to_string());
             return;
         };
         self.check_dense(subject, stream_seq, env.channel_seq);
+        self.check_chain(subject, stream_seq, &env, payload_digest(payload));
+        if let Some(Body::HeadsCheckpoint(cp)) = &env.body {
+            if checkpoint::is_checkpoint(subject) {
+                self.check_checkpoint(subject, stream_seq, env.channel_seq, cp);
+            }
+        }
         let parts: Vec<&str> = subject.split('.').collect();
         let channel = match parts.as_slice() {
             ["sb", _, "ch", c] => Some(c.to_string()),
@@ -145,6 +232,157 @@ impl Replay {
             .insert(subject.to_string(), last.map_or(seq, |l| l.max(seq)));
     }
 
+    /// `prev_digest` is the SHA-256 of the previous envelope's stored
+    /// payload on the subject, as `switchboard verify-log` checks it.
+    /// Replaying from a time or a sequence, the first event seen on a
+    /// subject starts its chain (its `prev_digest` cannot be checked).
+    fn check_chain(&mut self, subject: &str, stream_seq: u64, env: &Envelope, digest: [u8; 32]) {
+        let tip = self.tips.get(subject);
+        let chained = !env.prev_digest.is_empty();
+        let problem = match tip {
+            None if !self.from_start => {
+                self.chain_bases += 1;
+                None
+            }
+            None if chained => Some(
+                "the subject's first event names a previous event (removed before it?)".to_string(),
+            ),
+            None => None,
+            Some(t) if !chained && t.chained => {
+                Some("no prev_digest after chained events (forged?)".to_string())
+            }
+            Some(_) if !chained => {
+                self.chain_unchained += 1;
+                None
+            }
+            Some(t) if env.prev_digest[..] != t.digest[..] => Some(format!(
+                "prev_digest does not match the previous event (stream seq {}): forged, or an event was removed or inserted",
+                t.stream_seq
+            )),
+            Some(_) => {
+                self.chain_checked += 1;
+                None
+            }
+        };
+        if let Some(problem) = problem {
+            self.chain_findings.push(json!({
+                "subject": subject, "channel_seq": env.channel_seq,
+                "stream_seq": stream_seq, "problem": problem,
+            }));
+        }
+        let chained = chained || tip.is_some_and(|t| t.chained);
+        self.tips.insert(
+            subject.to_string(),
+            Tip {
+                channel_seq: env.channel_seq,
+                digest,
+                stream_seq,
+                chained,
+            },
+        );
+        self.seen
+            .entry(subject.to_string())
+            .or_default()
+            .insert(env.channel_seq, digest);
+        self.base
+            .entry(subject.to_string())
+            .or_insert(env.channel_seq);
+    }
+
+    /// The signature verifies with a trusted key (any; with none, the
+    /// checkpoint's own), and each head it names that this replay covers
+    /// is the event seen at that (subject, channel_seq).
+    fn check_checkpoint(
+        &mut self,
+        subject: &str,
+        stream_seq: u64,
+        channel_seq: u64,
+        cp: &HeadsCheckpoint,
+    ) {
+        self.cp_read += 1;
+        let good = if self.keys.is_empty() {
+            <[u8; 32]>::try_from(cp.public_key.as_slice()).is_ok_and(|k| checkpoint::verify(cp, &k))
+        } else {
+            self.keys.iter().any(|k| checkpoint::verify(cp, k))
+        };
+        if !good {
+            self.cp_findings.push(json!({
+                "subject": subject, "channel_seq": channel_seq, "stream_seq": stream_seq,
+                "kind": "signature",
+                "problem": "a checkpoint whose signature does not verify (forged)",
+            }));
+            return;
+        }
+        self.cp_verified += 1;
+        for h in &cp.heads {
+            let digest = self
+                .seen
+                .get(&h.subject)
+                .and_then(|s| s.get(&h.channel_seq));
+            let finding = match digest {
+                Some(d) if d[..] == h.digest[..] => {
+                    self.heads_checked += 1;
+                    None
+                }
+                Some(_) => Some((
+                    "rewritten",
+                    format!(
+                        "differs from the head the checkpoint at stream seq {stream_seq} signed: rewritten"
+                    ),
+                )),
+                None if self.covers(&h.subject, h.channel_seq, h.stream_seq) => Some((
+                    "removed",
+                    format!(
+                        "the checkpoint at stream seq {stream_seq} names this head, which the log no longer holds: events removed (the subject now ends at channel_seq {})",
+                        self.tips.get(&h.subject).map_or(0, |t| t.channel_seq)
+                    ),
+                )),
+                None => {
+                    self.heads_unchecked += 1;
+                    None
+                }
+            };
+            if let Some((kind, problem)) = finding {
+                self.cp_findings.push(json!({
+                    "subject": h.subject, "channel_seq": h.channel_seq,
+                    "stream_seq": h.stream_seq, "kind": kind, "problem": problem,
+                }));
+            }
+        }
+    }
+
+    /// True when this replay should have delivered the head (it comes
+    /// before its checkpoint in stream order): from the start always; from
+    /// a time or a sequence when the subject's first event seen is at or
+    /// before it, or when nothing of the subject was seen though the head's
+    /// stream seq is within the replay.
+    fn covers(&self, subject: &str, channel_seq: u64, stream_seq: u64) -> bool {
+        if self.from_start {
+            return true;
+        }
+        match self.base.get(subject) {
+            Some(base) => channel_seq >= *base,
+            None => {
+                self.first_stream_seq.is_some_and(|f| stream_seq >= f)
+                    && !self.undecodable_subjects.contains(subject)
+            }
+        }
+    }
+
+    fn exit_status(&self) -> i32 {
+        if self.cp_findings.iter().any(|f| f["kind"] == "signature") {
+            EXIT_CHECKPOINT_SIGNATURE
+        } else if !self.cp_findings.is_empty() {
+            EXIT_CHECKPOINT_HEAD
+        } else if !self.chain_findings.is_empty() {
+            EXIT_CHAIN
+        } else if !self.gaps.is_empty() {
+            EXIT_GAP
+        } else {
+            0
+        }
+    }
+
     fn report(self, mut out: Map<String, Value>) -> Value {
         let channels: Map<String, Value> = self
             .channels
@@ -166,6 +404,26 @@ impl Replay {
         out.insert("undecodable".into(), json!(self.undecodable));
         out.insert("channels".into(), Value::Object(channels));
         out.insert("gaps".into(), Value::Array(self.gaps));
+        out.insert(
+            "chain".into(),
+            json!({
+                "checked": self.chain_checked,
+                "unchained": self.chain_unchained,
+                "bases": self.chain_bases,
+                "findings": self.chain_findings,
+            }),
+        );
+        out.insert(
+            "checkpoints".into(),
+            json!({
+                "read": self.cp_read,
+                "verified": self.cp_verified,
+                "trusted_keys": self.keys.len(),
+                "heads_checked": self.heads_checked,
+                "heads_unchecked": self.heads_unchecked,
+                "findings": self.cp_findings,
+            }),
+        );
         Value::Object(out)
     }
 }
@@ -238,7 +496,7 @@ async fn consume(
     }
 }
 
-async fn run(args: Args) -> Result<Value> {
+async fn run(args: Args) -> Result<(Value, i32)> {
     // async-nats does not take credentials from the URL: a replay
     // credential's `nats://user:password@host` is split here.
     let (url, creds) = switchboard_streams::split_userinfo(&args.nats);
@@ -279,6 +537,7 @@ async fn run(args: Args) -> Result<Value> {
     };
     let mut fold = Replay {
         from_start: matches!(deliver_policy, DeliverPolicy::All),
+        keys: parse_keys(&args.public_key)?,
         ..Default::default()
     };
     let idle = Duration::try_from_secs_f64(args.idle_timeout).context("--idle-timeout")?;
@@ -301,17 +560,48 @@ async fn run(args: Args) -> Result<Value> {
     out.insert("stream".into(), json!(args.stream));
     out.insert("start".into(), start);
     out.insert("replay_secs".into(), json!(began.elapsed().as_secs_f64()));
-    Ok(fold.report(out))
+    let status = fold.exit_status();
+    Ok((fold.report(out), status))
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let out = run(args).await?;
+    let (out, status) = run(args).await?;
     println!("{}", serde_json::to_string_pretty(&out)?);
-    let gaps = out["gaps"].as_array().is_some_and(|g| !g.is_empty());
-    if gaps {
-        std::process::exit(3);
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    for g in list(&out["gaps"]) {
+        eprintln!(
+            "replay: {} stream seq {}: channel_seq {}, expected {} (gap)",
+            g["subject"].as_str().unwrap_or(""),
+            g["stream_seq"],
+            g["got"],
+            g["expected"]
+        );
+    }
+    for f in list(&out["chain"]["findings"])
+        .into_iter()
+        .chain(list(&out["checkpoints"]["findings"]))
+    {
+        eprintln!(
+            "replay: {} channel_seq {} (stream seq {}): {}",
+            f["subject"].as_str().unwrap_or(""),
+            f["channel_seq"],
+            f["stream_seq"],
+            f["problem"].as_str().unwrap_or("")
+        );
+    }
+    let bases = out["chain"]["bases"].as_u64().unwrap_or(0);
+    if bases > 0 {
+        eprintln!(
+            "replay: started mid-stream: the first event seen on each of {bases} subject(s) starts its hash chain (its prev_digest names an event not replayed and is not checked)"
+        );
+    }
+    if out["checkpoints"]["read"].as_u64() > Some(0) && out["checkpoints"]["trusted_keys"] == 0 {
+        eprintln!("replay: no --public-key: checkpoints were checked against the key each carries, which proves nothing");
+    }
+    if status != 0 {
+        std::process::exit(status);
     }
     Ok(())
 }

@@ -524,41 +524,57 @@ async fn the_examples_replay_with_a_replay_credential() {
     }
 }
 
-/// Runs the Python example (when set up) with `args`: its exit code, its
-/// JSON and its standard error.
-fn run_python(py: &std::path::Path, args: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(py)
-        .arg(root().join("examples/python/replay.py"))
+/// Runs an example (program + leading args) with `args`: its exit code,
+/// its JSON and its standard error.
+fn run_checked(cmd: &[PathBuf], args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
         .args(args)
         .output()
-        .expect("run the Python example");
+        .expect("run the example");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
         panic!(
-            "{args:?}: no JSON ({e}); status {:?}\nstdout: {stdout}\nstderr: {stderr}",
+            "{cmd:?} {args:?}: no JSON ({e}); status {:?}\nstdout: {stdout}\nstderr: {stderr}",
             out.status
         )
     });
     (out.status.code().unwrap_or(-1), v, stderr)
 }
 
-/// The chain and checkpoint findings of a Python replay, for messages.
+/// The chain and checkpoint findings of a replay, for messages.
 fn findings(v: &Value) -> (&Value, &Value) {
     (&v["chain"]["findings"], &v["checkpoints"]["findings"])
 }
 
-/// Issue 10, "Tests": the Python consumer checks each subject's hash chain
-/// (`prev_digest`) and the signed head checkpoints while it replays a real
-/// workspace's log: a clean log passes (from the start, with the key as a
-/// file or in hex, and from a time, where each subject's first event seen
-/// starts its chain); a forged append with a wrong `prev_digest`
-/// published straight to the stream exits 4 naming its channel and seq;
-/// a channel's tail removed under a checkpoint that signed it exits 5; a
-/// checkpoint signed by another key (or a key not trusted) exits 6.
+/// (subject, channel_seq, kind) of each checkpoint finding.
+fn checkpoint_findings(v: &Value) -> Vec<(String, u64, String)> {
+    v["checkpoints"]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["subject"].as_str().expect("subject").to_string(),
+                f["channel_seq"].as_u64().expect("seq"),
+                f["kind"].as_str().expect("kind").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 10, "Tests": the examples (the Python one in CI) check each
+/// subject's hash chain (`prev_digest`) and the signed head checkpoints
+/// while they replay a real workspace's log: a clean log passes (from the
+/// start, with the key as a file or in hex among others, and from a time,
+/// where each subject's first event seen starts its chain); a key that
+/// did not sign the checkpoints exits 6; a channel's tail removed under a
+/// checkpoint that signed it exits 5; a checkpoint signed by another key
+/// exits 6; a forged append with a wrong `prev_digest` published straight
+/// to the stream exits 4 naming its channel and seq.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_example_checks_the_hash_chain_and_the_checkpoints() {
-    let Some(py) = python() else { return };
+async fn the_examples_check_the_hash_chain_and_the_checkpoints() {
     let nats = Nats::start();
     let server = Server::start_with(
         &nats,
@@ -608,7 +624,7 @@ async fn the_python_example_checks_the_hash_chain_and_the_checkpoints() {
     let url = nats.url();
 
     // Wait until a signed checkpoint covers every event (verify-log says
-    // so), then the example checks it all.
+    // so), then the examples check it all.
     let scratch = tempfile::tempdir().expect("temp dir");
     let start = std::time::Instant::now();
     loop {
@@ -626,58 +642,72 @@ async fn the_python_example_checks_the_hash_chain_and_the_checkpoints() {
         assert!(start.elapsed() < Duration::from_secs(20), "{summary}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let base = ["--nats", url.as_str(), "--workspace", ws.as_str()];
-    let with = |extra: &[&str]| -> Vec<String> {
-        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    let on = |url: &str, extra: &[&str]| -> Vec<String> {
+        ["--nats", url, "--workspace", ws.as_str()]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
     };
-    let run = |args: Vec<String>| {
+    let run = |cmd: &[PathBuf], args: Vec<String>| {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_python(&py, &args)
+        run_checked(cmd, &args)
     };
     let two_keys = format!("{},{key}", "ab".repeat(32));
-    for extra in [
-        vec!["--public-key", key_path],
-        vec!["--public-key", two_keys.as_str()],
-    ] {
-        let (code, v, err) = run(with(&extra));
-        assert_eq!(code, 0, "{extra:?}: {v}\n{err}");
-        assert_eq!(findings(&v), (&json!([]), &json!([])), "{v}");
-        assert_eq!(replay_counts(&v), want, "{v}");
-        let chain = &v["chain"];
-        // Every event after each subject's first chains to the one before.
-        assert!(chain["checked"].as_u64() >= Some(10), "{v}");
-        assert_eq!(
-            (chain["bases"].as_u64(), chain["unchained"].as_u64()),
-            (Some(0), Some(0)),
-            "{v}"
-        );
-        let cps = &v["checkpoints"];
-        assert!(cps["verified"].as_u64() >= Some(1), "{v}");
-        assert_eq!(cps["read"], cps["verified"], "{v}");
-        assert!(cps["heads_checked"].as_u64() >= Some(3), "{v}");
-        assert_eq!(cps["heads_unchecked"], 0, "{v}");
-    }
-    // From a time: each subject's first event seen starts its chain (said
-    // on stderr); heads signed before it are not checked.
-    let (code, v, err) = run(with(&["--since", &since, "--public-key", key_path]));
-    assert_eq!(code, 0, "{v}\n{err}");
-    assert_eq!(findings(&v), (&json!([]), &json!([])), "{v}");
-    assert!(v["chain"]["bases"].as_u64() >= Some(2), "{v}");
-    assert!(err.contains("started mid-stream"), "{err}");
-    assert!(v["checkpoints"]["heads_checked"].as_u64() >= Some(2), "{v}");
-    // A key that did not sign them: every checkpoint is refused.
     let stranger = "ab".repeat(32);
-    let (code, v, _) = run(with(&["--public-key", &stranger]));
-    assert_eq!(code, 6, "{v}");
-    assert_eq!(v["checkpoints"]["verified"], 0, "{v}");
-    // No key: checked against their own key only (said on stderr).
-    let (code, v, err) = run(with(&[]));
-    assert_eq!(
-        (code, v["checkpoints"]["trusted_keys"].as_u64()),
-        (0, Some(0)),
-        "{v}"
-    );
-    assert!(err.contains("no --public-key"), "{err}");
+    let ran: Vec<&str> = examples().iter().map(|(n, _)| *n).collect();
+    for (name, cmd) in examples() {
+        for extra in [
+            vec!["--public-key", key_path],
+            vec!["--public-key", two_keys.as_str()],
+        ] {
+            let (code, v, err) = run(&cmd, on(&url, &extra));
+            assert_eq!(code, 0, "{name} {extra:?}: {v}\n{err}");
+            assert_eq!(findings(&v), (&json!([]), &json!([])), "{name}: {v}");
+            assert_eq!(replay_counts(&v), want, "{name}: {v}");
+            let chain = &v["chain"];
+            // Every event after each subject's first chains to the one
+            // before.
+            assert!(chain["checked"].as_u64() >= Some(10), "{name}: {v}");
+            assert_eq!(
+                (chain["bases"].as_u64(), chain["unchained"].as_u64()),
+                (Some(0), Some(0)),
+                "{name}: {v}"
+            );
+            let cps = &v["checkpoints"];
+            assert!(cps["verified"].as_u64() >= Some(1), "{name}: {v}");
+            assert_eq!(cps["read"], cps["verified"], "{name}: {v}");
+            // The workspace subject and both channels, at least.
+            assert!(cps["heads_checked"].as_u64() >= Some(3), "{name}: {v}");
+            assert_eq!(cps["heads_unchecked"], 0, "{name}: {v}");
+        }
+        // From a time: each subject's first event seen starts its chain
+        // (said on stderr); heads signed before it are not checked.
+        let (code, v, err) = run(
+            &cmd,
+            on(&url, &["--since", &since, "--public-key", key_path]),
+        );
+        assert_eq!(code, 0, "{name}: {v}\n{err}");
+        assert_eq!(findings(&v), (&json!([]), &json!([])), "{name}: {v}");
+        assert!(v["chain"]["bases"].as_u64() >= Some(2), "{name}: {v}");
+        assert!(err.contains("started mid-stream"), "{name}: {err}");
+        assert!(
+            v["checkpoints"]["heads_checked"].as_u64() >= Some(2),
+            "{name}: {v}"
+        );
+        // A key that did not sign them: every checkpoint is refused.
+        let (code, v, _) = run(&cmd, on(&url, &["--public-key", &stranger]));
+        assert_eq!(code, 6, "{name}: {v}");
+        assert_eq!(v["checkpoints"]["verified"], 0, "{name}: {v}");
+        // No key: checked against their own key only (said on stderr).
+        let (code, v, err) = run(&cmd, on(&url, &[]));
+        assert_eq!(
+            (code, v["checkpoints"]["trusted_keys"].as_u64()),
+            (0, Some(0)),
+            "{name}: {v}"
+        );
+        assert!(err.contains("no --public-key"), "{name}: {err}");
+    }
 
     let client = async_nats::connect(&url).await.expect("nats");
     let js = jetstream::new(client);
@@ -702,47 +732,27 @@ async fn the_python_example_checks_the_hash_chain_and_the_checkpoints() {
         );
         stream.delete_message(m.sequence).await.expect("delete");
     }
-    let copy_url = copy.url();
-    let (code, v, err) = run_python(
-        &py,
-        &[
-            "--nats",
-            &copy_url,
-            "--workspace",
-            &ws,
-            "--public-key",
-            key_path,
-        ],
-    );
-    assert_eq!(code, 5, "{v}\n{err}");
-    assert_eq!(findings(&v).0, &json!([]), "{v}");
-    assert_eq!(v["gaps"], json!([]), "{v}");
-    let named: Vec<(String, u64, String)> = v["checkpoints"]["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .map(|f| {
-            (
-                f["subject"].as_str().expect("subject").to_string(),
-                f["channel_seq"].as_u64().expect("seq"),
-                f["kind"].as_str().expect("kind").to_string(),
-            )
-        })
-        .collect();
-    assert!(
-        named.contains(&(general_subject.clone(), removed[0], "removed".into())),
-        "{v}"
-    );
-    assert!(
-        named
-            .iter()
-            .all(|(s, seq, k)| s == &general_subject && removed.contains(seq) && k == "removed"),
-        "{v}"
-    );
-    assert!(
-        err.contains(&format!("{general_subject} channel_seq {}", removed[0])),
-        "{err}"
-    );
+    for (name, cmd) in examples() {
+        let (code, v, err) = run(&cmd, on(&copy.url(), &["--public-key", key_path]));
+        assert_eq!(code, 5, "{name}: {v}\n{err}");
+        assert_eq!(findings(&v).0, &json!([]), "{name}: {v}");
+        assert_eq!(v["gaps"], json!([]), "{name}: {v}");
+        let named = checkpoint_findings(&v);
+        assert!(
+            named.contains(&(general_subject.clone(), removed[0], "removed".into())),
+            "{name}: {v}"
+        );
+        assert!(
+            named.iter().all(|(s, seq, k)| s == &general_subject
+                && removed.contains(seq)
+                && k == "removed"),
+            "{name}: {v}"
+        );
+        assert!(
+            err.contains(&format!("{general_subject} channel_seq {}", removed[0])),
+            "{name}: {err}"
+        );
+    }
     drop(copy);
 
     // A checkpoint signed by another key, well formed otherwise (next
@@ -777,29 +787,20 @@ async fn the_python_example_checks_the_hash_chain_and_the_checkpoints() {
         .await
         .expect("stored")
         .sequence;
-    let copy_url = copy.url();
-    let (code, v, err) = run_python(
-        &py,
-        &[
-            "--nats",
-            &copy_url,
-            "--workspace",
-            &ws,
-            "--public-key",
-            key_path,
-        ],
-    );
-    assert_eq!(code, 6, "{v}\n{err}");
-    assert_eq!(
-        findings(&v),
-        (
-            &json!([]),
-            &json!([{"subject": cp_subject, "channel_seq": last_env.channel_seq + 1,
-                     "stream_seq": forged_seq, "kind": "signature",
-                     "problem": "a checkpoint whose signature does not verify (forged)"}])
-        ),
-        "{v}"
-    );
+    for (name, cmd) in examples() {
+        let (code, v, err) = run(&cmd, on(&copy.url(), &["--public-key", key_path]));
+        assert_eq!(code, 6, "{name}: {v}\n{err}");
+        assert_eq!(
+            findings(&v),
+            (
+                &json!([]),
+                &json!([{"subject": cp_subject, "channel_seq": last_env.channel_seq + 1,
+                         "stream_seq": forged_seq, "kind": "signature",
+                         "problem": "a checkpoint whose signature does not verify (forged)"}])
+            ),
+            "{name}: {v}"
+        );
+    }
     drop(copy);
 
     // A forged append on the live log, published straight to the stream:
@@ -840,29 +841,32 @@ async fn the_python_example_checks_the_hash_chain_and_the_checkpoints() {
         .await
         .expect(201);
     assert_eq!(after["seq"].as_u64(), Some(head_seq + 2), "{after}");
-    let (code, v, err) = run(with(&["--public-key", key_path]));
-    assert_eq!(code, 4, "{v}\n{err}");
-    assert_eq!(v["gaps"], json!([]), "{v}");
-    let chain = findings(&v).0.as_array().expect("findings");
-    assert_eq!(chain.len(), 1, "{v}");
-    assert_eq!(
-        (
-            chain[0]["subject"].as_str(),
-            chain[0]["channel_seq"].as_u64(),
-            chain[0]["stream_seq"].as_u64()
-        ),
-        (
-            Some(general_subject.as_str()),
-            Some(head_seq + 1),
-            Some(forged_seq)
-        ),
-        "{v}"
-    );
-    assert!(
-        err.contains(&format!(
-            "{general_subject} channel_seq {} (stream seq {forged_seq}): prev_digest does not match",
-            head_seq + 1
-        )),
-        "{err}"
-    );
+    for (name, cmd) in examples() {
+        let (code, v, err) = run(&cmd, on(&url, &["--public-key", key_path]));
+        assert_eq!(code, 4, "{name}: {v}\n{err}");
+        assert_eq!(v["gaps"], json!([]), "{name}: {v}");
+        let chain = findings(&v).0.as_array().expect("findings");
+        assert_eq!(chain.len(), 1, "{name}: {v}");
+        assert_eq!(
+            (
+                chain[0]["subject"].as_str(),
+                chain[0]["channel_seq"].as_u64(),
+                chain[0]["stream_seq"].as_u64()
+            ),
+            (
+                Some(general_subject.as_str()),
+                Some(head_seq + 1),
+                Some(forged_seq)
+            ),
+            "{name}: {v}"
+        );
+        assert!(
+            err.contains(&format!(
+                "{general_subject} channel_seq {} (stream seq {forged_seq}): prev_digest does not match",
+                head_seq + 1
+            )),
+            "{name}: {err}"
+        );
+    }
+    eprintln!("chain and checkpoint checks run by: {ran:?}");
 }
