@@ -28,8 +28,8 @@ import asyncio
 import datetime
 import hashlib
 import json
-import re
 import os
+import re
 import sys
 import time
 
@@ -73,7 +73,7 @@ def parse_args(argv):
     return args
 
 
-# Exit statuses (docs/replay.md, "Exit status"); the highest that applies.
+# Exit statuses (docs/replay.md, "Tamper evidence"); the highest that applies.
 EXIT_GAP = 3
 EXIT_CHAIN = 4
 EXIT_CHECKPOINT_HEAD = 5

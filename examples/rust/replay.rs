@@ -496,7 +496,7 @@ async fn consume(
     }
 }
 
-async fn run(args: Args) -> Result<(Value, i32)> {
+async fn run(args: Args, keys: Vec<[u8; 32]>) -> Result<(Value, i32)> {
     // async-nats does not take credentials from the URL: a replay
     // credential's `nats://user:password@host` is split here.
     let (url, creds) = switchboard_streams::split_userinfo(&args.nats);
@@ -537,7 +537,7 @@ async fn run(args: Args) -> Result<(Value, i32)> {
     };
     let mut fold = Replay {
         from_start: matches!(deliver_policy, DeliverPolicy::All),
-        keys: parse_keys(&args.public_key)?,
+        keys,
         ..Default::default()
     };
     let idle = Duration::try_from_secs_f64(args.idle_timeout).context("--idle-timeout")?;
@@ -567,7 +567,12 @@ async fn run(args: Args) -> Result<(Value, i32)> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let (out, status) = run(args).await?;
+    // A bad key is a bad argument (status 2, as clap's own).
+    let keys = parse_keys(&args.public_key).unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        std::process::exit(2)
+    });
+    let (out, status) = run(args, keys).await?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
     for g in list(&out["gaps"]) {
