@@ -917,7 +917,7 @@ async fn a_gateway_with_a_lagging_push_model_still_delivers() {
     // The live frame is the worker's step just before it reads the
     // webhook URL: the job is in gateway two's hands with the model stalled.
     let frames = ws
-        .frames_until(Duration::from_secs(20), |f| f["type"] == "notification")
+        .frames_until(Duration::from_secs(30), |f| f["type"] == "notification")
         .await;
     assert!(
         frames.iter().any(|f| f["type"] == "notification"),
