@@ -20,6 +20,29 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Whether every thread of process `pid` is in the stopped state (`T` in
+/// `/proc/<pid>/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // a thread that just exited
+        };
+        // "<tid> (<comm>) <state> …": the state follows the last ')'.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        if state != Some('T') {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
 fn wait_port(port: u16, timeout: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < timeout {
@@ -102,8 +125,22 @@ impl Nats {
 
     /// Freezes nats-server (SIGSTOP): connections stay open, nothing is
     /// answered, publishes wait in the socket. [`Nats::resume`] thaws it.
+    ///
+    /// Returns only once every thread of the process is stopped: `kill`
+    /// returns as soon as the signal is queued, and the kernel wakes one
+    /// thread to start the group stop, so on a loaded machine the other
+    /// threads may run on (and acknowledge publishes) for a while after.
     pub fn pause(&self) {
         self.signal("-STOP");
+        let pid = self.child.as_ref().expect("nats-server running").id();
+        let start = Instant::now();
+        while !all_threads_stopped(pid) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "nats-server {pid} did not stop within 20 s of SIGSTOP"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Thaws a paused nats-server (SIGCONT).

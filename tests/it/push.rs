@@ -886,3 +886,60 @@ async fn pending_deliveries_survive_a_nats_server_restart() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(receiver.delivered_to(&w.bob_id).len(), 1);
 }
+
+/// A gateway whose push-configuration model is behind the log (its store
+/// is stalled, as by a slow disk, while the webhook is set through another
+/// gateway) must not take "no webhook configured" from that stale model:
+/// the job waits for the model to reach it and is then POSTed, once.
+/// (Before the fix the worker read the URL without waiting, found none,
+/// marked the notification done and acknowledged the job: lost.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gateway_with_a_lagging_push_model_still_delivers() {
+    let nats = Nats::start();
+    let mut one = Server::start_with(&nats, FAST);
+    let two = Server::start_with(&nats, FAST);
+    let receiver = Receiver::start().await;
+    // Stall gateway two's push projector: another process holds its model
+    // file's write lock, so no batch commits (readers still read, and see
+    // no webhook).
+    let lock = rusqlite::Connection::open(two.data.join("push.db")).expect("open push.db");
+    lock.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    // The webhook is set through gateway one (its model sees it); then
+    // gateway one goes away, so gateway two's workers take every job.
+    let w = world(&one, &receiver).await;
+    one.kill9();
+    let api = two.api();
+    let mut ws = Ws::connect(&two.base, &w.bob).await;
+    api.send(&w.ada, &w.general, "@bob while two's push model lags")
+        .await
+        .expect(201);
+    // The live frame is the worker's step just before it reads the
+    // webhook URL: the job is in gateway two's hands with the model stalled.
+    let frames = ws
+        .frames_until(Duration::from_secs(30), |f| f["type"] == "notification")
+        .await;
+    assert!(
+        frames.iter().any(|f| f["type"] == "notification"),
+        "gateway two worked the job: {frames:?}"
+    );
+    // A margin for a worker that judges on the stale model to finish
+    // judging (milliseconds), then the projector may commit again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(receiver.hits().is_empty(), "nothing POSTed while it lags");
+    lock.execute_batch("ROLLBACK").expect("release the lock");
+    drop(lock);
+    let got = receiver
+        .wait_delivered(&w.bob_id, 1, Duration::from_secs(40))
+        .await;
+    assert_eq!(got[0].json()["text"], "@bob while two's push model lags");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.hits().len(), 1, "once: {:?}", receiver.hits());
+    let more = ws
+        .frames_until(Duration::from_millis(300), |f| f["type"] == "notification")
+        .await;
+    assert!(
+        more.iter().all(|f| f["type"] != "notification"),
+        "one live frame: {more:?}"
+    );
+}

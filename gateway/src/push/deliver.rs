@@ -5,6 +5,9 @@
 //! Rules, in order, for each job (see the README, "Push delivery"):
 //! 1. the notification as the model has it now (after the model reached
 //!    the job's stream sequence): gone, withdrawn, read or acked → dropped;
+//!    every model a job is judged by (notifications, ACL, push
+//!    configuration) is read only once it has reached that point (or
+//!    whatever this gateway appended since), else the job is retried soon;
 //! 2. the user may no longer read the channel (left, removed, deactivated)
 //!    → dropped;
 //! 3. the user is in do-not-disturb → held: back on the queue until DND ends
@@ -257,6 +260,13 @@ async fn handle(push: &Push, deps: &Deps, job: &Job, m: &jetstream::Message) -> 
     if looking_at_it(deps, &row).await {
         push.finish(&job.id, &mut state).await;
         return Verdict::Ack;
+    }
+    // The webhook in force: the push model, too, must have applied the
+    // log as far as the job is judged (`at`). A gateway whose push model
+    // lags would otherwise read "no webhook" (set a moment before the
+    // message, through another gateway) and drop the job as delivered.
+    if !push.progress.wait_for(at, Duration::from_secs(3)).await {
+        return Verdict::Retry(NOT_READY);
     }
     let ws = row.workspace_id.clone();
     let url = match push.model.read(move |c| push_model::url_of(c, &ws)).await {
