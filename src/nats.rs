@@ -817,3 +817,64 @@ impl LocalNats {
         let _ = std::fs::remove_file(self.dir.join("url"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_of_the_global_account_moves_to_the_platform_account_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = dir.path().join("store");
+        let old = store.join("jetstream").join("$G").join("streams").join("SB");
+        std::fs::create_dir_all(&old).expect("old store");
+        std::fs::write(old.join("meta.inf"), "x").expect("file");
+        migrate_global_store(&store).expect("migrate");
+        let new = store.join("jetstream").join(PLATFORM_ACCOUNT);
+        assert!(new.join("streams").join("SB").join("meta.inf").is_file());
+        assert!(!store.join("jetstream").join("$G").exists());
+        // Idempotent; and a `$G` appearing next to it is left alone.
+        migrate_global_store(&store).expect("again");
+        std::fs::create_dir_all(store.join("jetstream").join("$G")).expect("dir");
+        migrate_global_store(&store).expect("both");
+        assert!(new.join("streams").join("SB").join("meta.inf").is_file());
+        assert!(store.join("jetstream").join("$G").is_dir());
+    }
+
+    #[test]
+    fn replay_users_are_in_their_workspaces_account_and_never_in_the_platforms() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let user = |u: &str, w: &str| ReplayUser {
+            user: u.into(),
+            password: "pw".into(),
+            workspace: w.into(),
+            created_ms: 0,
+        };
+        let users = [user("replay_a1", "WA"), user("replay_b1", "WB")];
+        let conf = render_config(dir.path(), 4222, "SB", "ppw", &users, &["WC".into()]);
+        let platform = conf
+            .split("\"SBREPLAY_WA\" {")
+            .next()
+            .expect("platform account first");
+        assert!(platform.contains(&format!("\"{PLATFORM_ACCOUNT}\" {{")));
+        assert!(!platform.contains("replay_a1") && !platform.contains("replay_b1"));
+        for (w, u) in [("WA", "replay_a1"), ("WB", "replay_b1")] {
+            let account = conf
+                .split(&format!("\"SBREPLAY_{w}\" {{"))
+                .nth(1)
+                .expect("account")
+                .split("\n  }\n")
+                .next()
+                .expect("block");
+            assert!(account.contains(u), "{account}");
+            assert!(account.contains(&format!("sbreplayadmin_{w}")));
+            assert!(account.contains(&format!("$JS.API.CONSUMER.CREATE.SB.*.sb.{w}.>")));
+            // Only its own workspace is imported.
+            let other = if w == "WA" { "WB" } else { "WA" };
+            assert!(!account.contains(&format!("sb.{other}.")), "{account}");
+        }
+        // A kept account (a revocation cleaning up) has only its admin.
+        assert!(conf.contains("\"SBREPLAY_WC\" {"));
+        assert!(conf.contains("sbreplayadmin_WC"));
+    }
+}

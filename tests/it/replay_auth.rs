@@ -710,7 +710,62 @@ async fn a_replay_credential_cannot_make_the_server_publish_into_the_platforms_s
     }
     platform.client.flush().await.expect("flush");
 
+    let log_consumers = || async {
+        let mut names: Vec<String> = pjs
+            .get_stream(stream)
+            .await
+            .expect("log")
+            .consumer_names()
+            .map(|n| n.expect("name"))
+            .collect()
+            .await;
+        names.sort();
+        names
+    };
+    let consumers_before = log_consumers().await;
     let replay = Conn::open(url, creds["inbox_prefix"].as_str()).await;
+    // Through the import its stream's source uses: a consumer of its own
+    // whose info (a JSON body shaped like a create request, with a
+    // platform deliver subject) is answered into the platform's
+    // consumer-create API. nats-server does not route an API answer into
+    // an API request (a service-import cycle), and the user may not
+    // publish there itself.
+    let evil = json!({"name": "evil", "filter_subject": format!("sb.{a}.ws"),
+        "deliver_policy": "all", "ack_policy": "none",
+        "deliver_subject": format!("sb.{b}.ch.{cb}")});
+    let answer = replay
+        .client
+        .request(
+            format!("$JS.API.CONSUMER.CREATE.{stream}.evil.sb.{a}.ws"),
+            json!({"stream_name": stream, "config": evil}).to_string().into(),
+        )
+        .await
+        .expect("an answer");
+    let answer: Value = serde_json::from_slice(&answer.payload).expect("JSON");
+    assert!(answer["error"].is_null(), "{answer}");
+    replay
+        .client
+        .publish_with_reply(
+            format!("$JS.API.CONSUMER.INFO.{stream}.evil"),
+            format!("$JS.SBLOG.API.CONSUMER.CREATE.{stream}.evil.sb.{a}.ws"),
+            "".into(),
+        )
+        .await
+        .expect("publish");
+    replay
+        .client
+        .publish(
+            format!("$JS.SBLOG.API.CONSUMER.CREATE.{stream}.evil.sb.{a}.ws"),
+            json!({"stream_name": stream, "config": evil}).to_string().into(),
+        )
+        .await
+        .expect("publish");
+    replay.client.flush().await.expect("flush");
+    assert!(
+        replay
+            .refused(&format!("$JS.SBLOG.API.CONSUMER.CREATE.{stream}.evil"))
+            .await
+    );
     for (i, target) in targets.iter().enumerate() {
         // A push consumer of A's events delivering into the target.
         let answer = replay
@@ -767,6 +822,11 @@ async fn a_replay_credential_cannot_make_the_server_publish_into_the_platforms_s
         );
     }
     assert_eq!(history(&api).await, history_before, "B's history changed");
+    assert_eq!(
+        log_consumers().await,
+        consumers_before,
+        "a consumer was created on the log"
+    );
 }
 
 fn sub_subject(got: &Result<Option<async_nats::Message>, tokio::time::error::Elapsed>) -> String {
