@@ -362,9 +362,11 @@ enum AdminAction {
         role: String,
     },
     /// Issue (or list, or revoke) NATS credentials that may only replay
-    /// one workspace's events (`sb.<W>.>`) from `serve`'s own nats-server;
-    /// prints {"url","user","stream","filter","inbox_prefix"} (the password
-    /// is in the URL, shown once). Applied to a running server at once.
+    /// one workspace's events (`sb.<W>.>`) from `serve`'s own nats-server,
+    /// in a NATS account of the workspace's own holding a copy of them;
+    /// prints {"url","user","account","stream","filter","inbox_prefix",…}
+    /// (the password is in the URL, shown once). Applied to a running
+    /// server at once.
     ReplayCredentials {
         /// The workspace the credential may replay.
         #[arg(long, required_unless_present_any = ["list", "revoke"])]
@@ -375,7 +377,8 @@ enum AdminAction {
         /// List the replay users (no passwords), of --workspace if given.
         #[arg(long, conflicts_with_all = ["revoke", "out"])]
         list: bool,
-        /// Revoke this replay user: its connections are closed.
+        /// Revoke this replay user: its connections are closed; the last one
+        /// of a workspace takes the replay stream and account with it.
         #[arg(long, conflicts_with = "out")]
         revoke: Option<String>,
     },
@@ -879,8 +882,9 @@ async fn admin(common: Common, action: AdminAction) -> Result<()> {
 }
 
 /// `admin replay-credentials` (README "Replay credentials"): a NATS user
-/// of `serve`'s own nats-server that may only create consumers on the log
-/// stream filtered inside `sb.<W>.>` and receive on its own inbox.
+/// of `serve`'s own nats-server, in `W`'s replay account, that may only
+/// create consumers on the replay stream (the copy of `sb.<W>.>`)
+/// filtered inside `sb.<W>.>` and receive on its own inbox.
 async fn replay_credentials(
     common: &Common,
     workspace: Option<String>,
@@ -890,8 +894,9 @@ async fn replay_credentials(
 ) -> Result<()> {
     if common.nats.is_some() {
         anyhow::bail!(
-            "with --nats the NATS server is the operator's: create a user with the \
-             permissions README \"Replay credentials\" lists on that server"
+            "with --nats the NATS server is the operator's: give replay users an \
+             account of their own with a stream sourcing the workspace, as README \
+             \"Replay credentials\" describes, on that server"
         );
     }
     let data = &common.data;
@@ -928,8 +933,7 @@ async fn replay_credentials(
         let stream = nats::configured_stream(data).unwrap_or_else(|| common.stream.clone());
         let (deleted, stream_deleted) = match nats::running(data) {
             Some(url) if applied => {
-                match nats::clean_replay_account(data, &url, &stream, &gone.workspace, last).await
-                {
+                match nats::clean_replay_account(data, &url, &stream, &gone.workspace, last).await {
                     Ok(done) => done,
                     Err(e) => {
                         eprintln!("warning: cleaning up the replay account: {e:#}");
@@ -1013,4 +1017,3 @@ async fn replay_credentials(
     }
     Ok(())
 }
-

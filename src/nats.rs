@@ -5,12 +5,19 @@
 //! before a new one starts on the same store.
 //!
 //! Invariant kept here: the local nats-server never runs without
-//! authorization. It is started from a config file this module writes
-//! (`<data>/nats/nats-server.conf`, mode 0600) whose only users are the
-//! platform's own ([`PLATFORM_USER`], its password generated at first start
-//! and kept in `<data>/nats/platform.password`, mode 0600) and the replay
-//! users issued by `admin replay-credentials` (kept in
-//! `<data>/nats/replay-users.json`, mode 0600). No anonymous connection is
+//! authorization, and nothing a replay user can make it publish reaches
+//! the platform's subjects. It is started from a config file this module
+//! writes (`<data>/nats/nats-server.conf`, mode 0600) with accounts only:
+//! the platform's ([`PLATFORM_ACCOUNT`]: its user [`PLATFORM_USER`], its
+//! password generated at first start and kept in
+//! `<data>/nats/platform.password`, mode 0600; the log, KV buckets, object
+//! store) and one replay account per workspace with replay users (issued
+//! by `admin replay-credentials`, kept in `<data>/nats/replay-users.json`,
+//! mode 0600). A replay account holds one stream, named as the log, that
+//! sources `sb.<W>.>` from the log; the platform's account exports to it
+//! only what that source needs. Push deliveries and request replies of a
+//! replay user (which nats-server does not check against permissions)
+//! therefore land in the replay account. No anonymous connection is
 //! accepted; nobody, the platform included, may delete or purge the log
 //! stream or delete it. Replay users get exactly [`replay_permissions`].
 
@@ -346,7 +353,9 @@ pub fn render_config(
         conf_escape(&dir.join("store").display().to_string())
     ));
     out.push_str("accounts {\n");
-    out.push_str(&format!("  \"{PLATFORM_ACCOUNT}\" {{\n    jetstream: enabled\n    users: [\n"));
+    out.push_str(&format!(
+        "  \"{PLATFORM_ACCOUNT}\" {{\n    jetstream: enabled\n    users: [\n"
+    ));
     out.push_str(&format!(
         "      {{ user: \"{PLATFORM_USER}\", password: \"{platform_password}\", permissions: {{ publish: {{ allow: [\">\"], deny: [{}] }}, subscribe: {{ allow: [\">\"] }} }} }}\n",
         quoted_list(&platform_denied(stream))
@@ -478,9 +487,8 @@ fn migrate_global_store(store: &Path) -> Result<()> {
                  using the platform account's, leaving the other untouched"
             );
         } else {
-            std::fs::rename(&old, &new).with_context(|| {
-                format!("moving {} to {}", old.display(), new.display())
-            })?;
+            std::fs::rename(&old, &new)
+                .with_context(|| format!("moving {} to {}", old.display(), new.display()))?;
             tracing::info!(to = %new.display(), "moved the log's store to the platform's NATS account");
         }
     }
@@ -509,9 +517,8 @@ async fn connect_replay_admin(
         match attempt {
             Ok(c) => return Ok(c),
             Err(e) if Instant::now() >= deadline => {
-                return Err(e).with_context(|| {
-                    format!("connecting to the replay account of {workspace}")
-                })
+                return Err(e)
+                    .with_context(|| format!("connecting to the replay account of {workspace}"))
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -620,7 +627,11 @@ pub async fn ensure_replay_stream(
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tracing::warn!(workspace, attempt, "the replay stream's source is not connected: reloading");
+        tracing::warn!(
+            workspace,
+            attempt,
+            "the replay stream's source is not connected: reloading"
+        );
         reload(data).await;
     }
     bail!("the replay stream of {workspace} could not connect to the log (see nats-server.log)")
@@ -826,7 +837,11 @@ mod tests {
     fn a_store_of_the_global_account_moves_to_the_platform_account_once() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = dir.path().join("store");
-        let old = store.join("jetstream").join("$G").join("streams").join("SB");
+        let old = store
+            .join("jetstream")
+            .join("$G")
+            .join("streams")
+            .join("SB");
         std::fs::create_dir_all(&old).expect("old store");
         std::fs::write(old.join("meta.inf"), "x").expect("file");
         migrate_global_store(&store).expect("migrate");

@@ -232,10 +232,9 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
         .expect("a message")
         .expect("a message");
     let headers = first.headers.clone().expect("headers");
-    assert_eq!(
-        headers.get("Sb-Channel-Seq").map(|v| v.as_str()),
-        Some("1")
-    );
+    assert_eq!(headers.get("Sb-Channel-Seq").map(|v| v.as_str()), Some("1"));
+    assert!(headers.get("Sb-Fence-Seq").is_some(), "{headers:?}");
+    assert!(headers.get("Nats-Msg-Id").is_some(), "{headers:?}");
     let source = headers
         .get("Nats-Stream-Source")
         .expect("Nats-Stream-Source")
@@ -737,7 +736,9 @@ async fn a_replay_credential_cannot_make_the_server_publish_into_the_platforms_s
         .client
         .request(
             format!("$JS.API.CONSUMER.CREATE.{stream}.evil.sb.{a}.ws"),
-            json!({"stream_name": stream, "config": evil}).to_string().into(),
+            json!({"stream_name": stream, "config": evil})
+                .to_string()
+                .into(),
         )
         .await
         .expect("an answer");
@@ -756,7 +757,9 @@ async fn a_replay_credential_cannot_make_the_server_publish_into_the_platforms_s
         .client
         .publish(
             format!("$JS.SBLOG.API.CONSUMER.CREATE.{stream}.evil.sb.{a}.ws"),
-            json!({"stream_name": stream, "config": evil}).to_string().into(),
+            json!({"stream_name": stream, "config": evil})
+                .to_string()
+                .into(),
         )
         .await
         .expect("publish");
