@@ -838,3 +838,52 @@ fn sub_subject(got: &Result<Option<async_nats::Message>, tokio::time::error::Ela
         _ => String::new(),
     }
 }
+
+/// A credential issued while `serve` is stopped takes effect at the next
+/// start, which creates its replay stream (it catches up on its own); an
+/// existing replay stream keeps following the log across the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_credential_issued_while_serve_is_stopped_replays_after_the_next_start() {
+    let mut server = Server::start_embedded(&[]);
+    let api = server.api();
+    let (a, b, bea, cb) = two_workspaces(&api).await;
+    let first = replay_credentials(&server, &["--workspace", &b]);
+    assert_eq!(first["replay_stream_caught_up"], true, "{first}");
+    assert!(server.terminate(Duration::from_secs(20)).is_some());
+    let creds = replay_credentials(&server, &["--workspace", &a]);
+    assert_eq!(creds["applied_to_running_server"], false, "{creds}");
+    assert!(creds["replay_stream_events"].is_null(), "{creds}");
+    server.restart();
+    let api = server.api();
+    api.send(&bea, &cb, "beta after restart").await.expect(201);
+    let stream = creds["stream"].as_str().expect("stream");
+    let read = |c: &Value, ws: &str, want: &'static str| {
+        let (url, prefix) = (
+            c["url"].as_str().expect("url").to_string(),
+            c["inbox_prefix"].as_str().expect("prefix").to_string(),
+        );
+        let filter = format!("sb.{ws}.>");
+        async move {
+            let replay = Conn::open(&url, Some(&prefix)).await;
+            let js = jetstream::new(replay.client.clone());
+            let deadline = Instant::now() + Duration::from_secs(15);
+            for i in 0.. {
+                let got = read_all(&js, stream, &format!("w{i}"), &filter, 1000)
+                    .await
+                    .map(|m| texts(&m))
+                    .unwrap_or_default();
+                if got.iter().any(|t| t == want) {
+                    return got;
+                }
+                assert!(Instant::now() < deadline, "{want} not replayed: {got:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            unreachable!()
+        }
+    };
+    assert_eq!(read(&creds, &a, "alpha says hi").await, ["alpha says hi"]);
+    assert_eq!(
+        read(&first, &b, "beta after restart").await,
+        ["beta secret", "beta after restart"]
+    );
+}
