@@ -168,6 +168,14 @@ impl Common {
             Log::open(nats, self.log_config()).await
         }
         .context("opening the JetStream log stream")?;
+        if let Some(local) = &local {
+            // Replay streams of credentials issued while no server ran
+            // (README "Replay credentials"); they catch up on their own.
+            if let Err(e) = nats::ensure_replay_streams(&self.data, &local.url, &self.stream).await
+            {
+                tracing::warn!(error = %format!("{e:#}"), "setting up the replay streams");
+            }
+        }
         Ok((log, local))
     }
 }
@@ -354,9 +362,11 @@ enum AdminAction {
         role: String,
     },
     /// Issue (or list, or revoke) NATS credentials that may only replay
-    /// one workspace's events (`sb.<W>.>`) from `serve`'s own nats-server;
-    /// prints {"url","user","stream","filter","inbox_prefix"} (the password
-    /// is in the URL, shown once). Applied to a running server at once.
+    /// one workspace's events (`sb.<W>.>`) from `serve`'s own nats-server,
+    /// in a NATS account of the workspace's own holding a copy of them;
+    /// prints {"url","user","account","stream","filter","inbox_prefix",…}
+    /// (the password is in the URL, shown once). Applied to a running
+    /// server at once.
     ReplayCredentials {
         /// The workspace the credential may replay.
         #[arg(long, required_unless_present_any = ["list", "revoke"])]
@@ -367,7 +377,8 @@ enum AdminAction {
         /// List the replay users (no passwords), of --workspace if given.
         #[arg(long, conflicts_with_all = ["revoke", "out"])]
         list: bool,
-        /// Revoke this replay user: its connections are closed.
+        /// Revoke this replay user: its connections are closed; the last one
+        /// of a workspace takes the replay stream and account with it.
         #[arg(long, conflicts_with = "out")]
         revoke: Option<String>,
     },
@@ -871,8 +882,9 @@ async fn admin(common: Common, action: AdminAction) -> Result<()> {
 }
 
 /// `admin replay-credentials` (README "Replay credentials"): a NATS user
-/// of `serve`'s own nats-server that may only create consumers on the log
-/// stream filtered inside `sb.<W>.>` and receive on its own inbox.
+/// of `serve`'s own nats-server, in `W`'s replay account, that may only
+/// create consumers on the replay stream (the copy of `sb.<W>.>`)
+/// filtered inside `sb.<W>.>` and receive on its own inbox.
 async fn replay_credentials(
     common: &Common,
     workspace: Option<String>,
@@ -882,8 +894,9 @@ async fn replay_credentials(
 ) -> Result<()> {
     if common.nats.is_some() {
         anyhow::bail!(
-            "with --nats the NATS server is the operator's: create a user with the \
-             permissions README \"Replay credentials\" lists on that server"
+            "with --nats the NATS server is the operator's: give replay users an \
+             account of their own with a stream sourcing the workspace, as README \
+             \"Replay credentials\" describes, on that server"
         );
     }
     let data = &common.data;
@@ -905,28 +918,38 @@ async fn replay_credentials(
             anyhow::bail!("no replay user {user}");
         };
         users.retain(|u| u.user != user);
+        let last = !users.iter().any(|u| u.workspace == gone.workspace);
         nats::save_replay_users(data, &users)?;
-        let applied = nats::apply_replay_users(data)?;
+        // The user goes first (its connections are closed), its account
+        // stays until cleaned up.
+        let keep = [gone.workspace.clone()];
+        let applied = nats::apply_replay_users(data, &keep).await?;
         // What the revoked user left on the server must not outlive it: a
         // consumer of its workspace, pulled on by name through another
-        // credential of the same holder (review finding). Every consumer
-        // filtered inside the workspace goes (another replay of that
-        // workspace then starts over).
-        let deleted = match nats::running(data) {
+        // credential of the same holder (review finding). The last user of
+        // a workspace takes the replay stream (the copy of its events) and
+        // account with it; otherwise every consumer of the replay stream
+        // goes (another replay of that workspace then starts over).
+        let stream = nats::configured_stream(data).unwrap_or_else(|| common.stream.clone());
+        let (deleted, stream_deleted) = match nats::running(data) {
             Some(url) if applied => {
-                delete_workspace_consumers(
-                    &nats::platform_url(data, &url)?,
-                    &common.stream,
-                    &gone.workspace,
-                )
-                .await?
+                match nats::clean_replay_account(data, &url, &stream, &gone.workspace, last).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        eprintln!("warning: cleaning up the replay account: {e:#}");
+                        (0, false)
+                    }
+                }
             }
-            _ => 0,
+            _ => (0, last && nats::remove_replay_store(data, &gone.workspace)?),
         };
+        if last {
+            nats::apply_replay_users(data, &[]).await?;
+        }
         println!(
             "{}",
             serde_json::json!({"revoked": user, "applied_to_running_server": applied,
-                "consumers_deleted": deleted})
+                "consumers_deleted": deleted, "replay_stream_deleted": stream_deleted})
         );
         return Ok(());
     }
@@ -945,19 +968,41 @@ async fn replay_credentials(
         created_ms: switchboard_gateway::commands::now_ms(),
     });
     nats::save_replay_users(data, &users)?;
-    let applied = nats::apply_replay_users(data)?;
+    let applied = nats::apply_replay_users(data, &[]).await?;
     let stream = nats::configured_stream(data).unwrap_or_else(|| common.stream.clone());
-    let url = nats::running(data)
+    let running = nats::running(data);
+    // The replay stream is created (or found) and holds the workspace's
+    // events as of now before the credential is handed out.
+    let replay_stream = match &running {
+        Some(url) if applied => {
+            let wait = Some(Duration::from_secs(60));
+            match nats::ensure_replay_stream(data, url, &stream, &workspace, wait).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    // No credential without its stream: the user goes again.
+                    users.retain(|u| u.user != user);
+                    nats::save_replay_users(data, &users)?;
+                    nats::apply_replay_users(data, &[]).await?;
+                    return Err(e.context("setting up the replay stream; no credential issued"));
+                }
+            }
+        }
+        _ => None,
+    };
+    let url = running
         .or_else(|| nats::configured_port(data).map(|p| format!("nats://127.0.0.1:{p}")))
         .map(|u| nats::with_credentials(&u, &user, &password));
     let v = serde_json::json!({
         "url": url,
         "user": user,
         "workspace": workspace,
+        "account": nats::replay_account(&workspace),
         "stream": stream,
         "filter": switchboard_streams::subjects::workspace_filter(&workspace),
         "inbox_prefix": nats::inbox_prefix(&user),
         "applied_to_running_server": applied,
+        "replay_stream_events": replay_stream.map(|r| r.messages),
+        "replay_stream_caught_up": replay_stream.map(|r| r.messages >= r.expected),
     });
     let text = serde_json::to_string_pretty(&v)?;
     if let Some(out) = out {
@@ -971,38 +1016,4 @@ async fn replay_credentials(
         );
     }
     Ok(())
-}
-
-/// Deletes the log stream's consumers whose filters lie inside
-/// `workspace`'s subjects (`sb.<W>.…`); returns how many.
-async fn delete_workspace_consumers(url: &str, stream: &str, workspace: &str) -> Result<usize> {
-    use futures_util::TryStreamExt;
-    let nats = tokio::time::timeout(Duration::from_secs(10), connect(url))
-        .await
-        .context("connecting to NATS timed out")?
-        .context("connecting to NATS")?;
-    let js = async_nats::jetstream::new(nats.client);
-    let stream = js.get_stream(stream).await.context("the log stream")?;
-    let prefix = format!("sb.{workspace}.");
-    let names: Vec<String> = stream
-        .consumers()
-        .try_filter_map(|c| {
-            let cfg = &c.config;
-            let mut filters = cfg.filter_subjects.clone();
-            if !cfg.filter_subject.is_empty() {
-                filters.push(cfg.filter_subject.clone());
-            }
-            let inside = !filters.is_empty() && filters.iter().all(|f| f.starts_with(&prefix));
-            std::future::ready(Ok(inside.then(|| c.name.clone())))
-        })
-        .try_collect()
-        .await
-        .context("listing consumers")?;
-    let mut deleted = 0;
-    for name in names {
-        if stream.delete_consumer(&name).await.is_ok() {
-            deleted += 1;
-        }
-    }
-    Ok(deleted)
 }

@@ -204,6 +204,53 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
     assert!(mine.len() >= 4, "A's events: {}", mine.len());
     assert!(mine.iter().all(|(s, _)| s.starts_with(&format!("sb.{a}."))));
     assert_eq!(texts(&mine), ["alpha says hi"]);
+    // The replay stream (in the replay account) is a copy: the same
+    // payloads, in the same order, as the log's `sb.<A>.>`, and the
+    // writer's headers kept (`Sb-Channel-Seq`), plus the log position
+    // (`Nats-Stream-Source`: its second field is the log's sequence).
+    let logged = read_all(&pjs, stream, "plat1", &filter, 1000)
+        .await
+        .expect("the platform's replay of A");
+    assert_eq!(mine, logged, "the replay stream differs from the log");
+    let first = js
+        .get_stream_no_info(stream)
+        .await
+        .expect("stream")
+        .create_consumer(OrderedConfig {
+            name: Some("h1".into()),
+            filter_subject: filter.clone(),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer")
+        .messages()
+        .await
+        .expect("messages")
+        .next()
+        .await
+        .expect("a message")
+        .expect("a message");
+    let headers = first.headers.clone().expect("headers");
+    assert_eq!(headers.get("Sb-Channel-Seq").map(|v| v.as_str()), Some("1"));
+    assert!(headers.get("Sb-Fence-Seq").is_some(), "{headers:?}");
+    assert!(headers.get("Nats-Msg-Id").is_some(), "{headers:?}");
+    let source = headers
+        .get("Nats-Stream-Source")
+        .expect("Nats-Stream-Source")
+        .as_str()
+        .to_string();
+    assert!(source.starts_with(stream), "{source}");
+    // Stream info of its own stream: only A's events are in it.
+    let own = js
+        .get_stream(stream)
+        .await
+        .expect("stream info of its own stream")
+        .info()
+        .await
+        .expect("info")
+        .clone();
+    assert_eq!(own.state.messages, mine.len() as u64);
 
     // B's subjects: refused, through the API subject and through a body
     // whose filter differs from the subject's.
@@ -230,8 +277,9 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
     assert!(answer["error"].is_object(), "{answer}");
     // A push consumer of A's events delivering to another workspace's
     // real-time subject: the server accepts it (it does not check a deliver
-    // subject against permissions), so the gateway takes only what the
-    // stream republished; B's subscribers never see A's events.
+    // subject against permissions), but in the replay account, where no
+    // platform subject is; and the gateway takes only what the stream
+    // republished anyway. B's subscribers never see A's events.
     let mut ws_b = Ws::connect(&server.base, &bea).await;
     ws_b.subscribe_live(&cb, 1).await;
     let target = format!("dlv.sb.{b}.ch.{cb}");
@@ -298,15 +346,14 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
         !after.contains("io.nats.jetstream"),
         "a JetStream answer reached B's socket: {after}"
     );
-    // The whole stream, unfiltered consumers, durable consumers, direct
-    // gets, stream info: refused.
+    // Unfiltered consumers, durable consumers by the old subject, lists,
+    // and the platform's API its stream's source reaches: refused.
     for subject in [
         format!("$JS.API.CONSUMER.CREATE.{stream}"),
         format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.d1"),
-        format!("$JS.API.DIRECT.GET.{stream}"),
-        format!("$JS.API.STREAM.MSG.GET.{stream}"),
-        format!("$JS.API.STREAM.INFO.{stream}"),
         "$JS.API.STREAM.LIST".to_string(),
+        format!("$JS.API.CONSUMER.LIST.{stream}"),
+        format!("$JS.SBLOG.API.CONSUMER.CREATE.{stream}.x.sb.{a}.>"),
     ] {
         replay.request_refused(&subject, json!({"seq": 1})).await;
     }
@@ -377,9 +424,8 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
     // threshold, a name it knows): revoking removes it, so another
     // credential of the same holder cannot pull A's events on by name
     // (review finding).
-    js.get_stream_no_info(stream)
-        .await
-        .expect("stream handle")
+    let replay_stream = js.get_stream_no_info(stream).await.expect("stream handle");
+    replay_stream
         .create_consumer(jetstream::consumer::pull::Config {
             name: Some("keepme".into()),
             filter_subject: filter.clone(),
@@ -388,17 +434,17 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
         })
         .await
         .expect("a consumer of its own workspace");
-    let log_stream = pjs.get_stream(stream).await.expect("stream");
-    log_stream.consumer_info("keepme").await.expect("it exists");
+    replay_stream
+        .consumer_info("keepme")
+        .await
+        .expect("it exists");
+    // The last credential of A: its replay stream and account go with it.
     let revoked = replay_credentials(&server, &["--revoke", user]);
     assert_eq!(revoked["applied_to_running_server"], true);
+    assert_eq!(revoked["replay_stream_deleted"], true, "{revoked}");
     assert!(
         revoked["consumers_deleted"].as_u64() >= Some(1),
         "{revoked}"
-    );
-    assert!(
-        log_stream.consumer_info("keepme").await.is_err(),
-        "the revoked user's consumer outlived it"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while replay.client.connection_state() == async_nats::connection::State::Connected {
@@ -411,6 +457,29 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
         .connect(bare)
         .await;
     assert!(again.is_err(), "a revoked credential connected");
+    // A new credential of A gets a fresh replay stream: A's events again,
+    // nothing the revoked user left.
+    let fresh = replay_credentials(&server, &["--workspace", &a]);
+    assert_eq!(fresh["replay_stream_caught_up"], true, "{fresh}");
+    let replay = Conn::open(
+        fresh["url"].as_str().expect("url"),
+        fresh["inbox_prefix"].as_str(),
+    )
+    .await;
+    let js = jetstream::new(replay.client.clone());
+    let again = read_all(&js, stream, "r9", &filter, 1000)
+        .await
+        .expect("replay of A");
+    assert_eq!(texts(&again), ["alpha says hi"]);
+    assert!(
+        js.get_stream_no_info(stream)
+            .await
+            .expect("stream handle")
+            .consumer_info("keepme")
+            .await
+            .is_err(),
+        "the revoked user's consumer outlived it"
+    );
 }
 
 /// Regression (issue 10, "tried as a new user"): anyone on the address
@@ -563,5 +632,258 @@ async fn an_old_log_stream_is_upgraded_to_deny_delete_and_purge() {
         out.status.success(),
         "admin on a running embedded server: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every stream of the platform's account: name → (messages, last seq).
+async fn platform_streams(
+    js: &jetstream::Context,
+) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let mut names = js.stream_names();
+    let mut out = std::collections::BTreeMap::new();
+    while let Some(name) = names.next().await {
+        let name = name.expect("stream name");
+        let info = js
+            .get_stream(&name)
+            .await
+            .expect("stream")
+            .info()
+            .await
+            .expect("info")
+            .clone();
+        out.insert(name, (info.state.messages, info.state.last_sequence));
+    }
+    out
+}
+
+/// Regression (HIGH review finding, issue 10 item 2): nats-server checks
+/// neither a push consumer's deliver subject nor a request's reply subject
+/// against the creator's permissions, so a replay user of workspace A that
+/// lived in the platform's account could make the server publish into any
+/// subject of it: into KV buckets and into B's log subjects, which streams
+/// then store. Replay users now live in an account of their own: whatever
+/// they make the server publish lands there. The platform's streams (the
+/// log, every KV bucket, the object store) and B's history are unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_credential_cannot_make_the_server_publish_into_the_platforms_subjects() {
+    let server = Server::start_embedded(&[]);
+    let api = server.api();
+    let (a, b, bea, cb) = two_workspaces(&api).await;
+    let history = |api: &Api| {
+        let (bea, cb) = (bea.clone(), cb.clone());
+        let api = api.clone();
+        async move {
+            api.get(&format!("/v1/channels/{cb}/messages"), &bea)
+                .await
+                .expect(200)
+        }
+    };
+    let history_before = history(&api).await;
+    let creds = replay_credentials(&server, &["--workspace", &a]);
+    let (url, stream) = (
+        creds["url"].as_str().expect("url"),
+        creds["stream"].as_str().expect("stream"),
+    );
+    let (platform_url, platform_pw) = server.embedded_nats();
+    let platform = Conn::open(
+        &platform_url.replace("nats://", &format!("nats://switchboard:{platform_pw}@")),
+        None,
+    )
+    .await;
+    let pjs = jetstream::new(platform.client.clone());
+    let before = platform_streams(&pjs).await;
+    assert!(before.contains_key(stream), "{before:?}");
+    let mut targets = vec![format!("sb.{b}.ch.{cb}"), format!("sbv.{b}.tokens")];
+    targets.extend(
+        before
+            .keys()
+            .filter_map(|s| s.strip_prefix("KV_"))
+            .map(|bucket| format!("$KV.{bucket}.injected")),
+    );
+    assert!(targets.len() > 2, "no KV bucket to aim at: {before:?}");
+    // A literal subscriber on each target (any platform component, or an
+    // operator's `nats sub`) makes a push consumer aimed at it deliver.
+    let mut subs = Vec::new();
+    for t in &targets {
+        subs.push(platform.client.subscribe(t.clone()).await.expect("sub"));
+    }
+    platform.client.flush().await.expect("flush");
+
+    let log_consumers = || async {
+        let mut names: Vec<String> = pjs
+            .get_stream(stream)
+            .await
+            .expect("log")
+            .consumer_names()
+            .map(|n| n.expect("name"))
+            .collect()
+            .await;
+        names.sort();
+        names
+    };
+    let consumers_before = log_consumers().await;
+    let replay = Conn::open(url, creds["inbox_prefix"].as_str()).await;
+    // Through the import its stream's source uses: a consumer of its own
+    // whose info (a JSON body shaped like a create request, with a
+    // platform deliver subject) is answered into the platform's
+    // consumer-create API. nats-server does not route an API answer into
+    // an API request (a service-import cycle), and the user may not
+    // publish there itself.
+    let evil = json!({"name": "evil", "filter_subject": format!("sb.{a}.ws"),
+        "deliver_policy": "all", "ack_policy": "none",
+        "deliver_subject": format!("sb.{b}.ch.{cb}")});
+    let answer = replay
+        .client
+        .request(
+            format!("$JS.API.CONSUMER.CREATE.{stream}.evil.sb.{a}.ws"),
+            json!({"stream_name": stream, "config": evil})
+                .to_string()
+                .into(),
+        )
+        .await
+        .expect("an answer");
+    let answer: Value = serde_json::from_slice(&answer.payload).expect("JSON");
+    assert!(answer["error"].is_null(), "{answer}");
+    replay
+        .client
+        .publish_with_reply(
+            format!("$JS.API.CONSUMER.INFO.{stream}.evil"),
+            format!("$JS.SBLOG.API.CONSUMER.CREATE.{stream}.evil.sb.{a}.ws"),
+            "".into(),
+        )
+        .await
+        .expect("publish");
+    replay
+        .client
+        .publish(
+            format!("$JS.SBLOG.API.CONSUMER.CREATE.{stream}.evil.sb.{a}.ws"),
+            json!({"stream_name": stream, "config": evil})
+                .to_string()
+                .into(),
+        )
+        .await
+        .expect("publish");
+    replay.client.flush().await.expect("flush");
+    assert!(
+        replay
+            .refused(&format!("$JS.SBLOG.API.CONSUMER.CREATE.{stream}.evil"))
+            .await
+    );
+    for (i, target) in targets.iter().enumerate() {
+        // A push consumer of A's events delivering into the target.
+        let answer = replay
+            .client
+            .request(
+                format!("$JS.API.CONSUMER.CREATE.{stream}.inj{i}.sb.{a}.>"),
+                json!({"stream_name": stream, "config": {"name": format!("inj{i}"),
+                    "filter_subject": format!("sb.{a}.>"), "deliver_policy": "all",
+                    "deliver_subject": target, "ack_policy": "none",
+                    "idle_heartbeat": 100_000_000, "flow_control": true,
+                    "mem_storage": true}})
+                .to_string()
+                .into(),
+            )
+            .await;
+        // Refused or accepted (then in the replay account): either is fine.
+        let _ = answer;
+        // A request whose answer goes to the target.
+        replay
+            .client
+            .publish_with_reply(
+                format!("$JS.API.CONSUMER.INFO.{stream}.inj{i}"),
+                target.clone(),
+                "".into(),
+            )
+            .await
+            .expect("publish");
+        replay
+            .client
+            .publish_with_reply("$JS.API.INFO".to_string(), target.clone(), "".into())
+            .await
+            .expect("publish");
+    }
+    replay.client.flush().await.expect("flush");
+
+    // Bounded: nothing appears within 3 s (before the fix the replies were
+    // stored at once and the deliveries within a heartbeat).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let now = platform_streams(&pjs).await;
+        assert_eq!(
+            now, before,
+            "a replay credential made the server publish into the platform's streams"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for mut sub in subs {
+        let got = tokio::time::timeout(Duration::from_millis(100), sub.next()).await;
+        assert!(
+            got.is_err(),
+            "the platform's subscriber on {} got {:?}",
+            sub_subject(&got),
+            got
+        );
+    }
+    assert_eq!(history(&api).await, history_before, "B's history changed");
+    assert_eq!(
+        log_consumers().await,
+        consumers_before,
+        "a consumer was created on the log"
+    );
+}
+
+fn sub_subject(got: &Result<Option<async_nats::Message>, tokio::time::error::Elapsed>) -> String {
+    match got {
+        Ok(Some(m)) => m.subject.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// A credential issued while `serve` is stopped takes effect at the next
+/// start, which creates its replay stream (it catches up on its own); an
+/// existing replay stream keeps following the log across the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_credential_issued_while_serve_is_stopped_replays_after_the_next_start() {
+    let mut server = Server::start_embedded(&[]);
+    let api = server.api();
+    let (a, b, bea, cb) = two_workspaces(&api).await;
+    let first = replay_credentials(&server, &["--workspace", &b]);
+    assert_eq!(first["replay_stream_caught_up"], true, "{first}");
+    assert!(server.terminate(Duration::from_secs(20)).is_some());
+    let creds = replay_credentials(&server, &["--workspace", &a]);
+    assert_eq!(creds["applied_to_running_server"], false, "{creds}");
+    assert!(creds["replay_stream_events"].is_null(), "{creds}");
+    server.restart();
+    let api = server.api();
+    api.send(&bea, &cb, "beta after restart").await.expect(201);
+    let stream = creds["stream"].as_str().expect("stream");
+    let read = |c: &Value, ws: &str, want: &'static str| {
+        let (url, prefix) = (
+            c["url"].as_str().expect("url").to_string(),
+            c["inbox_prefix"].as_str().expect("prefix").to_string(),
+        );
+        let filter = format!("sb.{ws}.>");
+        async move {
+            let replay = Conn::open(&url, Some(&prefix)).await;
+            let js = jetstream::new(replay.client.clone());
+            let deadline = Instant::now() + Duration::from_secs(15);
+            for i in 0.. {
+                let got = read_all(&js, stream, &format!("w{i}"), &filter, 1000)
+                    .await
+                    .map(|m| texts(&m))
+                    .unwrap_or_default();
+                if got.iter().any(|t| t == want) {
+                    return got;
+                }
+                assert!(Instant::now() < deadline, "{want} not replayed: {got:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            unreachable!()
+        }
+    };
+    assert_eq!(read(&creds, &a, "alpha says hi").await, ["alpha says hi"]);
+    assert_eq!(
+        read(&first, &b, "beta after restart").await,
+        ["beta secret", "beta after restart"]
     );
 }
