@@ -233,6 +233,40 @@ pub fn edited(id: &str, text: &str) -> Body {
         message_id: id.into(),
         text: text.into(),
         mentions: None,
+        ..Default::default()
+    })
+}
+
+/// A post whose text's key is destroyed, as the reader hands it on: no
+/// text, the `Sealed` kept (see `MessagePosted::is_erased`).
+pub fn posted_erased(id: &str) -> Body {
+    Body::MessagePosted(events::MessagePosted {
+        message_id: id.into(),
+        sealed: Some(events::Sealed::default()),
+        ..Default::default()
+    })
+}
+
+/// An edit whose text's key is destroyed (see [`posted_erased`]).
+pub fn edited_erased(id: &str) -> Body {
+    Body::MessageEdited(events::MessageEdited {
+        message_id: id.into(),
+        sealed: Some(events::Sealed::default()),
+        ..Default::default()
+    })
+}
+
+/// An erasure of the channel's messages posted before `before_ts_ms` by
+/// `authors` (everyone when empty) except `except`, up to `through`.
+pub fn content_erased(before_ts_ms: i64, authors: &[&str], except: &[&str], through: u64) -> Body {
+    Body::ContentErased(events::ContentErased {
+        reason: events::ErasureReason::Retention as i32,
+        policy: "channel retention 1 days".into(),
+        before_ts_ms,
+        author_ids: authors.iter().map(|a| a.to_string()).collect(),
+        except_author_ids: except.iter().map(|a| a.to_string()).collect(),
+        through_channel_seq: through,
+        key_refs: Vec::new(),
     })
 }
 
@@ -259,6 +293,7 @@ pub fn edited_mentioning(id: &str, text: &str, m: events::Mentions) -> Body {
         message_id: id.into(),
         text: text.into(),
         mentions: Some(m),
+        ..Default::default()
     })
 }
 

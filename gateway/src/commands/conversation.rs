@@ -162,6 +162,7 @@ impl Commands {
             pins,
             members_by_handle,
             online_members,
+            held: false,
         })
     }
 
@@ -234,5 +235,6 @@ fn message_facts(r: MessageRow) -> MessageFacts {
             here: r.mentions.here,
             here_user_ids: Vec::new(),
         },
+        ts_ms: r.ts_ms,
     }
 }
