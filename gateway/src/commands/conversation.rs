@@ -155,6 +155,18 @@ impl Commands {
             }
             _ => Default::default(),
         };
+        // A hold blocks deletes (only they need it).
+        let held = match (&row, cmd) {
+            (Some(r), MessageCommand::Delete) => {
+                self.message_held(
+                    user.caller.workspace_id.as_str(),
+                    &r.channel_id,
+                    &r.sender_id,
+                )
+                .await?
+            }
+            _ => false,
+        };
         Ok(MessageState {
             channel: channel_state,
             message: row.map(message_facts),
@@ -162,7 +174,7 @@ impl Commands {
             pins,
             members_by_handle,
             online_members,
-            held: false,
+            held,
         })
     }
 
