@@ -16,6 +16,11 @@
 //! crash between a bulk request and its checkpoint costs a resend, not a
 //! gap. Backpressure: the log is read one bounded batch at a time, the
 //! next only once the backend acknowledged the previous one.
+//!
+//! An erasure (`ContentErased`) names no messages: the local model records
+//! which documents it deleted (`erased_docs`), and the indexer sends those
+//! as deletes, then asks the backend to expunge deleted documents from
+//! its storage ([`SearchBackend::expunge`]).
 
 use super::backend::{docs_for, BackendError, DocOp, SearchBackend};
 use crate::{Progress, Readers};
@@ -59,6 +64,21 @@ pub fn touched(subject: &str, env: &Envelope) -> Vec<(String, String)> {
     }
 }
 
+/// The stream seqs of the erasures (`ContentErased` on a channel subject)
+/// among `events`.
+pub fn erasures_in(events: &[LogEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|ev| subjects::is_channel(&ev.subject))
+        .filter(|ev| {
+            ev.envelope
+                .as_ref()
+                .is_some_and(|e| matches!(e.body, Some(Body::ContentErased(_))))
+        })
+        .map(|ev| ev.stream_seq)
+        .collect()
+}
+
 /// The distinct pairs `events` touch, in first-touch order.
 pub fn touched_by(events: &[LogEvent]) -> Vec<(String, String)> {
     let mut seen = std::collections::HashSet::new();
@@ -91,7 +111,7 @@ async fn send_batch(
         tracing::debug!(last, "search indexer waiting for the local search model");
     }
     let ids = touched_by(events);
-    let ops: Vec<DocOp> = if ids.is_empty() {
+    let mut ops: Vec<DocOp> = if ids.is_empty() {
         Vec::new()
     } else {
         local
@@ -99,6 +119,33 @@ async fn send_batch(
             .await
             .map_err(BackendError::Read)?
     };
+    let erasures = erasures_in(events);
+    if !erasures.is_empty() {
+        let erased = local
+            .read_page(move |c| {
+                let mut out = Vec::new();
+                for seq in erasures {
+                    out.extend(super::erased_docs(c, seq)?);
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(BackendError::Read)?;
+        let any = !erased.is_empty();
+        ops.extend(
+            erased
+                .into_iter()
+                .map(|(workspace_id, message_id)| DocOp::Delete {
+                    workspace_id,
+                    message_id,
+                }),
+        );
+        backend.apply(ops, last).await?;
+        if any {
+            backend.expunge().await?;
+        }
+        return Ok(last);
+    }
     backend.apply(ops, last).await?;
     Ok(last)
 }
