@@ -192,7 +192,12 @@ impl Projector for Audit {
                     "INSERT OR IGNORE INTO audit_holds (workspace_id, hold_id, scope, target_id)
                      VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![ws, h.hold_id, hold_scope(h.scope), h.target_id])?;
+                .execute(params![
+                    ws,
+                    h.hold_id,
+                    hold_scope(h.scope),
+                    h.target_id
+                ])?;
             }
             _ => {}
         }
@@ -244,12 +249,7 @@ fn hold_scope(scope: i32) -> &'static str {
 
 /// A hold's entry: a user hold targets the user, a channel hold the
 /// channel, a workspace hold neither.
-fn hold_entry(
-    action: &'static str,
-    scope: &str,
-    target: &str,
-    detail: serde_json::Value,
-) -> Entry {
+fn hold_entry(action: &'static str, scope: &str, target: &str, detail: serde_json::Value) -> Entry {
     let (user, channel) = match scope {
         "user" => (target, ""),
         "channel" => ("", target),

@@ -264,7 +264,11 @@ impl Projector for History {
                         json!(b.attachment_ids).to_string(),
                         root.is_some() && b.also_send_to_channel,
                         mentions,
-                        if erased { ERASED_UNANNOUNCED } else { NOT_ERASED }
+                        if erased {
+                            ERASED_UNANNOUNCED
+                        } else {
+                            NOT_ERASED
+                        }
                     ])?;
                 if inserted == 1 && !b.attachment_ids.is_empty() {
                     tx.prepare_cached(
