@@ -25,10 +25,44 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use switchboard_core::events::{Body, Envelope, Mentions};
 use switchboard_streams::subjects;
 
 pub struct History;
+
+/// Stores a channel event: a post or edit body scrubbed when it arrives
+/// erased (?9) or its message is deleted or erased already.
+static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT OR IGNORE INTO events
+             (channel_id, seq, stream_seq, type, ts_ms, actor_id, message_id, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,
+             CASE WHEN ?4 IN ('message_posted', 'message_edited')
+                       AND (?9 OR EXISTS (SELECT 1 FROM messages WHERE id = ?7
+                                          AND (deleted = 1 OR erased <> 0)))
+                  THEN {}
+                  ELSE ?8 END)",
+        scrubbed_body(
+            "?8",
+            "EXISTS (SELECT 1 FROM messages WHERE id = ?7 AND deleted = 1)",
+            "?9 OR EXISTS (SELECT 1 FROM messages WHERE id = ?7 AND erased <> 0)",
+        )
+    )
+});
+
+/// Rewrites message ?1's stored posts and edits scrubbed (see [`scrub_events`]).
+static SCRUB_EVENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE events SET body = {}
+         WHERE message_id = ?1 AND type IN ('message_posted', 'message_edited')",
+        scrubbed_body(
+            "body",
+            "EXISTS (SELECT 1 FROM messages WHERE id = ?1 AND deleted = 1)",
+            "EXISTS (SELECT 1 FROM messages WHERE id = ?1 AND erased <> 0)",
+        )
+    )
+});
 
 /// The schema's version (`PRAGMA user_version`). A file written by an
 /// older version is emptied and refolded from the log when opened: the
@@ -194,22 +228,7 @@ impl Projector for History {
         // the tombstone or erasure scrubs the events before it, so the text
         // never reaches the file in any order of edit, delete and erasure;
         // a post or edit that arrives erased is stored scrubbed and erased.
-        let sql = format!(
-            "INSERT OR IGNORE INTO events
-                 (channel_id, seq, stream_seq, type, ts_ms, actor_id, message_id, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,
-                 CASE WHEN ?4 IN ('message_posted', 'message_edited')
-                           AND (?9 OR EXISTS (SELECT 1 FROM messages WHERE id = ?7
-                                              AND (deleted = 1 OR erased <> 0)))
-                      THEN {}
-                      ELSE ?8 END)",
-            scrubbed_body(
-                "?8",
-                "EXISTS (SELECT 1 FROM messages WHERE id = ?7 AND deleted = 1)",
-                "?9 OR EXISTS (SELECT 1 FROM messages WHERE id = ?7 AND erased <> 0)",
-            )
-        );
-        tx.prepare_cached(&sql)?.execute(params![
+        tx.prepare_cached(&INSERT_EVENT)?.execute(params![
             ch,
             env.channel_seq as i64,
             stream_seq as i64,
@@ -416,16 +435,7 @@ impl Projector for History {
 /// Rewrites the stored post and edit events of `message_id` scrubbed, as
 /// its row says it is (deleted, erased).
 fn scrub_events(tx: &Transaction<'_>, message_id: &str) -> rusqlite::Result<()> {
-    let sql = format!(
-        "UPDATE events SET body = {}
-         WHERE message_id = ?1 AND type IN ('message_posted', 'message_edited')",
-        scrubbed_body(
-            "body",
-            "EXISTS (SELECT 1 FROM messages WHERE id = ?1 AND deleted = 1)",
-            "EXISTS (SELECT 1 FROM messages WHERE id = ?1 AND erased <> 0)",
-        )
-    );
-    tx.prepare_cached(&sql)?.execute([message_id])?;
+    tx.prepare_cached(&SCRUB_EVENTS)?.execute([message_id])?;
     Ok(())
 }
 
