@@ -507,7 +507,25 @@ pub fn mentions_json(m: Option<&Mentions>) -> serde_json::Value {
 
 /// The event-specific part of an `/events` entry, and the message it
 /// concerns (if any).
+///
+/// A post or edit that arrives erased (its key destroyed) is given as
+/// history stores it: no text, no mentions, `"erased": true`.
 pub fn event_body(body: &Body) -> (Option<&str>, serde_json::Value) {
+    let erased = match body {
+        Body::MessagePosted(b) => b.is_erased(),
+        Body::MessageEdited(b) => b.is_erased(),
+        _ => false,
+    };
+    let (id, mut value) = event_body_of(body);
+    if erased {
+        value["text"] = json!("");
+        value["mentions"] = mentions_json(None);
+        value["erased"] = json!(true);
+    }
+    (id, value)
+}
+
+fn event_body_of(body: &Body) -> (Option<&str>, serde_json::Value) {
     match body {
         Body::MessagePosted(b) => (
             Some(&b.message_id),

@@ -854,6 +854,12 @@ fn a_post_that_arrives_erased_is_stored_scrubbed() {
     assert!(row.erased && !row.deleted && row.text.is_empty());
     assert_eq!(row.edited_ms, Some(2_000));
     assert!(all_events(&m).iter().all(|e| e.body["erased"] == true));
+    // What the live frames carry (event_body) says so too.
+    let erased_post = posted_erased("M1");
+    let (id, body) = event_body(&erased_post);
+    assert_eq!(id, Some("M1"));
+    assert_eq!((&body["erased"], &body["text"]), (&json!(true), &json!("")));
+    assert_eq!(event_body(&posted("M2", "hi")).1.get("erased"), None);
 }
 
 #[test]
