@@ -403,6 +403,7 @@ fn audit_of(
             detail: json!({
                 "scope": if r.channel_id.is_empty() { "workspace" } else { "channel" },
                 "days": r.days,
+                "max_age_secs": r.max_age_secs,
             }),
         },
         Body::LegalHoldPlaced(h) if on_ws => {

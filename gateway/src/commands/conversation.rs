@@ -238,7 +238,9 @@ fn message_facts(r: MessageRow) -> MessageFacts {
         id: MessageId::from_trusted(r.id),
         channel_id: ChannelId::from_trusted(r.channel_id),
         sender_id: UserId::from_trusted(r.sender_id),
-        deleted: r.deleted,
+        // An erased message is gone like a deleted one: no edit, reaction
+        // or pin (and a second erasure changes nothing).
+        deleted: r.deleted || r.erased,
         pinned: r.pinned,
         text: r.text,
         mentions: Mentions {

@@ -450,6 +450,7 @@ fn retention_holds_and_erasures_are_audited_with_their_targets() {
                 Body::RetentionSet(events::RetentionSet {
                     channel_id: String::new(),
                     days: 30,
+                    max_age_secs: 0,
                 }),
             ),
             "req-r",
@@ -460,6 +461,7 @@ fn retention_holds_and_erasures_are_audited_with_their_targets() {
             Body::RetentionSet(events::RetentionSet {
                 channel_id: "C1".into(),
                 days: 90,
+                max_age_secs: 0,
             }),
         ),
         f.ws("", "admin", hold("H1", events::HoldScope::User, "carol")),
@@ -512,9 +514,9 @@ fn retention_holds_and_erasures_are_audited_with_their_targets() {
     };
     assert_eq!(t(0), ("admin", "", ""));
     assert_eq!(e[0].request_id, "req-r");
-    assert_eq!(detail(0), json!({"scope": "workspace", "days": 30}));
+    assert_eq!(detail(0), json!({"scope": "workspace", "days": 30, "max_age_secs": 0}));
     assert_eq!(t(1), ("admin", "", "C1"));
-    assert_eq!(detail(1), json!({"scope": "channel", "days": 90}));
+    assert_eq!(detail(1), json!({"scope": "channel", "days": 90, "max_age_secs": 0}));
     assert_eq!(t(2), ("admin", "carol", ""));
     assert_eq!(
         detail(2),
@@ -566,6 +568,7 @@ fn holds_and_erasures_on_the_wrong_subject_are_not_audited() {
             Body::RetentionSet(events::RetentionSet {
                 channel_id: "C1".into(),
                 days: 1,
+                max_age_secs: 0,
             }),
         ),
     ]);
