@@ -32,6 +32,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".switchboard.v1.SubjectHead.digest",
             "#[serde(serialize_with = \"crate::events::hex_bytes\")]",
         )
+        .field_attribute(
+            ".switchboard.v1.Sealed.key_id",
+            "#[serde(serialize_with = \"crate::events::hex_bytes\")]",
+        )
+        .field_attribute(
+            ".switchboard.v1.Sealed.nonce",
+            "#[serde(serialize_with = \"crate::events::hex_bytes\")]",
+        )
+        .field_attribute(
+            ".switchboard.v1.Sealed.ciphertext",
+            "#[serde(serialize_with = \"crate::events::hex_bytes\")]",
+        )
         .compile_protos(&["proto/switchboard/v1/events.proto"], &["proto"])?;
     Ok(())
 }

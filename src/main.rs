@@ -118,6 +118,11 @@ pub struct Common {
         default_value_t = 10_000
     )]
     pub append_reconcile_ms: u64,
+    /// Length of a content key's slot, in seconds: message texts are
+    /// sealed under one key per (channel, author, slot), and erasure
+    /// destroys whole slots (README, "Retention, legal hold and erasure").
+    #[arg(long, env = "SWITCHBOARD_KEY_PERIOD_SECS", default_value_t = 86_400)]
+    pub key_period_secs: u64,
 }
 
 impl Common {
@@ -127,6 +132,9 @@ impl Common {
             duplicate_window: Duration::from_millis(self.duplicate_window_ms.max(100)),
             ack_timeout: Duration::from_millis(self.append_ack_timeout_ms.max(100)),
             reconcile_timeout: Duration::from_millis(self.append_reconcile_ms),
+            key_period_ms: i64::try_from(self.key_period_secs.clamp(1, 366 * 86_400))
+                .unwrap_or(86_400)
+                * 1000,
             ..LogConfig::default()
         }
     }
@@ -271,6 +279,15 @@ struct ServeArgs {
         default_value_t = 60.0
     )]
     checkpoint_interval_secs: f64,
+    /// Seconds between retention runs (expired messages erased in every
+    /// workspace with a retention policy). 0: none (`POST
+    /// /v1/admin/retention/run` still runs it).
+    #[arg(
+        long = "retention-interval",
+        env = "SWITCHBOARD_RETENTION_INTERVAL_SECS",
+        default_value_t = 3600.0
+    )]
+    retention_interval_secs: f64,
     /// PEM certificate chain for TLS on the listener (with --tls-key).
     /// Reloaded on SIGHUP and when the file changes.
     #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
@@ -704,6 +721,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .context("the checkpoint key under <data>/keys/")?;
         println!("checkpoint public key {public}");
         tracing::info!(public_key = %public, ?every, "signed head checkpoints");
+    }
+    if args.retention_interval_secs > 0.0 && !args.read_only {
+        let every = Duration::try_from_secs_f64(args.retention_interval_secs.max(0.1))
+            .unwrap_or(Duration::from_secs(3600));
+        switchboard_gateway::commands::retention::spawn_retention(platform.commands.clone(), every);
     }
     let upkeep_stop = closing.clone();
     tokio::spawn(async move {

@@ -345,6 +345,7 @@ pub async fn run(a: UnreadsArgs) -> Result<Runs<UnreadsRun>> {
                 message_id: mid.clone(),
                 text: format!("benchmark message number {j}, edited to mention the reader"),
                 mentions: Some(mention_reader()),
+                ..Default::default()
             });
             batch.push(envelope(c, &sender, body, &mut heads));
             if let Some(root) = &reply_to {

@@ -49,7 +49,40 @@ impl Body {
 
             Body::ExportMade(_) => "export_made",
             Body::HeadsCheckpoint(_) => "heads_checkpoint",
+            Body::RetentionSet(_) => "retention_set",
+            Body::LegalHoldPlaced(_) => "legal_hold_placed",
+            Body::LegalHoldLifted(_) => "legal_hold_lifted",
+            Body::ContentErased(_) => "content_erased",
         }
+    }
+}
+
+impl MessagePosted {
+    /// The text could not be opened: its key was destroyed (an erasure).
+    /// Readers open every sealed text they hand on and clear `sealed`, so
+    /// a body that still carries one is erased; its `text` is empty. Fold
+    /// it as the erased message it is (see [`ContentErased::covers`]).
+    pub fn is_erased(&self) -> bool {
+        self.sealed.is_some()
+    }
+}
+
+impl MessageEdited {
+    /// As [`MessagePosted::is_erased`].
+    pub fn is_erased(&self) -> bool {
+        self.sealed.is_some()
+    }
+}
+
+impl ContentErased {
+    /// Whether this erasure covers a message of its channel: posted at
+    /// `channel_seq` and `ts_ms` by `author_id`. Every read model decides
+    /// with this one predicate, so they erase the same messages.
+    pub fn covers(&self, channel_seq: u64, ts_ms: i64, author_id: &str) -> bool {
+        channel_seq <= self.through_channel_seq
+            && ts_ms < self.before_ts_ms
+            && (self.author_ids.is_empty() || self.author_ids.iter().any(|a| a == author_id))
+            && !self.except_author_ids.iter().any(|a| a == author_id)
     }
 }
 

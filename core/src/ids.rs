@@ -138,6 +138,7 @@ id_type!(MessageId, 'M', "message");
 id_type!(EventId, 'E', "event");
 id_type!(FileId, 'F', "file");
 id_type!(TokenId, 'T', "token");
+id_type!(HoldId, 'H', "legal hold");
 
 #[cfg(test)]
 mod tests {

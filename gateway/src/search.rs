@@ -295,7 +295,7 @@ pub async fn run(
         .into_iter()
         .filter_map(|h| {
             let row = rows.remove(&h.message_id)?;
-            (!row.deleted).then(|| SearchHit {
+            (!row.deleted && !row.erased).then(|| SearchHit {
                 message: MessageView::from_row(row),
                 snippet: snippet_html(&h.snippet),
                 score: h.score,

@@ -37,6 +37,10 @@ pub struct MessageView {
     pub edited_ts: Option<String>,
     /// A tombstone: text, mentions, reactions and pin are gone.
     pub deleted: bool,
+    /// Erased (retention or a user's erasure): as a tombstone, and the
+    /// text's key is destroyed in the log too. Present only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
     pub attachments: Vec<AttachmentRef>,
     pub client_msg_id: Option<String>,
     /// Resolved when the message was posted or last edited.
@@ -125,6 +129,7 @@ impl MessageView {
             reactions: r.reactions.into_iter().map(ReactionView::from).collect(),
             edited_ts: r.edited_ms.map(rfc3339_ms),
             deleted: r.deleted,
+            erased: r.erased,
             attachments: r.attachments.into_iter().map(AttachmentRef::from).collect(),
             client_msg_id: r.client_msg_id,
             mentions: r.mentions.into(),
@@ -154,6 +159,7 @@ pub fn message_from_envelope(env: &Envelope) -> Option<MessageView> {
         reactions: Vec::new(),
         edited_ts: None,
         deleted: false,
+        erased: b.is_erased(),
         // Filled in by the post path from the files' facts.
         attachments: Vec::new(),
         client_msg_id: opt(&b.client_msg_id),

@@ -37,6 +37,8 @@ impl Projector for Acl {
         ("members", "channel_id, user_id"),
         ("tokens", "id"),
         ("token_verifiers", "token_id"),
+        ("retention", "workspace_id, channel_id"),
+        ("legal_holds", "id"),
     ];
 
     fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -115,6 +117,32 @@ impl Projector for Acl {
                  ON channels (workspace_id, name, id);",
         )?;
         conn.execute_batch(MEMBERS_SCHEMA)?;
+        // Retention and holds (events that did not exist before these
+        // tables: no refold needed).
+        conn.execute_batch(
+            "-- channel_id '' = the workspace's default.
+             CREATE TABLE IF NOT EXISTS retention (
+                 workspace_id TEXT NOT NULL,
+                 channel_id TEXT NOT NULL,
+                 days INTEGER NOT NULL,
+                 max_age_secs INTEGER NOT NULL,
+                 set_ms INTEGER NOT NULL,
+                 set_by TEXT NOT NULL,
+                 PRIMARY KEY (workspace_id, channel_id)
+             ) WITHOUT ROWID;
+             -- Holds in force (a lifted one is deleted).
+             CREATE TABLE IF NOT EXISTS legal_holds (
+                 id TEXT PRIMARY KEY,
+                 workspace_id TEXT NOT NULL,
+                 scope TEXT NOT NULL,
+                 target_id TEXT NOT NULL,
+                 reason TEXT NOT NULL,
+                 placed_ms INTEGER NOT NULL,
+                 placed_by TEXT NOT NULL
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS legal_holds_by_workspace
+                 ON legal_holds (workspace_id, id);",
+        )?;
         // Files from before `fence_seq`: every event they folded carried
         // fence 0, which is the column's default, so a rebuild agrees.
         let has_fence: bool = conn
@@ -290,11 +318,157 @@ impl Projector for Acl {
                 tx.prepare_cached("UPDATE channels SET archived = 1 WHERE id = ?1")?
                     .execute([ch])?;
             }
+            Body::RetentionSet(b) => {
+                if b.days == 0 && b.max_age_secs == 0 {
+                    tx.prepare_cached(
+                        "DELETE FROM retention WHERE workspace_id = ?1 AND channel_id = ?2",
+                    )?
+                    .execute(params![env.workspace_id, b.channel_id])?;
+                } else {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO retention
+                             (workspace_id, channel_id, days, max_age_secs, set_ms, set_by)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        env.workspace_id,
+                        b.channel_id,
+                        b.days,
+                        b.max_age_secs as i64,
+                        env.ts_ms,
+                        env.actor_id
+                    ])?;
+                }
+            }
+            Body::LegalHoldPlaced(b) => {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO legal_holds
+                         (id, workspace_id, scope, target_id, reason, placed_ms, placed_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    b.hold_id,
+                    env.workspace_id,
+                    hold_scope(b.scope()),
+                    b.target_id,
+                    b.reason,
+                    env.ts_ms,
+                    env.actor_id
+                ])?;
+            }
+            Body::LegalHoldLifted(b) => {
+                tx.prepare_cached("DELETE FROM legal_holds WHERE id = ?1 AND workspace_id = ?2")?
+                    .execute(params![b.hold_id, env.workspace_id])?;
+            }
             _ => {}
         }
         fold_membership(tx, ch, seq, body)?;
         Ok(())
     }
+}
+
+/// A hold's scope as stored and shown.
+pub fn hold_scope(scope: events::HoldScope) -> &'static str {
+    match scope {
+        events::HoldScope::Workspace => "workspace",
+        events::HoldScope::Channel => "channel",
+        events::HoldScope::User => "user",
+        events::HoldScope::Unspecified => "unspecified",
+    }
+}
+
+/// A retention policy as stored: `channel_id` empty for the workspace's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetentionView {
+    pub channel_id: String,
+    pub days: u32,
+    pub max_age_secs: u64,
+    pub set_ms: i64,
+    pub set_by: String,
+}
+
+/// The retention policies of workspace `ws` (its default first).
+pub fn retention_of(conn: &Connection, ws: &str) -> rusqlite::Result<Vec<RetentionView>> {
+    conn.prepare_cached(
+        "SELECT channel_id, days, max_age_secs, set_ms, set_by FROM retention
+         WHERE workspace_id = ?1 ORDER BY channel_id",
+    )?
+    .query_map([ws], |r| {
+        Ok(RetentionView {
+            channel_id: r.get(0)?,
+            days: r.get(1)?,
+            max_age_secs: r.get::<_, i64>(2)? as u64,
+            set_ms: r.get(3)?,
+            set_by: r.get(4)?,
+        })
+    })?
+    .collect()
+}
+
+/// Workspaces with any retention policy.
+pub fn workspaces_with_retention(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached("SELECT DISTINCT workspace_id FROM retention ORDER BY workspace_id")?
+        .query_map([], |r| r.get(0))?
+        .collect()
+}
+
+/// Every channel of workspace `ws` (DMs included).
+pub fn channel_ids_of_workspace(conn: &Connection, ws: &str) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached("SELECT id FROM channels WHERE workspace_id = ?1 ORDER BY id")?
+        .query_map([ws], |r| r.get(0))?
+        .collect()
+}
+
+/// A legal hold in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HoldView {
+    pub id: String,
+    pub scope: String,
+    /// The channel or user held; empty for the workspace.
+    pub target_id: String,
+    pub reason: String,
+    pub placed_ms: i64,
+    pub placed_by: String,
+}
+
+/// The holds in force in workspace `ws`.
+pub fn holds_of(conn: &Connection, ws: &str) -> rusqlite::Result<Vec<HoldView>> {
+    conn.prepare_cached(
+        "SELECT id, scope, target_id, reason, placed_ms, placed_by FROM legal_holds
+         WHERE workspace_id = ?1 ORDER BY id",
+    )?
+    .query_map([ws], |r| {
+        Ok(HoldView {
+            id: r.get(0)?,
+            scope: r.get(1)?,
+            target_id: r.get(2)?,
+            reason: r.get(3)?,
+            placed_ms: r.get(4)?,
+            placed_by: r.get(5)?,
+        })
+    })?
+    .collect()
+}
+
+/// The holds of `ws` as decisions use them.
+pub fn holds(
+    conn: &Connection,
+    ws: &str,
+) -> rusqlite::Result<switchboard_core::commands::retention::Holds> {
+    let mut h = switchboard_core::commands::retention::Holds::default();
+    for v in holds_of(conn, ws)? {
+        match v.scope.as_str() {
+            "workspace" => h.workspace = true,
+            "channel" => {
+                h.channels.insert(v.target_id);
+            }
+            "user" => {
+                h.users.insert(v.target_id);
+            }
+            _ => {}
+        }
+    }
+    Ok(h)
 }
 
 /// The name of the token a user is created with.

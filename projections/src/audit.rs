@@ -26,8 +26,15 @@
 //! - `export_made`: an export of the workspace's events (the command line's
 //!   has no actor), with its window, positions and chain head.
 //!
-//! Retention, legal-hold and erasure events do not exist yet: they get
-//! their arms in [`audit_of`] (see the marked place) when they land.
+//! - retention, legal holds and erasures: `retention_set` (channel, or
+//!   none for the workspace's default; `days` and `scope` in the detail),
+//!   `legal_hold_placed` (the held user in `target_user_id`, the held
+//!   channel in `channel_id`; `hold_id`, `scope`, `target_id` and `reason`
+//!   in the detail), `legal_hold_lifted` (the same target as the hold's,
+//!   read from a helper table; `hold_id` in the detail) and
+//!   `content_erased` (the channel; the user when the erasure names one
+//!   author; `reason`, `policy`, `before_ts_ms`, `through_channel_seq`,
+//!   `author_ids`, `except_author_ids` and the number of keys destroyed).
 //!
 //! Invariants: the fold is pure (rows depend on the events only); one row
 //! per audited event, keyed by its stream sequence, so a page ordered by
@@ -68,6 +75,10 @@ pub const ACTIONS: &[&str] = &[
     "member_removed",
     "message_deleted_by_other",
     "export_made",
+    "retention_set",
+    "legal_hold_placed",
+    "legal_hold_lifted",
+    "content_erased",
 ];
 
 impl Projector for Audit {
@@ -76,6 +87,7 @@ impl Projector for Audit {
         ("audit", "seq"),
         ("audit_channels", "workspace_id, channel_id"),
         ("audit_authors", "workspace_id, message_id"),
+        ("audit_holds", "workspace_id, hold_id"),
     ];
 
     fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -107,6 +119,14 @@ impl Projector for Audit {
                  message_id TEXT NOT NULL,
                  author_id TEXT NOT NULL,
                  PRIMARY KEY (workspace_id, message_id)
+             ) WITHOUT ROWID;
+             -- Each legal hold's scope and target, for the entry of its lift.
+             CREATE TABLE IF NOT EXISTS audit_holds (
+                 workspace_id TEXT NOT NULL,
+                 hold_id TEXT NOT NULL,
+                 scope TEXT NOT NULL,
+                 target_id TEXT NOT NULL,
+                 PRIMARY KEY (workspace_id, hold_id)
              ) WITHOUT ROWID;",
         )
     }
@@ -167,6 +187,18 @@ impl Projector for Audit {
                 )?
                 .execute(params![ws, d.message_id])?;
             }
+            Body::LegalHoldPlaced(h) if on_ws => {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO audit_holds (workspace_id, hold_id, scope, target_id)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    ws,
+                    h.hold_id,
+                    hold_scope(h.scope),
+                    h.target_id
+                ])?;
+            }
             _ => {}
         }
         Ok(())
@@ -201,6 +233,34 @@ impl Entry {
             message_id: String::new(),
             detail: json!({}),
         }
+    }
+}
+
+/// A legal hold's scope as the audit names it.
+fn hold_scope(scope: i32) -> &'static str {
+    use switchboard_core::events::HoldScope;
+    match HoldScope::try_from(scope) {
+        Ok(HoldScope::Workspace) => "workspace",
+        Ok(HoldScope::Channel) => "channel",
+        Ok(HoldScope::User) => "user",
+        _ => "unknown",
+    }
+}
+
+/// A hold's entry: a user hold targets the user, a channel hold the
+/// channel, a workspace hold neither.
+fn hold_entry(action: &'static str, scope: &str, target: &str, detail: serde_json::Value) -> Entry {
+    let (user, channel) = match scope {
+        "user" => (target, ""),
+        "channel" => ("", target),
+        _ => ("", ""),
+    };
+    Entry {
+        action,
+        target_user_id: user.to_string(),
+        channel_id: channel.to_string(),
+        message_id: String::new(),
+        detail,
     }
 }
 
@@ -334,9 +394,61 @@ fn audit_of(
                 "chain_head": x.chain_head,
             }),
         },
-        // Retention and legal-hold changes and erasures are audited here
-        // once their events exist (issue 10 item 7): one arm each, on the
-        // subject their decision is appended to.
+        // ----- retention, legal holds, erasure -----
+        Body::RetentionSet(r) if on_ws => Entry {
+            action: "retention_set",
+            target_user_id: String::new(),
+            channel_id: r.channel_id.clone(),
+            message_id: String::new(),
+            detail: json!({
+                "scope": if r.channel_id.is_empty() { "workspace" } else { "channel" },
+                "days": r.days,
+                "max_age_secs": r.max_age_secs,
+            }),
+        },
+        Body::LegalHoldPlaced(h) if on_ws => {
+            let scope = hold_scope(h.scope);
+            hold_entry(
+                "legal_hold_placed",
+                scope,
+                &h.target_id,
+                json!({"hold_id": h.hold_id, "scope": scope, "target_id": h.target_id,
+                       "reason": h.reason}),
+            )
+        }
+        Body::LegalHoldLifted(h) if on_ws => {
+            let held: Option<(String, String)> = tx
+                .prepare_cached(
+                    "SELECT scope, target_id FROM audit_holds WHERE workspace_id = ?1 AND hold_id = ?2",
+                )?
+                .query_row(params![ws, h.hold_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let (scope, target) = held.unwrap_or_else(|| ("unknown".into(), String::new()));
+            hold_entry(
+                "legal_hold_lifted",
+                &scope,
+                &target,
+                json!({"hold_id": h.hold_id, "scope": scope, "target_id": target}),
+            )
+        }
+        Body::ContentErased(e) if on_channel => Entry {
+            action: "content_erased",
+            target_user_id: match e.author_ids.as_slice() {
+                [one] => one.clone(),
+                _ => String::new(),
+            },
+            channel_id: env.channel_id.clone(),
+            message_id: String::new(),
+            detail: json!({
+                "reason": crate::history::erasure_reason(e.reason),
+                "policy": e.policy,
+                "before_ts_ms": e.before_ts_ms,
+                "through_channel_seq": e.through_channel_seq,
+                "author_ids": e.author_ids,
+                "except_author_ids": e.except_author_ids,
+                "keys_destroyed": e.key_refs.len(),
+            }),
+        },
         _ => return Ok(None),
     };
     Ok(Some(entry))

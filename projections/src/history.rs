@@ -9,29 +9,100 @@
 //! message that arrives after the tombstone is stored already scrubbed. A
 //! tombstone also drops the message's reactions and its pin; a deleted
 //! thread root keeps its replies.
+//!
+//! An erasure (`ContentErased`, README "Erasure in the read models")
+//! scrubs every message of its channel it covers exactly as a tombstone
+//! does, files included, but marks it `erased` rather than `deleted` (the
+//! stored event bodies get `"erased": true` where a tombstone sets
+//! `"deleted": true`). A post or edit whose text could not be opened
+//! (`is_erased()`, its key destroyed) is stored already scrubbed and
+//! erased; its erasure, folded after it, marks its files. Either way the
+//! final rows are the same: live (text, then the erasure) and rebuilt
+//! (erased text, then the erasure) yield one checksum.
 
 use crate::runner::Projector;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use switchboard_core::events::{Body, Envelope, Mentions};
 use switchboard_streams::subjects;
 
 pub struct History;
+
+/// Stores a channel event: a post or edit body scrubbed when it arrives
+/// erased (?9) or its message is deleted or erased already.
+static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT OR IGNORE INTO events
+             (channel_id, seq, stream_seq, type, ts_ms, actor_id, message_id, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,
+             CASE WHEN ?4 IN ('message_posted', 'message_edited')
+                       AND (?9 OR EXISTS (SELECT 1 FROM messages WHERE id = ?7
+                                          AND (deleted = 1 OR erased <> 0)))
+                  THEN {}
+                  ELSE ?8 END)",
+        scrubbed_body(
+            "?8",
+            "EXISTS (SELECT 1 FROM messages WHERE id = ?7 AND deleted = 1)",
+            "?9 OR EXISTS (SELECT 1 FROM messages WHERE id = ?7 AND erased <> 0)",
+        )
+    )
+});
+
+/// Rewrites message ?1's stored posts and edits scrubbed (see [`scrub_events`]).
+static SCRUB_EVENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE events SET body = {}
+         WHERE message_id = ?1 AND type IN ('message_posted', 'message_edited')",
+        scrubbed_body(
+            "body",
+            "EXISTS (SELECT 1 FROM messages WHERE id = ?1 AND deleted = 1)",
+            "EXISTS (SELECT 1 FROM messages WHERE id = ?1 AND erased <> 0)",
+        )
+    )
+});
 
 /// The schema's version (`PRAGMA user_version`). A file written by an
 /// older version is emptied and refolded from the log when opened: the
 /// read model is a cache of the log, and the fold of the new version must
 /// see every event again (a replay is what `switchboard rebuild` proves
 /// equal).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// How many repliers a thread root lists (the first distinct ones).
 pub const REPLY_USERS: i64 = 5;
 
 /// The stored form of "mentions nobody" (also what a tombstone leaves).
 const NO_MENTIONS: &str = r#"{"channel":false,"here":false,"user_ids":[]}"#;
+
+/// `messages.erased`: not erased.
+const NOT_ERASED: i64 = 0;
+/// `messages.erased`: erased, and the `ContentErased` covering it folded.
+const ERASED: i64 = 1;
+/// `messages.erased`: its post arrived erased (its key destroyed) and no
+/// `ContentErased` covering it has been folded yet (which marks its files
+/// deleted; a live fold marks them at the same event).
+const ERASED_UNANNOUNCED: i64 = 2;
+
+/// The scrubbed form of a stored post or edit body `body`: no text, no
+/// mentions, and `"deleted": true` when `deleted`, `"erased": true` when
+/// `erased` (SQL expressions), always in that order whatever order the
+/// delete and the erasure were folded in, so the stored JSON is the same.
+fn scrubbed_body(body: &str, deleted: &str, erased: &str) -> String {
+    let base = format!(
+        "json_set(json_remove({body}, '$.deleted', '$.erased'), '$.text', '', \
+         '$.mentions', json('{NO_MENTIONS}'))"
+    );
+    format!(
+        "(CASE WHEN ({deleted}) AND ({erased})
+                   THEN json_set({base}, '$.deleted', json('true'), '$.erased', json('true'))
+              WHEN ({deleted}) THEN json_set({base}, '$.deleted', json('true'))
+              WHEN ({erased}) THEN json_set({base}, '$.erased', json('true'))
+              ELSE {base} END)"
+    )
+}
 
 impl Projector for History {
     const NAME: &'static str = "history";
@@ -41,6 +112,7 @@ impl Projector for History {
         ("reactions", "message_id, emoji, user_id"),
         ("files", "id"),
     ];
+    const HOLDS_TEXT: bool = true;
 
     fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         crate::runner::refold_if_older(
@@ -85,7 +157,8 @@ impl Projector for History {
                  latest_reply_ms INTEGER,
                  reply_user_ids TEXT NOT NULL DEFAULT '[]',
                  mentions TEXT NOT NULL,
-                 pinned_seq INTEGER
+                 pinned_seq INTEGER,
+                 erased INTEGER NOT NULL DEFAULT 0
              );
              CREATE UNIQUE INDEX IF NOT EXISTS messages_by_seq ON messages (channel_id, seq);
              CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client
@@ -95,6 +168,12 @@ impl Projector for History {
                  WHERE thread_root_id IS NOT NULL;
              CREATE INDEX IF NOT EXISTS messages_pinned ON messages (channel_id, pinned_seq)
                  WHERE pinned_seq IS NOT NULL;
+             -- What an erasure may still have to do (erased <> 1): by
+             -- time, and by author and time (a user's erasure).
+             CREATE INDEX IF NOT EXISTS messages_to_erase ON messages (channel_id, ts_ms)
+                 WHERE erased <> 1;
+             CREATE INDEX IF NOT EXISTS messages_to_erase_by_sender
+                 ON messages (channel_id, sender_id, ts_ms) WHERE erased <> 1;
              -- seq: the channel seq of the reaction's event (first-reacted order).
              CREATE TABLE IF NOT EXISTS reactions (
                  message_id TEXT NOT NULL,
@@ -139,21 +218,17 @@ impl Projector for History {
         let Some(body) = &env.body else { return Ok(()) };
         let ch = env.channel_id.as_str();
         let (message_id, payload) = event_body(body);
+        let arrived_erased = match body {
+            Body::MessagePosted(b) => b.is_erased(),
+            Body::MessageEdited(b) => b.is_erased(),
+            _ => false,
+        };
         // An event carrying text for a message already tombstoned (an edit
-        // that raced the delete) is stored scrubbed, the same way the
-        // tombstone scrubs the events before it, so the text never reaches
-        // the file in any order of edit and delete.
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO events
-                 (channel_id, seq, stream_seq, type, ts_ms, actor_id, message_id, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,
-                 CASE WHEN ?4 IN ('message_posted', 'message_edited')
-                           AND EXISTS (SELECT 1 FROM messages WHERE id = ?7 AND deleted = 1)
-                      THEN json_set(?8, '$.text', '', '$.deleted', json('true'),
-                                    '$.mentions', json(?9))
-                      ELSE ?8 END)",
-        )?
-        .execute(params![
+        // that raced the delete) or erased is stored scrubbed, the same way
+        // the tombstone or erasure scrubs the events before it, so the text
+        // never reaches the file in any order of edit, delete and erasure;
+        // a post or edit that arrives erased is stored scrubbed and erased.
+        tx.prepare_cached(&INSERT_EVENT)?.execute(params![
             ch,
             env.channel_seq as i64,
             stream_seq as i64,
@@ -162,7 +237,7 @@ impl Projector for History {
             env.actor_id,
             message_id,
             payload.to_string(),
-            NO_MENTIONS
+            arrived_erased
         ])?;
         match body {
             Body::MessagePosted(b) => {
@@ -171,20 +246,30 @@ impl Projector for History {
                 // OR IGNORE: a second post with the same client_msg_id (only
                 // possible if a retry raced past the de-dup window) keeps the
                 // first as the message; its event stays in `events`.
+                // A post that arrives erased is stored as its erasure leaves
+                // a live one: no text, attachments or mentions (its files
+                // are still attached below, for the erasure to mark).
+                let erased = b.is_erased();
+                let mentions = if erased {
+                    NO_MENTIONS.to_string()
+                } else {
+                    mentions_json(b.mentions.as_ref()).to_string()
+                };
                 let inserted = tx
                     .prepare_cached(
                         "INSERT OR IGNORE INTO messages
                              (id, channel_id, seq, ts_ms, sender_id, text, thread_root_id,
-                              client_msg_id, attachments, also_in_channel, mentions)
+                              client_msg_id, attachments, also_in_channel, mentions, erased)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                             CASE WHEN ?12 <> 0 THEN '[]' ELSE
                              (SELECT json_group_array(json_object('id', id, 'name', name,
                                          'size', size, 'content_type', content_type))
                               FROM (SELECT f.* FROM json_each(?9) j
                                     JOIN files f ON f.id = j.value
                                     WHERE f.channel_id = ?2 AND f.uploader_id = ?5
                                       AND f.message_id IS NULL AND f.deleted_seq IS NULL
-                                    ORDER BY j.key)),
-                             ?10, ?11)",
+                                    ORDER BY j.key)) END,
+                             ?10, ?11, ?12)",
                     )?
                     .execute(params![
                         b.message_id,
@@ -192,12 +277,17 @@ impl Projector for History {
                         env.channel_seq as i64,
                         env.ts_ms,
                         env.actor_id,
-                        b.text,
+                        if erased { "" } else { b.text.as_str() },
                         root,
                         client,
                         json!(b.attachment_ids).to_string(),
                         root.is_some() && b.also_send_to_channel,
-                        mentions_json(b.mentions.as_ref()).to_string()
+                        mentions,
+                        if erased {
+                            ERASED_UNANNOUNCED
+                        } else {
+                            NOT_ERASED
+                        }
                     ])?;
                 if inserted == 1 && !b.attachment_ids.is_empty() {
                     tx.prepare_cached(
@@ -238,15 +328,23 @@ impl Projector for History {
                 }
             }
             Body::MessageEdited(b) => {
+                // An erased edit, or an edit of an erased message, still
+                // marks the message edited; its text goes nowhere. (An
+                // erased edit of a message not yet erased keeps the text
+                // the row has until the erasure scrubs it.)
                 tx.prepare_cached(
-                    "UPDATE messages SET text = ?2, edited_ms = ?3, mentions = ?4
+                    "UPDATE messages SET
+                         text = CASE WHEN ?5 OR erased <> 0 THEN text ELSE ?2 END,
+                         edited_ms = ?3,
+                         mentions = CASE WHEN ?5 OR erased <> 0 THEN mentions ELSE ?4 END
                      WHERE id = ?1 AND deleted = 0",
                 )?
                 .execute(params![
                     b.message_id,
                     b.text,
                     env.ts_ms,
-                    mentions_json(b.mentions.as_ref()).to_string()
+                    mentions_json(b.mentions.as_ref()).to_string(),
+                    b.is_erased()
                 ])?;
             }
             Body::MessageDeleted(b) => {
@@ -262,12 +360,7 @@ impl Projector for History {
                 )?
                 .execute(params![b.message_id, stream_seq as i64])?;
                 // Keep in step with the scrub in the INSERT INTO events above.
-                tx.prepare_cached(
-                    "UPDATE events SET body = json_set(body, '$.text', '', '$.deleted', json('true'),
-                                                       '$.mentions', json(?2))
-                     WHERE message_id = ?1 AND type IN ('message_posted', 'message_edited')",
-                )?
-                .execute(params![b.message_id, NO_MENTIONS])?;
+                scrub_events(tx, &b.message_id)?;
                 tx.prepare_cached("DELETE FROM reactions WHERE message_id = ?1")?
                     .execute([&b.message_id])?;
             }
@@ -276,7 +369,7 @@ impl Projector for History {
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO reactions (message_id, emoji, user_id, seq)
                      SELECT ?1, ?2, ?3, ?4 WHERE EXISTS
-                         (SELECT 1 FROM messages WHERE id = ?1 AND deleted = 0)",
+                         (SELECT 1 FROM messages WHERE id = ?1 AND deleted = 0 AND erased = 0)",
                 )?
                 .execute(params![
                     b.message_id,
@@ -295,7 +388,8 @@ impl Projector for History {
                 // A pin keeps its first seq (the pin list is newest first).
                 tx.prepare_cached(
                     "UPDATE messages SET pinned_seq = ?3
-                     WHERE id = ?1 AND channel_id = ?2 AND deleted = 0 AND pinned_seq IS NULL",
+                     WHERE id = ?1 AND channel_id = ?2 AND deleted = 0 AND erased = 0
+                       AND pinned_seq IS NULL",
                 )?
                 .execute(params![b.message_id, ch, env.channel_seq as i64])?;
             }
@@ -331,10 +425,78 @@ impl Projector for History {
                     env.ts_ms
                 ])?;
             }
+            Body::ContentErased(e) => erase(tx, ch, stream_seq, e)?,
             _ => {}
         }
         Ok(())
     }
+}
+
+/// Rewrites the stored post and edit events of `message_id` scrubbed, as
+/// its row says it is (deleted, erased).
+fn scrub_events(tx: &Transaction<'_>, message_id: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(&SCRUB_EVENTS)?.execute([message_id])?;
+    Ok(())
+}
+
+/// A `ContentErased` on channel `ch`: every message of the channel it
+/// covers, not yet erased by an erasure, is scrubbed as a tombstone
+/// scrubs (text, mentions, attachments, stored events, reactions, pin; its
+/// files marked deleted at this stream seq for the reaper) and marked
+/// erased. The candidates come from an index of the channel's messages
+/// not yet erased, by time (or by author and time when the erasure names
+/// authors): the cost follows the covered messages (plus the held
+/// authors' ones in the window), not the channel's size.
+fn erase(
+    tx: &Transaction<'_>,
+    ch: &str,
+    stream_seq: u64,
+    e: &switchboard_core::events::ContentErased,
+) -> rusqlite::Result<()> {
+    type Candidate = (String, i64, i64, String);
+    let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Candidate> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    };
+    let mut candidates: Vec<Candidate> = Vec::new();
+    if e.author_ids.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, seq, ts_ms, sender_id FROM messages INDEXED BY messages_to_erase
+             WHERE channel_id = ?1 AND ts_ms < ?2 AND erased <> 1",
+        )?;
+        for c in stmt.query_map(params![ch, e.before_ts_ms], row)? {
+            candidates.push(c?);
+        }
+    } else {
+        let authors: std::collections::BTreeSet<&String> = e.author_ids.iter().collect();
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, seq, ts_ms, sender_id FROM messages INDEXED BY messages_to_erase_by_sender
+             WHERE channel_id = ?1 AND sender_id = ?2 AND ts_ms < ?3 AND erased <> 1",
+        )?;
+        for author in authors {
+            for c in stmt.query_map(params![ch, author, e.before_ts_ms], row)? {
+                candidates.push(c?);
+            }
+        }
+    }
+    for (id, seq, ts_ms, sender) in candidates {
+        if !e.covers(seq.max(0) as u64, ts_ms, &sender) {
+            continue;
+        }
+        tx.prepare_cached(
+            "UPDATE messages SET text = '', erased = ?2, attachments = '[]', mentions = ?3,
+                 pinned_seq = NULL
+             WHERE id = ?1",
+        )?
+        .execute(params![id, ERASED, NO_MENTIONS])?;
+        tx.prepare_cached(
+            "UPDATE files SET deleted_seq = ?2 WHERE message_id = ?1 AND deleted_seq IS NULL",
+        )?
+        .execute(params![id, stream_seq as i64])?;
+        scrub_events(tx, &id)?;
+        tx.prepare_cached("DELETE FROM reactions WHERE message_id = ?1")?
+            .execute([&id])?;
+    }
+    Ok(())
 }
 
 /// The JSON of a message's mentions, as stored and as served.
@@ -345,7 +507,25 @@ pub fn mentions_json(m: Option<&Mentions>) -> serde_json::Value {
 
 /// The event-specific part of an `/events` entry, and the message it
 /// concerns (if any).
+///
+/// A post or edit that arrives erased (its key destroyed) is given as
+/// history stores it: no text, no mentions, `"erased": true`.
 pub fn event_body(body: &Body) -> (Option<&str>, serde_json::Value) {
+    let erased = match body {
+        Body::MessagePosted(b) => b.is_erased(),
+        Body::MessageEdited(b) => b.is_erased(),
+        _ => false,
+    };
+    let (id, mut value) = event_body_of(body);
+    if erased {
+        value["text"] = json!("");
+        value["mentions"] = mentions_json(None);
+        value["erased"] = json!(true);
+    }
+    (id, value)
+}
+
+fn event_body_of(body: &Body) -> (Option<&str>, serde_json::Value) {
     match body {
         Body::MessagePosted(b) => (
             Some(&b.message_id),
@@ -385,12 +565,29 @@ pub fn event_body(body: &Body) -> (Option<&str>, serde_json::Value) {
         Body::ChannelRenamed(b) => (None, json!({"name": b.name})),
         Body::ChannelTopicSet(b) => (None, json!({"topic": b.topic})),
         Body::FileExpired(b) => (None, json!({"file_id": b.file_id})),
+        Body::ContentErased(b) => (
+            None,
+            json!({"reason": erasure_reason(b.reason), "policy": b.policy,
+                   "before_ts_ms": b.before_ts_ms, "author_ids": b.author_ids,
+                   "except_author_ids": b.except_author_ids,
+                   "through_channel_seq": b.through_channel_seq}),
+        ),
         Body::FileUploaded(b) => (
             None,
             json!({"file_id": b.file_id, "name": b.name, "size": b.size,
                    "content_type": b.content_type, "sha256": b.sha256}),
         ),
         _ => (None, json!({})),
+    }
+}
+
+/// An erasure's reason as the API names it.
+pub fn erasure_reason(reason: i32) -> &'static str {
+    use switchboard_core::events::ErasureReason;
+    match ErasureReason::try_from(reason) {
+        Ok(ErasureReason::Retention) => "retention",
+        Ok(ErasureReason::UserRequest) => "user_request",
+        _ => "unspecified",
     }
 }
 
@@ -429,6 +626,10 @@ pub struct MessageRow {
     pub reply_user_ids: Vec<String>,
     pub mentions: MentionsRow,
     pub pinned: bool,
+    /// The text was erased (retention, right to erasure): `text` is empty,
+    /// as for a deleted message, but the message was not deleted. A view
+    /// shows it as `"erased": true`.
+    pub erased: bool,
 }
 
 /// A file as a message shows it.
@@ -529,6 +730,28 @@ pub fn deleted_files(
     rows.collect()
 }
 
+/// Files deleted at a position after `(after_seq, after_id)` in
+/// `(deleted_seq, id)` order, at most `limit`: as [`deleted_files`], but a
+/// keyset that never stalls when more than `limit` files share one
+/// `deleted_seq` (an erasure marks every covered message's files at its
+/// own stream seq).
+pub fn deleted_files_after(
+    conn: &Connection,
+    after_seq: u64,
+    after_id: &str,
+    limit: u32,
+) -> rusqlite::Result<Vec<(u64, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT deleted_seq, id FROM files
+         WHERE deleted_seq IS NOT NULL AND (deleted_seq, id) > (?1, ?2)
+         ORDER BY deleted_seq, id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![after_seq as i64, after_id, limit], |r| {
+        Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?))
+    })?;
+    rows.collect()
+}
+
 /// Who a message mentions (resolved when it was posted or last edited).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct MentionsRow {
@@ -548,7 +771,7 @@ pub struct EventRow {
 
 const MSG_COLS: &str = "id, channel_id, seq, ts_ms, sender_id, text, thread_root_id, reply_count,
      edited_ms, deleted, client_msg_id, attachments, also_in_channel, latest_reply_ms,
-     reply_user_ids, mentions, pinned_seq IS NOT NULL";
+     reply_user_ids, mentions, pinned_seq IS NOT NULL, erased <> 0";
 
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     let attachments: String = r.get(11)?;
@@ -573,6 +796,7 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         reply_user_ids: serde_json::from_str(&repliers).unwrap_or_default(),
         mentions: serde_json::from_str(&mentions).unwrap_or_default(),
         pinned: r.get(16)?,
+        erased: r.get(17)?,
     })
 }
 

@@ -28,6 +28,16 @@
 //! passed it) → `acked` (the user dismissed it), or to `withdrawn` (the
 //! message was deleted, an edit took away the reason, the user left the
 //! channel). `withdrawn` is final.
+//!
+//! An erasure (`ContentErased`) deletes every notification of the messages
+//! of its channel it covers, whatever their state, and a post whose text
+//! arrives erased (`is_erased()`) notifies nobody (its message row and
+//! thread participation are kept: replies to it still notify). Why delete
+//! rather than withdraw: who is told, and why, was partly decided from the
+//! text (keywords, and the reason ranked first among several), which an
+//! erased post no longer has, so the only state both fold orders (text
+//! then erasure; erased text then erasure) reach alike is "none". An
+//! edit that arrives erased, or of an erased message, changes nothing.
 
 use crate::acl::{fold_membership, MembershipChange, MEMBERS_SCHEMA};
 use crate::runner::Projector;
@@ -50,7 +60,7 @@ pub const CHANNEL_MENTION_CAP: i64 = 1_000;
 
 /// The schema's version (`PRAGMA user_version`); an older file is emptied
 /// and refolded.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// A user's notification preferences (the last `UserPreferencesSet`, or
 /// the defaults: no DND, UTC, no keywords).
@@ -117,6 +127,7 @@ impl Projector for Notifications {
         ("channel_prefs", "channel_id, user_id"),
         ("read_markers", "user_id, channel_id, thread_root_id"),
     ];
+    const HOLDS_TEXT: bool = true;
 
     fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         crate::runner::refold_if_older(
@@ -180,8 +191,15 @@ impl Projector for Notifications {
                  thread_root_id TEXT,
                  in_channel INTEGER NOT NULL,
                  client_msg_id TEXT,
-                 deleted INTEGER NOT NULL DEFAULT 0
+                 deleted INTEGER NOT NULL DEFAULT 0,
+                 erased INTEGER NOT NULL DEFAULT 0
              ) WITHOUT ROWID;
+             -- An erasure's candidates: not yet erased, by time (and by
+             -- author and time).
+             CREATE INDEX IF NOT EXISTS messages_to_erase ON messages (channel_id, ts_ms)
+                 WHERE erased = 0;
+             CREATE INDEX IF NOT EXISTS messages_to_erase_by_sender
+                 ON messages (channel_id, sender_id, ts_ms) WHERE erased = 0;
              CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client
                  ON messages (channel_id, sender_id, client_msg_id)
                  WHERE client_msg_id IS NOT NULL;
@@ -291,8 +309,8 @@ impl Projector for Notifications {
                     .prepare_cached(
                         "INSERT OR IGNORE INTO messages
                              (id, channel_id, seq, ts_ms, sender_id, thread_root_id,
-                              in_channel, client_msg_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                              in_channel, client_msg_id, erased)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     )?
                     .execute(params![
                         post.message_id,
@@ -302,12 +320,17 @@ impl Projector for Notifications {
                         post.sender,
                         post.root,
                         post.in_channel,
-                        client
+                        client,
+                        b.is_erased()
                     ])?;
                 if inserted == 0 {
                     return Ok(());
                 }
-                let told = recipients(tx, &post, &b.text, b.mentions.as_ref())?;
+                let told = if b.is_erased() {
+                    BTreeMap::new()
+                } else {
+                    recipients(tx, &post, &b.text, b.mentions.as_ref())?
+                };
                 for (user, kind) in &told {
                     insert(
                         tx,
@@ -326,7 +349,9 @@ impl Projector for Notifications {
                     .execute(params![root, post.sender])?;
                 }
             }
+            Body::MessageEdited(b) if b.is_erased() => {}
             Body::MessageEdited(b) => edit(tx, env, stream_seq, b)?,
+            Body::ContentErased(e) => erase(tx, ch, e)?,
             Body::MessageDeleted(b) => {
                 tx.prepare_cached("UPDATE messages SET deleted = 1 WHERE id = ?1")?
                     .execute([&b.message_id])?;
@@ -559,6 +584,51 @@ fn recipients(
     Ok(told)
 }
 
+/// A `ContentErased` on channel `ch`: the messages it covers are marked
+/// erased and their notifications deleted. Candidates come from the
+/// channel's messages not yet erased, by time (or by author and time).
+fn erase(
+    tx: &Transaction<'_>,
+    ch: &str,
+    e: &switchboard_core::events::ContentErased,
+) -> rusqlite::Result<()> {
+    type Candidate = (String, i64, i64, String);
+    let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Candidate> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    };
+    let mut candidates: Vec<Candidate> = Vec::new();
+    if e.author_ids.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, seq, ts_ms, sender_id FROM messages INDEXED BY messages_to_erase
+             WHERE channel_id = ?1 AND ts_ms < ?2 AND erased = 0",
+        )?;
+        for c in stmt.query_map(params![ch, e.before_ts_ms], row)? {
+            candidates.push(c?);
+        }
+    } else {
+        let authors: BTreeSet<&String> = e.author_ids.iter().collect();
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, seq, ts_ms, sender_id FROM messages INDEXED BY messages_to_erase_by_sender
+             WHERE channel_id = ?1 AND sender_id = ?2 AND ts_ms < ?3 AND erased = 0",
+        )?;
+        for author in authors {
+            for c in stmt.query_map(params![ch, author, e.before_ts_ms], row)? {
+                candidates.push(c?);
+            }
+        }
+    }
+    for (id, seq, ts_ms, sender) in candidates {
+        if !e.covers(seq.max(0) as u64, ts_ms, &sender) {
+            continue;
+        }
+        tx.prepare_cached("UPDATE messages SET erased = 1 WHERE id = ?1")?
+            .execute([&id])?;
+        tx.prepare_cached("DELETE FROM notifications WHERE message_id = ?1")?
+            .execute([&id])?;
+    }
+    Ok(())
+}
+
 /// An edit: the text of the message's notifications follows it; a
 /// notification whose user no longer has any reason is withdrawn; a user
 /// the new text gives a reason (a new mention, `@here`, `@channel`, a
@@ -573,7 +643,7 @@ fn edit(
     let facts: Option<Facts> = tx
         .prepare_cached(
             "SELECT channel_id, seq, ts_ms, sender_id, thread_root_id, in_channel
-             FROM messages WHERE id = ?1 AND deleted = 0",
+             FROM messages WHERE id = ?1 AND deleted = 0 AND erased = 0",
         )?
         .query_row([&b.message_id], |r| {
             Ok((

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use switchboard_core::events::Envelope;
+use switchboard_core::events::{Body, Envelope};
 use switchboard_streams::{Log, LogError, LogEvent, ReplayStream};
 use tokio::sync::mpsc;
 use tokio::sync::watch;
@@ -36,8 +36,27 @@ pub trait Projector: Send + Sync + 'static {
     /// The tables (and their ORDER BY) that make up the read model, for
     /// checksums. The checkpoint table is not part of it.
     const TABLES: &'static [(&'static str, &'static str)];
+    /// Whether the model stores message text. Its writer then runs with
+    /// `PRAGMA secure_delete=ON` (what a fold overwrites or deletes is
+    /// zeroed in the file, not left in free space), and a batch that erased
+    /// text ([`Projector::erases_text`]) is purged from the files after it
+    /// commits (see [`apply_batch`]).
+    const HOLDS_TEXT: bool = false;
     /// Creates the schema; idempotent.
     fn migrate(conn: &Connection) -> rusqlite::Result<()>;
+    /// Whether folding `env` erased message text from the model (a
+    /// `ContentErased`, for a model that [holds text](Projector::HOLDS_TEXT)).
+    fn erases_text(env: &Envelope) -> bool {
+        Self::HOLDS_TEXT && matches!(env.body, Some(Body::ContentErased(_)))
+    }
+    /// Runs after a batch that erased text committed, before the WAL is
+    /// checkpointed and truncated: whatever else the model must do so the
+    /// erased text leaves its files (e.g. merging an FTS5 index, whose old
+    /// segments still hold the erased terms). Must not change what the
+    /// model's [`Projector::TABLES`] hold.
+    fn after_erasure(_conn: &Connection) -> rusqlite::Result<()> {
+        Ok(())
+    }
     /// Folds one event. Must depend only on the rows and the event (no
     /// clock, no randomness) so a replay yields the same rows.
     fn apply(
@@ -213,7 +232,9 @@ fn read_checkpoint(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
 /// Applies `batch` and moves the checkpoint, in one transaction. Events at
 /// or below the checkpoint (already applied, possibly by another process)
 /// are skipped. Returns the new checkpoint; on error nothing of the batch
-/// is applied (the transaction rolls back when dropped).
+/// is applied (the transaction rolls back when dropped). When the batch
+/// erased text ([`Projector::erases_text`]), the erased text is then
+/// purged from the model's files (see `purge_erased`).
 ///
 /// Public so that a benchmark's baseline folds with exactly the runner's
 /// statements and commits, minus the log (`switchboard-bench rebuild`).
@@ -223,18 +244,22 @@ pub fn apply_batch<P: Projector>(
 ) -> Result<u64, BatchError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut checkpoint = read_checkpoint(&tx, P::NAME)?;
+    let mut erased = false;
     for ev in batch {
         if ev.stream_seq <= checkpoint {
             continue;
         }
         match &ev.envelope {
-            Some(env) => P::apply(&tx, ev.stream_seq, &ev.subject, env).map_err(|source| {
-                BatchError::Fold {
-                    stream_seq: ev.stream_seq,
-                    subject: ev.subject.clone(),
-                    source,
-                }
-            })?,
+            Some(env) => {
+                P::apply(&tx, ev.stream_seq, &ev.subject, env).map_err(|source| {
+                    BatchError::Fold {
+                        stream_seq: ev.stream_seq,
+                        subject: ev.subject.clone(),
+                        source,
+                    }
+                })?;
+                erased |= P::erases_text(env);
+            }
             None => tracing::warn!(
                 projector = P::NAME,
                 seq = ev.stream_seq,
@@ -250,7 +275,46 @@ pub fn apply_batch<P: Projector>(
         rusqlite::params![P::NAME, checkpoint as i64],
     )?;
     tx.commit()?;
+    if erased {
+        purge_erased::<P>(conn);
+    }
     Ok(checkpoint)
+}
+
+/// How many times [`purge_erased`] tries to truncate the WAL while readers
+/// still hold older snapshots (each try waits up to the writer's busy
+/// timeout).
+const PURGE_TRIES: usize = 3;
+
+/// After a committed batch that erased text: the model's own purge
+/// ([`Projector::after_erasure`]), then a `wal_checkpoint(TRUNCATE)`, so
+/// the page images that held the text leave the `-wal` file (with
+/// `secure_delete` the database file no longer holds it once the pages
+/// are checkpointed). The batch is committed whatever happens here: a
+/// failure is logged (the next erasure purges again; the WAL is rewritten
+/// from its start after the next full checkpoint anyway).
+fn purge_erased<P: Projector>(conn: &Connection) {
+    if let Err(e) = P::after_erasure(conn) {
+        tracing::error!(projector = P::NAME, error = %e, "purging erased text from the model failed");
+    }
+    for attempt in 1..=PURGE_TRIES {
+        // (busy, WAL frames, frames checkpointed); busy = 1 when a reader
+        // kept the checkpoint from finishing.
+        match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        }) {
+            Ok(0) => return,
+            Ok(_) if attempt < PURGE_TRIES => continue,
+            Ok(_) => tracing::warn!(
+                projector = P::NAME,
+                "readers kept the WAL from being truncated after an erasure; the next erasure retries"
+            ),
+            Err(e) => {
+                tracing::error!(projector = P::NAME, error = %e, "truncating the WAL after an erasure failed");
+                return;
+            }
+        }
+    }
 }
 
 /// Creates the checkpoint table and the projector's schema; idempotent.
@@ -263,6 +327,9 @@ pub(crate) fn migrate_model<P: Projector>(conn: &Connection) -> rusqlite::Result
 /// the writer connection and its checkpoint.
 pub fn open_model<P: Projector>(path: &Path) -> rusqlite::Result<(Connection, u64)> {
     let conn = open_writer(path)?;
+    if P::HOLDS_TEXT {
+        conn.pragma_update(None, "secure_delete", "ON")?;
+    }
     migrate_model::<P>(&conn)?;
     let cp = read_checkpoint(&conn, P::NAME)?;
     Ok((conn, cp))

@@ -13,6 +13,16 @@
 //! mentions. An edit replaces the text (the old text is no longer in the
 //! index); a tombstone deletes the document, its file names and reactions.
 //!
+//! An erasure (`ContentErased`) deletes the document of every message of
+//! its channel it covers, as a tombstone does, and records the message ids
+//! in `erased_docs` (keyed by the erasure's stream seq; ids only, not part
+//! of the checksum) for the external-backend indexer, which cannot tell
+//! from the event which messages it covered. A post whose text arrives
+//! erased (`is_erased()`) makes no document and drops the uploads it
+//! attaches, what its erasure does to a live one; an erased edit changes
+//! nothing. After a batch with an erasure the index is merged (FTS5
+//! `optimize`), so no segment still holds an erased term.
+//!
 //! # The index
 //!
 //! `fts` is an FTS5 *external-content* table over `docs` (`content=docs`):
@@ -59,7 +69,7 @@ use switchboard_streams::subjects;
 pub struct Search;
 
 /// The schema's version: an older file is emptied and refolded.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Most matches a query ranks: the newest readable ones (see the README
 /// "Search" section for what that means for very common words).
@@ -86,6 +96,7 @@ impl Projector for Search {
         ("reactions", "message_id, emoji, user_id"),
         ("fts_terms", "term, doc, col, offset"),
     ];
+    const HOLDS_TEXT: bool = true;
 
     fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         crate::runner::refold_if_older(
@@ -98,6 +109,7 @@ impl Projector for Search {
                 "TABLE docs",
                 "TABLE files",
                 "TABLE reactions",
+                "TABLE erased_docs",
                 "TRIGGER docs_ai",
                 "TRIGGER docs_ad",
                 "TRIGGER docs_au",
@@ -142,6 +154,16 @@ impl Projector for Search {
                  WHERE message_id IS NOT NULL;
              -- The workspace's first document (for the total estimate).
              CREATE INDEX IF NOT EXISTS docs_by_workspace ON docs (workspace_id, id);
+             -- An erasure's candidates: by time, and by author and time.
+             CREATE INDEX IF NOT EXISTS docs_by_channel_ts ON docs (channel_id, ts_ms);
+             CREATE INDEX IF NOT EXISTS docs_by_sender_ts ON docs (channel_id, sender_id, ts_ms);
+             -- The documents each erasure deleted (for the external indexer).
+             CREATE TABLE IF NOT EXISTS erased_docs (
+                 stream_seq INTEGER NOT NULL,
+                 workspace_id TEXT NOT NULL,
+                 message_id TEXT NOT NULL,
+                 PRIMARY KEY (stream_seq, message_id)
+             ) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS reactions (
                  message_id TEXT NOT NULL,
                  emoji TEXT NOT NULL,
@@ -175,6 +197,25 @@ impl Projector for Search {
                 tx.prepare_cached("DELETE FROM files WHERE id = ?1 AND message_id IS NULL")?
                     .execute([&b.file_id])?;
             }
+            Body::MessagePosted(b) if b.is_erased() => {
+                // Nothing of an erased post is indexed; its uploads go as
+                // its erasure takes a live post's, and a reply still puts
+                // its root in a thread.
+                let ids = json!(b.attachment_ids).to_string();
+                tx.prepare_cached(
+                    "DELETE FROM files WHERE id IN (SELECT value FROM json_each(?1))
+                       AND channel_id = ?2 AND uploader_id = ?3 AND message_id IS NULL",
+                )?
+                .execute(params![ids, ch, env.actor_id])?;
+                if !b.thread_root_id.is_empty() {
+                    tx.prepare_cached(
+                        "UPDATE docs SET has_replies = 1 WHERE message_id = ?1 AND has_replies = 0",
+                    )?
+                    .execute([&b.thread_root_id])?;
+                }
+            }
+            Body::MessageEdited(b) if b.is_erased() => {}
+            Body::ContentErased(e) => erase(tx, ch, stream_seq, &env.workspace_id, e)?,
             Body::MessagePosted(b) => {
                 // The attachments the history model accepts: the sender's
                 // own unattached uploads to this channel, in the post's order.
@@ -338,6 +379,83 @@ impl Projector for Search {
         }
         Ok(())
     }
+
+    /// FTS5 removes a document's terms by adding delete entries to a new
+    /// segment; the old segments keep the terms until merged. `optimize`
+    /// merges every segment into one without them (with `secure_delete`
+    /// the pages it frees are zeroed). It rewrites the whole index: an
+    /// erasure costs in proportion to the index once per batch.
+    fn after_erasure(conn: &Connection) -> rusqlite::Result<()> {
+        conn.execute("INSERT INTO fts (fts) VALUES ('optimize')", [])?;
+        Ok(())
+    }
+}
+
+/// A `ContentErased` on channel `ch`: deletes the documents (with their
+/// file names and reactions) of the messages it covers, found through the
+/// channel's documents by time (or by author and time), and records them
+/// in `erased_docs` under `stream_seq`.
+fn erase(
+    tx: &Transaction<'_>,
+    ch: &str,
+    stream_seq: u64,
+    ws: &str,
+    e: &switchboard_core::events::ContentErased,
+) -> rusqlite::Result<()> {
+    type Candidate = (String, i64, i64, String);
+    let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Candidate> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    };
+    let mut candidates: Vec<Candidate> = Vec::new();
+    if e.author_ids.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "SELECT message_id, seq, ts_ms, sender_id FROM docs INDEXED BY docs_by_channel_ts
+             WHERE channel_id = ?1 AND ts_ms < ?2",
+        )?;
+        for c in stmt.query_map(params![ch, e.before_ts_ms], row)? {
+            candidates.push(c?);
+        }
+    } else {
+        let authors: std::collections::BTreeSet<&String> = e.author_ids.iter().collect();
+        let mut stmt = tx.prepare_cached(
+            "SELECT message_id, seq, ts_ms, sender_id FROM docs INDEXED BY docs_by_sender_ts
+             WHERE channel_id = ?1 AND sender_id = ?2 AND ts_ms < ?3",
+        )?;
+        for author in authors {
+            for c in stmt.query_map(params![ch, author, e.before_ts_ms], row)? {
+                candidates.push(c?);
+            }
+        }
+    }
+    for (id, seq, ts_ms, sender) in candidates {
+        if !e.covers(seq.max(0) as u64, ts_ms, &sender) {
+            continue;
+        }
+        unindex_doc(tx, &id)?;
+        tx.prepare_cached("DELETE FROM docs WHERE message_id = ?1")?
+            .execute([&id])?;
+        tx.prepare_cached("DELETE FROM files WHERE message_id = ?1")?
+            .execute([&id])?;
+        tx.prepare_cached("DELETE FROM reactions WHERE message_id = ?1")?
+            .execute([&id])?;
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO erased_docs (stream_seq, workspace_id, message_id)
+             VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![stream_seq as i64, ws, id])?;
+    }
+    Ok(())
+}
+
+/// The messages whose documents the erasure at `stream_seq` deleted:
+/// `(workspace_id, message_id)`.
+pub fn erased_docs(conn: &Connection, stream_seq: u64) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT workspace_id, message_id FROM erased_docs WHERE stream_seq = ?1
+         ORDER BY message_id",
+    )?;
+    let rows = stmt.query_map([stream_seq as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
 }
 
 /// Adds a document's current text to the index (nothing if there is no

@@ -48,6 +48,17 @@
 //! user's channel marker to the join's seq: history from before one's
 //! membership is not unread. A user follows a thread they started (once
 //! it has a reply), replied in, or were mentioned in (root or reply).
+//!
+//! Erasure: a message an erasure (`ContentErased`) covers stops counting
+//! (unread and mention, channel and thread) exactly as a deleted message
+//! does; the fold applies the delete's corrections to each covered
+//! message, found through an index of the channel's live messages by
+//! time (or by author and time), so its cost follows the covered
+//! messages. A post or edit whose text arrives erased (`is_erased()`) is
+//! folded as any other: erasure takes text, and this model reads none —
+//! only who posted where, in which thread, mentioning whom (`mentions`,
+//! which stays in the clear beside the sealed text). Thread follows a
+//! covered message made stay.
 
 use crate::runner::Projector;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -68,7 +79,7 @@ const MESSAGE: &str = "";
 /// older version (0: before versions; 2: without `markers.user_fix`) is
 /// emptied and refolded from the log when opened: the model is a cache of
 /// the log.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Every table this model has had, dropped when the schema changes.
 const ALL_TABLES: &[&str] = &[
@@ -126,8 +137,15 @@ impl Projector for Unreads {
                  ord INTEGER,
                  sord INTEGER,
                  deleted INTEGER NOT NULL DEFAULT 0,
+                 ts_ms INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (channel_id, seq)
              ) WITHOUT ROWID;
+             -- An erasure's candidates: live messages by time, and by
+             -- sender and time.
+             CREATE INDEX IF NOT EXISTS msgs_live_by_ts ON msgs (channel_id, ts_ms)
+                 WHERE deleted = 0;
+             CREATE INDEX IF NOT EXISTS msgs_live_by_sender
+                 ON msgs (channel_id, sender_id, ts_ms) WHERE deleted = 0;
              CREATE UNIQUE INDEX IF NOT EXISTS msgs_by_id ON msgs (id);
              CREATE INDEX IF NOT EXISTS msgs_ord ON msgs (channel_id, seq, ord)
                  WHERE ord IS NOT NULL;
@@ -306,23 +324,86 @@ impl Projector for Unreads {
                 if m.deleted || m.channel_id != ch {
                     return Ok(());
                 }
-                if m.in_channel {
-                    for key in mention_keys_now(tx, &m)? {
-                        set_mention(tx, &m, &key, false)?;
-                    }
-                    put_fix(tx, &m, MESSAGE, -1)?;
-                }
-                tx.prepare_cached(
-                    "UPDATE msgs SET deleted = 1 WHERE channel_id = ?1 AND seq = ?2",
-                )?
-                .execute(params![ch, m.seq])?;
-                tx.prepare_cached("DELETE FROM mentions WHERE channel_id = ?1 AND seq = ?2")?
-                    .execute(params![ch, m.seq])?;
-                Ok(())
+                stop_counting(tx, &m)
             }
+            Body::ContentErased(e) => erase(tx, ch, e),
             _ => Ok(()),
         }
     }
+}
+
+/// A live message stops counting, as a delete makes it: its mentions are
+/// corrected away, the message itself too (channel-level ones), and it
+/// is marked deleted (threads count live replies only).
+fn stop_counting(tx: &Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
+    if m.in_channel {
+        for key in mention_keys_now(tx, m)? {
+            set_mention(tx, m, &key, false)?;
+        }
+        put_fix(tx, m, MESSAGE, -1)?;
+    }
+    tx.prepare_cached("UPDATE msgs SET deleted = 1 WHERE channel_id = ?1 AND seq = ?2")?
+        .execute(params![m.channel_id, m.seq])?;
+    tx.prepare_cached("DELETE FROM mentions WHERE channel_id = ?1 AND seq = ?2")?
+        .execute(params![m.channel_id, m.seq])?;
+    Ok(())
+}
+
+/// A `ContentErased` on channel `ch`: every live message it covers stops
+/// counting ([`stop_counting`]).
+fn erase(
+    tx: &Transaction<'_>,
+    ch: &str,
+    e: &switchboard_core::events::ContentErased,
+) -> rusqlite::Result<()> {
+    let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Msg> {
+        Ok(Msg {
+            channel_id: r.get(0)?,
+            seq: r.get(1)?,
+            sender_id: r.get(2)?,
+            root_id: r.get(3)?,
+            in_channel: r.get(4)?,
+            deleted: r.get(5)?,
+        })
+    };
+    let mut covered: Vec<Msg> = Vec::new();
+    let mut take = |m: Msg, ts_ms: i64| {
+        if e.covers(m.seq.max(0) as u64, ts_ms, &m.sender_id) {
+            covered.push(m);
+        }
+    };
+    if e.author_ids.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "SELECT channel_id, seq, sender_id, root_id, ord IS NOT NULL, deleted, ts_ms
+             FROM msgs INDEXED BY msgs_live_by_ts
+             WHERE channel_id = ?1 AND ts_ms < ?2 AND deleted = 0",
+        )?;
+        let rows = stmt.query_map(params![ch, e.before_ts_ms], |r| Ok((row(r)?, r.get(6)?)))?;
+        for found in rows {
+            let (m, ts) = found?;
+            take(m, ts);
+        }
+    } else {
+        let authors: BTreeSet<&String> = e.author_ids.iter().collect();
+        let mut stmt = tx.prepare_cached(
+            "SELECT channel_id, seq, sender_id, root_id, ord IS NOT NULL, deleted, ts_ms
+             FROM msgs INDEXED BY msgs_live_by_sender
+             WHERE channel_id = ?1 AND sender_id = ?2 AND ts_ms < ?3 AND deleted = 0",
+        )?;
+        for author in authors {
+            let rows = stmt.query_map(params![ch, author, e.before_ts_ms], |r| {
+                Ok((row(r)?, r.get(6)?))
+            })?;
+            for found in rows {
+                let (m, ts) = found?;
+                take(m, ts);
+            }
+        }
+    }
+    for m in &covered {
+        stop_counting(tx, m)?;
+    }
+    Ok(())
 }
 
 fn apply_user_event(tx: &Transaction<'_>, user: &str, body: &Body) -> rusqlite::Result<()> {
@@ -593,10 +674,10 @@ fn fold_post(
         (None, None)
     };
     tx.prepare_cached(
-        "INSERT INTO msgs (channel_id, seq, id, sender_id, root_id, ord, sord)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO msgs (channel_id, seq, id, sender_id, root_id, ord, sord, ts_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
-    .execute(params![ch, seq, id, sender, root, ord, sord])?;
+    .execute(params![ch, seq, id, sender, root, ord, sord, env.ts_ms])?;
     let m = Msg {
         channel_id: ch.to_string(),
         seq,

@@ -260,7 +260,17 @@ pub async fn export(
             }
             manifest.scanned_to = raw.stream_seq;
             buf.clear();
-            let Some(kind) = render(&raw, &params, manifest.lines + 1, &head_hex, &mut buf)? else {
+            // Texts opened: an erased one is exported sealed, its text empty.
+            let envelope = log.open_payload(raw.payload.as_ref()).await?;
+            let Some(kind) = render(
+                &raw,
+                envelope,
+                &params,
+                manifest.lines + 1,
+                &head_hex,
+                &mut buf,
+            )?
+            else {
                 continue;
             };
             if params.attachments && kind == "file_uploaded" {
@@ -340,12 +350,12 @@ async fn save_attachment(
 /// when the event is outside the time window.
 fn render(
     raw: &RawEvent,
+    envelope: Option<Envelope>,
     params: &ExportParams,
     line: u64,
     prev: &str,
     buf: &mut Vec<u8>,
 ) -> Result<Option<&'static str>, ExportError> {
-    let envelope = Envelope::decode(raw.payload.as_ref()).ok();
     let ts = envelope.as_ref().map_or(raw.time_ms, |e| e.ts_ms);
     if params.since_ms.is_some_and(|s| ts < s) || params.until_ms.is_some_and(|u| ts >= u) {
         return Ok(None);

@@ -8,12 +8,14 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod export;
+pub mod keyring;
 mod log;
 pub mod subjects;
 
 pub use async_nats::Client;
 pub use log::split_userinfo;
 
+pub use log::open_payload;
 pub use log::payload_digest;
 pub use log::{
     connect, AppendError, Appended, Basis, Decision, Head, Log, LogConfig, LogError, LogEvent,

@@ -30,6 +30,7 @@
 //! client, and the stream's answer to that copy settles the fate of all
 //! earlier ones (see [`Log::append_at`]).
 
+use crate::keyring::Keyring;
 use async_nats::connection::State;
 use async_nats::jetstream::{
     self,
@@ -83,6 +84,8 @@ pub struct LogConfig {
     /// append may spend finding out whether it was stored (see
     /// [`Log::append_at`]) before it answers [`AppendError::Unknown`].
     pub reconcile_timeout: Duration,
+    /// The length of a content key's slot (see `keyring`), ms.
+    pub key_period_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -93,6 +96,7 @@ impl Default for LogConfig {
             ack_timeout: Duration::from_secs(5),
             replicas: 1,
             reconcile_timeout: Duration::from_secs(10),
+            key_period_ms: crate::keyring::DEFAULT_PERIOD_MS,
         }
     }
 }
@@ -408,6 +412,8 @@ struct Inner {
     connects: watch::Receiver<u64>,
     js: jetstream::Context,
     stream: jetstream::stream::Stream,
+    /// The content keys message texts are sealed with.
+    keyring: Keyring,
     config: LogConfig,
     /// Per-subject head cache, each behind its own async lock so appends to
     /// one subject from this process are serialized.
@@ -466,7 +472,16 @@ impl Log {
         } else {
             stream
         };
-        Ok(Log::of(client, connects, js, stream, config))
+        let keyring = Keyring::open_bucket(
+            &js,
+            &config.stream,
+            config.replicas,
+            true,
+            config.key_period_ms,
+        )
+        .await
+        .map_err(|e| unavailable(&e))?;
+        Ok(Log::of(client, connects, js, stream, keyring, config))
     }
 
     /// Opens the log stream as it is: never creates it and never changes
@@ -481,7 +496,16 @@ impl Log {
             .get_stream(&config.stream)
             .await
             .map_err(|e| LogError::Unavailable(format!("the log stream {}: {e}", config.stream)))?;
-        Ok(Log::of(client, connects, js, stream, config))
+        let keyring = Keyring::open_bucket(
+            &js,
+            &config.stream,
+            config.replicas,
+            false,
+            config.key_period_ms,
+        )
+        .await
+        .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        Ok(Log::of(client, connects, js, stream, keyring, config))
     }
 
     fn of(
@@ -489,6 +513,7 @@ impl Log {
         connects: watch::Receiver<u64>,
         js: jetstream::Context,
         stream: jetstream::stream::Stream,
+        keyring: Keyring,
         config: LogConfig,
     ) -> Log {
         Log {
@@ -497,6 +522,7 @@ impl Log {
                 connects,
                 js,
                 stream,
+                keyring,
                 config,
                 heads: Mutex::new(HashMap::new()),
                 last_acked: AtomicU64::new(0),
@@ -677,7 +703,7 @@ impl Log {
         Ok(found)
     }
 
-    /// Reads one stored event by stream sequence.
+    /// Reads one stored event by stream sequence (its text opened).
     pub async fn get(&self, stream_seq: u64) -> Result<LogEvent, LogError> {
         let msg = self
             .inner
@@ -689,8 +715,19 @@ impl Log {
             stream_seq: msg.sequence,
             pending: 0,
             subject: msg.subject.to_string(),
-            envelope: Envelope::decode(msg.payload.as_ref()).ok(),
+            envelope: self.open_payload(msg.payload.as_ref()).await?,
         })
+    }
+
+    /// The content keys of this log.
+    pub fn keyring(&self) -> &Keyring {
+        &self.inner.keyring
+    }
+
+    /// Decodes a stored payload and opens its sealed text (see
+    /// [`Keyring::open`]); `None` for a payload that is not an envelope.
+    pub async fn open_payload(&self, payload: &[u8]) -> Result<Option<Envelope>, LogError> {
+        open_payload(&self.inner.keyring, payload).await
     }
 
     /// Reads one stored message by stream sequence, undecoded: its subject,
@@ -1023,12 +1060,27 @@ impl Log {
                 }
                 Err(e) => return Err(e),
             };
+            if self.read_only.is_some() {
+                return Err(AppendError::ReadOnly.into());
+            }
+            // Sealed per attempt (a fresh nonce each time); the text never
+            // reaches the stream in the clear.
+            self.inner
+                .keyring
+                .seal(&mut envelope)
+                .await
+                .map_err(|e| AppendError::Unavailable(e.to_string()))?;
             envelope.fence_seq = known.head.fence_after(envelope.body.as_ref());
             envelope.prev_digest = known.head.digest.map(Vec::from).unwrap_or_default();
             let fence_seq = envelope.fence_seq;
             let id = msg_id.unwrap_or_else(|| envelope.event_id.clone());
             match self.append_at(subject, known.head, envelope, &id).await {
-                Ok(appended) => {
+                Ok(mut appended) => {
+                    // The caller gets the event as decided: its text open
+                    // (a duplicate's stored text too).
+                    if let Err(e) = self.inner.keyring.open(&mut appended.envelope).await {
+                        tracing::warn!(error = %e, "append: the stored text could not be opened");
+                    }
                     if !appended.duplicate {
                         // The next decision on this subject must see this
                         // event if it can change decisions (it moved the
@@ -1187,18 +1239,36 @@ impl Log {
             .messages()
             .await
             .map_err(|e| LogError::Unavailable(e.to_string()))?;
-        Ok(Box::pin(messages.map(|m| {
-            let m = m.map_err(|e| LogError::Unavailable(e.to_string()))?;
-            let info = m.info().map_err(|e| LogError::Unavailable(e.to_string()))?;
-            let (stream_seq, pending) = (info.stream_sequence, info.pending);
-            Ok(LogEvent {
-                stream_seq,
-                pending,
-                subject: m.subject.to_string(),
-                envelope: Envelope::decode(m.payload.as_ref()).ok(),
-            })
+        let keyring = self.inner.keyring.clone();
+        Ok(Box::pin(messages.then(move |m| {
+            let keyring = keyring.clone();
+            async move {
+                let m = m.map_err(|e| LogError::Unavailable(e.to_string()))?;
+                let info = m.info().map_err(|e| LogError::Unavailable(e.to_string()))?;
+                let (stream_seq, pending) = (info.stream_sequence, info.pending);
+                Ok(LogEvent {
+                    stream_seq,
+                    pending,
+                    subject: m.subject.to_string(),
+                    envelope: open_payload(&keyring, m.payload.as_ref()).await?,
+                })
+            }
         })))
     }
+}
+
+/// Decodes a stored payload and opens its sealed text with `keyring`.
+/// `None`: not an envelope. An error: the keys could not be reached (the
+/// caller retries; a text is never taken as erased on a failure).
+pub async fn open_payload(keyring: &Keyring, payload: &[u8]) -> Result<Option<Envelope>, LogError> {
+    let Ok(mut env) = Envelope::decode(payload) else {
+        return Ok(None);
+    };
+    keyring
+        .open(&mut env)
+        .await
+        .map_err(|e| LogError::Unavailable(e.to_string()))?;
+    Ok(Some(env))
 }
 
 /// Largest `channel_seq` taken as genuine: far beyond any real subject,

@@ -109,6 +109,11 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The JetStream store directory (`-sd`).
+    pub fn store_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// kill -9 of nats-server.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

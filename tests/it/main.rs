@@ -10,6 +10,7 @@ mod concurrency;
 mod config;
 mod conversation;
 mod decide_race;
+mod erasure;
 mod faults;
 mod files;
 mod harness;

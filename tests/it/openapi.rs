@@ -77,6 +77,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/notifications/ack"),
     ("get", "/v1/search"),
     ("get", "/v1/admin/audit"),
+    ("get", "/v1/admin/retention"),
+    ("put", "/v1/admin/retention"),
+    ("post", "/v1/admin/retention/run"),
+    ("get", "/v1/admin/legal-holds"),
+    ("post", "/v1/admin/legal-holds"),
+    ("delete", "/v1/admin/legal-holds/{id}"),
+    ("post", "/v1/admin/erasures"),
 ];
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];

@@ -144,6 +144,11 @@ fn texts(messages: &[(String, Vec<u8>)]) -> Vec<String> {
         .iter()
         .filter_map(|(_, p)| Envelope::decode(p.as_slice()).ok()?.body)
         .filter_map(|b| match b {
+            // Texts are sealed in the log (README, "Retention, legal hold
+            // and erasure"): a replay credential never holds their keys.
+            Body::MessagePosted(m) if m.text.is_empty() && m.sealed.is_some() => {
+                Some("<sealed>".to_string())
+            }
             Body::MessagePosted(m) => Some(m.text),
             _ => None,
         })
@@ -203,7 +208,7 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
         .expect("replay of A");
     assert!(mine.len() >= 4, "A's events: {}", mine.len());
     assert!(mine.iter().all(|(s, _)| s.starts_with(&format!("sb.{a}."))));
-    assert_eq!(texts(&mine), ["alpha says hi"]);
+    assert_eq!(texts(&mine), ["<sealed>"]);
     // The replay stream (in the replay account) is a copy: the same
     // payloads, in the same order, as the log's `sb.<A>.>`, and the
     // writer's headers kept (`Sb-Channel-Seq`), plus the log position

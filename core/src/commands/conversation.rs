@@ -74,6 +74,9 @@ pub struct MessageFacts {
     pub pinned: bool,
     pub text: String,
     pub mentions: Mentions,
+    /// When it was posted (its text's key slot: an edit is sealed with
+    /// the post's slot, see `events::Sealed`).
+    pub ts_ms: i64,
 }
 
 /// The caller's reaction with the command's emoji, and the message's
@@ -106,6 +109,9 @@ pub struct MessageState {
     /// With `@here` in the new text (edit): the channel's members whose
     /// presence is `online` now (see [`mentions::address_here`]).
     pub online_members: Vec<UserId>,
+    /// A legal hold covers the message (its workspace, channel or author):
+    /// it cannot be deleted while the hold lasts.
+    pub held: bool,
 }
 
 fn deleted() -> DomainError {
@@ -155,6 +161,12 @@ pub fn decide_message(
             if msg.deleted {
                 return Ok(None);
             }
+            if state.held {
+                return Err(DomainError::Conflict(
+                    "the message is under a legal hold: it cannot be deleted until the hold is lifted"
+                        .into(),
+                ));
+            }
             Ok(Some(Body::MessageDeleted(MessageDeleted {
                 message_id: id,
             })))
@@ -184,6 +196,8 @@ pub fn decide_message(
                 message_id: id,
                 text: text.as_str().to_string(),
                 mentions: Some(mentions),
+                sealed: None,
+                original_ts_ms: msg.ts_ms,
             })))
         }
         MessageCommand::React(emoji) => {
@@ -278,6 +292,7 @@ mod tests {
             pinned: false,
             text: "hello".into(),
             mentions: Mentions::default(),
+            ts_ms: 1_000,
         }
     }
 
@@ -312,6 +327,22 @@ mod tests {
     fn gone(mut m: MessageFacts) -> MessageFacts {
         m.deleted = true;
         m
+    }
+
+    #[test]
+    fn a_held_message_cannot_be_deleted_and_its_edit_keeps_the_post_slot() {
+        let bob = caller("bob");
+        let mut s = member_st(message("bob"));
+        s.held = true;
+        assert!(matches!(
+            decide_message(&bob, &s, &MessageCommand::Delete),
+            Err(DomainError::Conflict(_))
+        ));
+        // A hold blocks deletes only: the author still edits.
+        assert!(matches!(
+            decide_message(&bob, &s, &edit("new")),
+            Ok(Some(Body::MessageEdited(e))) if e.original_ts_ms == 1_000 && e.sealed.is_none()
+        ));
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub fn decide_post(
     Ok(Body::MessagePosted(MessagePosted {
         message_id: cmd.message_id.as_str().to_string(),
         text: cmd.text.clone().into_string(),
+        sealed: None,
         client_msg_id: cmd
             .client_msg_id
             .as_ref()

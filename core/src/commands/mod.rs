@@ -26,6 +26,7 @@ pub mod messages;
 pub mod preferences;
 pub mod push;
 pub mod reads;
+pub mod retention;
 pub mod tenants;
 
 use crate::authz::{Caller, ChannelFacts};

@@ -155,6 +155,18 @@ impl Commands {
             }
             _ => Default::default(),
         };
+        // A hold blocks deletes (only they need it).
+        let held = match (&row, cmd) {
+            (Some(r), MessageCommand::Delete) => {
+                self.message_held(
+                    user.caller.workspace_id.as_str(),
+                    &r.channel_id,
+                    &r.sender_id,
+                )
+                .await?
+            }
+            _ => false,
+        };
         Ok(MessageState {
             channel: channel_state,
             message: row.map(message_facts),
@@ -162,6 +174,7 @@ impl Commands {
             pins,
             members_by_handle,
             online_members,
+            held,
         })
     }
 
@@ -225,7 +238,9 @@ fn message_facts(r: MessageRow) -> MessageFacts {
         id: MessageId::from_trusted(r.id),
         channel_id: ChannelId::from_trusted(r.channel_id),
         sender_id: UserId::from_trusted(r.sender_id),
-        deleted: r.deleted,
+        // An erased message is gone like a deleted one: no edit, reaction
+        // or pin (and a second erasure changes nothing).
+        deleted: r.deleted || r.erased,
         pinned: r.pinned,
         text: r.text,
         mentions: Mentions {
@@ -234,5 +249,6 @@ fn message_facts(r: MessageRow) -> MessageFacts {
             here: r.mentions.here,
             here_user_ids: Vec::new(),
         },
+        ts_ms: r.ts_ms,
     }
 }

@@ -357,7 +357,9 @@ const REAP_PAGE: u32 = 100;
 /// model records the tombstones; runs until `cancel`. Idempotent: after a
 /// restart it starts over (an object already gone is skipped).
 pub async fn reap(files: Files, history: Readers, progress: Progress, cancel: CancellationToken) {
-    let mut after = 0u64;
+    // A keyset over (deleted_seq, id): an erasure marks every covered
+    // message's files at one seq, more than a page of them possibly.
+    let mut after = (0u64, String::new());
     loop {
         let at = progress.current();
         tokio::select! {
@@ -365,8 +367,9 @@ pub async fn reap(files: Files, history: Readers, progress: Progress, cancel: Ca
             _ = progress.wait_for(at + 1, Duration::from_secs(5)) => {}
         }
         loop {
+            let (seq, id) = after.clone();
             let rows = match history
-                .read(move |c| history::deleted_files(c, after, REAP_PAGE))
+                .read(move |c| history::deleted_files_after(c, seq, &id, REAP_PAGE))
                 .await
             {
                 Ok(rows) => rows,
@@ -376,14 +379,8 @@ pub async fn reap(files: Files, history: Readers, progress: Progress, cancel: Ca
                 }
             };
             let full = rows.len() as u32 == REAP_PAGE;
-            // A full page may end within one tombstone's files: those are
-            // read again with the next page.
-            let last = rows.last().map(|(seq, _)| *seq).unwrap_or(after);
             let mut failed = false;
             for (seq, id) in rows {
-                if full && seq == last {
-                    break;
-                }
                 match files.store.delete(&id).await {
                     Ok(()) => {}
                     Err(e) if e.kind() == DeleteErrorKind::NotFound => {}
@@ -393,7 +390,7 @@ pub async fn reap(files: Files, history: Readers, progress: Progress, cancel: Ca
                         break;
                     }
                 }
-                after = seq;
+                after = (seq, id);
             }
             if failed || !full {
                 break;

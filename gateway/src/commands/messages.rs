@@ -276,7 +276,7 @@ impl Commands {
         Ok(row.map(|r| RootFacts {
             channel_id: ChannelId::from_trusted(r.channel_id),
             is_reply: r.thread_root_id.is_some(),
-            deleted: r.deleted,
+            deleted: r.deleted || r.erased,
         }))
     }
 

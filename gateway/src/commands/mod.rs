@@ -31,6 +31,7 @@ pub mod messages;
 mod notifications;
 mod push;
 mod reads;
+pub mod retention;
 pub mod sessions;
 mod tenants;
 

@@ -431,7 +431,11 @@ async fn run_feed(
                 if !super::republished(&m) {
                     continue;
                 }
-                let Ok(env) = Envelope::decode(m.payload.as_ref()) else { continue };
+                // Its text opened; a key that cannot be reached now skips
+                // the event here and the next one fills the gap from history.
+                let Ok(Some(env)) = core.log.open_payload(m.payload.as_ref()).await else {
+                    continue;
+                };
                 let stream_seq = m
                     .headers
                     .as_ref()

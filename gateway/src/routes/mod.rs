@@ -19,6 +19,7 @@ mod files;
 mod health;
 mod messages;
 mod metrics;
+mod retention;
 pub use metrics::metrics_only;
 mod notifications;
 mod pins;
@@ -112,6 +113,11 @@ pub(crate) fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(notifications::ack))
         .routes(routes!(search::search))
         .routes(routes!(audit::audit_log))
+        .routes(routes!(retention::get_retention, retention::put_retention))
+        .routes(routes!(retention::run_retention))
+        .routes(routes!(retention::list_holds, retention::place_hold))
+        .routes(routes!(retention::lift_hold))
+        .routes(routes!(retention::erase_user))
 }
 
 /// Requests in progress at once; past that new ones are shed with 503

@@ -425,3 +425,152 @@ fn a_filtered_page_walks_the_index_that_fits() {
         .iter()
         .all(|e| e.actor_id == "admin" && e.action == "user_role_set"));
 }
+
+fn hold(id: &str, scope: events::HoldScope, target: &str) -> Body {
+    Body::LegalHoldPlaced(events::LegalHoldPlaced {
+        hold_id: id.into(),
+        scope: scope as i32,
+        target_id: target.into(),
+        reason: "litigation 42".into(),
+    })
+}
+
+fn lifted(id: &str) -> Body {
+    Body::LegalHoldLifted(events::LegalHoldLifted { hold_id: id.into() })
+}
+
+#[test]
+fn retention_holds_and_erasures_are_audited_with_their_targets() {
+    let (mut m, mut f) = (Model::<Audit>::new(), Feed::new());
+    m.apply(&[
+        with_request(
+            f.ws(
+                "",
+                "admin",
+                Body::RetentionSet(events::RetentionSet {
+                    channel_id: String::new(),
+                    days: 30,
+                    max_age_secs: 0,
+                }),
+            ),
+            "req-r",
+        ),
+        f.ws(
+            "",
+            "admin",
+            Body::RetentionSet(events::RetentionSet {
+                channel_id: "C1".into(),
+                days: 90,
+                max_age_secs: 0,
+            }),
+        ),
+        f.ws("", "admin", hold("H1", events::HoldScope::User, "carol")),
+        f.ws("", "admin", hold("H2", events::HoldScope::Channel, "C1")),
+        f.ws("", "admin", hold("H3", events::HoldScope::Workspace, "")),
+        f.ch("C1", "", content_erased(5_000, &[], &["carol"], 7)),
+        f.ch(
+            "C1",
+            "admin",
+            Body::ContentErased(events::ContentErased {
+                reason: events::ErasureReason::UserRequest as i32,
+                policy: "erasure of user bob".into(),
+                before_ts_ms: 9_000,
+                author_ids: vec!["bob".into()],
+                except_author_ids: Vec::new(),
+                through_channel_seq: 9,
+                key_refs: vec!["k1".into(), "k2".into()],
+            }),
+        ),
+        f.ws("", "admin", lifted("H1")),
+        f.ws("", "admin", lifted("H2")),
+        f.ws("", "admin", lifted("H9")),
+    ]);
+    assert_eq!(
+        actions(&m),
+        [
+            "retention_set",
+            "retention_set",
+            "legal_hold_placed",
+            "legal_hold_placed",
+            "legal_hold_placed",
+            "content_erased",
+            "content_erased",
+            "legal_hold_lifted",
+            "legal_hold_lifted",
+            "legal_hold_lifted",
+        ]
+    );
+    let mut e = all(&m);
+    e.reverse();
+    let t = |i: usize| {
+        (
+            e[i].actor_id.as_str(),
+            e[i].target_user_id.as_str(),
+            e[i].channel_id.as_str(),
+        )
+    };
+    let detail = |i: usize| -> serde_json::Value {
+        serde_json::from_str(&e[i].detail).expect("a JSON detail")
+    };
+    assert_eq!(t(0), ("admin", "", ""));
+    assert_eq!(e[0].request_id, "req-r");
+    assert_eq!(detail(0), json!({"scope": "workspace", "days": 30, "max_age_secs": 0}));
+    assert_eq!(t(1), ("admin", "", "C1"));
+    assert_eq!(detail(1), json!({"scope": "channel", "days": 90, "max_age_secs": 0}));
+    assert_eq!(t(2), ("admin", "carol", ""));
+    assert_eq!(
+        detail(2),
+        json!({"hold_id": "H1", "scope": "user", "target_id": "carol",
+               "reason": "litigation 42"})
+    );
+    assert_eq!(t(3), ("admin", "", "C1"));
+    assert_eq!(t(4), ("admin", "", ""));
+    assert_eq!(detail(4)["scope"], "workspace");
+    // The retention erasure (no actor), then a user's erasure.
+    assert_eq!(t(5), ("", "", "C1"));
+    assert_eq!(
+        detail(5),
+        json!({"reason": "retention", "policy": "channel retention 1 days",
+               "before_ts_ms": 5_000, "through_channel_seq": 7, "author_ids": [],
+               "except_author_ids": ["carol"], "keys_destroyed": 0})
+    );
+    assert_eq!(t(6), ("admin", "bob", "C1"));
+    assert_eq!(detail(6)["reason"], "user_request");
+    assert_eq!(detail(6)["keys_destroyed"], 2);
+    // A lift names what its hold held.
+    assert_eq!(t(7), ("admin", "carol", ""));
+    assert_eq!(
+        detail(7),
+        json!({"hold_id": "H1", "scope": "user", "target_id": "carol"})
+    );
+    assert_eq!(t(8), ("admin", "", "C1"));
+    assert_eq!(detail(9)["scope"], "unknown");
+    for action in [
+        "retention_set",
+        "legal_hold_placed",
+        "legal_hold_lifted",
+        "content_erased",
+    ] {
+        assert!(ACTIONS.contains(&action), "{action}");
+    }
+}
+
+#[test]
+fn holds_and_erasures_on_the_wrong_subject_are_not_audited() {
+    let (mut m, mut f) = (Model::<Audit>::new(), Feed::new());
+    m.apply(&[
+        f.ch("C1", "admin", hold("H1", events::HoldScope::User, "carol")),
+        f.user("admin", lifted("H1")),
+        f.ws("", "admin", content_erased(5_000, &[], &[], 7)),
+        f.ch(
+            "C1",
+            "admin",
+            Body::RetentionSet(events::RetentionSet {
+                channel_id: "C1".into(),
+                days: 1,
+                max_age_secs: 0,
+            }),
+        ),
+    ]);
+    assert_eq!(actions(&m), Vec::<String>::new());
+}

@@ -3,6 +3,7 @@
 use super::*;
 use crate::testkit::*;
 use switchboard_core::events::ChannelKind;
+use switchboard_streams::LogEvent;
 
 const CH: &str = "C1";
 
@@ -696,4 +697,172 @@ fn an_expired_upload_is_gone_and_cannot_be_attached() {
     let gone = deleted_files(m.conn(), 0, 10).expect("query");
     assert_eq!(gone.len(), 1);
     assert_eq!(unattached_before(m.conn(), 10_000, 10).expect("query"), []);
+}
+
+// ----- erasure -----
+
+fn erased_model() -> (Model<History>, Vec<LogEvent>) {
+    let mut f = Feed::new();
+    let story = erasure_story(&mut f);
+    (assert_erasure_folds_alike::<History>(&story), story)
+}
+
+#[test]
+fn live_and_rebuilt_after_an_erasure_have_one_checksum() {
+    // Every split of live / erased folding (assert_erasure_folds_alike),
+    // and a few extra orders: deletes, edits, pins, reactions, replies.
+    let mut f = Feed::new();
+    let story = erasure_story(&mut f);
+    assert_erasure_folds_alike::<History>(&story);
+    // An erased edit of an erased post, an erasure naming the author.
+    let mut f = Feed::new();
+    let evs = vec![
+        f.ch(CH, "alice", posted("A", "one")),
+        f.ch(CH, "alice", edited("A", "two")),
+        f.ch(CH, "bob", posted("B", "three")),
+        f.ch(CH, "alice", content_erased(i64::MAX, &["alice"], &[], 100)),
+    ];
+    let m = assert_erasure_folds_alike::<History>(&evs);
+    assert!(msg(&m, "A").erased);
+    assert_eq!(msg(&m, "A").edited_ms, Some(2_000));
+    assert!(!msg(&m, "B").erased);
+}
+
+#[test]
+fn an_erased_message_is_scrubbed_like_a_tombstone_but_marked_erased() {
+    let (m, _) = erased_model();
+    let m1 = msg(&m, "M1");
+    assert!(m1.erased && !m1.deleted, "{m1:?}");
+    assert_eq!(m1.text, "");
+    assert_eq!(m1.mentions, MentionsRow::default());
+    assert!(m1.attachments.is_empty() && m1.reactions.is_empty() && !m1.pinned);
+    // Structure stays: edited, its thread (a held reply, one after).
+    assert!(m1.edited_ms.is_some());
+    assert_eq!(m1.reply_count, 3);
+    assert!(msg(&m, "R1").erased);
+    let m2 = msg(&m, "M2");
+    assert!(m2.deleted && m2.erased);
+    for kept in ["R2", "M3", "R3"] {
+        let row = msg(&m, kept);
+        assert!(!row.erased && !row.text.is_empty(), "{row:?}");
+    }
+    let x1 = message(m.conn(), "X1").expect("query").expect("X1");
+    assert!(!x1.erased && x1.text.contains(ERASED_WORD));
+    // No stored event of C1 carries a covered text.
+    let texts = texts_in_events(&m);
+    assert!(
+        texts
+            .iter()
+            .all(|t| !t.contains(ERASED_WORD) || t.starts_with("after")),
+        "{texts:?}"
+    );
+    let evs = all_events(&m);
+    let m1_events: Vec<_> = evs
+        .iter()
+        .filter(|e| e.body["message_id"] == "M1" && e.kind.starts_with("message_"))
+        .filter(|e| e.kind != "message_pinned")
+        .collect();
+    assert_eq!(m1_events.len(), 2, "the post and the edit");
+    for e in m1_events {
+        assert_eq!(e.body["erased"], true, "{:?}", e.body);
+        assert_eq!(e.body.get("deleted"), None);
+        assert_eq!(e.body["text"], "");
+        assert_eq!(e.body["mentions"]["user_ids"], json!([]));
+    }
+    let m2_post = evs
+        .iter()
+        .find(|e| e.body["message_id"] == "M2" && e.kind == "message_posted")
+        .expect("M2's post");
+    assert_eq!(
+        (&m2_post.body["deleted"], &m2_post.body["erased"]),
+        (&json!(true), &json!(true))
+    );
+    // The erasure's own event says what it erased.
+    let cut = evs
+        .iter()
+        .find(|e| e.kind == "content_erased")
+        .expect("stored");
+    assert_eq!(cut.body["reason"], "retention");
+    assert_eq!(cut.body["except_author_ids"], json!(["carol"]));
+    // Nothing may react to or pin an erased message afterwards.
+    assert_eq!(
+        m.int("SELECT COUNT(*) FROM reactions WHERE message_id = 'M1'", []),
+        0
+    );
+}
+
+#[test]
+fn an_erased_messages_files_are_deleted_for_the_reaper() {
+    let (m, story) = erased_model();
+    let cut_seq = story
+        .iter()
+        .find(|e| {
+            matches!(
+                e.envelope.as_ref().and_then(|e| e.body.as_ref()),
+                Some(Body::ContentErased(_))
+            )
+        })
+        .expect("an erasure")
+        .stream_seq;
+    assert_eq!(
+        deleted_files(m.conn(), 0, 10).expect("query"),
+        [(cut_seq, "F1".to_string())]
+    );
+    let f1 = file(m.conn(), "F1").expect("query").expect("F1");
+    assert!(f1.deleted);
+    assert_eq!(
+        deleted_files_after(m.conn(), cut_seq, "F1", 10).expect("query"),
+        []
+    );
+    assert_eq!(
+        deleted_files_after(m.conn(), cut_seq, "", 10).expect("query"),
+        [(cut_seq, "F1".to_string())]
+    );
+}
+
+#[test]
+fn an_erasure_covers_what_its_predicate_says_and_nothing_else() {
+    let mut f = Feed::new();
+    let evs = vec![
+        f.ch(CH, "alice", posted("A1", "a1")),   // seq 1, ts 1000
+        f.ch(CH, "carol", posted("C1m", "c1")),  // seq 2, ts 2000
+        f.ch("C9", "alice", posted("O1", "o1")), // another channel
+        f.ch(CH, "alice", posted("A2", "a2")),   // seq 3, ts 4000
+        f.ch(CH, "bob", posted("B1", "b1")),     // seq 4, ts 5000
+        f.ch(CH, "alice", posted("A3", "a3")),   // seq 5, ts 6000
+        // Before 6000 (A3 at exactly 6000: kept), through seq 3 (B1 kept),
+        // carol held.
+        f.ch(CH, "", content_erased(6_000, &[], &["carol"], 3)),
+        // A user's erasure: bob's only.
+        f.ch(CH, "", content_erased(i64::MAX, &["bob"], &[], 100)),
+    ];
+    let m = assert_erasure_folds_alike::<History>(&evs);
+    let erased = |id: &str| message(m.conn(), id).expect("query").expect("row").erased;
+    assert!(erased("A1") && erased("A2") && erased("B1"));
+    assert!(!erased("C1m") && !erased("A3") && !erased("O1"));
+    assert_eq!(msg(&m, "A3").text, "a3");
+}
+
+#[test]
+fn a_post_that_arrives_erased_is_stored_scrubbed() {
+    let (mut m, mut f) = (model(), Feed::new());
+    m.apply(&[
+        f.ch(CH, "alice", posted_erased("M1")),
+        f.ch(CH, "alice", edited_erased("M1")),
+    ]);
+    let row = msg(&m, "M1");
+    assert!(row.erased && !row.deleted && row.text.is_empty());
+    assert_eq!(row.edited_ms, Some(2_000));
+    assert!(all_events(&m).iter().all(|e| e.body["erased"] == true));
+    // What the live frames carry (event_body) says so too.
+    let erased_post = posted_erased("M1");
+    let (id, body) = event_body(&erased_post);
+    assert_eq!(id, Some("M1"));
+    assert_eq!((&body["erased"], &body["text"]), (&json!(true), &json!("")));
+    assert_eq!(event_body(&posted("M2", "hi")).1.get("erased"), None);
+}
+
+#[test]
+fn the_model_holds_no_erased_text_on_disk() {
+    assert_erasure_leaves_no_trace::<History>();
 }

@@ -709,3 +709,58 @@ fn measure_post_cost_by_channel_size() {
         );
     }
 }
+
+// ----- erasure -----
+
+#[test]
+fn an_erasure_takes_every_notification_of_the_covered_messages() {
+    let mut f = Feed::new();
+    let story = erasure_story(&mut f);
+    let m = assert_erasure_folds_alike::<Notifications>(&story);
+    for gone in ["M1", "R1", "M2"] {
+        assert_eq!(of(&m, gone), t(&[]), "{gone}");
+    }
+    // The held reply kept its notifications (the root's author, the thread).
+    assert_eq!(
+        of(&m, "R2"),
+        t(&[("alice", "thread", "pending"), ("bob", "thread", "pending")])
+    );
+    // Not covered: dan's keyword on M3 stays.
+    assert_eq!(of(&m, "M3"), t(&[("dan", "keyword", "pending")]));
+    // A reply after the erasure still notifies the erased root's author
+    // and its thread.
+    assert_eq!(
+        of(&m, "R3"),
+        t(&[
+            ("alice", "thread", "pending"),
+            ("carol", "thread", "pending")
+        ])
+    );
+    assert_eq!(
+        m.int(
+            "SELECT COUNT(*) FROM notifications WHERE text LIKE '%' || ?1 || '%'
+             AND message_id IN ('M1', 'R1', 'M2')",
+            [ERASED_WORD]
+        ),
+        0
+    );
+}
+
+#[test]
+fn an_erased_post_notifies_nobody_and_an_erased_edit_changes_nothing() {
+    let (mut m, mut f) = (model(), Feed::new());
+    let mut batch = setup(&mut f);
+    batch.push(f.ch(
+        CH,
+        "ada",
+        posted_erased_mentioning("M1", mentions(&["bob"], false, false)),
+    ));
+    batch.push(f.ch(CH, "ada", edited_erased("M1")));
+    m.apply(&batch);
+    assert_eq!(of(&m, "M1"), t(&[]));
+}
+
+#[test]
+fn the_model_holds_no_erased_text_on_disk() {
+    assert_erasure_leaves_no_trace::<Notifications>();
+}

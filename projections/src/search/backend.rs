@@ -105,6 +105,14 @@ pub trait SearchBackend: Send + Sync {
     fn settle(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async { Ok(()) })
     }
+    /// After deletes for an erasure were applied: makes the backend drop
+    /// deleted documents from its storage, not only from results
+    /// (OpenSearch: a refresh, a force merge expunging deletes and a
+    /// flush). FTS5: nothing here (the projector merges its index after
+    /// the erasure's batch).
+    fn expunge(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The FTS5 backend: the `Search` model's file. Searches go through

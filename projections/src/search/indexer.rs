@@ -16,6 +16,11 @@
 //! crash between a bulk request and its checkpoint costs a resend, not a
 //! gap. Backpressure: the log is read one bounded batch at a time, the
 //! next only once the backend acknowledged the previous one.
+//!
+//! An erasure (`ContentErased`) names no messages: the local model records
+//! which documents it deleted (`erased_docs`), and the indexer sends those
+//! as deletes, then asks the backend to expunge deleted documents from
+//! its storage ([`SearchBackend::expunge`]).
 
 use super::backend::{docs_for, BackendError, DocOp, SearchBackend};
 use crate::{Progress, Readers};
@@ -59,6 +64,21 @@ pub fn touched(subject: &str, env: &Envelope) -> Vec<(String, String)> {
     }
 }
 
+/// The stream seqs of the erasures (`ContentErased` on a channel subject)
+/// among `events`.
+pub fn erasures_in(events: &[LogEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|ev| subjects::is_channel(&ev.subject))
+        .filter(|ev| {
+            ev.envelope
+                .as_ref()
+                .is_some_and(|e| matches!(e.body, Some(Body::ContentErased(_))))
+        })
+        .map(|ev| ev.stream_seq)
+        .collect()
+}
+
 /// The distinct pairs `events` touch, in first-touch order.
 pub fn touched_by(events: &[LogEvent]) -> Vec<(String, String)> {
     let mut seen = std::collections::HashSet::new();
@@ -90,17 +110,45 @@ async fn send_batch(
         }
         tracing::debug!(last, "search indexer waiting for the local search model");
     }
-    let ids = touched_by(events);
-    let ops: Vec<DocOp> = if ids.is_empty() {
-        Vec::new()
-    } else {
-        local
-            .read_page(move |c| docs_for(c, &ids))
-            .await
-            .map_err(BackendError::Read)?
-    };
+    let (ops, erased) = ops_for(local, events).await?;
     backend.apply(ops, last).await?;
+    if erased {
+        backend.expunge().await?;
+    }
     Ok(last)
+}
+
+/// What a batch of `events` sends to the backend, read from the local
+/// model once it has applied them: the current documents of the messages
+/// they touch (deletes for the gone ones), then deletes for the documents
+/// their erasures removed; and whether there were any of the latter (the
+/// backend then expunges).
+pub async fn ops_for(
+    local: &Readers,
+    events: &[LogEvent],
+) -> Result<(Vec<DocOp>, bool), BackendError> {
+    let ids = touched_by(events);
+    let erasures = erasures_in(events);
+    if ids.is_empty() && erasures.is_empty() {
+        return Ok((Vec::new(), false));
+    }
+    local
+        .read_page(move |c| {
+            let mut ops = docs_for(c, &ids)?;
+            let mut erased = false;
+            for seq in erasures {
+                for (workspace_id, message_id) in super::erased_docs(c, seq)? {
+                    erased = true;
+                    ops.push(DocOp::Delete {
+                        workspace_id,
+                        message_id,
+                    });
+                }
+            }
+            Ok((ops, erased))
+        })
+        .await
+        .map_err(BackendError::Read)
 }
 
 /// Runs until `cancel`: keeps `backend` caught up with the log (see the
@@ -279,5 +327,61 @@ mod tests {
         let n = reindex(&remote, &local, 3).await.expect("reindex");
         assert_eq!(n, 1);
         assert_eq!(remote.checkpoint().await.expect("checkpoint"), 3);
+    }
+
+    #[tokio::test]
+    async fn an_erasure_sends_deletes_for_the_documents_it_removed() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let local_path = dir.path().join("local.sqlite");
+        let (mut local_conn, _) = crate::open_model::<Search>(&local_path).expect("model");
+        let remote_path = dir.path().join("remote.sqlite");
+        let (remote_conn, _) = crate::open_model::<Search>(&remote_path).expect("model");
+        let remote = Fts5Backend::writable(Readers::new(&remote_path), remote_conn);
+        let local = Readers::new(&local_path);
+        let mut f = Feed::new();
+        let story = erasure_story(&mut f);
+        let cut = story
+            .iter()
+            .position(|e| {
+                matches!(
+                    e.envelope.as_ref().and_then(|e| e.body.as_ref()),
+                    Some(Body::ContentErased(_))
+                )
+            })
+            .expect("an erasure");
+        // Everything before the erasure reaches the remote index…
+        let (before, after) = story.split_at(cut);
+        crate::apply_batch::<Search>(&mut local_conn, before).expect("fold");
+        let (ops, erased) = ops_for(&local, before).await.expect("ops");
+        assert!(!erased);
+        remote.apply(ops, 0).await.expect("apply");
+        let in_remote = |id: &'static str| {
+            Readers::new(&remote_path).read_blocking(move |c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM docs WHERE message_id = ?1",
+                    [id],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+        };
+        assert_eq!(in_remote("M1").expect("count"), 1);
+        // …then the erasure's batch deletes what it covered there too.
+        crate::apply_batch::<Search>(&mut local_conn, after).expect("fold");
+        let (ops, erased) = ops_for(&local, after).await.expect("ops");
+        assert!(erased);
+        for gone in ["M1", "R1"] {
+            assert!(
+                ops.contains(&DocOp::Delete {
+                    workspace_id: WS.into(),
+                    message_id: gone.into()
+                }),
+                "{gone}: {ops:?}"
+            );
+        }
+        remote.apply(ops, 0).await.expect("apply");
+        remote.expunge().await.expect("expunge");
+        for (id, n) in [("M1", 0), ("R1", 0), ("R2", 1), ("M3", 1), ("R3", 1)] {
+            assert_eq!(in_remote(id).expect("count"), n, "{id}");
+        }
     }
 }

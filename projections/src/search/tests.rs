@@ -490,3 +490,72 @@ fn filter_facets_are_index_terms_kept_in_step() {
         .execute("INSERT INTO fts (fts) VALUES ('integrity-check')", [])
         .expect("index agrees with docs");
 }
+
+// ----- erasure -----
+
+#[test]
+fn erased_messages_leave_the_index_alike_live_and_rebuilt() {
+    let mut f = Feed::new();
+    let story = erasure_story(&mut f);
+    let m = assert_erasure_folds_alike::<Search>(&story);
+    // Covered: M1, R1 (M2 was deleted before). Kept: R2 (held), M3 (at
+    // the cut-off), X1 (another channel), R3 (after).
+    assert_eq!(find(&m, ERASED_WORD), ["M3", "X1"]);
+    assert_eq!(find(&m, "held"), ["R2"]);
+    assert_eq!(find(&m, "plan"), Vec::<String>::new());
+    let docs = |id: &str| m.int("SELECT COUNT(*) FROM docs WHERE message_id = ?1", [id]);
+    assert_eq!((docs("M1"), docs("R1"), docs("M2")), (0, 0, 0));
+    assert_eq!((docs("R2"), docs("R3")), (1, 1));
+    // The upload's name went with its message, its reactions too.
+    assert_eq!(m.int("SELECT COUNT(*) FROM files", []), 0);
+    assert_eq!(m.int("SELECT COUNT(*) FROM reactions", []), 0);
+    // No term of an erased text is left in the index's vocabulary.
+    assert_eq!(
+        m.int(
+            "SELECT COUNT(*) FROM fts_terms WHERE term IN ('plan', 'bob', 'v2')",
+            []
+        ),
+        0
+    );
+    // What the external indexer sends as deletes.
+    let cut = story
+        .iter()
+        .find(|e| {
+            matches!(
+                e.envelope.as_ref().and_then(|e| e.body.as_ref()),
+                Some(Body::ContentErased(_))
+            )
+        })
+        .expect("an erasure");
+    assert_eq!(
+        erased_docs(m.conn(), cut.stream_seq).expect("query"),
+        [
+            (WS.to_string(), "M1".to_string()),
+            (WS.to_string(), "R1".to_string())
+        ]
+    );
+    assert_eq!(
+        indexer::erasures_in(&story),
+        [cut.stream_seq],
+        "the indexer finds the erasure in its batch"
+    );
+}
+
+#[test]
+fn an_erasure_by_author_keeps_the_others_and_other_channels() {
+    let mut f = Feed::new();
+    let evs = vec![
+        f.ch(CH, "alice", posted("A1", "apple one")),
+        f.ch(CH, "bob", posted("B1", "apple two")),
+        f.ch(OTHER, "alice", posted("A2", "apple three")),
+        f.ch(CH, "alice", edited("A1", "apple one edited")),
+        f.ch(CH, "", content_erased(i64::MAX, &["alice"], &[], 100)),
+    ];
+    let m = assert_erasure_folds_alike::<Search>(&evs);
+    assert_eq!(find(&m, "apple"), ["A2", "B1"]);
+}
+
+#[test]
+fn the_model_holds_no_erased_text_on_disk() {
+    assert_erasure_leaves_no_trace::<Search>();
+}

@@ -671,3 +671,101 @@ fn packed_fix_sums_unpack() {
         }
     }
 }
+
+// ----- erasure -----
+
+#[test]
+fn covered_messages_stop_counting_alike_live_and_rebuilt() {
+    let mut f = Feed::new();
+    let story = erasure_story(&mut f);
+    let m = assert_erasure_folds_alike::<Unreads>(&story);
+    // dan (joined at seq 3): of the channel-level messages by others, M1
+    // is erased and M2 deleted; M3 counts. M1's edit mentioned dan: gone.
+    let c1 = |user: &str| -> (u64, u64) {
+        let s = summary(&m, user, &["C1"]);
+        (s.channels[0].unread_count, s.channels[0].mention_count)
+    };
+    assert_eq!(c1("dan"), (1, 0));
+    // bob read up to M1; M3 is unread; M2 (which mentioned him) is gone.
+    assert_eq!(c1("bob"), (1, 0));
+    // The thread of M1: bob follows it (replied); R1 is his own, R2 counts,
+    // R3 is his own.
+    let s = summary(&m, "bob", &["C1"]);
+    let th = s
+        .threads
+        .iter()
+        .find(|t| t.root_id == "M1")
+        .expect("followed");
+    assert_eq!((th.unread_replies, th.mention_count), (1, 0));
+}
+
+#[test]
+fn an_erasure_counts_as_the_deletes_of_what_it_covers() {
+    // The same history, once erased by a user erasure and once with the
+    // covered messages deleted instead: the same counts for everyone.
+    let history = |f: &mut Feed| {
+        vec![
+            f.ch(
+                CH,
+                "bob",
+                posted_mentioning("A", "hi @ada", mentions(&["ada"], false, false)),
+            ),
+            f.ch(
+                CH,
+                "bob",
+                posted_mentioning("B", "all", mentions(&[], true, false)),
+            ),
+            f.ch(CH, "cy", posted("C", "cy's")),
+            f.ch(
+                CH,
+                "bob",
+                reply_mentioning("D", "C", false, mentions(&["ada"], false, false)),
+            ),
+        ]
+    };
+    let (mut erased, mut f) = setup();
+    let mut evs = history(&mut f);
+    evs.push(f.ch(CH, "", content_erased(i64::MAX, &["bob"], &[], 100)));
+    erased.apply(&evs);
+    let (mut tombstoned, mut g) = setup();
+    let mut evs = history(&mut g);
+    for id in ["A", "B", "D"] {
+        evs.push(g.ch(CH, "bob", deleted(id)));
+    }
+    tombstoned.apply(&evs);
+    for user in ["ada", "bob", "cy"] {
+        assert_eq!(
+            summary(&erased, user, &[CH]).channels,
+            summary(&tombstoned, user, &[CH])
+                .channels
+                .into_iter()
+                .map(|mut c| {
+                    // The deletes moved the head; the erasure one event.
+                    c.head_seq = summary(&erased, user, &[CH]).channels[0].head_seq;
+                    c
+                })
+                .collect::<Vec<_>>(),
+            "{user}"
+        );
+        assert_eq!(
+            summary(&erased, user, &[CH]).threads,
+            summary(&tombstoned, user, &[CH]).threads,
+            "{user}"
+        );
+    }
+    assert_eq!(counts(&erased, "ada"), (1, 0));
+}
+
+#[test]
+fn an_erased_post_counts_where_a_live_one_would() {
+    let (mut m, mut f) = setup();
+    one(
+        &mut m,
+        f.ch(
+            CH,
+            "bob",
+            posted_erased_mentioning("A", mentions(&["ada"], false, false)),
+        ),
+    );
+    assert_eq!(counts(&m, "ada"), (1, 1));
+}

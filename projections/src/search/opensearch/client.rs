@@ -139,6 +139,33 @@ impl OpenSearchBackend {
         Ok(())
     }
 
+    /// After an erasure's deletes: a refresh (the deletes reach the
+    /// segments), a force merge that rewrites segments holding deleted
+    /// documents without them, and a flush (the translog, which still
+    /// holds the indexed sources, is committed and trimmed).
+    pub async fn expunge_deleted(&self) -> Result<(), BackendError> {
+        self.refresh().await?;
+        let (s, v) = self
+            .send(
+                Method::Post,
+                &format!("/{MESSAGES_INDEX}/_forcemerge"),
+                &[("only_expunge_deletes", "true")],
+                None,
+                false,
+            )
+            .await?;
+        if !ok(s) {
+            return Err(err(format!("force merge: {s} {v}")));
+        }
+        let (s, v) = self
+            .send_retrying(Method::Post, &format!("/{MESSAGES_INDEX}/_flush"), None)
+            .await?;
+        if !ok(s) {
+            return Err(err(format!("flush: {s} {v}")));
+        }
+        Ok(())
+    }
+
     /// Sends `ops` in bounded bulk requests; items refused with 429/5xx
     /// are resent (only those) with backoff. Returns once every item is
     /// acknowledged, or at the first permanent failure.
@@ -215,6 +242,10 @@ impl SearchBackend for OpenSearchBackend {
 
     fn settle(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(self.refresh())
+    }
+
+    fn expunge(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(self.expunge_deleted())
     }
 
     fn checkpoint(&self) -> BoxFuture<'_, Result<u64, BackendError>> {
