@@ -514,9 +514,15 @@ fn retention_holds_and_erasures_are_audited_with_their_targets() {
     };
     assert_eq!(t(0), ("admin", "", ""));
     assert_eq!(e[0].request_id, "req-r");
-    assert_eq!(detail(0), json!({"scope": "workspace", "days": 30, "max_age_secs": 0}));
+    assert_eq!(
+        detail(0),
+        json!({"scope": "workspace", "days": 30, "max_age_secs": 0})
+    );
     assert_eq!(t(1), ("admin", "", "C1"));
-    assert_eq!(detail(1), json!({"scope": "channel", "days": 90, "max_age_secs": 0}));
+    assert_eq!(
+        detail(1),
+        json!({"scope": "channel", "days": 90, "max_age_secs": 0})
+    );
     assert_eq!(t(2), ("admin", "carol", ""));
     assert_eq!(
         detail(2),
