@@ -15,6 +15,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard_core::events::{Body, Envelope};
+use switchboard_streams::keyring::Keyring;
 
 /// Runs `switchboard admin replay-credentials …` on the server's data dir
 /// (no `--nats`: the embedded server); returns its JSON.
@@ -139,20 +140,42 @@ async fn read_all(
     Ok(out)
 }
 
-fn texts(messages: &[(String, Vec<u8>)]) -> Vec<String> {
-    messages
-        .iter()
-        .filter_map(|(_, p)| Envelope::decode(p.as_slice()).ok()?.body)
-        .filter_map(|b| match b {
-            // Texts are sealed in the log (README, "Retention, legal hold
-            // and erasure"): a replay credential never holds their keys.
-            Body::MessagePosted(m) if m.text.is_empty() && m.sealed.is_some() => {
-                Some("<sealed>".to_string())
-            }
-            Body::MessagePosted(m) => Some(m.text),
-            _ => None,
-        })
-        .collect()
+async fn texts(keys: &Keyring, messages: &[(String, Vec<u8>)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, p) in messages {
+        // Texts are sealed in the log (README, "Retention, legal hold and
+        // erasure"): what a replay user receives holds none in the clear;
+        // the platform's keys open them.
+        assert!(
+            !p.windows(6).any(|w| w == b" says " || w == b"secret"),
+            "a text in the clear"
+        );
+        let env = switchboard_streams::open_payload(keys, p).await;
+        if let Ok(Some(Envelope {
+            body: Some(Body::MessagePosted(m)),
+            ..
+        })) = env
+        {
+            assert!(m.sealed.is_none(), "the platform's keys open it");
+            out.push(m.text);
+        }
+    }
+    out
+}
+
+/// The content keys of the embedded server's log (the platform's
+/// credentials).
+async fn platform_keys(server: &Server, stream: &str) -> Keyring {
+    let (url, password) = server.embedded_nats();
+    let platform = Conn::open(
+        &url.replace("nats://", &format!("nats://switchboard:{password}@")),
+        None,
+    )
+    .await;
+    let js = jetstream::new(platform.client.clone());
+    Keyring::open_bucket(&js, stream, 1, false, 86_400_000)
+        .await
+        .expect("the key stream")
 }
 
 /// Two workspaces with a post each; returns (A, B, B's admin token, B's
@@ -208,7 +231,8 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
         .expect("replay of A");
     assert!(mine.len() >= 4, "A's events: {}", mine.len());
     assert!(mine.iter().all(|(s, _)| s.starts_with(&format!("sb.{a}."))));
-    assert_eq!(texts(&mine), ["<sealed>"]);
+    let keys = platform_keys(&server, stream).await;
+    assert_eq!(texts(&keys, &mine).await, ["alpha says hi"]);
     // The replay stream (in the replay account) is a copy: the same
     // payloads, in the same order, as the log's `sb.<A>.>`, and the
     // writer's headers kept (`Sb-Channel-Seq`), plus the log position
@@ -475,7 +499,7 @@ async fn a_replay_credential_reads_its_workspace_and_nothing_else() {
     let again = read_all(&js, stream, "r9", &filter, 1000)
         .await
         .expect("replay of A");
-    assert_eq!(texts(&again), ["alpha says hi"]);
+    assert_eq!(texts(&keys, &again).await, ["alpha says hi"]);
     assert!(
         js.get_stream_no_info(stream)
             .await
@@ -862,21 +886,23 @@ async fn a_credential_issued_while_serve_is_stopped_replays_after_the_next_start
     let api = server.api();
     api.send(&bea, &cb, "beta after restart").await.expect(201);
     let stream = creds["stream"].as_str().expect("stream");
+    let keys = platform_keys(&server, stream).await;
     let read = |c: &Value, ws: &str, want: &'static str| {
         let (url, prefix) = (
             c["url"].as_str().expect("url").to_string(),
             c["inbox_prefix"].as_str().expect("prefix").to_string(),
         );
         let filter = format!("sb.{ws}.>");
+        let keys = keys.clone();
         async move {
             let replay = Conn::open(&url, Some(&prefix)).await;
             let js = jetstream::new(replay.client.clone());
             let deadline = Instant::now() + Duration::from_secs(15);
             for i in 0.. {
-                let got = read_all(&js, stream, &format!("w{i}"), &filter, 1000)
-                    .await
-                    .map(|m| texts(&m))
-                    .unwrap_or_default();
+                let got = match read_all(&js, stream, &format!("w{i}"), &filter, 1000).await {
+                    Ok(m) => texts(&keys, &m).await,
+                    Err(_) => Vec::new(),
+                };
                 if got.iter().any(|t| t == want) {
                     return got;
                 }
