@@ -8,7 +8,6 @@ use crate::harness::*;
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
 use async_nats::{ConnectOptions, Event, ServerError};
 use futures_util::StreamExt;
-use prost::Message as _;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::process::Command;
