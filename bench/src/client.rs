@@ -147,12 +147,14 @@ pub fn require_loopback(url: &str) -> Result<()> {
         .split_once("://")
         .map_or(url, |(_, r)| r)
         .trim_end_matches('/');
-    let host_port = rest.split(['/', '?']).next().unwrap_or("");
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    // Credentials (`user:password@`) are not the host.
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
     if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
         Ok(())
     } else {
-        bail!("{url}: benchmarks only target this machine (127.0.0.1, localhost or [::1])")
+        bail!("{host_port}: benchmarks only target this machine (127.0.0.1, localhost or [::1])")
     }
 }
 
@@ -167,6 +169,7 @@ mod tests {
             "http://localhost:1/",
             "nats://127.0.0.1:4222",
             "http://[::1]:80",
+            "nats://switchboard:pw@127.0.0.1:4222",
         ] {
             assert!(require_loopback(ok).is_ok(), "{ok}");
         }
@@ -174,6 +177,7 @@ mod tests {
             "http://10.0.0.1:8080",
             "http://example.com",
             "nats://127.0.0.2.evil:4222",
+            "nats://127.0.0.1@evil.example:4222",
         ] {
             assert!(require_loopback(bad).is_err(), "{bad}");
         }

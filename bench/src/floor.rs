@@ -51,7 +51,7 @@ pub async fn nats(url: &str, shape: Shape) -> Result<PathRun> {
         .map(|i| {
             let subject = subject(i % groups);
             async move {
-                let client = async_nats::connect(url).await?;
+                let client = crate::nats::connect(url).await?;
                 let sub = client.subscribe(subject).await?;
                 // The SUB is on the server before anything is published.
                 client.flush().await?;
@@ -87,7 +87,7 @@ pub async fn nats(url: &str, shape: Shape) -> Result<PathRun> {
             tally.received
         }));
     }
-    let publisher = async_nats::connect(url)
+    let publisher = crate::nats::connect(url)
         .await
         .with_context(|| format!("connecting to NATS at {url}"))?;
     let sent: Arc<Vec<AtomicU64>> = Arc::new((0..groups).map(|_| AtomicU64::new(0)).collect());

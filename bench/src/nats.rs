@@ -68,9 +68,27 @@ pub fn started_by_serve(data: &Path) -> Option<String> {
     if !String::from_utf8_lossy(&cmd).contains("nats-server") {
         return None;
     }
-    std::fs::read_to_string(dir.join("url"))
-        .ok()
-        .map(|s| s.trim().to_string())
+    let url = std::fs::read_to_string(dir.join("url")).ok()?;
+    let url = url.trim();
+    // `serve`'s nats-server runs with authorization: the platform's
+    // credentials are beside it.
+    match std::fs::read_to_string(dir.join("platform.password")) {
+        Ok(pw) => Some(url.replacen("://", &format!("://switchboard:{}@", pw.trim()), 1)),
+        Err(_) => Some(url.to_string()),
+    }
+}
+
+/// Connects to `url`, with the user and password its userinfo names
+/// (async-nats ignores userinfo in a URL).
+pub async fn connect(url: &str) -> Result<async_nats::Client> {
+    let (bare, auth) = switchboard_streams::split_userinfo(url);
+    let options = match auth {
+        Some((user, password)) => {
+            async_nats::ConnectOptions::with_user_and_password(user, password)
+        }
+        None => async_nats::ConnectOptions::new(),
+    };
+    Ok(options.connect(bare).await?)
 }
 
 /// `given`, else the serve's on `data`, else a scratch server (returned
@@ -84,7 +102,8 @@ pub async fn resolve(given: Option<&str>, data: &Path) -> Result<(String, Option
     if let Some(url) = started_by_serve(data) {
         crate::client::require_loopback(&url)?;
         println!(
-            "baseline nats-server: {url} (the server's, from {})",
+            "baseline nats-server: {} (the server's, from {})",
+            switchboard_streams::split_userinfo(&url).0,
             data.display()
         );
         return Ok((url, None));

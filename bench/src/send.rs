@@ -251,7 +251,7 @@ async fn closed_loop(
 /// stream sequence (predicted: this is the stream's only writer), with up
 /// to 512 publishes in flight. Returns acknowledged publishes per second.
 pub async fn raw_publish(nats_url: &str, channels: usize, duration: Duration) -> Result<f64> {
-    let client = async_nats::connect(nats_url)
+    let client = crate::nats::connect(nats_url)
         .await
         .with_context(|| format!("connecting to NATS at {nats_url}"))?;
     let js = jetstream::new(client);

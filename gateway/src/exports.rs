@@ -68,7 +68,14 @@ pub struct Job {
     pub created_ms: i64,
     pub manifest: Option<Manifest>,
     pub dir: PathBuf,
+    /// An erasure in the workspace happened while it ran: its files are
+    /// deleted when it ends.
+    pub withdrawn: bool,
 }
+
+/// Why a withdrawn export is gone.
+const WITHDRAWN: &str =
+    "withdrawn: messages of the workspace were erased after this export; export again";
 
 /// The jobs of this process.
 #[derive(Clone)]
@@ -114,6 +121,7 @@ impl Exports {
             created_ms: now_ms(),
             manifest: None,
             dir: dir.clone(),
+            withdrawn: false,
         };
         {
             let mut jobs = self.lock();
@@ -156,6 +164,11 @@ impl Exports {
             }
             let mut jobs = this.lock();
             if let Some(job) = jobs.get_mut(&id) {
+                if job.withdrawn {
+                    let _ = std::fs::remove_dir_all(&job.dir);
+                    job.state = JobState::Failed(WITHDRAWN.into());
+                    return;
+                }
                 match result {
                     Ok(m) => {
                         job.manifest = Some(m);
@@ -166,6 +179,39 @@ impl Exports {
             }
         });
         Some(job)
+    }
+
+    /// Withdraws the exports of `workspace` after an erasure in it: their
+    /// files hold texts in the clear, some of which are erased now. Every
+    /// finished job's directory is deleted and the job answers `failed`
+    /// ("withdrawn"); a running one is withdrawn when it ends; directories
+    /// left by earlier runs of the process go too.
+    pub fn withdraw(&self, workspace: &str) {
+        let mut running = Vec::new();
+        {
+            let mut jobs = self.lock();
+            for job in jobs.values_mut().filter(|j| j.workspace == workspace) {
+                if job.state == JobState::Running {
+                    job.withdrawn = true;
+                    running.push(job.dir.clone());
+                } else {
+                    job.state = JobState::Failed(WITHDRAWN.into());
+                    job.manifest = None;
+                }
+            }
+        }
+        let root = self.root.join(workspace);
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if !running.contains(&p) {
+                if let Err(err) = std::fs::remove_dir_all(&p) {
+                    tracing::warn!(dir = %p.display(), error = %err, "withdrawing an export");
+                }
+            }
+        }
     }
 
     /// The job `id` of `workspace`, if there is one.

@@ -320,6 +320,8 @@ impl Platform {
             }
             None => None,
         };
+        let exports = Exports::new(data);
+        let _ = commands.exports.set(exports.clone());
         Ok(Platform {
             commands,
             realtime,
@@ -335,7 +337,7 @@ impl Platform {
             audit,
             read_only,
 
-            exports: Exports::new(data),
+            exports,
             cancel,
             tracker,
         })

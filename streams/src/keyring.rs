@@ -36,6 +36,10 @@ const KEY_ID_LEN: usize = 16;
 const KEY_LEN: usize = 32;
 /// Keys this process keeps in memory.
 const MAX_CACHED_KEYS: usize = 100_000;
+/// How long a cached key is used before it is read again: another process
+/// may have destroyed it (it also forgets the keys a `ContentErased` names
+/// as soon as it reads one).
+const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 /// The default period of a slot: a day. A slot is erased whole, so
 /// retention erases a message between `days` and `days + 1` days old.
 pub const DEFAULT_PERIOD_MS: i64 = 86_400_000;
@@ -119,7 +123,11 @@ struct Inner {
     /// `sbkeys.<log stream>`: a slot's key is on `<prefix>.<key_ref>`.
     prefix: String,
     period_ms: i64,
-    cache: Mutex<HashMap<String, Arc<Key>>>,
+    cache: Mutex<HashMap<String, (Arc<Key>, std::time::Instant)>>,
+    /// Bumped by every [`Keyring::forget`]: a key read from the store
+    /// while keys were being forgotten is not cached (it may be one being
+    /// destroyed).
+    generation: std::sync::atomic::AtomicU64,
     rng: SystemRandom,
 }
 
@@ -161,7 +169,19 @@ impl Keyring {
                 .map_err(|e| KeyError::Unavailable(e.to_string()))?,
             )
         } else {
-            js.get_stream(&name).await.ok()
+            // Only "no such stream" means no key was ever made; any other
+            // failure must not make every text read as erased.
+            match js.get_stream(&name).await {
+                Ok(found) => Some(found),
+                Err(e) => match e.kind() {
+                    jetstream::context::GetStreamErrorKind::JetStream(j)
+                        if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        None
+                    }
+                    _ => return Err(KeyError::Unavailable(e.to_string())),
+                },
+            }
         };
         Ok(Keyring {
             inner: Arc::new(Inner {
@@ -170,6 +190,7 @@ impl Keyring {
                 prefix: format!("sbkeys.{stream}"),
                 period_ms,
                 cache: Mutex::new(HashMap::new()),
+                generation: std::sync::atomic::AtomicU64::new(0),
                 rng: SystemRandom::new(),
             }),
         })
@@ -205,19 +226,31 @@ impl Keyring {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(key_ref)
-            .cloned()
+            .filter(|(_, at)| at.elapsed() < KEY_TTL)
+            .map(|(k, _)| k.clone())
     }
 
-    fn remember(&self, key_ref: &str, key: Arc<Key>) {
+    fn generation(&self) -> u64 {
+        self.inner
+            .generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Caches `key` unless keys were forgotten since `generation` (read
+    /// before the key was).
+    fn remember(&self, key_ref: &str, key: Arc<Key>, generation: u64) {
         let mut cache = self
             .inner
             .cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.generation() != generation {
+            return;
+        }
         if cache.len() >= MAX_CACHED_KEYS {
             cache.clear();
         }
-        cache.insert(key_ref.to_string(), key);
+        cache.insert(key_ref.to_string(), (key, std::time::Instant::now()));
     }
 
     /// Forgets cached keys (they were destroyed, here or by another process).
@@ -227,6 +260,9 @@ impl Keyring {
             .cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.inner
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         for r in key_refs {
             cache.remove(r);
         }
@@ -238,6 +274,12 @@ impl Keyring {
         if let Some(k) = self.cached(key_ref) {
             return Ok(Some(k));
         }
+        self.load_stored(key_ref).await
+    }
+
+    /// [`Keyring::load`] past the cache.
+    async fn load_stored(&self, key_ref: &str) -> Result<Option<Arc<Key>>, KeyError> {
+        let generation = self.generation();
         let Some((_, raw)) = self.stored(key_ref).await? else {
             return Ok(None);
         };
@@ -245,7 +287,7 @@ impl Keyring {
             return Ok(None);
         };
         let key = Arc::new(key);
-        self.remember(key_ref, key.clone());
+        self.remember(key_ref, key.clone(), generation);
         Ok(Some(key))
     }
 
@@ -258,6 +300,7 @@ impl Keyring {
         if self.inner.stream.is_none() {
             return Err(KeyError::Unavailable("no key stream (read-only)".into()));
         }
+        let generation = self.generation();
         let mut raw = [0u8; KEY_ID_LEN + KEY_LEN];
         self.inner
             .rng
@@ -280,7 +323,7 @@ impl Keyring {
                 let key = Arc::new(
                     parse_key(&raw).ok_or_else(|| KeyError::Unavailable("bad key".into()))?,
                 );
-                self.remember(key_ref, key.clone());
+                self.remember(key_ref, key.clone(), generation);
                 Ok(key)
             }
             // Another writer made it first: use theirs.
@@ -358,11 +401,16 @@ impl Keyring {
             return Ok(());
         };
         text.clear();
-        let Some(key) = self.load(&s.key_ref).await? else {
+        let Some(mut key) = self.load(&s.key_ref).await? else {
             return Ok(());
         };
         if key.id[..] != s.key_id[..] {
-            return Ok(());
+            // A cached key may be an older one of the slot: read the store
+            // once before calling the text erased.
+            match self.load_stored(&s.key_ref).await? {
+                Some(k) if k.id[..] == s.key_id[..] => key = k,
+                _ => return Ok(()),
+            }
         }
         let Ok(nonce) = Nonce::try_assume_unique_for_key(&s.nonce) else {
             return Ok(());
@@ -383,15 +431,32 @@ impl Keyring {
         Ok(())
     }
 
+    /// Every slot of `channel` of `workspace` whose key is stored now.
+    pub async fn channel_slots(
+        &self,
+        workspace: &str,
+        channel: &str,
+    ) -> Result<Vec<Slot>, KeyError> {
+        let mut slots = self
+            .slots_under(workspace, &format!("{workspace}.{channel}.>"))
+            .await?;
+        slots.retain(|s| s.channel_id == channel);
+        Ok(slots)
+    }
+
     /// Every slot of `workspace` whose key is stored now (the key
     /// stream's subjects under the workspace).
     pub async fn slots(&self, workspace: &str) -> Result<Vec<Slot>, KeyError> {
+        self.slots_under(workspace, &format!("{workspace}.>")).await
+    }
+
+    async fn slots_under(&self, workspace: &str, filter: &str) -> Result<Vec<Slot>, KeyError> {
         use futures_util::TryStreamExt;
         let Some(stream) = &self.inner.stream else {
             return Ok(Vec::new());
         };
         let subjects: Vec<(String, usize)> = stream
-            .info_with_subjects(format!("{}.{workspace}.>", self.inner.prefix))
+            .info_with_subjects(format!("{}.{filter}", self.inner.prefix))
             .await
             .map_err(|e| KeyError::Unavailable(e.to_string()))?
             .try_collect()

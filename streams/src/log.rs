@@ -1064,7 +1064,8 @@ impl Log {
                 return Err(AppendError::ReadOnly.into());
             }
             // Sealed per attempt (a fresh nonce each time); the text never
-            // reaches the stream in the clear.
+            // reaches the stream in the clear. The caller gets it back open.
+            let decided_body = envelope.body.clone();
             self.inner
                 .keyring
                 .seal(&mut envelope)
@@ -1077,8 +1078,10 @@ impl Log {
             match self.append_at(subject, known.head, envelope, &id).await {
                 Ok(mut appended) => {
                     // The caller gets the event as decided: its text open
-                    // (a duplicate's stored text too).
-                    if let Err(e) = self.inner.keyring.open(&mut appended.envelope).await {
+                    // (a duplicate's stored text is opened).
+                    if !appended.duplicate {
+                        appended.envelope.body = decided_body;
+                    } else if let Err(e) = self.inner.keyring.open(&mut appended.envelope).await {
                         tracing::warn!(error = %e, "append: the stored text could not be opened");
                     }
                     if !appended.duplicate {

@@ -162,6 +162,26 @@ async fn erasing_a_user_removes_the_text_from_every_file_and_keeps_the_log_verif
     assert_eq!(bob_keys.len(), 1, "one slot of bob's: {keys:?}");
     assert!(!files_containing(nats.store_dir(), &bob_keys[0].1).is_empty());
 
+    // An export made before the erasure holds the text in the clear.
+    let job = api
+        .post("/v1/admin/exports", &ada, json!({}))
+        .await
+        .expect(202);
+    let job = job["id"].as_str().expect("job id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let j = api
+            .get(&format!("/v1/admin/exports/{job}"), &ada)
+            .await
+            .expect(200);
+        if j["status"] == "done" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "export not done: {j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!files_containing(&server.data.join("exports"), gone.as_bytes()).is_empty());
+
     // Erasure needs an admin, a deactivated user, and no hold.
     api.post("/v1/admin/erasures", &bob, json!({"user_id": bob_id}))
         .await
@@ -198,6 +218,13 @@ async fn erasing_a_user_removes_the_text_from_every_file_and_keeps_the_log_verif
 
     let m = wait_message(&api, &ada, &general, &bobs, erased).await;
     assert!(erased(&m), "bob's message is erased: {m}");
+    // The export is withdrawn: its files are gone, the job says why.
+    let j = api
+        .get(&format!("/v1/admin/exports/{job}"), &ada)
+        .await
+        .expect(200);
+    assert_eq!(j["status"], "failed", "{j}");
+    assert!(j.to_string().contains("withdrawn"), "{j}");
     let a = message(&api, &ada, &general, &adas).await;
     assert_eq!(a["text"], format!("{kept} stays"));
     // Search finds nothing of it.

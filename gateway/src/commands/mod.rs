@@ -78,6 +78,9 @@ pub fn new_token() -> String {
 /// The platform's command side and read models.
 pub struct Commands {
     pub log: Log,
+    /// This gateway's export jobs: an erasure withdraws the workspace's
+    /// (their files hold texts in the clear).
+    pub exports: std::sync::OnceLock<crate::exports::Exports>,
     pub acl: Readers,
     pub history: Readers,
     pub acl_progress: Progress,
@@ -147,6 +150,7 @@ impl Commands {
     ) -> Commands {
         Commands {
             log,
+            exports: std::sync::OnceLock::new(),
             acl,
             history,
             acl_progress,

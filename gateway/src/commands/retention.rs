@@ -31,6 +31,9 @@ pub struct ErasureReport {
     pub held_channels: Vec<String>,
     /// Content keys destroyed.
     pub keys_destroyed: usize,
+    /// Channels (or `<workspace>` for a whole workspace) the run could not
+    /// finish: retried on the next run.
+    pub failed: Vec<String>,
 }
 
 fn slot_facts(slots: &[Slot]) -> Vec<SlotFacts> {
@@ -45,7 +48,15 @@ fn slot_facts(slots: &[Slot]) -> Vec<SlotFacts> {
 }
 
 impl Commands {
+    /// The holds in force, as of the log's head: a hold placed through
+    /// another gateway a moment ago counts (the ACL model is waited for).
     async fn holds_of(&self, ws: &str) -> ApiResult<Holds> {
+        let head = self.log.last_seq().await?;
+        if !wait(&self.acl_progress, head).await {
+            return Err(ApiError::unavailable(
+                "the membership read model is behind: legal holds cannot be checked now",
+            ));
+        }
         let ws = ws.to_string();
         Ok(self.acl.read(move |c| acl::holds(c, &ws)).await?)
     }
@@ -240,12 +251,9 @@ impl Commands {
                 let slots: Vec<Slot> = self
                     .log
                     .keyring()
-                    .slots(ws)
+                    .channel_slots(ws, channel)
                     .await
-                    .map_err(|e| ApiError::unavailable(e.to_string()))?
-                    .into_iter()
-                    .filter(|s| s.channel_id == channel)
-                    .collect();
+                    .map_err(|e| ApiError::unavailable(e.to_string()))?;
                 let decided = decide(&holds, &slot_facts(&slots), basis.head.subject_seq);
                 settle_or_unchanged(basis, decided, |seq, body| {
                     Self::envelope(ws, channel, actor, seq, body)
@@ -264,6 +272,9 @@ impl Commands {
             .destroy(&e.key_refs)
             .await
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        if let Some(exports) = self.exports.get() {
+            exports.withdraw(ws);
+        }
         Ok(Some(e.key_refs.len()))
     }
 
@@ -334,6 +345,18 @@ impl Commands {
         };
         let mut report = ErasureReport::default();
         for ws in workspaces {
+            // One workspace's failure does not hold up the others'.
+            if let Err(e) = self.retention_of_workspace(&ws, &mut report).await {
+                tracing::warn!(workspace = %ws, error = ?e, "retention: workspace not finished");
+                report.failed.push(ws);
+            }
+        }
+        Ok(report)
+    }
+
+    async fn retention_of_workspace(&self, ws: &str, report: &mut ErasureReport) -> ApiResult<()> {
+        {
+            let ws = ws.to_string();
             let w = ws.clone();
             let (policies, channels) = self
                 .acl
@@ -345,7 +368,7 @@ impl Commands {
                 })
                 .await?;
             if policies.is_empty() {
-                continue;
+                return Ok(());
             }
             let default = policies
                 .iter()
@@ -394,14 +417,21 @@ impl Commands {
                             holds, &ch, age, scope, slots, now, through,
                         ))
                     })
-                    .await?;
-                if let Some(n) = n {
-                    report.keys_destroyed += n;
-                    report.erased_channels.push(ch);
+                    .await;
+                match n {
+                    Ok(Some(n)) => {
+                        report.keys_destroyed += n;
+                        report.erased_channels.push(ch);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(channel = %ch, error = ?e, "retention: channel not finished");
+                        report.failed.push(ch);
+                    }
                 }
             }
         }
-        Ok(report)
+        Ok(())
     }
 }
 

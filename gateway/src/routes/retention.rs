@@ -116,6 +116,8 @@ pub(super) struct ErasureJson {
     held_channels: Vec<String>,
     /// Content keys destroyed.
     keys_destroyed: usize,
+    /// What the run could not finish (retried on the next run).
+    failed: Vec<String>,
 }
 
 fn erasure_json(r: ErasureReport) -> ErasureJson {
@@ -123,6 +125,7 @@ fn erasure_json(r: ErasureReport) -> ErasureJson {
         erased_channels: r.erased_channels,
         held_channels: r.held_channels,
         keys_destroyed: r.keys_destroyed,
+        failed: r.failed,
     }
 }
 
