@@ -118,8 +118,28 @@ async fn erasing_a_user_removes_the_text_from_every_file_and_keeps_the_log_verif
     let gone = unique("zebracorn");
     let kept = unique("keepsake");
     let edited = unique("okapiword");
+    let attached = unique("attachedbytes");
+    let file = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/files?name=notes.txt&channel_id={general}",
+            api.base
+        ))
+        .bearer_auth(&bob)
+        .header("content-type", "text/plain")
+        .body(attached.clone().into_bytes())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(file.status().as_u16(), 201);
+    let file: Value = file.json().await.expect("json");
+    let file_id = file["id"].as_str().expect("file id").to_string();
     let bobs = api
-        .send(&bob, &general, &format!("{gone} is my secret"))
+        .post(
+            "/v1/messages",
+            &bob,
+            json!({"channel_id": general, "text": format!("{gone} is my secret"),
+                   "attachment_ids": [file_id]}),
+        )
         .await
         .expect(201)["id"]
         .as_str()
@@ -145,6 +165,8 @@ async fn erasing_a_user_removes_the_text_from_every_file_and_keeps_the_log_verif
         "{m}"
     );
 
+    // The attachment's bytes are in the object store (the control).
+    assert!(!files_containing(nats.store_dir(), attached.as_bytes()).is_empty());
     // Sealed: the text is in no file of the NATS store, even now.
     assert_eq!(
         files_containing(nats.store_dir(), gone.as_bytes()),
@@ -247,6 +269,15 @@ async fn erasing_a_user_removes_the_text_from_every_file_and_keeps_the_log_verif
         .expect(200);
     assert_eq!(again["erased_channels"], json!([]));
 
+    // The attachment is reaped with a secure erase of its chunks.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !files_containing(nats.store_dir(), attached.as_bytes()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the erased message's attachment is still in the NATS store"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Gone from disk, the NATS store included (after a restart of both).
     server.terminate(Duration::from_secs(20));
     nats.restart();
@@ -263,6 +294,11 @@ async fn erasing_a_user_removes_the_text_from_every_file_and_keeps_the_log_verif
             files_containing(dir, edited.as_bytes()),
             Vec::<String>::new(),
             "erased edit in the {what}"
+        );
+        assert_eq!(
+            files_containing(dir, attached.as_bytes()),
+            Vec::<String>::new(),
+            "the erased message's attachment in the {what}"
         );
         assert_eq!(
             files_containing(dir, &bob_keys[0].1),

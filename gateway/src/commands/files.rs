@@ -52,6 +52,10 @@ impl Default for FilesConfig {
 pub struct Files {
     pub store: ObjectStore,
     pub max_bytes: u64,
+    /// The bucket's stream (`OBJ_<bucket>`), to erase an object's chunks
+    /// securely before it is deleted.
+    stream: Option<async_nats::jetstream::stream::Stream>,
+    bucket: String,
 }
 
 impl Files {
@@ -73,7 +77,68 @@ impl Files {
                 .await
                 .map_err(|e| format!("creating object store {bucket}: {e}"))?,
         };
-        Ok(Files { store, max_bytes })
+        let stream = js.get_stream(format!("OBJ_{bucket}")).await.ok();
+        Ok(Files {
+            store,
+            max_bytes,
+            stream,
+            bucket,
+        })
+    }
+
+    /// Deletes the object `id` for good: its chunks are erased with
+    /// JetStream's secure erase (their bytes overwritten in the store's
+    /// files; an object store delete is a purge, which leaves them until
+    /// the block is compacted), then the object is deleted. Gone already:
+    /// fine.
+    pub async fn erase(&self, id: &str) -> Result<(), String> {
+        use async_nats::jetstream::object_store::InfoErrorKind;
+        use futures_util::StreamExt;
+        let info = match self.store.info(id).await {
+            Ok(i) => i,
+            Err(e) if e.kind() == InfoErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        if let Some(stream) = &self.stream {
+            let subject = format!("$O.{}.C.{}", self.bucket, info.nuid);
+            let mut consumer = stream
+                .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                    filter_subject: subject,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut left = consumer
+                .info()
+                .await
+                .map_err(|e| e.to_string())?
+                .num_pending;
+            let mut seqs = Vec::new();
+            if left > 0 {
+                let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+                while left > 0 {
+                    let next = tokio::time::timeout(Duration::from_secs(10), messages.next())
+                        .await
+                        .map_err(|_| "reading an object's chunks timed out".to_string())?;
+                    let Some(m) = next else { break };
+                    let m = m.map_err(|e| e.to_string())?;
+                    let meta = m.info().map_err(|e| e.to_string())?;
+                    seqs.push(meta.stream_sequence);
+                    left = meta.pending;
+                }
+            }
+            for seq in seqs {
+                stream
+                    .delete_message(seq)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        match self.store.delete(id).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == DeleteErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 
@@ -381,9 +446,8 @@ pub async fn reap(files: Files, history: Readers, progress: Progress, cancel: Ca
             let full = rows.len() as u32 == REAP_PAGE;
             let mut failed = false;
             for (seq, id) in rows {
-                match files.store.delete(&id).await {
+                match files.erase(&id).await {
                     Ok(()) => {}
-                    Err(e) if e.kind() == DeleteErrorKind::NotFound => {}
                     Err(e) => {
                         tracing::warn!(error = %e, file = %id, "deleting a deleted message's file");
                         failed = true;
