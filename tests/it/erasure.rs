@@ -329,7 +329,7 @@ async fn erasing_a_user_removes_the_text_from_every_file_and_keeps_the_log_verif
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retention_erases_expired_slots_unless_a_hold_blocks_it() {
     let nats = Nats::start();
-    let server = Server::start_with(
+    let mut server = Server::start_with(
         &nats,
         &[
             "--retention-interval",
@@ -439,6 +439,12 @@ async fn retention_erases_expired_slots_unless_a_hold_blocks_it() {
         .find(|e| e["type"] == "content_erased")
         .expect("announced");
     assert!(e.to_string().contains("channel retention 2 seconds"), "{e}");
+    // The expired text is on no disk; the fresh one is (the control).
+    server.terminate(Duration::from_secs(20));
+    for dir in [nats.store_dir(), server.data.as_path()] {
+        assert_eq!(files_containing(dir, old.as_bytes()), Vec::<String>::new());
+    }
+    assert!(!files_containing(&server.data, fresh.as_bytes()).is_empty());
     let (ok, out, err) = run_cli(&["rebuild"], &server.data, &nats.url());
     assert!(ok, "rebuild failed: {out}\n{err}");
     assert!(
