@@ -313,7 +313,13 @@ impl Commands {
                 report.held_channels.push(ch);
                 continue;
             }
-            let account = state.target.clone();
+            // Read again for each channel: a reactivation meanwhile stops
+            // the rest (nothing new may be sealed under keys being
+            // destroyed).
+            let account = self
+                .account_state(&caller.workspace_id, &target)
+                .await?
+                .target;
             let n = self
                 .erase_channel(ws, &ch, caller.user_id.as_str(), |holds, slots, through| {
                     decide::decide_user_erasure(
