@@ -147,6 +147,11 @@ pub fn require_loopback(url: &str) -> Result<()> {
         .split_once("://")
         .map_or(url, |(_, r)| r)
         .trim_end_matches('/');
+    // Nothing a URL parser could read another host out of: no fragment,
+    // no backslash, no list of servers.
+    if url.contains(['#', '\\', ',']) {
+        bail!("benchmarks take one plain URL of this machine (no '#', '\\' or ',')");
+    }
     let authority = rest.split(['/', '?']).next().unwrap_or("");
     // Credentials (`user:password@`) are not the host.
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -178,6 +183,9 @@ mod tests {
             "http://example.com",
             "nats://127.0.0.2.evil:4222",
             "nats://127.0.0.1@evil.example:4222",
+            "http://evil.example#@127.0.0.1:8080",
+            "http://evil.example\\@127.0.0.1/",
+            "nats://evil:4222,x@127.0.0.1:4222",
         ] {
             assert!(require_loopback(bad).is_err(), "{bad}");
         }

@@ -87,9 +87,12 @@ pub async fn nats(url: &str, shape: Shape) -> Result<PathRun> {
             tally.received
         }));
     }
-    let publisher = crate::nats::connect(url)
-        .await
-        .with_context(|| format!("connecting to NATS at {url}"))?;
+    let publisher = crate::nats::connect(url).await.with_context(|| {
+        format!(
+            "connecting to NATS at {}",
+            switchboard_streams::split_userinfo(url).0
+        )
+    })?;
     let sent: Arc<Vec<AtomicU64>> = Arc::new((0..groups).map(|_| AtomicU64::new(0)).collect());
     let out = open_loop(
         Schedule::new(Instant::now(), shape.rate, shape.duration),

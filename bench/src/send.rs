@@ -251,9 +251,12 @@ async fn closed_loop(
 /// stream sequence (predicted: this is the stream's only writer), with up
 /// to 512 publishes in flight. Returns acknowledged publishes per second.
 pub async fn raw_publish(nats_url: &str, channels: usize, duration: Duration) -> Result<f64> {
-    let client = crate::nats::connect(nats_url)
-        .await
-        .with_context(|| format!("connecting to NATS at {nats_url}"))?;
+    let client = crate::nats::connect(nats_url).await.with_context(|| {
+        format!(
+            "connecting to NATS at {}",
+            switchboard_streams::split_userinfo(nats_url).0
+        )
+    })?;
     let js = jetstream::new(client);
     let name = "SBBENCH_RAW";
     let _ = js.delete_stream(name).await;

@@ -95,8 +95,16 @@ pub const MAX_RUNNING: usize = 4;
 impl Exports {
     /// Jobs write under `<data>/exports/<workspace>/<job id>/`.
     pub fn new(data: &Path) -> Exports {
+        // Jobs live in this process's memory: directories an earlier run
+        // left can never be downloaded, and may hold texts erased since.
+        let root = data.join("exports");
+        if root.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&root) {
+                tracing::warn!(dir = %root.display(), error = %e, "removing old export jobs");
+            }
+        }
         Exports {
-            root: data.join("exports"),
+            root,
             jobs: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -187,17 +195,18 @@ impl Exports {
     /// ("withdrawn"); a running one is withdrawn when it ends; directories
     /// left by earlier runs of the process go too.
     pub fn withdraw(&self, workspace: &str) {
+        // All under the jobs lock: a job is in the map before its
+        // directory exists, so no directory of a job started meanwhile is
+        // taken for a leftover.
+        let mut jobs = self.lock();
         let mut running = Vec::new();
-        {
-            let mut jobs = self.lock();
-            for job in jobs.values_mut().filter(|j| j.workspace == workspace) {
-                if job.state == JobState::Running {
-                    job.withdrawn = true;
-                    running.push(job.dir.clone());
-                } else {
-                    job.state = JobState::Failed(WITHDRAWN.into());
-                    job.manifest = None;
-                }
+        for job in jobs.values_mut().filter(|j| j.workspace == workspace) {
+            if job.state == JobState::Running {
+                job.withdrawn = true;
+                running.push(job.dir.clone());
+            } else {
+                job.state = JobState::Failed(WITHDRAWN.into());
+                job.manifest = None;
             }
         }
         let root = self.root.join(workspace);

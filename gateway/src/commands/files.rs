@@ -77,7 +77,11 @@ impl Files {
                 .await
                 .map_err(|e| format!("creating object store {bucket}: {e}"))?,
         };
-        let stream = js.get_stream(format!("OBJ_{bucket}")).await.ok();
+        let stream = Some(
+            js.get_stream(format!("OBJ_{bucket}"))
+                .await
+                .map_err(|e| format!("the files bucket's stream: {e}"))?,
+        );
         Ok(Files {
             store,
             max_bytes,
@@ -104,6 +108,8 @@ impl Files {
             let mut consumer = stream
                 .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
                     filter_subject: subject,
+                    // Only the sequences are needed, not the bytes.
+                    headers_only: true,
                     ..Default::default()
                 })
                 .await
