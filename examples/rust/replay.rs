@@ -590,7 +590,10 @@ async fn find_start(
     let direct = info.config.allow_direct;
     let target = since_ms - (args.since_margin * 1000.0) as i64;
     let subject = format!("sb.{}.>", args.workspace);
-    let (mut lo, mut hi) = (info.state.first_sequence.max(1), info.state.last_sequence + 1);
+    let (mut lo, mut hi) = (
+        info.state.first_sequence.max(1),
+        info.state.last_sequence + 1,
+    );
     let mut probes = 0u64;
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
@@ -631,7 +634,11 @@ async fn find_start(
             None => hi = mid,
         }
     }
-    let how = if direct { "direct gets" } else { "message gets" };
+    let how = if direct {
+        "direct gets"
+    } else {
+        "message gets"
+    };
     Ok((
         lo,
         json!({

@@ -402,6 +402,35 @@ async fn the_examples_skip_unknown_cases_and_report_gaps() {
             ],
         );
         assert_eq!((code, v["events"].as_u64()), (0, Some(1)), "{name}: {v}");
+        // From a time, on a stream without direct gets (message gets find
+        // the start): these envelopes' ts_ms is 0, so from the epoch on
+        // everything is replayed (the gap still found), from now on nothing.
+        let on = |since: &str| {
+            run_example(
+                &cmd,
+                &[
+                    "--nats",
+                    &nats.url(),
+                    "--workspace",
+                    "Wx",
+                    "--since",
+                    since,
+                    "--since-margin",
+                    "0",
+                ],
+            )
+        };
+        let (code, v) = on("1970-01-01T00:00:00Z");
+        assert_eq!((code, v["events"].as_u64()), (3, Some(5)), "{name}: {v}");
+        assert_eq!(v["start"]["start_seq"], 1, "{name}: {v}");
+        assert!(
+            v["start"]["found_by"]
+                .as_str()
+                .is_some_and(|f| f.contains("message gets")),
+            "{name}: {v}"
+        );
+        let (code, v) = on(&rfc3339_ms(now_ms()));
+        assert_eq!((code, v["events"].as_u64()), (0, Some(0)), "{name}: {v}");
     }
 }
 
@@ -580,7 +609,7 @@ async fn the_examples_replay_since_a_time_with_a_replay_credential() {
 
     let channels = [general.as_str(), random.as_str()];
     let all = http_counts(&api, &ada, &channels, "").await;
-    let base = vec![
+    let base = [
         "--nats".to_string(),
         c["url"].as_str().expect("url").to_string(),
         "--inbox-prefix".to_string(),
@@ -630,7 +659,10 @@ async fn the_examples_replay_since_a_time_with_a_replay_credential() {
                 let mut extra = vec!["--since", since.as_str()];
                 extra.extend(margin.iter().flat_map(|m| ["--since-margin", *m]));
                 let (code, v, err) = run(&cmd, with(&extra));
-                assert_eq!(code, 0, "{name} since {since} margin {margin:?}: {v}\n{err}");
+                assert_eq!(
+                    code, 0,
+                    "{name} since {since} margin {margin:?}: {v}\n{err}"
+                );
                 assert_eq!(
                     replay_counts(&v),
                     want,
@@ -643,7 +675,10 @@ async fn the_examples_replay_since_a_time_with_a_replay_credential() {
                 assert_eq!(start["since"], since.as_str(), "{name}: {v}");
                 let start_seq = start["start_seq"].as_u64().expect("start_seq");
                 if margin.is_some() {
-                    assert!(start_seq > 1, "{name}: the search found the later events: {v}");
+                    assert!(
+                        start_seq > 1,
+                        "{name}: the search found the later events: {v}"
+                    );
                 } else {
                     assert!(start["skipped"].as_u64() > Some(0), "{name}: {v}");
                 }
