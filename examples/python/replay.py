@@ -18,9 +18,18 @@ not verify. When several apply, the highest.
 
 The replay is bounded: it stops after the workspace's events pending when
 its consumer was created (the consumer's info right after creation).
-Needs only (no stream info): creating an
-ephemeral pull consumer filtered to sb.<W>.>, and fetching its messages
-(see docs/replay.md, "Permissions a replay needs").
+Needs: creating an ephemeral pull consumer filtered to sb.<W>.>, and
+fetching its messages; with --since also the stream's info and direct (or
+message) gets, to find where to start (see docs/replay.md, "Permissions a
+replay needs" and "Where to start").
+
+--since is exact by the envelopes' own `ts_ms`, whatever times the stream
+stored the messages at (a replay credential's copy stores its creation
+time for every event copied then): a binary search over the stream's
+sequences (direct gets of the next sb.<W>.> message) finds the first
+position whose event is at or after `since - --since-margin`, a consumer
+starts there, and events before `since` are skipped until each subject's
+first one at or after it.
 """
 
 import argparse
@@ -41,6 +50,7 @@ try:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from google.protobuf.message import DecodeError
     from nats.js import api
+    from nats.js.errors import NotFoundError
     from switchboard.v1 import events_pb2
 except ImportError as e:  # pragma: no cover - set-up hint
     sys.exit(f"replay.py: {e}; run examples/python/setup.sh and use its .venv/bin/python")
@@ -56,8 +66,13 @@ def parse_args(argv):
                    help="prefix of this client's reply subjects (default _INBOX); replay credentials "
                         "grant subscribe on <prefix>.> for a prefix of their own")
     start = p.add_mutually_exclusive_group()
-    start.add_argument("--since", help="start at the first event stored at or after this RFC 3339 time")
+    start.add_argument("--since", help="start at the first event whose envelope ts_ms is at or after this "
+                                        "RFC 3339 time")
     start.add_argument("--start-seq", type=int, help="start at this stream sequence")
+    p.add_argument("--since-margin", type=float, default=DEFAULT_SINCE_MARGIN_SECS, metavar="SECS",
+                   help="with --since, the search for the start position aims this many seconds earlier "
+                        "(events of different subjects may be stored up to that much out of ts_ms order); "
+                        f"default {DEFAULT_SINCE_MARGIN_SECS:g}")
     p.add_argument("--idle-timeout", type=float, default=30.0,
                    help="fail when no event arrives for this many seconds (default 30)")
     p.add_argument("--public-key", action="append", default=[], metavar="KEY|FILE",
@@ -66,12 +81,19 @@ def parse_args(argv):
                         "or a file holding them, e.g. <data>/keys/checkpoint.pub. Without one, a "
                         "checkpoint is checked against the key it carries, which proves nothing")
     args = p.parse_args(argv)
+    if not args.since_margin >= 0:
+        p.error("--since-margin must be a number of seconds, 0 or more")
     try:
         args.keys = parse_keys(args.public_key)
     except ValueError as e:
         p.error(str(e))
     return args
 
+
+# --since: how much earlier than `since` the start position is searched
+# for. ts_ms is the decision's time, taken before the append; events of
+# different subjects reach the stream in roughly, not exactly, ts_ms order.
+DEFAULT_SINCE_MARGIN_SECS = 60.0
 
 # Exit statuses (docs/replay.md, "Tamper evidence"); the highest that applies.
 EXIT_GAP = 3
@@ -132,16 +154,27 @@ class Replay:
     """The fold: per-channel counts, the dense-sequence check, each
     subject's hash chain and the signed head checkpoints."""
 
-    def __init__(self, from_start, keys=()):
+    def __init__(self, from_start, keys=(), since_ms=None):
         self.from_start = from_start
+        # --since: an event whose ts_ms is earlier is skipped, until a
+        # subject's first event at or after it (from there on the subject's
+        # events are all kept: the chain and channel_seq stay whole).
+        self.since_ms = since_ms
+        # events delivered but skipped as before `since`, and per subject
+        # the highest channel_seq skipped (before the replay's start)
+        self.skipped = 0
+        self.skipped_heads = {}
         # trusted checkpoint keys (Ed25519PublicKey); none: each
         # checkpoint's own, which proves nothing against a forger
         self.keys = list(keys)
         self.events = 0
         # the stream sequence of the last event applied
         self.stream_seq = 0
-        # the stream sequence of the first event delivered
+        # the stream sequence of the first event kept, and its sequence in
+        # the log (a replay stream's copy names it in Nats-Stream-Source;
+        # checkpoints name log sequences)
         self.first_stream_seq = None
+        self.first_log_seq = None
         self.unknown = 0
         self.undecodable = 0
         # subjects on which a payload that is no envelope was delivered
@@ -169,14 +202,34 @@ class Replay:
             "events": 0, "last_channel_seq": 0,
         })
 
-    def apply(self, subject, stream_seq, data):
-        self.events += 1
-        if self.first_stream_seq is None:
-            self.first_stream_seq = stream_seq
+    def keep(self, subject, env):
+        """With --since: is this delivered event at or after the start?
+        A subject's events are kept from its first one whose ts_ms is at or
+        after `since` on (ts_ms is monotonic per subject); a payload that is
+        no envelope has no time: kept once an event was kept."""
+        if self.since_ms is None or subject in self.tips:
+            return True
+        if env is None:
+            return self.first_stream_seq is not None
+        if env.ts_ms >= self.since_ms:
+            return True
+        self.skipped += 1
+        self.skipped_heads[subject] = max(self.skipped_heads.get(subject, 0), env.channel_seq)
+        return False
+
+    def apply(self, subject, stream_seq, data, log_seq=None):
         env = events_pb2.Envelope()
         try:
             env.ParseFromString(data)
         except DecodeError:
+            env = None
+        if not self.keep(subject, env):
+            return
+        self.events += 1
+        if self.first_stream_seq is None:
+            self.first_stream_seq = stream_seq
+            self.first_log_seq = stream_seq if log_seq is None else log_seq
+        if env is None:
             # Quarantined: part of neither channel_seq nor the chain.
             self.undecodable += 1
             self.undecodable_subjects.add(subject)
@@ -301,13 +354,16 @@ class Replay:
         before its checkpoint in stream order): from the start always; from
         a time or a sequence when the subject's first event seen is at or
         before it, or when nothing of the subject was seen though the head's
-        stream seq is within the replay."""
+        stream seq (the log's) is within the replay; never a head skipped as
+        before --since."""
         if self.from_start:
             return True
+        if head.channel_seq <= self.skipped_heads.get(head.subject, 0):
+            return False
         base = self.base.get(head.subject)
         if base is not None:
             return head.channel_seq >= base
-        return (self.first_stream_seq is not None and head.stream_seq >= self.first_stream_seq
+        return (self.first_log_seq is not None and head.stream_seq >= self.first_log_seq
                 and head.subject not in self.undecodable_subjects)
 
     def exit_status(self):
@@ -371,7 +427,7 @@ async def consume(js, args, cfg, fold):
                 if md.sequence.consumer != expected:
                     return False
                 expected += 1
-                fold.apply(msg.subject, md.sequence.stream, msg.data)
+                fold.apply(msg.subject, md.sequence.stream, msg.data, log_seq(msg.headers))
                 fold.stream_seq = md.sequence.stream
                 remaining -= 1
                 if remaining <= 0 or md.num_pending == 0:
@@ -380,21 +436,74 @@ async def consume(js, args, cfg, fold):
         await sub.unsubscribe()
 
 
+def log_seq(headers):
+    """The log's sequence of a message of a replay stream (a sourced copy):
+    the second field of its Nats-Stream-Source header; None on the log."""
+    source = (headers or {}).get("Nats-Stream-Source")
+    fields = source.split(" ") if source else []
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+
+
+def envelope_ts(data):
+    """An envelope's ts_ms; None for a payload that is no envelope."""
+    env = events_pb2.Envelope()
+    try:
+        env.ParseFromString(data or b"")
+    except DecodeError:
+        return None
+    return env.ts_ms
+
+
+async def find_start(js, args, since_ms):
+    """Where a replay --since starts: the lowest stream sequence from which
+    the workspace's next event has an envelope ts_ms at or after
+    `since - --since-margin`, found by a binary search over the stream's
+    sequence range (its info) with gets of the next sb.<W>.> message at or
+    after a sequence (direct gets when the stream allows them, else
+    message gets). The stream's stored times play no part. ts_ms is only
+    roughly ordered across subjects: with every event stored less than
+    the margin out of order, no event at or after `since` is before the
+    start found (a payload that is no envelope counts as at or after)."""
+    info = await js.stream_info(args.stream)
+    direct = bool(info.config.allow_direct)
+    target = since_ms - int(args.since_margin * 1000)
+    subject = f"sb.{args.workspace}.>"
+    lo, hi = max(info.state.first_seq or 1, 1), (info.state.last_seq or 0) + 1
+    probes = 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        probes += 1
+        try:
+            m = await js.get_msg(args.stream, seq=mid, subject=subject, next=True, direct=direct)
+        except NotFoundError:
+            m = None  # nothing of the workspace at or after mid
+        ts = envelope_ts(m.data) if m is not None else None
+        if m is None or ts is None or ts >= target:
+            hi = mid
+        else:
+            lo = m.seq + 1  # every position up to m's is before the target
+    return lo, {"deliver_policy": "by_start_sequence", "since": args.since, "start_seq": lo,
+                "found_by": "envelope ts_ms (binary search, " + ("direct gets" if direct else "message gets") + ")",
+                "margin_secs": args.since_margin, "probes": probes}
+
+
 async def run(args):
     nc = await nats.connect(args.nats, connect_timeout=5, max_reconnect_attempts=10,
                              inbox_prefix=args.inbox_prefix)
     try:
         js = nc.jetstream()
+        since_ms = None
         if args.since:
-            start = {"deliver_policy": api.DeliverPolicy.BY_START_TIME, "opt_start_time": parse_time(args.since)}
-            frm = {"deliver_policy": "by_start_time", "since": args.since}
+            since_ms = int(parse_time(args.since).timestamp() * 1000)
+            seq, frm = await find_start(js, args, since_ms)
+            start = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": seq}
         elif args.start_seq:
             start = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": args.start_seq}
             frm = {"deliver_policy": "by_start_sequence", "start_seq": args.start_seq}
         else:
             start = {"deliver_policy": api.DeliverPolicy.ALL}
             frm = {"deliver_policy": "all"}
-        fold = Replay(from_start=frm["deliver_policy"] == "all", keys=args.keys)
+        fold = Replay(from_start=frm["deliver_policy"] == "all", keys=args.keys, since_ms=since_ms)
         began = time.monotonic()
         done = False
         while not done:
@@ -406,6 +515,8 @@ async def run(args):
                          "opt_start_seq": fold.stream_seq + 1}
             done = await consume(js, args, consumer_config(**start), fold)
         elapsed = time.monotonic() - began
+        if since_ms is not None:
+            frm["skipped"] = fold.skipped
         return fold, fold.report(workspace=args.workspace, stream=args.stream,
                                  start=frm, replay_secs=round(elapsed, 6))
     finally:

@@ -17,9 +17,18 @@
 //! signature does not verify. When several apply, the highest.
 //!
 //! The replay is bounded: it stops after the workspace's events pending
-//! when its consumer was created. It needs no stream info, only an ephemeral
-//! pull consumer filtered to `sb.<W>.>` and its messages (docs/replay.md,
+//! when its consumer was created. It needs an ephemeral pull consumer
+//! filtered to `sb.<W>.>` and its messages, and with `--since` the
+//! stream's info and direct (or message) gets (docs/replay.md,
 //! "Permissions a replay needs").
+//!
+//! `--since` is exact by the envelopes' own `ts_ms`, whatever times the
+//! stream stored the messages at (a replay credential's copy stores its
+//! creation time for every event copied then): a binary search over the
+//! stream's sequences (gets of the next `sb.<W>.>` message) finds the first
+//! position whose event is at or after `since - --since-margin`, a consumer
+//! starts there, and events before `since` are skipped until each subject's
+//! first one at or after it.
 //!
 //! The types come from `switchboard_core::events` (prost code generated
 //! from `core/proto/switchboard/v1/events.proto`); a consumer outside this
@@ -55,9 +64,15 @@ struct Args {
     /// subscribe on `<prefix>.>` for a prefix of their own.
     #[arg(long, default_value = "_INBOX")]
     inbox_prefix: String,
-    /// Start at the first event stored at or after this RFC 3339 time.
+    /// Start at the first event whose envelope `ts_ms` is at or after this
+    /// RFC 3339 time.
     #[arg(long, conflicts_with = "start_seq")]
     since: Option<String>,
+    /// With --since, the search for the start position aims this many
+    /// seconds earlier (events of different subjects may be stored up to
+    /// that much out of `ts_ms` order).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SINCE_MARGIN_SECS)]
+    since_margin: f64,
     /// Start at this stream sequence.
     #[arg(long)]
     start_seq: Option<u64>,
@@ -72,6 +87,12 @@ struct Args {
     #[arg(long = "public-key", value_name = "KEY|FILE", value_delimiter = ',')]
     public_key: Vec<String>,
 }
+
+/// `--since`: how much earlier than `since` the start position is searched
+/// for. `ts_ms` is the decision's time, taken before the append; events of
+/// different subjects reach the stream in roughly, not exactly, `ts_ms`
+/// order.
+const DEFAULT_SINCE_MARGIN_SECS: f64 = 60.0;
 
 /// Exit statuses (docs/replay.md, "Tamper evidence"); the highest applies.
 const EXIT_GAP: i32 = 3;
@@ -133,8 +154,19 @@ struct Replay {
     events: u64,
     /// The stream sequence of the last event applied.
     stream_seq: u64,
-    /// The stream sequence of the first event delivered.
+    /// The stream sequence of the first event kept, and its sequence in
+    /// the log (a replay stream's copy names it in `Nats-Stream-Source`;
+    /// checkpoints name log sequences).
     first_stream_seq: Option<u64>,
+    first_log_seq: Option<u64>,
+    /// `--since` in ms: an event whose `ts_ms` is earlier is skipped, until
+    /// a subject's first event at or after it (from there on the subject's
+    /// events are all kept: the chain and `channel_seq` stay whole).
+    since_ms: Option<i64>,
+    /// Events delivered but skipped as before `since`, and per subject the
+    /// highest `channel_seq` skipped (before the replay's start).
+    skipped: u64,
+    skipped_heads: HashMap<String, u64>,
     unknown: u64,
     undecodable: u64,
     /// Subjects on which a payload that is no envelope was delivered.
@@ -162,10 +194,40 @@ struct Replay {
 }
 
 impl Replay {
-    fn apply(&mut self, subject: &str, stream_seq: u64, payload: &[u8]) {
+    /// With `--since`: is this delivered event at or after the start? A
+    /// subject's events are kept from its first one whose `ts_ms` is at or
+    /// after `since` on (`ts_ms` is monotonic per subject); a payload that
+    /// is no envelope has no time: kept once an event was kept.
+    fn keep(&mut self, subject: &str, env: Option<&Envelope>) -> bool {
+        let Some(since) = self.since_ms else {
+            return true;
+        };
+        if self.tips.contains_key(subject) {
+            return true;
+        }
+        let Some(env) = env else {
+            return self.first_stream_seq.is_some();
+        };
+        if env.ts_ms >= since {
+            return true;
+        }
+        self.skipped += 1;
+        let h = self.skipped_heads.entry(subject.to_string()).or_default();
+        *h = (*h).max(env.channel_seq);
+        false
+    }
+
+    fn apply(&mut self, subject: &str, stream_seq: u64, payload: &[u8], log_seq: Option<u64>) {
+        let env = Envelope::decode(payload).ok();
+        if !self.keep(subject, env.as_ref()) {
+            return;
+        }
         self.events += 1;
-        self.first_stream_seq.get_or_insert(stream_seq);
-        let Ok(env) = Envelope::decode(payload) else {
+        if self.first_stream_seq.is_none() {
+            self.first_stream_seq = Some(stream_seq);
+            self.first_log_seq = Some(log_seq.unwrap_or(stream_seq));
+        }
+        let Some(env) = env else {
             // Quarantined: part of neither channel_seq nor the chain.
             self.undecodable += 1;
             self.undecodable_subjects.insert(subject.to_string());
@@ -355,15 +417,23 @@ impl Replay {
     /// before its checkpoint in stream order): from the start always; from
     /// a time or a sequence when the subject's first event seen is at or
     /// before it, or when nothing of the subject was seen though the head's
-    /// stream seq is within the replay.
+    /// stream seq (the log's) is within the replay; never a head skipped as
+    /// before `--since`.
     fn covers(&self, subject: &str, channel_seq: u64, stream_seq: u64) -> bool {
         if self.from_start {
             return true;
         }
+        if self
+            .skipped_heads
+            .get(subject)
+            .is_some_and(|s| channel_seq <= *s)
+        {
+            return false;
+        }
         match self.base.get(subject) {
             Some(base) => channel_seq >= *base,
             None => {
-                self.first_stream_seq.is_some_and(|f| stream_seq >= f)
+                self.first_log_seq.is_some_and(|f| stream_seq >= f)
                     && !self.undecodable_subjects.contains(subject)
             }
         }
@@ -487,13 +557,96 @@ async fn consume(
         }
         expected += 1;
         let (seq, pending) = (info.stream_sequence, info.pending);
-        fold.apply(msg.subject.as_str(), seq, &msg.payload);
+        let log_seq = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Stream-Source"))
+            .and_then(|v| v.as_str().split(' ').nth(1)?.parse().ok());
+        fold.apply(msg.subject.as_str(), seq, &msg.payload, log_seq);
         fold.stream_seq = seq;
         remaining = remaining.saturating_sub(1);
         if remaining == 0 || pending == 0 {
             return Ok(true);
         }
     }
+}
+
+/// Where a replay `--since` starts: the lowest stream sequence from which
+/// the workspace's next event has an envelope `ts_ms` at or after `since -
+/// --since-margin`, found by a binary search over the stream's sequence
+/// range (its info) with gets of the next `sb.<W>.>` message at or after a
+/// sequence (direct gets when the stream allows them, else message gets).
+/// The stream's stored times play no part. `ts_ms` is only roughly ordered
+/// across subjects: with every event stored less than the margin out of
+/// order, no event at or after `since` is before the start found (a
+/// payload that is no envelope counts as at or after).
+async fn find_start(
+    stream: &jetstream::stream::Stream<()>,
+    args: &Args,
+    since: &str,
+    since_ms: i64,
+) -> Result<(u64, Value)> {
+    let info = stream.get_info().await.context("the stream's info")?;
+    let direct = info.config.allow_direct;
+    let target = since_ms - (args.since_margin * 1000.0) as i64;
+    let subject = format!("sb.{}.>", args.workspace);
+    let (mut lo, mut hi) = (
+        info.state.first_sequence.max(1),
+        info.state.last_sequence + 1,
+    );
+    let mut probes = 0u64;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        probes += 1;
+        // The workspace's first message at or after `mid`, if any.
+        let next = if direct {
+            match stream
+                .direct_get_builder()
+                .sequence(mid)
+                .next_by_subject(subject.clone())
+                .send()
+                .await
+            {
+                Ok(m) => Some((m.sequence, m.payload)),
+                Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => None,
+                Err(e) => return Err(e).context("direct get"),
+            }
+        } else {
+            match stream
+                .raw_message_builder()
+                .sequence(mid)
+                .next_by_subject(subject.clone())
+                .send()
+                .await
+            {
+                Ok(m) => Some((m.sequence, m.payload)),
+                Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {
+                    None
+                }
+                Err(e) => return Err(e).context("message get"),
+            }
+        };
+        match next {
+            Some((seq, payload)) => match Envelope::decode(payload) {
+                Ok(env) if env.ts_ms < target => lo = seq + 1,
+                _ => hi = mid,
+            },
+            None => hi = mid,
+        }
+    }
+    let how = if direct {
+        "direct gets"
+    } else {
+        "message gets"
+    };
+    Ok((
+        lo,
+        json!({
+            "deliver_policy": "by_start_sequence", "since": since, "start_seq": lo,
+            "found_by": format!("envelope ts_ms (binary search, {how})"),
+            "margin_secs": args.since_margin, "probes": probes,
+        }),
+    ))
 }
 
 async fn run(args: Args, keys: Vec<[u8; 32]>) -> Result<(Value, i32)> {
@@ -514,17 +667,23 @@ async fn run(args: Args, keys: Vec<[u8; 32]>) -> Result<(Value, i32)> {
         .await
         .context("connecting to NATS")?;
     let js = jetstream::new(client.clone());
-    // No stream info: a replay credential may not read the stream's state
-    // (it spans every workspace).
+    // Stream info only for --since (the search's sequence range).
     let stream = js.get_stream_no_info(&args.stream).await?;
-    let (deliver_policy, start) = match (&args.since, args.start_seq) {
+    let mut since_ms = None;
+    let (deliver_policy, mut start) = match (&args.since, args.start_seq) {
         (Some(since), _) => {
             let t =
                 time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
                     .with_context(|| format!("--since {since:?} is not an RFC 3339 time"))?;
+            let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+                .with_context(|| format!("--since {since:?} is out of range"))?;
+            since_ms = Some(ms);
+            let (seq, start) = find_start(&stream, &args, since, ms).await?;
             (
-                DeliverPolicy::ByStartTime { start_time: t },
-                json!({"deliver_policy": "by_start_time", "since": since}),
+                DeliverPolicy::ByStartSequence {
+                    start_sequence: seq,
+                },
+                start,
             )
         }
         (None, Some(seq)) if seq > 0 => (
@@ -537,6 +696,7 @@ async fn run(args: Args, keys: Vec<[u8; 32]>) -> Result<(Value, i32)> {
     };
     let mut fold = Replay {
         from_start: matches!(deliver_policy, DeliverPolicy::All),
+        since_ms,
         keys,
         ..Default::default()
     };
@@ -555,6 +715,9 @@ async fn run(args: Args, keys: Vec<[u8; 32]>) -> Result<(Value, i32)> {
         }
         done = consume(&client, &stream, &args, deliver_policy, &mut fold, idle).await?;
     }
+    if since_ms.is_some() {
+        start["skipped"] = json!(fold.skipped);
+    }
     let mut out = Map::new();
     out.insert("workspace".into(), json!(args.workspace));
     out.insert("stream".into(), json!(args.stream));
@@ -572,6 +735,10 @@ async fn main() -> Result<()> {
         eprintln!("error: {e:#}");
         std::process::exit(2)
     });
+    if !(args.since_margin >= 0.0 && args.since_margin.is_finite()) {
+        eprintln!("error: --since-margin must be a number of seconds, 0 or more");
+        std::process::exit(2)
+    }
     let (out, status) = run(args, keys).await?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     let list = |v: &Value| v.as_array().cloned().unwrap_or_default();

@@ -402,6 +402,35 @@ async fn the_examples_skip_unknown_cases_and_report_gaps() {
             ],
         );
         assert_eq!((code, v["events"].as_u64()), (0, Some(1)), "{name}: {v}");
+        // From a time, on a stream without direct gets (message gets find
+        // the start): these envelopes' ts_ms is 0, so from the epoch on
+        // everything is replayed (the gap still found), from now on nothing.
+        let on = |since: &str| {
+            run_example(
+                &cmd,
+                &[
+                    "--nats",
+                    &nats.url(),
+                    "--workspace",
+                    "Wx",
+                    "--since",
+                    since,
+                    "--since-margin",
+                    "0",
+                ],
+            )
+        };
+        let (code, v) = on("1970-01-01T00:00:00Z");
+        assert_eq!((code, v["events"].as_u64()), (3, Some(5)), "{name}: {v}");
+        assert_eq!(v["start"]["start_seq"], 1, "{name}: {v}");
+        assert!(
+            v["start"]["found_by"]
+                .as_str()
+                .is_some_and(|f| f.contains("message gets")),
+            "{name}: {v}"
+        );
+        let (code, v) = on(&rfc3339_ms(now_ms()));
+        assert_eq!((code, v["events"].as_u64()), (0, Some(0)), "{name}: {v}");
     }
 }
 
@@ -522,6 +551,141 @@ async fn the_examples_replay_with_a_replay_credential() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+}
+
+/// `--since` through a replay credential (regression): the replay
+/// stream's copy stores every event it copied when it was created with
+/// that moment's time, so a start by stored time (JetStream's
+/// `by_start_time`) replayed everything posted before the credential. The
+/// examples find the start by the envelopes' own `ts_ms` (a binary search
+/// over the stream's sequences) and skip what is earlier: from a time
+/// between two batches of posts, before or after the credential's issue,
+/// they count only the later batch, as the HTTP history does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_replay_since_a_time_with_a_replay_credential() {
+    let server = Server::start_embedded(&["--rate-limits", "off"]);
+    let api = server.api();
+    let a = api.workspace("Acme").await;
+    let (_, ada) = api.user(&a, "ada", "admin").await;
+    let general = api.channel(&ada, "general", false).await;
+    let random = api.channel(&ada, "random", false).await;
+    let mut early = Vec::new();
+    for (ch, n) in [(&general, 4), (&random, 2)] {
+        for i in 0..n {
+            early.push(
+                post(
+                    &api,
+                    &ada,
+                    json!({"channel_id": ch, "text": format!("early{i}")}),
+                )
+                .await,
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let before_credential = rfc3339_ms(now_ms());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The copy is made now: the early events are stored at this time.
+    let c = crate::replay_auth::replay_credentials(&server, &["--workspace", &a]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let after_credential = rfc3339_ms(now_ms());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for i in 0..3 {
+        post(
+            &api,
+            &ada,
+            json!({"channel_id": general, "text": format!("late{i}")}),
+        )
+        .await;
+    }
+    let late = post(&api, &ada, json!({"channel_id": random, "text": "late"})).await;
+    api.delete(&format!("/v1/messages/{late}"), &ada)
+        .await
+        .expect(200);
+    // A delete, after the time, of a message posted before it: not counted.
+    api.delete(&format!("/v1/messages/{}", early[0]), &ada)
+        .await
+        .expect(200);
+
+    let channels = [general.as_str(), random.as_str()];
+    let all = http_counts(&api, &ada, &channels, "").await;
+    let base = [
+        "--nats".to_string(),
+        c["url"].as_str().expect("url").to_string(),
+        "--inbox-prefix".to_string(),
+        c["inbox_prefix"].as_str().expect("prefix").to_string(),
+        "--stream".to_string(),
+        c["stream"].as_str().expect("stream").to_string(),
+        "--workspace".to_string(),
+        a.clone(),
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter()
+            .cloned()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let run = |cmd: &[PathBuf], args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_checked(cmd, &args)
+    };
+    // The copy follows the log within moments: wait until it holds all.
+    let rust = vec![rust_example()];
+    let waited = std::time::Instant::now();
+    loop {
+        let (code, v, err) = run(&rust, with(&[]));
+        assert_eq!(code, 0, "{v}\n{err}");
+        if replay_counts(&v) == all {
+            break;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(20), "{v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let ran: Vec<&str> = examples().iter().map(|(n, _)| *n).collect();
+    for since in [&before_credential, &after_credential] {
+        let want = http_counts(&api, &ada, &channels, since).await;
+        // Only the later posts (one of them deleted).
+        assert_eq!(
+            want,
+            Counts::from([(general.clone(), (3, 0)), (random.clone(), (1, 1))]),
+            "since {since}"
+        );
+        for (name, cmd) in examples() {
+            // The default margin (the search aims a minute earlier: it
+            // starts at the beginning here, the filter skips the rest) and
+            // none (the search itself lands after the early events).
+            for margin in [None, Some("0")] {
+                let mut extra = vec!["--since", since.as_str()];
+                extra.extend(margin.iter().flat_map(|m| ["--since-margin", *m]));
+                let (code, v, err) = run(&cmd, with(&extra));
+                assert_eq!(
+                    code, 0,
+                    "{name} since {since} margin {margin:?}: {v}\n{err}"
+                );
+                assert_eq!(
+                    replay_counts(&v),
+                    want,
+                    "{name} since {since} margin {margin:?}: {v}"
+                );
+                assert_eq!(v["gaps"], json!([]), "{name}: {v}");
+                assert_eq!(findings(&v), (&json!([]), &json!([])), "{name}: {v}");
+                let start = &v["start"];
+                assert_eq!(start["deliver_policy"], "by_start_sequence", "{name}: {v}");
+                assert_eq!(start["since"], since.as_str(), "{name}: {v}");
+                let start_seq = start["start_seq"].as_u64().expect("start_seq");
+                if margin.is_some() {
+                    assert!(
+                        start_seq > 1,
+                        "{name}: the search found the later events: {v}"
+                    );
+                } else {
+                    assert!(start["skipped"].as_u64() > Some(0), "{name}: {v}");
+                }
+            }
+        }
+    }
+    eprintln!("replay examples run: {ran:?}");
 }
 
 /// Runs an example (program + leading args) with `args`: its exit code,
