@@ -267,15 +267,34 @@ impl Commands {
         let Some(Body::ContentErased(e)) = &a.envelope.body else {
             return Ok(None);
         };
+        // A hold placed while this was being appended (after the check the
+        // decision made): its keys are kept, so the log keeps the text the
+        // hold preserves (the read models forget it; an export still has it).
+        let holds = self.holds_of(ws).await?;
+        let keys: Vec<String> = e
+            .key_refs
+            .iter()
+            .filter(|k| {
+                Slot::parse(k).is_some_and(|s| !holds.message_held(&s.channel_id, &s.author_id))
+            })
+            .cloned()
+            .collect();
+        if keys.len() < e.key_refs.len() {
+            tracing::warn!(
+                channel,
+                kept = e.key_refs.len() - keys.len(),
+                "erasure: a legal hold placed meanwhile keeps these keys"
+            );
+        }
         self.log
             .keyring()
-            .destroy(&e.key_refs)
+            .destroy(&keys)
             .await
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
         if let Some(exports) = self.exports.get() {
             exports.withdraw(ws);
         }
-        Ok(Some(e.key_refs.len()))
+        Ok(Some(keys.len()))
     }
 
     /// Erases every message of `target` (right to erasure): one
