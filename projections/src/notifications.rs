@@ -194,12 +194,11 @@ impl Projector for Notifications {
                  deleted INTEGER NOT NULL DEFAULT 0,
                  erased INTEGER NOT NULL DEFAULT 0
              ) WITHOUT ROWID;
-             -- An erasure's candidates: not yet erased, by time (and by
-             -- author and time).
+             -- An erasure's candidates: not yet erased, by time (a user's
+             -- erasure filters them by sender).
              CREATE INDEX IF NOT EXISTS messages_to_erase ON messages (channel_id, ts_ms)
                  WHERE erased = 0;
-             CREATE INDEX IF NOT EXISTS messages_to_erase_by_sender
-                 ON messages (channel_id, sender_id, ts_ms) WHERE erased = 0;
+             DROP INDEX IF EXISTS messages_to_erase_by_sender;
              CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client
                  ON messages (channel_id, sender_id, client_msg_id)
                  WHERE client_msg_id IS NOT NULL;
@@ -608,7 +607,7 @@ fn erase(
     } else {
         let authors: BTreeSet<&String> = e.author_ids.iter().collect();
         let mut stmt = tx.prepare_cached(
-            "SELECT id, seq, ts_ms, sender_id FROM messages INDEXED BY messages_to_erase_by_sender
+            "SELECT id, seq, ts_ms, sender_id FROM messages INDEXED BY messages_to_erase
              WHERE channel_id = ?1 AND sender_id = ?2 AND ts_ms < ?3 AND erased = 0",
         )?;
         for author in authors {

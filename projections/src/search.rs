@@ -154,9 +154,10 @@ impl Projector for Search {
                  WHERE message_id IS NOT NULL;
              -- The workspace's first document (for the total estimate).
              CREATE INDEX IF NOT EXISTS docs_by_workspace ON docs (workspace_id, id);
-             -- An erasure's candidates: by time, and by author and time.
+             -- An erasure's candidates: by time (a user's erasure filters
+             -- them by sender).
              CREATE INDEX IF NOT EXISTS docs_by_channel_ts ON docs (channel_id, ts_ms);
-             CREATE INDEX IF NOT EXISTS docs_by_sender_ts ON docs (channel_id, sender_id, ts_ms);
+             DROP INDEX IF EXISTS docs_by_sender_ts;
              -- The documents each erasure deleted (for the external indexer).
              CREATE TABLE IF NOT EXISTS erased_docs (
                  stream_seq INTEGER NOT NULL,
@@ -418,7 +419,7 @@ fn erase(
     } else {
         let authors: std::collections::BTreeSet<&String> = e.author_ids.iter().collect();
         let mut stmt = tx.prepare_cached(
-            "SELECT message_id, seq, ts_ms, sender_id FROM docs INDEXED BY docs_by_sender_ts
+            "SELECT message_id, seq, ts_ms, sender_id FROM docs INDEXED BY docs_by_channel_ts
              WHERE channel_id = ?1 AND sender_id = ?2 AND ts_ms < ?3",
         )?;
         for author in authors {

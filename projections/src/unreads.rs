@@ -140,12 +140,11 @@ impl Projector for Unreads {
                  ts_ms INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (channel_id, seq)
              ) WITHOUT ROWID;
-             -- An erasure's candidates: live messages by time, and by
-             -- sender and time.
+             -- An erasure's candidates: live messages by time (a user's
+             -- erasure filters them by sender).
              CREATE INDEX IF NOT EXISTS msgs_live_by_ts ON msgs (channel_id, ts_ms)
                  WHERE deleted = 0;
-             CREATE INDEX IF NOT EXISTS msgs_live_by_sender
-                 ON msgs (channel_id, sender_id, ts_ms) WHERE deleted = 0;
+             DROP INDEX IF EXISTS msgs_live_by_sender;
              CREATE UNIQUE INDEX IF NOT EXISTS msgs_by_id ON msgs (id);
              CREATE INDEX IF NOT EXISTS msgs_ord ON msgs (channel_id, seq, ord)
                  WHERE ord IS NOT NULL;
@@ -387,7 +386,7 @@ fn erase(
         let authors: BTreeSet<&String> = e.author_ids.iter().collect();
         let mut stmt = tx.prepare_cached(
             "SELECT channel_id, seq, sender_id, root_id, ord IS NOT NULL, deleted, ts_ms
-             FROM msgs INDEXED BY msgs_live_by_sender
+             FROM msgs INDEXED BY msgs_live_by_ts
              WHERE channel_id = ?1 AND sender_id = ?2 AND ts_ms < ?3 AND deleted = 0",
         )?;
         for author in authors {
