@@ -444,44 +444,22 @@ fn scrub_events(tx: &Transaction<'_>, message_id: &str) -> rusqlite::Result<()> 
 /// scrubs (text, mentions, attachments, stored events, reactions, pin; its
 /// files marked deleted at this stream seq for the reaper) and marked
 /// erased. The candidates come from an index of the channel's messages
-/// not yet erased, by time (or by author and time when the erasure names
-/// authors): the cost follows the covered messages (plus the held
-/// authors' ones in the window), not the channel's size.
+/// not yet erased, by time: the cost follows the messages before the
+/// erasure's time bound not yet erased (a user's erasure, with no time
+/// bound, reads the channel's; rare), not the channel's whole history.
 fn erase(
     tx: &Transaction<'_>,
     ch: &str,
     stream_seq: u64,
     e: &switchboard_core::events::ContentErased,
 ) -> rusqlite::Result<()> {
-    type Candidate = (String, i64, i64, String);
-    let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Candidate> {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    };
-    let mut candidates: Vec<Candidate> = Vec::new();
-    if e.author_ids.is_empty() {
-        let mut stmt = tx.prepare_cached(
-            "SELECT id, seq, ts_ms, sender_id FROM messages INDEXED BY messages_to_erase
-             WHERE channel_id = ?1 AND ts_ms < ?2 AND erased <> 1",
-        )?;
-        for c in stmt.query_map(params![ch, e.before_ts_ms], row)? {
-            candidates.push(c?);
-        }
-    } else {
-        let authors: std::collections::BTreeSet<&String> = e.author_ids.iter().collect();
-        let mut stmt = tx.prepare_cached(
-            "SELECT id, seq, ts_ms, sender_id FROM messages INDEXED BY messages_to_erase
-             WHERE channel_id = ?1 AND sender_id = ?2 AND ts_ms < ?3 AND erased <> 1",
-        )?;
-        for author in authors {
-            for c in stmt.query_map(params![ch, author, e.before_ts_ms], row)? {
-                candidates.push(c?);
-            }
-        }
-    }
-    for (id, seq, ts_ms, sender) in candidates {
-        if !e.covers(seq.max(0) as u64, ts_ms, &sender) {
-            continue;
-        }
+    let covered = crate::runner::covered_by(
+        tx,
+        "SELECT id, seq, ts_ms, sender_id FROM messages INDEXED BY messages_to_erase WHERE channel_id = ?1 AND ts_ms < ?2 AND erased <> 1",
+        ch,
+        e,
+    )?;
+    for id in covered {
         tx.prepare_cached(
             "UPDATE messages SET text = '', erased = ?2, attachments = '[]', mentions = ?3,
                  pinned_seq = NULL

@@ -585,41 +585,19 @@ fn recipients(
 
 /// A `ContentErased` on channel `ch`: the messages it covers are marked
 /// erased and their notifications deleted. Candidates come from the
-/// channel's messages not yet erased, by time (or by author and time).
+/// channel's messages not yet erased, by time.
 fn erase(
     tx: &Transaction<'_>,
     ch: &str,
     e: &switchboard_core::events::ContentErased,
 ) -> rusqlite::Result<()> {
-    type Candidate = (String, i64, i64, String);
-    let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Candidate> {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    };
-    let mut candidates: Vec<Candidate> = Vec::new();
-    if e.author_ids.is_empty() {
-        let mut stmt = tx.prepare_cached(
-            "SELECT id, seq, ts_ms, sender_id FROM messages INDEXED BY messages_to_erase
-             WHERE channel_id = ?1 AND ts_ms < ?2 AND erased = 0",
-        )?;
-        for c in stmt.query_map(params![ch, e.before_ts_ms], row)? {
-            candidates.push(c?);
-        }
-    } else {
-        let authors: BTreeSet<&String> = e.author_ids.iter().collect();
-        let mut stmt = tx.prepare_cached(
-            "SELECT id, seq, ts_ms, sender_id FROM messages INDEXED BY messages_to_erase
-             WHERE channel_id = ?1 AND sender_id = ?2 AND ts_ms < ?3 AND erased = 0",
-        )?;
-        for author in authors {
-            for c in stmt.query_map(params![ch, author, e.before_ts_ms], row)? {
-                candidates.push(c?);
-            }
-        }
-    }
-    for (id, seq, ts_ms, sender) in candidates {
-        if !e.covers(seq.max(0) as u64, ts_ms, &sender) {
-            continue;
-        }
+    let covered = crate::runner::covered_by(
+        tx,
+        "SELECT id, seq, ts_ms, sender_id FROM messages INDEXED BY messages_to_erase WHERE channel_id = ?1 AND ts_ms < ?2 AND erased = 0",
+        ch,
+        e,
+    )?;
+    for id in covered {
         tx.prepare_cached("UPDATE messages SET erased = 1 WHERE id = ?1")?
             .execute([&id])?;
         tx.prepare_cached("DELETE FROM notifications WHERE message_id = ?1")?

@@ -684,3 +684,35 @@ impl Drop for Pump {
 
 #[cfg(test)]
 mod tests;
+
+/// The ids of the messages of channel `ch` that the erasure `e` covers.
+/// `select` reads `(id, seq, ts_ms, sender_id)` of the channel's candidates
+/// with `?1` = the channel and `?2` = `e.before_ts_ms` (through an index by
+/// channel and time); [`ContentErased::covers`] decides the rest (authors,
+/// held authors, `through_channel_seq`), the same for every model.
+///
+/// [`ContentErased::covers`]: switchboard_core::events::ContentErased::covers
+pub(crate) fn covered_by(
+    tx: &rusqlite::Transaction<'_>,
+    select: &str,
+    ch: &str,
+    e: &switchboard_core::events::ContentErased,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = tx.prepare_cached(select)?;
+    let rows = stmt.query_map(rusqlite::params![ch, e.before_ts_ms], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    let mut ids = Vec::new();
+    for row in rows {
+        let (id, seq, ts_ms, sender) = row?;
+        if e.covers(seq.max(0) as u64, ts_ms, &sender) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}

@@ -394,7 +394,7 @@ impl Projector for Search {
 
 /// A `ContentErased` on channel `ch`: deletes the documents (with their
 /// file names and reactions) of the messages it covers, found through the
-/// channel's documents by time (or by author and time), and records them
+/// channel's documents by time, and records them
 /// in `erased_docs` under `stream_seq`.
 fn erase(
     tx: &Transaction<'_>,
@@ -403,35 +403,13 @@ fn erase(
     ws: &str,
     e: &switchboard_core::events::ContentErased,
 ) -> rusqlite::Result<()> {
-    type Candidate = (String, i64, i64, String);
-    let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Candidate> {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    };
-    let mut candidates: Vec<Candidate> = Vec::new();
-    if e.author_ids.is_empty() {
-        let mut stmt = tx.prepare_cached(
-            "SELECT message_id, seq, ts_ms, sender_id FROM docs INDEXED BY docs_by_channel_ts
-             WHERE channel_id = ?1 AND ts_ms < ?2",
-        )?;
-        for c in stmt.query_map(params![ch, e.before_ts_ms], row)? {
-            candidates.push(c?);
-        }
-    } else {
-        let authors: std::collections::BTreeSet<&String> = e.author_ids.iter().collect();
-        let mut stmt = tx.prepare_cached(
-            "SELECT message_id, seq, ts_ms, sender_id FROM docs INDEXED BY docs_by_channel_ts
-             WHERE channel_id = ?1 AND sender_id = ?2 AND ts_ms < ?3",
-        )?;
-        for author in authors {
-            for c in stmt.query_map(params![ch, author, e.before_ts_ms], row)? {
-                candidates.push(c?);
-            }
-        }
-    }
-    for (id, seq, ts_ms, sender) in candidates {
-        if !e.covers(seq.max(0) as u64, ts_ms, &sender) {
-            continue;
-        }
+    let covered = crate::runner::covered_by(
+        tx,
+        "SELECT message_id, seq, ts_ms, sender_id FROM docs INDEXED BY docs_by_channel_ts WHERE channel_id = ?1 AND ts_ms < ?2",
+        ch,
+        e,
+    )?;
+    for id in covered {
         unindex_doc(tx, &id)?;
         tx.prepare_cached("DELETE FROM docs WHERE message_id = ?1")?
             .execute([&id])?;
