@@ -705,17 +705,12 @@ impl Log {
 
     /// Reads one stored event by stream sequence (its text opened).
     pub async fn get(&self, stream_seq: u64) -> Result<LogEvent, LogError> {
-        let msg = self
-            .inner
-            .stream
-            .direct_get(stream_seq)
-            .await
-            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        let raw = self.get_raw(stream_seq).await?;
         Ok(LogEvent {
-            stream_seq: msg.sequence,
+            stream_seq: raw.stream_seq,
             pending: 0,
-            subject: msg.subject.to_string(),
-            envelope: self.open_payload(msg.payload.as_ref()).await?,
+            envelope: self.open_payload(raw.payload.as_ref()).await?,
+            subject: raw.subject,
         })
     }
 

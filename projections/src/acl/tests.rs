@@ -790,3 +790,81 @@ fn tokens_go_live_from_their_verifier_and_old_inline_hashes_still_verify() {
         "only T8's verifier is left"
     );
 }
+
+#[test]
+fn retention_and_holds_make_rows_and_forever_or_a_lift_removes_them() {
+    use switchboard_core::events::{HoldScope, LegalHoldLifted, LegalHoldPlaced, RetentionSet};
+    let (mut m, mut f) = (model(), Feed::new());
+    setup(&mut m, &mut f);
+    let ws = WS.to_string();
+    let retention = |channel: &str, days: u32, secs: u64| {
+        Body::RetentionSet(RetentionSet {
+            channel_id: channel.into(),
+            days,
+            max_age_secs: secs,
+        })
+    };
+    m.apply(&[
+        f.ws("", "alice", retention("", 90, 0)),
+        f.ws("", "alice", retention("C1", 0, 3600)),
+        f.ws("", "alice", retention("C1", 30, 0)),
+        f.ws(
+            "",
+            "alice",
+            Body::LegalHoldPlaced(LegalHoldPlaced {
+                hold_id: "H1".into(),
+                scope: HoldScope::User as i32,
+                target_id: "bob".into(),
+                reason: "matter 17".into(),
+            }),
+        ),
+        f.ws(
+            "",
+            "alice",
+            Body::LegalHoldPlaced(LegalHoldPlaced {
+                hold_id: "H2".into(),
+                scope: HoldScope::Channel as i32,
+                target_id: "C1".into(),
+                reason: "audit".into(),
+            }),
+        ),
+    ]);
+    let policies = retention_of(m.conn(), &ws).expect("query");
+    let got: Vec<(&str, u32, u64)> = policies
+        .iter()
+        .map(|p| (p.channel_id.as_str(), p.days, p.max_age_secs))
+        .collect();
+    // The channel's second setting replaced its first.
+    assert_eq!(got, [("", 90, 0), ("C1", 30, 0)]);
+    assert_eq!(policies[0].set_by, "alice");
+    let h = holds(m.conn(), &ws).expect("query");
+    assert!(!h.workspace);
+    assert!(h.users.contains("bob") && h.channels.contains("C1"));
+    assert!(h.message_held("C2", "bob") && h.message_held("C1", "carol"));
+    assert!(!h.message_held("C2", "carol"));
+    // Forever removes a policy; a lift removes a hold; another
+    // workspace's holds are not this one's.
+    m.apply(&[
+        f.ws("", "alice", retention("C1", 0, 0)),
+        f.ws(
+            "",
+            "alice",
+            Body::LegalHoldLifted(LegalHoldLifted {
+                hold_id: "H1".into(),
+            }),
+        ),
+    ]);
+    let got: Vec<String> = retention_of(m.conn(), &ws)
+        .expect("query")
+        .into_iter()
+        .map(|p| p.channel_id)
+        .collect();
+    assert_eq!(got, [""]);
+    let left: Vec<String> = holds_of(m.conn(), &ws)
+        .expect("query")
+        .into_iter()
+        .map(|v| format!("{} {} {}", v.id, v.scope, v.target_id))
+        .collect();
+    assert_eq!(left, ["H2 channel C1"]);
+    assert!(holds_of(m.conn(), "another").expect("query").is_empty());
+}
