@@ -13,11 +13,12 @@ use super::{ms, now_ms, random, settle_or_unchanged, wait, Commands};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::UserCtx;
 use std::collections::HashMap;
+use switchboard_core::commands::accounts::Account;
 use switchboard_core::commands::retention::{
     self as decide, Holds, PlaceHold, RetentionAge, SlotFacts,
 };
 use switchboard_core::events::{Body, HoldScope};
-use switchboard_core::ids::{ChannelId, HoldId, UserId};
+use switchboard_core::ids::{ChannelId, HoldId, UserId, WorkspaceId};
 use switchboard_projections::acl::{self, AclDirectory, HoldView, RetentionView};
 use switchboard_streams::keyring::Slot;
 use switchboard_streams::{subjects, Outcome};
@@ -237,16 +238,25 @@ impl Commands {
     }
 
     /// Appends the erasure `decide` makes for `channel` at its head, then
-    /// destroys the keys it names. `Ok(None)`: nothing was erased.
+    /// destroys the keys it names. `Ok(None)`: nothing was erased. The
+    /// holds, the channel's slots and (for a user's erasure) the `target`
+    /// account are read again for every decision, a re-decision after an
+    /// append conflict included.
     async fn erase_channel<F>(
         &self,
         ws: &str,
         channel: &str,
         actor: &str,
+        target: Option<(&WorkspaceId, &UserId)>,
         decide: F,
     ) -> ApiResult<Option<usize>>
     where
-        F: Fn(&Holds, &[SlotFacts], u64) -> Result<Option<Body>, switchboard_core::DomainError>,
+        F: Fn(
+            &Holds,
+            Option<&Account>,
+            &[SlotFacts],
+            u64,
+        ) -> Result<Option<Body>, switchboard_core::DomainError>,
     {
         let decide = &decide;
         let outcome = self
@@ -260,7 +270,16 @@ impl Commands {
                     .channel_slots(ws, channel)
                     .await
                     .map_err(|e| ApiError::unavailable(e.to_string()))?;
-                let decided = decide(&holds, &slot_facts(&slots), basis.head.subject_seq);
+                let account = match target {
+                    Some((w, u)) => self.account_state(w, u).await?.target,
+                    None => None,
+                };
+                let decided = decide(
+                    &holds,
+                    account.as_ref(),
+                    &slot_facts(&slots),
+                    basis.head.subject_seq,
+                );
                 settle_or_unchanged(basis, decided, |seq, body| {
                     Self::envelope(ws, channel, actor, seq, body)
                 })
@@ -338,24 +357,19 @@ impl Commands {
                 report.held_channels.push(ch);
                 continue;
             }
-            // Read again for each channel: a reactivation meanwhile stops
-            // the rest (nothing new may be sealed under keys being
-            // destroyed).
-            let account = self
-                .account_state(&caller.workspace_id, &target)
-                .await?
-                .target;
+            // The user is read again in each decision: a reactivation
+            // meanwhile stops the rest (nothing new may be sealed under
+            // keys being destroyed).
             let n = self
-                .erase_channel(ws, &ch, caller.user_id.as_str(), |holds, slots, through| {
-                    decide::decide_user_erasure(
-                        caller,
-                        account.as_ref(),
-                        holds,
-                        &ch,
-                        slots,
-                        through,
-                    )
-                })
+                .erase_channel(
+                    ws,
+                    &ch,
+                    caller.user_id.as_str(),
+                    Some((&caller.workspace_id, &target)),
+                    |holds, account, slots, through| {
+                        decide::decide_user_erasure(caller, account, holds, &ch, slots, through)
+                    },
+                )
                 .await?;
             if let Some(n) = n {
                 report.keys_destroyed += n;
@@ -443,7 +457,7 @@ impl Commands {
                     continue;
                 }
                 let n = self
-                    .erase_channel(&ws, &ch, "", |holds, slots, through| {
+                    .erase_channel(&ws, &ch, "", None, |holds, _, slots, through| {
                         Ok(decide::decide_retention_erasure(
                             holds, &ch, age, scope, slots, now, through,
                         ))
